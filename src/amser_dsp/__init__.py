@@ -1,0 +1,61 @@
+"""amser_dsp: log-Mel speech features on the device, compact containers on the wire.
+
+The public API is flat::
+
+    import amser_dsp
+    x = amser_dsp.load_audio("speech.flac")          # float32, 16 kHz mono
+    f = amser_dsp.features(x, 16000, preset="amser")  # (n_mels, n_frames)
+
+Importing this package loads NumPy and the core only; SciPy's signal module,
+Numba and the server extra load on first use.
+"""
+
+from __future__ import annotations
+
+from . import backends
+from .backends import use_backend
+from .config import PRESETS, FeatureConfig, get_preset
+from .data import sample_path, sample_transcript
+from .errors import (
+    AmserError,
+    AudioError,
+    BackendError,
+    BackendUnavailableError,
+    CodecError,
+    ConfigError,
+    ContainerError,
+    CorruptContainerError,
+    LimitExceededError,
+    SampleRateError,
+    UnknownBackendError,
+    UnsupportedVersionError,
+)
+from .frontend import features
+from .io import load_audio
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "AmserError",
+    "AudioError",
+    "BackendError",
+    "BackendUnavailableError",
+    "CodecError",
+    "ConfigError",
+    "ContainerError",
+    "CorruptContainerError",
+    "FeatureConfig",
+    "LimitExceededError",
+    "SampleRateError",
+    "UnknownBackendError",
+    "UnsupportedVersionError",
+    "__version__",
+    "backends",
+    "features",
+    "get_preset",
+    "load_audio",
+    "sample_path",
+    "sample_transcript",
+    "use_backend",
+]

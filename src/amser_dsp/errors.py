@@ -1,0 +1,72 @@
+"""Exceptions raised by amser_dsp.
+
+Every error the library raises on purpose derives from :class:`AmserError`, so
+``except amser_dsp.AmserError`` catches them all.  Each concrete class also
+inherits the builtin exception it stands in for, so code written against the
+builtins (``except ValueError``) keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmserError",
+    "AudioError",
+    "BackendError",
+    "BackendUnavailableError",
+    "CodecError",
+    "ConfigError",
+    "ContainerError",
+    "CorruptContainerError",
+    "LimitExceededError",
+    "SampleRateError",
+    "UnknownBackendError",
+    "UnsupportedVersionError",
+]
+
+
+class AmserError(Exception):
+    """Root of every exception raised by amser_dsp."""
+
+
+class ConfigError(AmserError, ValueError):
+    """A :class:`~amser_dsp.FeatureConfig` (or a preset name) is invalid."""
+
+
+class AudioError(AmserError, ValueError):
+    """Audio input is unusable: empty, non-finite, wrong dtype or layout, unreadable."""
+
+
+class SampleRateError(AudioError):
+    """The audio's sample rate does not match the one the config expects."""
+
+
+class BackendError(AmserError, RuntimeError):
+    """A compute back end failed or was misused."""
+
+
+class UnknownBackendError(AmserError, LookupError):
+    """No back end is registered under the requested name."""
+
+
+class BackendUnavailableError(AmserError, ImportError):
+    """A back end is known but its optional dependency is not installed."""
+
+
+class CodecError(AmserError, ValueError):
+    """Encoding parameters are invalid or the features cannot be encoded."""
+
+
+class ContainerError(AmserError, ValueError):
+    """A container (``.amser`` bytes) is malformed or cannot be read."""
+
+
+class CorruptContainerError(ContainerError):
+    """A container failed a checksum or structural check: it is damaged."""
+
+
+class UnsupportedVersionError(ContainerError):
+    """A container declares a format major version this library cannot read."""
+
+
+class LimitExceededError(ContainerError):
+    """A container declares a size beyond a configured safety limit."""

@@ -1,0 +1,329 @@
+"""The reference front end: one small pure function per stage.
+
+Every function works on the last axis and broadcasts over leading (batch)
+axes.  Float32 stays float32 and float64 stays float64.  These functions are
+the specification every other back end is tested against: keep them simple.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from ..errors import AudioError, ConfigError
+
+if TYPE_CHECKING:
+    from ..config import FeatureConfig
+
+__all__ = [
+    "apply_mel",
+    "frame_signal",
+    "hz_to_mel",
+    "log_compress",
+    "mel_filterbank",
+    "mel_filterbank_for",
+    "mel_to_hz",
+    "power_spectrum",
+    "preemphasis",
+    "remove_dc_offset",
+    "window",
+    "window_for",
+]
+
+
+# ------------------------------------------------------------- pre-emphasis
+def preemphasis(x: np.ndarray, coefficient: float, *, previous: np.ndarray | float = 0.0) -> np.ndarray:
+    """First-order high-pass ``y[n] = x[n] - c * x[n-1]`` along the last axis.
+
+    Parameters
+    ----------
+    x : ndarray
+        Signal(s), shape ``(..., n)``.
+    coefficient : float
+        ``c``; 0 returns a copy of ``x``.
+    previous : float or ndarray
+        The sample before ``x[..., 0]`` (broadcast over the leading axes).
+        0 for the start of a signal; the last sample of the previous block when
+        streaming; ``x[..., 0]`` for Kaldi's per-frame form.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``x``.
+    """
+    c = x.dtype.type(coefficient)
+    y = np.empty_like(x)
+    y[..., 1:] = x[..., 1:] - c * x[..., :-1]
+    y[..., 0] = x[..., 0] - c * np.asarray(previous, dtype=x.dtype)
+    return y
+
+
+# ------------------------------------------------------------------ framing
+def frame_signal(
+    x: np.ndarray,
+    frame_length: int,
+    hop_length: int,
+    *,
+    center: bool = False,
+    pad_mode: str = "reflect",
+) -> np.ndarray:
+    """Cut the last axis into overlapping frames.
+
+    Parameters
+    ----------
+    x : ndarray
+        Signal(s), shape ``(..., n)``.
+    frame_length, hop_length : int
+        Frame size and step in samples.
+    center : bool
+        If true, pad ``frame_length // 2`` samples on both sides with
+        ``pad_mode`` first, so frame ``t`` is centred on sample ``t * hop``.
+    pad_mode : str
+        A :func:`numpy.pad` mode used when ``center`` is true.
+
+    Returns
+    -------
+    ndarray
+        Shape ``(..., n_frames, frame_length)``.  Without centring this is a
+        read-only strided view of ``x`` (no copy); ``n_frames`` is
+        ``1 + (n - frame_length) // hop_length`` or 0 when ``n < frame_length``.
+    """
+    if center:
+        pad = frame_length // 2
+        if pad_mode == "reflect" and x.shape[-1] <= pad:
+            raise AudioError(
+                f"reflect padding needs more than {pad} samples, got {x.shape[-1]}"
+            )
+        widths = [(0, 0)] * (x.ndim - 1) + [(pad, pad)]
+        x = np.pad(x, widths, mode=pad_mode)
+    n = x.shape[-1]
+    if n < frame_length:
+        return np.empty(x.shape[:-1] + (0, frame_length), dtype=x.dtype)
+    frames = np.lib.stride_tricks.sliding_window_view(x, frame_length, axis=-1)
+    return frames[..., ::hop_length, :]
+
+
+def remove_dc_offset(frames: np.ndarray) -> np.ndarray:
+    """Subtract each frame's mean (Kaldi's ``remove_dc_offset``)."""
+    return frames - frames.mean(axis=-1, keepdims=True, dtype=frames.dtype)
+
+
+# ------------------------------------------------------------------- window
+@functools.lru_cache(maxsize=64)
+def _window(name: str, length: int, periodic: bool, dtype: np.dtype) -> np.ndarray:
+    # Periodic windows are the symmetric window of length + 1, last sample cut.
+    m = length + 1 if periodic else length
+    n = np.arange(length, dtype=np.float64)
+    denom = max(m - 1, 1)
+    if name == "hamming":
+        w = 0.54 - 0.46 * np.cos(2 * np.pi * n / denom)
+    elif name == "hann":
+        w = 0.5 - 0.5 * np.cos(2 * np.pi * n / denom)
+    elif name == "povey":
+        w = (0.5 - 0.5 * np.cos(2 * np.pi * n / denom)) ** 0.85
+    elif name == "rectangular":
+        w = np.ones(length)
+    else:
+        raise ConfigError(
+            f"unknown window {name!r}; expected one of ['hamming', 'hann', 'povey', 'rectangular']"
+        )
+    w = w.astype(dtype)
+    w.flags.writeable = False
+    return w
+
+
+def window(name: str, length: int, *, periodic: bool = False, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """Return an analysis window (cached, read-only).
+
+    Parameters
+    ----------
+    name : {"hamming", "hann", "povey", "rectangular"}
+        ``hamming``: ``0.54 - 0.46 cos(2 pi n / (M - 1))``; ``hann``:
+        ``0.5 - 0.5 cos(2 pi n / (M - 1))``; ``povey``: ``hann ** 0.85``.
+    length : int
+        Number of samples.
+    periodic : bool
+        Periodic (``M = length + 1``, as ``torch.hann_window``) or symmetric
+        (``M = length``, as ``numpy.hamming`` and Kaldi).
+    dtype : dtype
+        Output dtype.
+    """
+    return _window(name, int(length), bool(periodic), np.dtype(dtype))
+
+
+def window_for(config: FeatureConfig, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """The window ``config`` asks for (cached, read-only)."""
+    return window(config.window, config.frame_length, periodic=config.periodic_window, dtype=dtype)
+
+
+# --------------------------------------------------------------- spectrum
+def power_spectrum(frames: np.ndarray, n_fft: int, *, power: float = 2.0) -> np.ndarray:
+    """``|rfft(frames, n_fft)| ** power`` over the last axis.
+
+    Frames shorter than ``n_fft`` are zero-padded at the end.  Returns
+    ``(..., n_fft // 2 + 1)`` in the real dtype matching ``frames``.
+    """
+    import scipy.fft
+
+    if frames.shape[-1] > n_fft:
+        raise ConfigError(f"n_fft={n_fft} is shorter than the frame length {frames.shape[-1]}")
+    spectrum = scipy.fft.rfft(frames, n=n_fft, axis=-1)
+    if power == 2.0:
+        return spectrum.real**2 + spectrum.imag**2
+    return np.abs(spectrum) ** power
+
+
+# ---------------------------------------------------------------- Mel scale
+def hz_to_mel(hz: np.ndarray | float, scale: str = "htk") -> np.ndarray:
+    """Convert Hz to Mel on the ``htk`` or ``slaney`` scale."""
+    hz = np.asarray(hz, dtype=np.float64)
+    if scale == "htk":
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+    # Slaney: linear (3 per 200 Hz) below 1 kHz, logarithmic above.
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    return np.where(
+        hz >= min_log_hz,
+        min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep,
+        hz / f_sp,
+    )
+
+
+def mel_to_hz(mel: np.ndarray | float, scale: str = "htk") -> np.ndarray:
+    """Convert Mel to Hz; the inverse of :func:`hz_to_mel`."""
+    mel = np.asarray(mel, dtype=np.float64)
+    if scale == "htk":
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    return np.where(
+        mel >= min_log_mel,
+        min_log_hz * np.exp(logstep * (np.maximum(mel, min_log_mel) - min_log_mel)),
+        f_sp * mel,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _mel_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    f_min: float,
+    f_max: float,
+    scale: str,
+    triangles: str,
+    norm: str | None,
+    dtype: np.dtype,
+) -> np.ndarray:
+    bin_hz = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
+    edges_mel = np.linspace(hz_to_mel(f_min, scale), hz_to_mel(f_max, scale), n_mels + 2)
+    if triangles == "mel":
+        # Kaldi: triangles linear in Mel, over bins strictly inside each band.
+        x, edges = hz_to_mel(bin_hz, scale), edges_mel
+    else:
+        # librosa/Whisper: triangles linear in Hz between Mel-spaced edges.
+        x, edges = bin_hz, mel_to_hz(edges_mel, scale)
+    left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (x - left) / (centre - left)
+    falling = (right - x) / (right - centre)
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    if norm == "slaney":
+        hz = mel_to_hz(edges_mel, scale)
+        weights *= (2.0 / (hz[2:] - hz[:-2]))[:, None]
+    weights = weights.astype(dtype)
+    weights.flags.writeable = False
+    return weights
+
+
+def mel_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    *,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+    scale: str = "htk",
+    triangles: str = "hz",
+    norm: str | None = None,
+    dtype: DTypeLike = np.float32,
+) -> np.ndarray:
+    """Triangular Mel filter bank, shape ``(n_mels, n_fft // 2 + 1)`` (cached, read-only).
+
+    Band ``m`` has edges at Mel points ``m``, ``m + 1``, ``m + 2`` of
+    ``n_mels + 2`` points spaced evenly between ``f_min`` and ``f_max``.
+
+    Parameters
+    ----------
+    sample_rate, n_fft, n_mels : int
+        Audio rate, FFT size and number of bands.
+    f_min, f_max : float
+        Lowest and highest edge in Hz (``None``: Nyquist).
+    scale : {"htk", "slaney"}
+        Mel formula (see :func:`hz_to_mel`).
+    triangles : {"hz", "mel"}
+        Weights linear in Hz between the edges (librosa) or linear in Mel (Kaldi).
+    norm : {"slaney", None}
+        ``slaney`` divides each triangle by half its width in Hz (unit area).
+    dtype : dtype
+        Output dtype.
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    return _mel_filterbank(
+        int(sample_rate), int(n_fft), int(n_mels), float(f_min), float(f_max),
+        scale, triangles, norm, np.dtype(dtype),
+    )
+
+
+def mel_filterbank_for(config: FeatureConfig, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """The Mel filter bank ``config`` asks for (cached, read-only)."""
+    return mel_filterbank(
+        config.sample_rate,
+        config.n_fft,
+        config.n_mels,
+        f_min=config.f_min,
+        f_max=config.upper_frequency,
+        scale=config.mel_scale,
+        triangles=config.mel_triangles,
+        norm=config.mel_norm,
+        dtype=dtype,
+    )
+
+
+def apply_mel(power: np.ndarray, filterbank: np.ndarray) -> np.ndarray:
+    """Mel energies ``filterbank @ power.T``: ``(..., frames, bins)`` to ``(..., n_mels, frames)``."""
+    return np.matmul(filterbank.astype(power.dtype, copy=False), np.swapaxes(power, -1, -2))
+
+
+# -------------------------------------------------------------------- log
+def log_compress(
+    mel: np.ndarray,
+    *,
+    log: str = "ln",
+    floor: float = 1e-10,
+    dynamic_range: float | None = None,
+    offset: float = 0.0,
+    scale: float = 1.0,
+) -> np.ndarray:
+    """``(max(log(max(mel, floor)), peak - dynamic_range) + offset) * scale``.
+
+    ``peak`` is the maximum over the last two axes (one utterance), so a batch
+    gives the same result as a loop over its items.
+    """
+    dtype = mel.dtype.type
+    out = np.maximum(mel, dtype(floor))
+    (np.log10 if log == "log10" else np.log)(out, out=out)
+    if dynamic_range is not None:
+        peak = out.max(axis=(-2, -1), keepdims=True) if out.size else out
+        np.maximum(out, peak - dtype(dynamic_range), out=out)
+    if offset:
+        out += dtype(offset)
+    if scale != 1.0:
+        out *= dtype(scale)
+    return out

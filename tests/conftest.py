@@ -1,0 +1,66 @@
+"""Shared fixtures: every available back end, a seeded RNG, real speech, hypothesis profiles."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import amser_dsp
+from amser_dsp import backends
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.register_profile("dev", max_examples=30, deadline=None)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+#: ../shared/data beside the repository, where the real speech lives.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(params=backends.available())
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name of each installed back end in turn."""
+    return request.param
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261125)
+
+
+@pytest.fixture(scope="session")
+def sample_audio() -> np.ndarray:
+    """The bundled clip, float32 16 kHz."""
+    return amser_dsp.load_audio(amser_dsp.sample_path())
+
+
+def asr_manifest() -> list[dict[str, str]]:
+    """Rows of ../shared/data/asr/manifest.tsv (empty if the data is absent)."""
+    path = SHARED_DATA / "asr" / "manifest.tsv"
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def speech_clips(n: int) -> list[Path]:
+    """Up to ``n`` real speech files from the shared data, spread over speakers."""
+    rows = asr_manifest()
+    rows = rows[:: max(1, len(rows) // n)][:n]
+    return [SHARED_DATA / "asr" / r["path"] for r in rows]
+
+
+@pytest.fixture(scope="session")
+def speech() -> list[np.ndarray]:
+    """A few real utterances from ../shared/data/asr (the bundled clip if absent)."""
+    clips = speech_clips(6)
+    if not clips:
+        return [amser_dsp.load_audio(amser_dsp.sample_path())]
+    return [amser_dsp.load_audio(p) for p in clips]
