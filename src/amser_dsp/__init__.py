@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from . import backends
 from .backends import use_backend
+from .codec.api import ContainerInfo, Encoded, decode, decode_container, encode, inspect
+from .codec.stream import StreamDecoder, StreamEncoder
 from .config import PRESETS, FeatureConfig, get_preset
+from .container import Limits
 from .data import sample_path, sample_transcript
 from .errors import (
     AmserError,
@@ -44,16 +47,25 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "ContainerError",
+    "ContainerInfo",
     "CorruptContainerError",
+    "Encoded",
     "FeatureConfig",
     "LimitExceededError",
+    "Limits",
     "SampleRateError",
+    "StreamDecoder",
+    "StreamEncoder",
     "UnknownBackendError",
     "UnsupportedVersionError",
     "__version__",
     "backends",
+    "decode",
+    "decode_container",
+    "encode",
     "features",
     "get_preset",
+    "inspect",
     "load_audio",
     "sample_path",
     "sample_transcript",
