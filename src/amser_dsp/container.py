@@ -83,9 +83,12 @@ def canonical_json(obj: Any) -> bytes:
 
 def preamble_and_header(header: dict[str, Any]) -> bytes:
     """Bytes of the preamble, the header JSON and its checksum."""
-    body = canonical_json(header)
-    if len(body) > DEFAULT_LIMITS.max_header_bytes:
-        raise ContainerError(f"header is {len(body)} bytes; at most {DEFAULT_LIMITS.max_header_bytes} allowed")
+    text = canonical_json(header)
+    if len(text) > DEFAULT_LIMITS.max_header_bytes:
+        raise ContainerError(f"header is {len(text)} bytes; at most {DEFAULT_LIMITS.max_header_bytes} allowed")
+    # Deflated: the full FeatureConfig is ~700 bytes of JSON, ~380 deflated, which
+    # matters on short utterances (0.1-0.3% of 16-bit PCM).
+    body = zlib.compress(text, 9)
     head = _PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0) + _U32.pack(len(body)) + body
     return head + _U32.pack(zlib.crc32(head))
 
@@ -241,8 +244,17 @@ class ContainerReader:
         if zlib.crc32(memoryview(buf)[: total - 4]) != crc:
             raise CorruptContainerError("header checksum mismatch: the container is damaged")
         raw = self._take(total)
+        d = zlib.decompressobj()
         try:
-            header = json.loads(raw[_PREAMBLE.size + 4 : -4].decode("utf-8"))
+            text = d.decompress(raw[_PREAMBLE.size + 4 : -4], self.limits.max_header_bytes)
+        except zlib.error as exc:
+            raise CorruptContainerError(f"header is not a valid deflate stream: {exc}") from None
+        if d.unconsumed_tail or not d.eof or d.unused_data:
+            raise LimitExceededError(
+                f"header does not inflate cleanly within the limit max_header_bytes={self.limits.max_header_bytes}"
+            )
+        try:
+            header = json.loads(text.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise CorruptContainerError(f"header is not valid UTF-8 JSON: {exc}") from None
         self.header = _check_header(header, self.limits)

@@ -45,8 +45,10 @@ FACTOR_DTYPES = ("float32", "float16", "int8")
 _DTYPE_CODE = {"float32": 0, "float16": 1, "int8": 2}
 _CODE_DTYPE = {v: k for k, v in _DTYPE_CODE.items()}
 _ITEMSIZE = {"float32": 4, "float16": 2, "int8": 1}
+_UNSIGNED = {"float32": np.dtype("<u4"), "float16": np.dtype("<u2"), "int8": np.dtype("u1")}
 _HEAD = struct.Struct("<HBB")  # rank, dtype code, flags
 FLAG_DELTA = 1
+FLAG_SHUFFLE = 2
 #: The paper's operating point (r/k = 10/80), used when no rank rule is given.
 DEFAULT_RATIO = 0.125
 
@@ -252,16 +254,26 @@ class SVDCodec:
         dtype = self.factor_dtype
         us = _scales(u.T, dtype)
         cs = _scales(c, dtype)
-        qu = _quantise(u.T, us, dtype)
-        qc = _quantise(c, cs, dtype)
-        head = us.astype("<f4").tobytes() + cs.astype("<f4").tobytes() + qu.astype(qu.dtype.newbyteorder("<")).tobytes()
-        plain = _HEAD.pack(r, _DTYPE_CODE[dtype], 0) + head + qc.astype(qc.dtype.newbyteorder("<")).tobytes()
+        qu = _quantise(u.T, us, dtype).astype(np.dtype(dtype).newbyteorder("<"))
+        qc = _quantise(c, cs, dtype).astype(np.dtype(dtype).newbyteorder("<"))
+        # Byte planes of float factors (sign/exponent bytes together) help the
+        # entropy stage by 6-7% on speech; pointless without one.
+        flags = FLAG_SHUFFLE if dtype != "int8" and self.entropy is not None else 0
+        scales = us.astype("<f4").tobytes() + cs.astype("<f4").tobytes()
+        head = scales + (_shuffle(qu) if flags else qu.tobytes())
+        plain = _HEAD.pack(r, _DTYPE_CODE[dtype], flags) + head + (_shuffle(qc) if flags else qc.tobytes())
         best = _entropy.compress(plain, self.entropy)
-        if dtype == "int8" and self.entropy is not None and qc.shape[1] > 1:
-            # Time coefficients are smooth: differences (mod 256) often compress better. Keep the smaller.
-            d = qc.view(np.uint8).copy()
-            d[:, 1:] = np.diff(qc.view(np.uint8), axis=1)
-            alt = _entropy.compress(_HEAD.pack(r, _DTYPE_CODE[dtype], FLAG_DELTA) + head + d.tobytes(), self.entropy)
+        if self.entropy is not None and qc.shape[1] > 1:
+            # Time coefficients are smooth: differences of the stored bit patterns
+            # (modulo 2**bits, so exactly invertible) often compress better. Keep the smaller.
+            unsigned = qc.view(_UNSIGNED[dtype])
+            d = unsigned.copy()
+            d[:, 1:] = np.diff(unsigned, axis=1)
+            d = d.view(qc.dtype)
+            alt = _entropy.compress(
+                _HEAD.pack(r, _DTYPE_CODE[dtype], flags | FLAG_DELTA) + head + (_shuffle(d) if flags else d.tobytes()),
+                self.entropy,
+            )
             if len(alt) < len(best):
                 best = alt
         return best
@@ -285,7 +297,8 @@ class SVDCodec:
         if code not in _CODE_DTYPE:
             raise CorruptContainerError(f"svd payload factor dtype code {code} is unknown; expected 0, 1 or 2")
         dtype = _CODE_DTYPE[code]
-        if flags & ~FLAG_DELTA or (flags and dtype != "int8"):
+        allowed = FLAG_DELTA if dtype == "int8" else FLAG_DELTA | FLAG_SHUFFLE
+        if flags & ~allowed:
             raise CorruptContainerError(f"svd payload flags 0x{flags:02x} are invalid for factor dtype {dtype}")
         size = _ITEMSIZE[dtype]
         expected = _HEAD.size + 8 * r + size * r * (n_mels + n_frames)
@@ -295,37 +308,50 @@ class SVDCodec:
             )
         if r == 0:
             return np.zeros((n_mels, n_frames), np.float32)
-        pos = _HEAD.size
-        us = np.frombuffer(plain, "<f4", r, pos).astype(np.float32)
-        cs = np.frombuffer(plain, "<f4", r, pos + 4 * r).astype(np.float32)
-        pos += 8 * r
-        dt = np.dtype(dtype).newbyteorder("<")
-        qu = np.frombuffer(plain, dt, r * n_mels, pos).reshape(r, n_mels)
-        qc = np.frombuffer(plain, dt, r * n_frames, pos + size * r * n_mels).reshape(r, n_frames)
-        if flags & FLAG_DELTA:
-            qc = np.cumsum(qc.view(np.uint8), axis=1, dtype=np.uint8).view(np.int8)
-        u = _dequantise(qu, us)
-        c = _dequantise(qc, cs)
+        u, c, _, _ = _parse(plain, r, dtype, flags, n_mels, n_frames)
         if not (np.isfinite(u).all() and np.isfinite(c).all()):
             raise CorruptContainerError("svd payload holds non-finite factors")
         with np.errstate(over="ignore", invalid="ignore"):
-            out = u.T @ c
+            out = u @ c
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def decoded_factors(self, payload: bytes, n_mels: int, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(U, C, u_scale, c_scale)`` dequantised, for tests and analysis."""
+    def decoded_factors(
+        self, payload: bytes, n_mels: int, n_frames: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(U, C, u_scale, c_scale)`` dequantised (``U`` is m x r), for tests and analysis."""
         k = min(n_mels, n_frames)
         plain = _entropy.decompress(payload, self.entropy, _HEAD.size + 8 * k + 4 * k * (n_mels + n_frames))
         r, code, flags = _HEAD.unpack_from(plain)
-        dtype = _CODE_DTYPE[code]
-        size = _ITEMSIZE[dtype]
-        pos = _HEAD.size
-        us = np.frombuffer(plain, "<f4", r, pos).astype(np.float32)
-        cs = np.frombuffer(plain, "<f4", r, pos + 4 * r).astype(np.float32)
-        pos += 8 * r
-        dt = np.dtype(dtype).newbyteorder("<")
+        return _parse(plain, r, _CODE_DTYPE[code], flags, n_mels, n_frames)
+
+
+def _shuffle(q: np.ndarray) -> bytes:
+    """Byte planes: byte 0 of every value, then byte 1, ..."""
+    return q.reshape(-1).view(np.uint8).reshape(-1, q.itemsize).T.tobytes()
+
+
+def _unshuffle(raw: bytes, dt: np.dtype, count: int, offset: int) -> np.ndarray:
+    planes = np.frombuffer(raw, np.uint8, count * dt.itemsize, offset).reshape(dt.itemsize, count)
+    return np.ascontiguousarray(planes.T).view(dt).reshape(count)
+
+
+def _parse(
+    plain: bytes, r: int, dtype: str, flags: int, n_mels: int, n_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Dequantised ``(U (m x r), C (r x n), u_scale, c_scale)`` of a size-checked payload."""
+    size = _ITEMSIZE[dtype]
+    pos = _HEAD.size
+    us = np.frombuffer(plain, "<f4", r, pos).astype(np.float32)
+    cs = np.frombuffer(plain, "<f4", r, pos + 4 * r).astype(np.float32)
+    pos += 8 * r
+    dt = np.dtype(dtype).newbyteorder("<")
+    if flags & FLAG_SHUFFLE:
+        qu = _unshuffle(plain, dt, r * n_mels, pos).reshape(r, n_mels)
+        qc = _unshuffle(plain, dt, r * n_frames, pos + size * r * n_mels).reshape(r, n_frames)
+    else:
         qu = np.frombuffer(plain, dt, r * n_mels, pos).reshape(r, n_mels)
         qc = np.frombuffer(plain, dt, r * n_frames, pos + size * r * n_mels).reshape(r, n_frames)
-        if flags & FLAG_DELTA:
-            qc = np.cumsum(qc.view(np.uint8), axis=1, dtype=np.uint8).view(np.int8)
-        return _dequantise(qu, us).T, _dequantise(qc, cs), us, cs
+    if flags & FLAG_DELTA:
+        ut = _UNSIGNED[dtype]
+        qc = np.cumsum(qc.view(ut), axis=1, dtype=ut).view(dt)
+    return _dequantise(qu, us).T, _dequantise(qc, cs), us, cs

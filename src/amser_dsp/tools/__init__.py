@@ -1,0 +1,1 @@
+"""Developer tools (measurement scripts) shipped with the package."""
