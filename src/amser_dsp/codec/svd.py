@@ -49,6 +49,7 @@ _UNSIGNED = {"float32": np.dtype("<u4"), "float16": np.dtype("<u2"), "int8": np.
 _HEAD = struct.Struct("<HBB")  # rank, dtype code, flags
 FLAG_DELTA = 1
 FLAG_SHUFFLE = 2
+FLAG_DELTA_U = 4
 #: The paper's operating point (r/k = 10/80), used when no rank rule is given.
 DEFAULT_RATIO = 0.125
 
@@ -260,16 +261,19 @@ class SVDCodec:
         # entropy stage by 6-7% on speech; pointless without one.
         flags = FLAG_SHUFFLE if dtype != "int8" and self.entropy is not None else 0
         scales = us.astype("<f4").tobytes() + cs.astype("<f4").tobytes()
-        head = scales + (_shuffle(qu) if flags else qu.tobytes())
+        if self.entropy is not None and n_mels_ok(qu):
+            # The basis vectors are smooth across Mel bands too: same delta trick.
+            du = _delta(qu, dtype)
+            if len(_entropy.compress(_pack(du, flags), self.entropy)) < len(_entropy.compress(_pack(qu, flags), self.entropy)):
+                qu = du
+                flags |= FLAG_DELTA_U
+        head = scales + _pack(qu, flags)
         plain = _HEAD.pack(r, _DTYPE_CODE[dtype], flags) + head + (_shuffle(qc) if flags else qc.tobytes())
         best = _entropy.compress(plain, self.entropy)
         if self.entropy is not None and qc.shape[1] > 1:
             # Time coefficients are smooth: differences of the stored bit patterns
             # (modulo 2**bits, so exactly invertible) often compress better. Keep the smaller.
-            unsigned = qc.view(_UNSIGNED[dtype])
-            d = unsigned.copy()
-            d[:, 1:] = np.diff(unsigned, axis=1)
-            d = d.view(qc.dtype)
+            d = _delta(qc, dtype)
             alt = _entropy.compress(
                 _HEAD.pack(r, _DTYPE_CODE[dtype], flags | FLAG_DELTA) + head + (_shuffle(d) if flags else d.tobytes()),
                 self.entropy,
@@ -297,7 +301,7 @@ class SVDCodec:
         if code not in _CODE_DTYPE:
             raise CorruptContainerError(f"svd payload factor dtype code {code} is unknown; expected 0, 1 or 2")
         dtype = _CODE_DTYPE[code]
-        allowed = FLAG_DELTA if dtype == "int8" else FLAG_DELTA | FLAG_SHUFFLE
+        allowed = FLAG_DELTA | FLAG_DELTA_U | (0 if dtype == "int8" else FLAG_SHUFFLE)
         if flags & ~allowed:
             raise CorruptContainerError(f"svd payload flags 0x{flags:02x} are invalid for factor dtype {dtype}")
         size = _ITEMSIZE[dtype]
@@ -323,6 +327,23 @@ class SVDCodec:
         plain = _entropy.decompress(payload, self.entropy, _HEAD.size + 8 * k + 4 * k * (n_mels + n_frames))
         r, code, flags = _HEAD.unpack_from(plain)
         return _parse(plain, r, _CODE_DTYPE[code], flags, n_mels, n_frames)
+
+
+def n_mels_ok(q: np.ndarray) -> bool:
+    """True if rows are long enough for delta coding to mean anything."""
+    return q.ndim == 2 and q.shape[1] > 1
+
+
+def _delta(q: np.ndarray, dtype: str) -> np.ndarray:
+    """Row-wise differences of the bit patterns, modulo 2**bits (exactly invertible by cumsum)."""
+    unsigned = q.view(_UNSIGNED[dtype])
+    d = unsigned.copy()
+    d[:, 1:] = np.diff(unsigned, axis=1)
+    return d.view(q.dtype)
+
+
+def _pack(q: np.ndarray, flags: int) -> bytes:
+    return _shuffle(q) if flags & FLAG_SHUFFLE else q.tobytes()
 
 
 def _shuffle(q: np.ndarray) -> bytes:
@@ -351,7 +372,9 @@ def _parse(
     else:
         qu = np.frombuffer(plain, dt, r * n_mels, pos).reshape(r, n_mels)
         qc = np.frombuffer(plain, dt, r * n_frames, pos + size * r * n_mels).reshape(r, n_frames)
+    ut = _UNSIGNED[dtype]
     if flags & FLAG_DELTA:
-        ut = _UNSIGNED[dtype]
         qc = np.cumsum(qc.view(ut), axis=1, dtype=ut).view(dt)
+    if flags & FLAG_DELTA_U:
+        qu = np.cumsum(qu.view(ut), axis=1, dtype=ut).view(dt)
     return _dequantise(qu, us).T, _dequantise(qc, cs), us, cs
