@@ -196,6 +196,8 @@ class ContainerReader:
                 return out
             rec = self._parse_record()
             if rec is None:
+                if self.end is not None:
+                    continue  # check for bytes after the end record
                 return out
             out.append(rec)
 
