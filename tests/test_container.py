@@ -99,7 +99,7 @@ def test_unknown_major_version_is_refused() -> None:
 
 
 def test_bad_magic() -> None:
-    with pytest.raises(CorruptContainerError, match="not an .amser container"):
+    with pytest.raises(CorruptContainerError, match=r"not an \.amser container"):
         amser_dsp.decode(b"RIFF\x00\x00\x00\x00WAVEfmt ")
 
 

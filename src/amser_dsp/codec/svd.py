@@ -54,8 +54,11 @@ FLAG_DELTA_U = 4
 DEFAULT_RATIO = 0.125
 
 
-def truncated_svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Full eigen-SVD of ``x`` (m x n) via its Gram matrix.
+def truncated_svd(x: np.ndarray, rank: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigen-SVD of ``x`` (m x n) via its Gram matrix.
+
+    ``rank`` limits the time coefficients computed (all m if None); the
+    basis and energies are always complete.
 
     Returns
     -------
@@ -65,8 +68,8 @@ def truncated_svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         on ties) is positive: equal input gives equal output.
     energy : ndarray, float64 (m,)
         Squared singular values (eigenvalues of ``x x^T``, clipped at 0), decreasing.
-    c : ndarray, float64 (m x n)
-        Time coefficients ``u^T x``.
+    c : ndarray, float64 (rank x n)
+        Time coefficients ``u[:, :rank]^T x``.
     """
     x64 = np.asarray(x, dtype=np.float64)
     gram = x64 @ x64.T
@@ -78,7 +81,8 @@ def truncated_svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     signs = np.sign(u[pivot, np.arange(u.shape[1])])
     signs[signs == 0] = 1.0
     u = u * signs
-    return u, evals, u.T @ x64
+    r = u.shape[1] if rank is None else rank
+    return u, evals, u[:, :r].T @ x64
 
 
 def select_rank(
@@ -244,9 +248,11 @@ class SVDCodec:
         m, n = x.shape
         if n == 0:
             return np.zeros((m, 0)), np.zeros((0, 0))
-        u, energy, c = truncated_svd(x)
+        u, energy, _ = truncated_svd(x, 0)
         r = select_rank(energy, n, rank=self.rank, ratio=self.ratio, energy_fraction=self.energy)
-        return u[:, :r], c[:r]
+        u = u[:, :r]
+        # Project in float64 so C = U^T X adds no error beyond the factors' coding.
+        return u, u.T @ x.astype(np.float64)
 
     def encode_chunk(self, x: np.ndarray) -> bytes:
         """Payload bytes of one feature matrix ``(n_mels, n_frames)``."""
