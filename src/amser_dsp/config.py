@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["CONFIG_VERSION", "FeatureConfig", "PRESETS", "get_preset"]
+__all__ = ["CONFIG_VERSION", "PRESETS", "FeatureConfig", "get_preset"]
 
 #: Version of the ``to_dict`` layout.  Bump when a field changes meaning.
 CONFIG_VERSION = 1
@@ -219,9 +219,7 @@ class FeatureConfig:
             raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
         version = data.get("version")
         if version != CONFIG_VERSION:
-            raise ConfigError(
-                f"config version {version!r} is not supported; expected {CONFIG_VERSION}"
-            )
+            raise ConfigError(f"config version {version!r} is not supported; expected {CONFIG_VERSION}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names - {"version"})
         if unknown:

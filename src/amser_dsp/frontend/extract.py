@@ -103,7 +103,7 @@ def mel_energies(samples: np.ndarray, config: FeatureConfig, *, block_frames: in
     frames = frames[..., :n_frames, :]  # drop_last_frame
     win = window_for(config, dtype)
     bank = mel_filterbank_for(config, dtype)
-    out = np.empty(samples.shape[:-1] + (config.n_mels, n_frames), dtype=dtype)
+    out = np.empty((*samples.shape[:-1], config.n_mels, n_frames), dtype=dtype)
     step = n_frames if block_frames is None else block_frames
     for start in range(0, n_frames, max(step, 1)):
         block = frames[..., start : start + step, :]
