@@ -14,7 +14,18 @@ from __future__ import annotations
 
 from . import backends
 from .backends import use_backend
-from .codec import DEFAULT_CODEC, Decoded, Info, decode, decode_container, encode, inspect
+from .codec import (
+    DEFAULT_CODEC,
+    Decoded,
+    Info,
+    StreamDecoder,
+    StreamEncoder,
+    decode,
+    decode_container,
+    encode,
+    encode_audio,
+    inspect,
+)
 from .config import PRESETS, FeatureConfig, get_preset
 from .container import Limits
 from .data import sample_path, sample_transcript
@@ -54,6 +65,8 @@ __all__ = [
     "LimitExceededError",
     "Limits",
     "SampleRateError",
+    "StreamDecoder",
+    "StreamEncoder",
     "UnknownBackendError",
     "UnsupportedVersionError",
     "__version__",
@@ -61,6 +74,7 @@ __all__ = [
     "decode",
     "decode_container",
     "encode",
+    "encode_audio",
     "features",
     "get_preset",
     "inspect",

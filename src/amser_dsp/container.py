@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -353,17 +352,3 @@ def read_all(blob: bytes, limits: Limits | None = None) -> tuple[Header, list[Ch
     if not isinstance(header, Header) or not isinstance(end, End):  # close() guarantees both
         raise CorruptContainerError("container is incomplete")
     return header, [r for r in records if isinstance(r, Chunk)], end
-
-
-def iter_records(
-    stream: Any, limits: Limits | None = None, *, read_size: int = 1 << 16
-) -> Iterator[Header | Chunk | End]:
-    """Records of a container read from a binary file object or socket (``read`` or ``recv``)."""
-    reader = Reader(limits)
-    read = getattr(stream, "read", None) or stream.recv
-    while not reader.ended:
-        data = read(read_size)
-        if not data:
-            reader.close()
-            return
-        yield from reader.feed(data)

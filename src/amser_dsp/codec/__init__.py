@@ -23,11 +23,14 @@ __all__ = [
     "Decoded",
     "Info",
     "RawCodec",
+    "StreamDecoder",
+    "StreamEncoder",
     "SvdCodec",
     "codec_from_config",
     "decode",
     "decode_container",
     "encode",
+    "encode_audio",
     "inspect",
     "make_codec",
     "register",
@@ -252,3 +255,7 @@ def decode_container(blob: bytes, *, limits: fmt.Limits | None = None) -> Decode
 def decode(blob: bytes, *, limits: fmt.Limits | None = None) -> np.ndarray:
     """Features ``(n_mels, n_frames)`` float32 of a container."""
     return decode_container(blob, limits=limits).features
+
+
+# Imported last: the streaming layer builds on the functions above.
+from .stream import StreamDecoder, StreamEncoder, encode_audio  # noqa: E402

@@ -1,0 +1,164 @@
+"""Streaming encode (audio blocks in, container bytes out) and decode (bytes in, feature chunks out)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .. import container as fmt
+from ..config import FeatureConfig, get_preset
+from ..errors import CodecError, CorruptContainerError
+from ..frontend.streaming import ChunkedFeatures, chunked_features
+from . import Codec, codec_from_config, decode_chunk, header_config, make_codec
+
+__all__ = ["StreamDecoder", "StreamEncoder", "encode_audio"]
+
+
+def _chunk_frames(config: FeatureConfig, chunk_seconds: float | None) -> int | None:
+    if chunk_seconds is None:
+        return None
+    if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, (int, float)) or not chunk_seconds > 0:
+        raise CodecError(f"chunk_seconds={chunk_seconds!r} is invalid: expected a positive number of seconds")
+    return max(1, round(chunk_seconds * config.sample_rate / config.hop_length))
+
+
+class StreamEncoder:
+    """Encode audio as it is recorded: blocks of any size in, container bytes out.
+
+    Parameters
+    ----------
+    config : FeatureConfig or preset name
+        How features are made (stored in the header).
+    chunk_seconds : float
+        Audio per container chunk; each chunk is factorised on its own.  The
+        added latency is at most one chunk plus one frame.
+    codec : Codec or dict, optional
+        Codec (default :data:`~amser_dsp.codec.DEFAULT_CODEC`); or give the SVD
+        keywords ``rank``/``ratio``/``energy``/``factor_dtype``/``entropy``.
+
+    Notes
+    -----
+    ``write(samples)`` returns the bytes ready now: the header on the first
+    call, then every completed chunk; ``close()`` returns the last chunk and the
+    end record.  The output equals ``encode_audio(whole_audio, ...)`` byte for
+    byte, whatever the block sizes.
+    """
+
+    def __init__(
+        self,
+        config: FeatureConfig | str = "whisper",
+        *,
+        chunk_seconds: float = 5.0,
+        codec: Codec | dict[str, Any] | None = None,
+        **codec_params: Any,
+    ) -> None:
+        self.config = get_preset(config)
+        self.codec = make_codec(codec, **codec_params)
+        self.chunk_frames = _chunk_frames(self.config, chunk_seconds)
+        self._features = ChunkedFeatures(self.config, self.chunk_frames)
+        self._header_sent = False
+        self._chunks = 0
+        self._frames = 0
+        self.closed = False
+
+    def _records(self, chunks: list[np.ndarray]) -> bytes:
+        parts = []
+        if not self._header_sent:
+            parts.append(fmt.header_bytes(self.config.to_dict(), self.codec.get_config(), self.config.n_mels))
+            self._header_sent = True
+        for feats in chunks:
+            parts.append(fmt.chunk_bytes(feats.shape[1], self.codec.encode_chunk(feats)))
+            self._chunks += 1
+            self._frames += feats.shape[1]
+        return b"".join(parts)
+
+    def write(self, samples: np.ndarray) -> bytes:
+        """Add audio (1-D float samples at the config's rate); return the bytes ready."""
+        if self.closed:
+            raise CodecError("write() after close()")
+        return self._records(self._features.accept(samples))
+
+    def close(self) -> bytes:
+        """End the recording; return the remaining bytes (last chunk and end record)."""
+        if self.closed:
+            return b""
+        self.closed = True
+        return self._records(self._features.finish()) + fmt.end_bytes(self._chunks, self._frames)
+
+
+def encode_audio(
+    audio: np.ndarray,
+    config: FeatureConfig | str = "whisper",
+    *,
+    chunk_seconds: float | None = None,
+    codec: Codec | dict[str, Any] | None = None,
+    **codec_params: Any,
+) -> bytes:
+    """Features of a whole signal, chunked as a :class:`StreamEncoder` would, in one container.
+
+    With ``chunk_seconds=None`` the whole signal is one chunk and its features
+    equal :func:`amser_dsp.features` (up to the back end's rounding).
+    """
+    cfg = get_preset(config)
+    chosen = make_codec(codec, **codec_params)
+    chunks = chunked_features(audio, cfg, _chunk_frames(cfg, chunk_seconds))
+    parts = [fmt.header_bytes(cfg.to_dict(), chosen.get_config(), cfg.n_mels)]
+    parts += [fmt.chunk_bytes(c.shape[1], chosen.encode_chunk(c)) for c in chunks]
+    parts.append(fmt.end_bytes(len(chunks), sum(c.shape[1] for c in chunks)))
+    return b"".join(parts)
+
+
+class StreamDecoder:
+    """Decode a container chunk by chunk, from a file object, a socket, or bytes fed in.
+
+    ``for feats in StreamDecoder(fileobj)`` yields each chunk's features
+    ``(n_mels, n_frames)``; or call ``feed(data)`` with bytes as they arrive
+    (a WebSocket) and get the chunks they complete.  ``config`` and ``header``
+    are set once the header has been read; ``finished`` after the end record.
+    """
+
+    def __init__(self, source: BinaryIO | Any | None = None, *, limits: fmt.Limits | None = None) -> None:
+        self.limits = limits or fmt.DEFAULT_LIMITS
+        self._reader = fmt.Reader(self.limits)
+        self._source = source
+        self.header: fmt.Header | None = None
+        self.config: FeatureConfig | None = None
+        self.codec: Codec | None = None
+        self.n_frames = 0
+
+    @property
+    def finished(self) -> bool:
+        return self._reader.ended
+
+    def feed(self, data: bytes) -> list[np.ndarray]:
+        """Parse more bytes; return the features of the chunks they complete."""
+        out = []
+        for record in self._reader.feed(data):
+            if isinstance(record, fmt.Header):
+                self.header = record
+                self.config = header_config(record)
+                self.codec = codec_from_config(record.codec)
+            elif isinstance(record, fmt.Chunk):
+                assert self.header is not None and self.codec is not None  # the reader yields the header first
+                out.append(decode_chunk(self.header, self.codec, record, self.limits))
+                self.n_frames += record.n_frames
+        return out
+
+    def close(self) -> None:
+        """Declare the input finished; raises if the container was incomplete."""
+        self._reader.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._source is None:
+            raise CodecError("StreamDecoder was created without a source; use feed()")
+        read = getattr(self._source, "read", None) or getattr(self._source, "recv", None)
+        if read is None:
+            raise CodecError("source must have read() or recv()")
+        while not self.finished:
+            data = read(1 << 16)
+            if not data:
+                self.close()
+                raise CorruptContainerError("stream ended before the end record")  # close() raised already
+            yield from self.feed(data)
