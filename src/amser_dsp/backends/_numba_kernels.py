@@ -135,8 +135,10 @@ def _padded_sample(x, n, j, pad, mode, c_sig):
             return x[0] * 0
         if mode == PAD_EDGE:
             i = 0 if i < 0 else n - 1
-        else:  # reflect (n > pad is checked before the call)
-            i = -i if i < 0 else 2 * (n - 1) - i
+        elif i < 0:  # reflect (n > pad is checked before the call)
+            i = -i
+        else:
+            i = 2 * (n - 1) - i
     if i == 0 or c_sig == 0:
         return x[i]
     return x[i] - c_sig * x[i - 1]
@@ -504,7 +506,6 @@ def mel_block(
     ``t_first`` must be a multiple of ``LANES`` unless it is the only block.
     """
     nb, n = x.shape
-    n_mels = out.shape[1]
     half = rtr.shape[0] - 1
     dt = x.dtype
     if hop <= flen:

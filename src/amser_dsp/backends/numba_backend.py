@@ -178,7 +178,7 @@ class NumbaBackend(Backend):
         out = np.empty((rows.shape[0], n_fft // 2 + 1), frames.dtype)
         if rows.shape[0]:
             K.frames_power(rows, out, plan.radices, plan.twr, plan.twi, plan.twoff, plan.rtr, plan.rti, power == 1.0)
-        return out.reshape(frames.shape[:-1] + (n_fft // 2 + 1,))
+        return out.reshape((*frames.shape[:-1], n_fft // 2 + 1))
 
     def apply_mel(self, power: np.ndarray, filterbank: np.ndarray) -> np.ndarray:
         """See :func:`amser_dsp.frontend.apply_mel`; only the nonzero span of each band is summed."""
@@ -186,7 +186,7 @@ class NumbaBackend(Backend):
             return super().apply_mel(power, filterbank)
         plan = _mel_plan_from(np.asarray(filterbank, power.dtype))
         lead, (frames, _) = power.shape[:-2], power.shape[-2:]
-        rows = np.ascontiguousarray(power).reshape((-1,) + power.shape[-2:])
+        rows = np.ascontiguousarray(power).reshape((-1, *power.shape[-2:]))
         out = np.empty((rows.shape[0], filterbank.shape[0], frames), power.dtype)
         for i in range(rows.shape[0]):
             K.mel_energies_kernel(rows[i], out[i], plan.weights, plan.lo, plan.hi, plan.off)
@@ -252,7 +252,7 @@ class NumbaBackend(Backend):
                     f.result()
             else:
                 K.mel_block(x, out, 0, n_frames, *args)
-        return out.reshape(samples.shape[:-1] + (config.n_mels, n_frames))
+        return out.reshape((*samples.shape[:-1], config.n_mels, n_frames))
 
     def log_mel(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
         """Fused path: checked samples ``(..., n)`` to features ``(..., n_mels, n_frames)``.
