@@ -309,8 +309,39 @@ def _stage3(xr, xi, yr, yi, m, ns, twr, twi, off):
                 y2i[b] = mi + c * dr
 
 
+@_kernel(inline="always")
+def _bfly4(a0r, a0i, a1r, a1i, a2r, a2i, a3r, a3i):
+    t0r = a0r + a2r
+    t0i = a0i + a2i
+    t1r = a0r - a2r
+    t1i = a0i - a2i
+    t2r = a1r + a3r
+    t2i = a1i + a3i
+    t3r = a1i - a3i  # (a1 - a3) * (-i)
+    t3i = a3r - a1r
+    return t0r + t2r, t0i + t2i, t1r + t3r, t1i + t3i, t0r - t2r, t0i - t2i, t1r - t3r, t1i - t3i
+
+
+@_kernel()
+def _stage4_first(xr, xi, yr, yi, m):
+    # First stage (ns == 1): every twiddle is 1, skip the complex products.
+    q = m // 4
+    for j in range(q):
+        x0r, x0i, x1r, x1i = xr[j], xi[j], xr[j + q], xi[j + q]
+        x2r, x2i, x3r, x3i = xr[j + 2 * q], xi[j + 2 * q], xr[j + 3 * q], xi[j + 3 * q]
+        y0r, y0i, y1r, y1i = yr[4 * j], yi[4 * j], yr[4 * j + 1], yi[4 * j + 1]
+        y2r, y2i, y3r, y3i = yr[4 * j + 2], yi[4 * j + 2], yr[4 * j + 3], yi[4 * j + 3]
+        for b in range(LANES):
+            y0r[b], y0i[b], y1r[b], y1i[b], y2r[b], y2i[b], y3r[b], y3i[b] = _bfly4(
+                x0r[b], x0i[b], x1r[b], x1i[b], x2r[b], x2i[b], x3r[b], x3i[b]
+            )
+
+
 @_kernel()
 def _stage4(xr, xi, yr, yi, m, ns, twr, twi, off):
+    if ns == 1:
+        _stage4_first(xr, xi, yr, yi, m)
+        return
     q = m // 4
     for g in range(q // ns):
         for k in range(ns):
