@@ -16,7 +16,6 @@ says which path a size takes.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["NumbaBackend", "fft_supported"]
 
 _PAD_CODES = {"reflect": K.PAD_REFLECT, "constant": K.PAD_CONSTANT, "edge": K.PAD_EDGE}
-_LN10 = math.log(10.0)
 
 
 class _FFTPlan(NamedTuple):
@@ -202,13 +200,13 @@ class NumbaBackend(Backend):
 
     @staticmethod
     def _finish_log(clamped: np.ndarray, config: FeatureConfig) -> None:
-        # np.log is SIMD-vectorised; scalar math.log inside a Numba loop is not.
-        np.log(clamped, out=clamped)
+        # np.log/np.log10 are SIMD-vectorised; scalar math.log inside a Numba loop is not.
+        (np.log10 if config.log == "log10" else np.log)(clamped, out=clamped)
         rows = clamped.reshape((-1, clamped.shape[-2] * clamped.shape[-1]))
-        a = 1.0 / _LN10 if config.log == "log10" else 1.0
         dyn = config.dynamic_range is not None
-        if dyn or a != 1.0 or config.log_offset or config.log_scale != 1.0:
-            K.log_post(rows, a, dyn, config.dynamic_range or 0.0, config.log_offset, config.log_scale)
+        if dyn or config.log_offset or config.log_scale != 1.0:
+            peaks = rows.max(axis=1) if dyn else np.zeros(rows.shape[0], rows.dtype)
+            K.log_post(rows, peaks, dyn, config.dynamic_range or 0.0, config.log_offset, config.log_scale)
 
     # -------------------------------------------------------- fused path
     def mel_energies(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
