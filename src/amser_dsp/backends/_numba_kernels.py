@@ -167,10 +167,16 @@ def _fill_transposed(x, n, first, hop, pad, mode, c_sig, tflat, rp):
             for r in range(rp):
                 row[r] = x[origin + r * hop + c]
         return c_sig
-    for c in range(hop):
-        row = tb[c]
-        for r in range(rp):
-            row[r] = _padded_sample(x, n, origin + r * hop + c + pad, pad, mode, c_sig)
+    # Edge block: hop-sized source rows that lie inside the signal are copied
+    # (pre-emphasis applied here); only the others go sample by sample.
+    for r in range(rp):
+        start = origin + r * hop
+        if start >= 1 and start + hop <= n:
+            for c in range(hop):
+                tb[c, r] = x[start + c] - c_sig * x[start + c - 1]
+        else:
+            for c in range(hop):
+                tb[c, r] = _padded_sample(x, n, start + c + pad, pad, mode, c_sig)
     return c_sig * 0
 
 
