@@ -131,6 +131,27 @@ def _scaled_window(config: FeatureConfig, dtype: np.dtype) -> np.ndarray:
     return w
 
 
+def _block_args(config: FeatureConfig, dtype: np.dtype) -> tuple:
+    """Arguments of :func:`_numba_kernels.mel_block` after the frame range, for ``config``."""
+    fft = _fft_plan(config.n_fft, dtype)
+    mel = _mel_plan(config, dtype)
+    c = float(config.preemphasis)
+    return (
+        config.hop_length,
+        config.frame_length,
+        config.center_pad,
+        _PAD_CODES[config.pad_mode],
+        dtype.type(c if config.preemphasis_scope == "signal" else 0.0),
+        config.remove_dc,
+        dtype.type(c if config.preemphasis_scope == "frame" else 0.0),
+        _scaled_window(config, dtype),
+        fft.radices, fft.twr, fft.twi, fft.twoff, fft.rtr, fft.rti,
+        config.power == 1.0,
+        mel.weights, mel.lo, mel.hi, mel.off,
+        float(config.log_floor),
+    )  # fmt: skip
+
+
 _pool_lock = threading.Lock()
 _pools: dict[int, ThreadPoolExecutor] = {}
 
@@ -211,6 +232,9 @@ class NumbaBackend(Backend):
     # -------------------------------------------------------- fused path
     def mel_energies(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
         """Clamped Mel energies ``max(mel, log_floor)``, shape ``(..., n_mels, n_frames)``."""
+        if samples.dtype not in (np.float32, np.float64) or not fft_supported(config.n_fft):
+            out = self._fallback.mel_energies(samples, config)
+            return np.maximum(out, out.dtype.type(config.log_floor), out=out)
         n = samples.shape[-1]
         n_frames = config.num_frames(n)
         if config.padding == "center" and config.pad_mode == "reflect" and n <= config.center_pad:
@@ -219,23 +243,7 @@ class NumbaBackend(Backend):
         x = np.ascontiguousarray(samples).reshape(-1, n)
         out = np.empty((x.shape[0], config.n_mels, n_frames), dtype)
         if n_frames:
-            fft = _fft_plan(config.n_fft, dtype)
-            mel = _mel_plan(config, dtype)
-            c = float(config.preemphasis)
-            args = (
-                config.hop_length,
-                config.frame_length,
-                config.center_pad,
-                _PAD_CODES[config.pad_mode],
-                dtype.type(c if config.preemphasis_scope == "signal" else 0.0),
-                config.remove_dc,
-                dtype.type(c if config.preemphasis_scope == "frame" else 0.0),
-                _scaled_window(config, dtype),
-                fft.radices, fft.twr, fft.twi, fft.twoff, fft.rtr, fft.rti,
-                config.power == 1.0,
-                mel.weights, mel.lo, mel.hi, mel.off,
-                float(config.log_floor),
-            )  # fmt: skip
+            args = _block_args(config, dtype)
             workers = self.workers if workers is None else workers
             total = n_frames * x.shape[0]
             if workers > 1 and total >= 2 * self.min_frames_per_worker:
