@@ -151,16 +151,20 @@ class NumpyBackend(Backend):
             if magnitude:
                 power = np.abs(spectrum)
                 for g in groups:
-                    out[..., g.first_band : g.stop_band, t0:t1] = np.matmul(
-                        g.plain, np.swapaxes(power[..., g.lo : g.hi], -1, -2)
+                    np.matmul(
+                        g.plain,
+                        np.swapaxes(power[..., g.lo : g.hi], -1, -2),
+                        out=out[..., g.first_band : g.stop_band, t0:t1],
                     )
                 continue
             # (re, im) pairs as floats, squared in place: no power array.
             squares = spectrum.view(dtype)
             np.square(squares, out=squares)
             for g in groups:
-                out[..., g.first_band : g.stop_band, t0:t1] = np.matmul(
-                    g.interleaved, np.swapaxes(squares[..., 2 * g.lo : 2 * g.hi], -1, -2)
+                np.matmul(
+                    g.interleaved,
+                    np.swapaxes(squares[..., 2 * g.lo : 2 * g.hi], -1, -2),
+                    out=out[..., g.first_band : g.stop_band, t0:t1],
                 )
         return out
 
