@@ -145,31 +145,35 @@ def _padded_sample(x, n, j, pad, mode, c_sig):
 
 
 @_kernel()
-def _fill_transposed(x, n, first, hop, pad, mode, c_sig, tflat, rp):
+def _fill_transposed(x, n, first, count, hop, flen, pad, mode, c_sig, tflat, rp):
     """Fill ``tb[c, r] = x[origin + r * hop + c]``, ``tb = tflat.reshape(hop, rp)``, for the block at frame ``first``.
 
     ``origin`` is one hop before the first frame, so row 0 holds the sample
-    before each frame (signal pre-emphasis needs it).  Returns the
+    before each frame (signal pre-emphasis needs it).  Only the columns the
+    block's ``count`` frames read are filled (a short last block, or a short
+    signal, does not pay for 64 frames); the lanes past ``count`` compute on
+    stale but finite values and are never written out.  Returns the
     pre-emphasis coefficient still to apply: ``c_sig`` when raw samples were
     copied (the block lies inside the signal: tiled transposes), 0 when the
     edge path already applied it (padding comes after pre-emphasis).
     """
     tb = tflat.reshape((hop, rp))
     origin = first * hop - pad - hop
-    if origin >= 0 and origin + rp * hop <= n:
-        v = 64 // x.itemsize
+    v = 64 // x.itemsize
+    used = min(rp, -(-(count + 1 + (flen - 1) // hop) // v) * v)
+    if origin >= 0 and origin + used * hop <= n:
         cols = hop - hop % v
-        for r0 in range(0, rp, v):
+        for r0 in range(0, used, v):
             for c0 in range(0, cols, v):
                 _transpose_tile(x, origin + r0 * hop + c0, hop, tflat, c0 * rp + r0, rp)
         for c in range(cols, hop):
             row = tb[c]
-            for r in range(rp):
+            for r in range(used):
                 row[r] = x[origin + r * hop + c]
         return c_sig
     # Edge block: hop-sized source rows that lie inside the signal are copied
     # (pre-emphasis applied here); only the others go sample by sample.
-    for r in range(rp):
+    for r in range(used):
         start = origin + r * hop
         if start >= 1 and start + hop <= n:
             for c in range(hop):
@@ -556,7 +560,7 @@ def mel_block(
         period = flen + 1
         lead = 1
         cols = LANES
-    tflat = np.empty(period * cols, dt)
+    tflat = np.zeros(period * cols, dt)  # zeros: unfilled columns must hold finite values
     tb = tflat.reshape((period, cols))
     ar = np.empty((half, LANES), dt)
     ai = np.empty((half, LANES), dt)
@@ -572,7 +576,7 @@ def mel_block(
         for t0 in range(t_first, t_stop, LANES):
             count = min(LANES, t_stop - t0)
             if hop <= flen:
-                c_eff = _fill_transposed(xs, n, t0, hop, pad, mode, c_sig, tflat, cols)
+                c_eff = _fill_transposed(xs, n, t0, count, hop, flen, pad, mode, c_sig, tflat, cols)
             else:
                 _fill_gathered(xs, n, t0, count, hop, flen, pad, mode, c_sig, tb)
                 c_eff = c_sig * 0
