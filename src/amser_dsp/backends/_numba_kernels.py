@@ -12,7 +12,7 @@ Framing is a transpose.  With ``S[r, c] = x[origin + r * hop + c]`` (the
 signal cut into hop-sized rows, no copy), frame ``b`` sample ``k`` is
 ``S[b + k // hop, k % hop]``, so after one transpose ``T = S.T`` every frame
 sample row ``k`` is the contiguous slice ``T[k % hop, k // hop : k // hop + LANES]``.
-Each sample is transposed once (not once per overlapping frame), by 16 x 16
+Each sample is transposed once (not once per overlapping frame), by 16 x 16 (float64: 8 x 8)
 register tiles (:func:`_transpose_tile`, LLVM vector shuffles): 0.06 ns per
 sample against 0.5-1 ns for gathers or scalar copies.
 
@@ -52,7 +52,7 @@ def _noalias(dispatcher):
     """Compile ``dispatcher`` with its array arguments marked ``noalias``.
 
     Without it LLVM must assume the input and output buffers overlap and
-    leaves the 16-lane loops scalar, or guards them with runtime checks that
+    leaves the lane loops scalar, or guards them with runtime checks that
     cost as much as the work (measured: 2-4x slower).  Every kernel here is
     called with distinct buffers, so the promise holds.  Numba has no public
     option for this (its parallel back end sets the same flag internally);
