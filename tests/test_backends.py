@@ -16,7 +16,7 @@ float32 reference reaches 21 and the Numba back end 31 (same clip, ``kaldi``
 preset, whose DC removal and pre-emphasis cancel most of the signal); against
 each other 16 on ../shared/data/asr; 32 leaves a factor of 2.  Measured on the 87 clips of ../shared/data/asr (float32,
 Numba against the float32 reference): the first term alone holds for 100% of
-``whisper`` entries, 99.9999% of ``amser`` and 99.88% of ``kaldi``; the
+``whisper`` entries, 99.9998% of ``amser`` and 99.87% of ``kaldi``; the
 ``kaldi`` preset keeps bands 100-115 dB down (input scaled by 32768, floor
 FLT_EPSILON), where the float32 reference itself is off from float64 by up to
 8e-3: the second term is what covers them.  Float64: worst
@@ -264,7 +264,7 @@ def test_end_to_end_on_speech(speech: list[np.ndarray], backend: str, preset: st
         ref = reference_log_mel(x, config)
         assert_log_mel_close(ours, ref, x, config)
         # The resolution term is needed for few entries (module doc): on all 87
-        # clips, 100% (whisper), 99.9999% (amser) and 99.88% (kaldi) meet 1e-4 alone.
+        # clips, 100% (whisper), 99.9998% (amser) and 99.87% (kaldi) meet 1e-4 alone.
         plain = np.abs(ours - ref) <= RTOL * np.maximum(1.0, np.abs(ref))
         assert plain.mean() >= 0.99  # per clip; worst clip measured 99.48% (kaldi)
 

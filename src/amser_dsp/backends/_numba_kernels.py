@@ -18,7 +18,7 @@ sample against 0.5-1 ns for gathers or scalar copies.
 
 The real FFT of ``N = 2 M`` points is a complex FFT of ``M`` points on
 ``z[m] = x[2m] + i x[2m+1]`` followed by the usual split step.  The complex FFT
-is a Stockham autosort FFT (no bit reversal) with radix-4, -2, -3 and -5
+is a Stockham autosort FFT (no bit reversal) with radix-8, -4, -2, -3 and -5
 butterflies and per-stage twiddle tables computed once per size in float64.
 Sizes whose half has another prime factor (or odd sizes) are not handled here:
 the back end sends them to scipy.fft (see :mod:`.numba_backend`).
@@ -441,9 +441,92 @@ def _stage5(xr, xi, yr, yi, m, ns, twr, twi, off):
                 y4i[b] = tai + tcr
 
 
+@_kernel(inline="always")
+def _bfly8(a0r, a0i, a1r, a1i, a2r, a2i, a3r, a3i, a4r, a4i, a5r, a5i, a6r, a6i, a7r, a7i, h):
+    """8-point DFT as two 4-point DFTs (even, odd inputs) joined by w8^k; ``h = 1/sqrt(2)``."""
+    e0r, e0i, e1r, e1i, e2r, e2i, e3r, e3i = _bfly4(a0r, a0i, a2r, a2i, a4r, a4i, a6r, a6i)
+    o0r, o0i, o1r, o1i, o2r, o2i, o3r, o3i = _bfly4(a1r, a1i, a3r, a3i, a5r, a5i, a7r, a7i)
+    # w8 = (1 - i) / sqrt 2, w8^2 = -i, w8^3 = -(1 + i) / sqrt 2
+    p1r = h * (o1r + o1i)
+    p1i = h * (o1i - o1r)
+    p2r = o2i
+    p2i = -o2r
+    p3r = h * (o3i - o3r)
+    p3i = -h * (o3r + o3i)
+    return (
+        e0r + o0r, e0i + o0i, e1r + p1r, e1i + p1i, e2r + p2r, e2i + p2i, e3r + p3r, e3i + p3i,
+        e0r - o0r, e0i - o0i, e1r - p1r, e1i - p1i, e2r - p2r, e2i - p2i, e3r - p3r, e3i - p3i,
+    )  # fmt: skip
+
+
+@_kernel()
+def _stage8(xr, xi, yr, yi, m, ns, twr, twi, off):
+    q = m // 8
+    h = xr.dtype.type(0.7071067811865476)
+    for g in range(q // ns):
+        for k in range(ns):
+            j = g * ns + k
+            d = g * ns * 8 + k
+            t = off + 7 * k
+            w1r, w1i, w2r, w2i = twr[t], twi[t], twr[t + 1], twi[t + 1]
+            w3r, w3i, w4r, w4i = twr[t + 2], twi[t + 2], twr[t + 3], twi[t + 3]
+            w5r, w5i, w6r, w6i = twr[t + 4], twi[t + 4], twr[t + 5], twi[t + 5]
+            w7r, w7i = twr[t + 6], twi[t + 6]
+            x0r, x0i, x1r, x1i = xr[j], xi[j], xr[j + q], xi[j + q]
+            x2r, x2i, x3r, x3i = xr[j + 2 * q], xi[j + 2 * q], xr[j + 3 * q], xi[j + 3 * q]
+            x4r, x4i, x5r, x5i = xr[j + 4 * q], xi[j + 4 * q], xr[j + 5 * q], xi[j + 5 * q]
+            x6r, x6i, x7r, x7i = xr[j + 6 * q], xi[j + 6 * q], xr[j + 7 * q], xi[j + 7 * q]
+            y0r, y0i, y1r, y1i = yr[d], yi[d], yr[d + ns], yi[d + ns]
+            y2r, y2i, y3r, y3i = yr[d + 2 * ns], yi[d + 2 * ns], yr[d + 3 * ns], yi[d + 3 * ns]
+            y4r, y4i, y5r, y5i = yr[d + 4 * ns], yi[d + 4 * ns], yr[d + 5 * ns], yi[d + 5 * ns]
+            y6r, y6i, y7r, y7i = yr[d + 6 * ns], yi[d + 6 * ns], yr[d + 7 * ns], yi[d + 7 * ns]
+            for b in range(LANES):
+                a1r, a1i = _cmul(x1r[b], x1i[b], w1r, w1i)
+                a2r, a2i = _cmul(x2r[b], x2i[b], w2r, w2i)
+                a3r, a3i = _cmul(x3r[b], x3i[b], w3r, w3i)
+                a4r, a4i = _cmul(x4r[b], x4i[b], w4r, w4i)
+                a5r, a5i = _cmul(x5r[b], x5i[b], w5r, w5i)
+                a6r, a6i = _cmul(x6r[b], x6i[b], w6r, w6i)
+                a7r, a7i = _cmul(x7r[b], x7i[b], w7r, w7i)
+                (
+                    y0r[b], y0i[b], y1r[b], y1i[b], y2r[b], y2i[b], y3r[b], y3i[b],
+                    y4r[b], y4i[b], y5r[b], y5i[b], y6r[b], y6i[b], y7r[b], y7i[b],
+                ) = _bfly8(x0r[b], x0i[b], a1r, a1i, a2r, a2i, a3r, a3i, a4r, a4i, a5r, a5i, a6r, a6i, a7r, a7i, h)  # fmt: skip
+
+
+@_kernel()
+def _stage8_first(xr, xi, yr, yi, m):
+    # First stage (ns == 1): every twiddle is 1.
+    q = m // 8
+    h = xr.dtype.type(0.7071067811865476)
+    for j in range(q):
+        x0r, x0i, x1r, x1i = xr[j], xi[j], xr[j + q], xi[j + q]
+        x2r, x2i, x3r, x3i = xr[j + 2 * q], xi[j + 2 * q], xr[j + 3 * q], xi[j + 3 * q]
+        x4r, x4i, x5r, x5i = xr[j + 4 * q], xi[j + 4 * q], xr[j + 5 * q], xi[j + 5 * q]
+        x6r, x6i, x7r, x7i = xr[j + 6 * q], xi[j + 6 * q], xr[j + 7 * q], xi[j + 7 * q]
+        d = 8 * j
+        y0r, y0i, y1r, y1i = yr[d], yi[d], yr[d + 1], yi[d + 1]
+        y2r, y2i, y3r, y3i = yr[d + 2], yi[d + 2], yr[d + 3], yi[d + 3]
+        y4r, y4i, y5r, y5i = yr[d + 4], yi[d + 4], yr[d + 5], yi[d + 5]
+        y6r, y6i, y7r, y7i = yr[d + 6], yi[d + 6], yr[d + 7], yi[d + 7]
+        for b in range(LANES):
+            (
+                y0r[b], y0i[b], y1r[b], y1i[b], y2r[b], y2i[b], y3r[b], y3i[b],
+                y4r[b], y4i[b], y5r[b], y5i[b], y6r[b], y6i[b], y7r[b], y7i[b],
+            ) = _bfly8(
+                x0r[b], x0i[b], x1r[b], x1i[b], x2r[b], x2i[b], x3r[b], x3i[b],
+                x4r[b], x4i[b], x5r[b], x5i[b], x6r[b], x6i[b], x7r[b], x7i[b], h,
+            )  # fmt: skip
+
+
 @_kernel()
 def _stage(p, xr, xi, yr, yi, m, ns, twr, twi, off):
-    if p == 4:
+    if p == 8:
+        if ns == 1:
+            _stage8_first(xr, xi, yr, yi, m)
+        else:
+            _stage8(xr, xi, yr, yi, m, ns, twr, twi, off)
+    elif p == 4:
         _stage4(xr, xi, yr, yi, m, ns, twr, twi, off)
     elif p == 2:
         _stage2(xr, xi, yr, yi, m, ns, twr, twi, off)

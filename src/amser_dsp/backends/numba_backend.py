@@ -6,8 +6,8 @@ and are cached on disk (``cache=True``), so only the very first process
 compiles them.
 
 FFT sizes: the hand-written real FFT covers every even ``n_fft`` whose half
-factors into 2, 3 and 5 (all presets: 400 = 2 * 200 = 2 * 4 * 2 * 5 * 5, and
-512 = 2 * 4**4; also 256, 320, 480, 640, 1024, ...).  Any other ``n_fft`` (odd,
+factors into 2, 3 and 5 (all presets: 400 = 2 * 200 = 2 * 8 * 5 * 5, and
+512 = 2 * 8 * 8 * 4; also 256, 320, 480, 640, 1024, ...).  Any other ``n_fft`` (odd,
 or with a prime factor above 5 in its half) falls back to the NumPy back end
 (scipy.fft), with identical results up to rounding; :func:`fft_supported`
 says which path a size takes.
@@ -55,6 +55,9 @@ class _MelPlan(NamedTuple):
 
 def _radices(half: int) -> list[int] | None:
     out: list[int] = []
+    while half % 8 == 0:
+        out.append(8)
+        half //= 8
     while half % 4 == 0:
         out.append(4)
         half //= 4
