@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from . import backends
 from .backends import use_backend
+from .codec import DEFAULT_CODEC, Decoded, Info, decode, decode_container, encode, inspect
 from .config import PRESETS, FeatureConfig, get_preset
+from .container import Limits
 from .data import sample_path, sample_transcript
 from .errors import (
     AmserError,
@@ -36,6 +38,7 @@ from .io import load_audio
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_CODEC",
     "PRESETS",
     "AmserError",
     "AudioError",
@@ -45,15 +48,22 @@ __all__ = [
     "ConfigError",
     "ContainerError",
     "CorruptContainerError",
+    "Decoded",
     "FeatureConfig",
+    "Info",
     "LimitExceededError",
+    "Limits",
     "SampleRateError",
     "UnknownBackendError",
     "UnsupportedVersionError",
     "__version__",
     "backends",
+    "decode",
+    "decode_container",
+    "encode",
     "features",
     "get_preset",
+    "inspect",
     "load_audio",
     "sample_path",
     "sample_transcript",

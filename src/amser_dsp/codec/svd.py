@@ -1,0 +1,229 @@
+"""Truncated SVD of a feature matrix, and the ``svd`` codec (the AMSER paper's compression)."""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import CodecError, CorruptContainerError, LimitExceededError
+from .base import Codec, register
+
+__all__ = ["SvdCodec", "choose_rank", "truncated_svd"]
+
+FACTOR_DTYPES = ("float32", "float16", "int8")
+ENTROPY = ("zlib", "zstd", None)
+
+
+def truncated_svd(x: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``rank`` left singular vectors, singular values and time coefficients of ``x`` (m x n).
+
+    Uses the eigendecomposition of the m x m Gram matrix ``x x^T`` (accumulated
+    in float64), which for 80 x T feature matrices is 6-26 times faster than
+    LAPACK's gesdd and as accurate in float32.  Signs are fixed so the entry of
+    largest magnitude in each column of ``U`` is positive (ties: the first), so
+    equal input gives equal output.
+
+    Returns
+    -------
+    U : ndarray, (m, rank), float32, orthonormal columns
+    S : ndarray, (rank,), float64, descending
+    C : ndarray, (rank, n), float32, ``U.T @ x`` (that is ``diag(S) @ V.T``)
+    """
+    x64 = x.astype(np.float64)
+    eigenvalues, vectors = np.linalg.eigh(x64 @ x64.T)
+    order = np.argsort(eigenvalues)[::-1][:rank]
+    u = vectors[:, order]
+    pivot = np.argmax(np.abs(u), axis=0)
+    u *= np.where(u[pivot, np.arange(u.shape[1])] < 0, -1.0, 1.0)
+    singular = np.sqrt(np.maximum(eigenvalues[order], 0.0))
+    coeffs = u.T @ x64
+    return u.astype(np.float32), singular, coeffs.astype(np.float32)
+
+
+def singular_values(x: np.ndarray) -> np.ndarray:
+    """All singular values of ``x``, descending (from the Gram matrix)."""
+    x64 = x.astype(np.float64)
+    return np.sqrt(np.maximum(np.linalg.eigvalsh(x64 @ x64.T)[::-1], 0.0))
+
+
+def choose_rank(x: np.ndarray, *, rank: int | None, ratio: float | None, energy: float | None) -> int:
+    """The rank for ``x``: a count, the paper's ratio ``r / min(m, n)``, or retained energy.
+
+    ``energy=e`` keeps the fewest components whose squared singular values sum
+    to at least ``e`` of the total.  The rank is clipped to ``[1, min(m, n)]``.
+    """
+    k = min(x.shape)
+    if rank is not None:
+        r = rank
+    elif ratio is not None:
+        r = math.ceil(ratio * k - 1e-9)
+    else:
+        power = singular_values(x) ** 2
+        total = power.sum()
+        if total == 0:
+            return 1
+        r = int(np.searchsorted(np.cumsum(power) / total, energy - 1e-12) + 1)
+    return max(1, min(int(r), k))
+
+
+# ------------------------------------------------------------------ codec
+def _entropy_encode(data: bytes, entropy: str | None) -> bytes:
+    if entropy == "zlib":
+        comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return comp.compress(data) + comp.flush()
+    if entropy == "zstd":
+        return _zstd().ZstdCompressor(level=19).compress(data)
+    return data
+
+
+def _entropy_decode(data: bytes, entropy: str | None, expected: int, limit: int) -> bytes:
+    if expected > limit:
+        raise LimitExceededError(f"chunk decodes to {expected} bytes, over the limit of {limit}")
+    if entropy == "zlib":
+        dec = zlib.decompressobj(-15)
+        try:
+            out = dec.decompress(data, expected + 1)
+        except zlib.error as exc:
+            raise CorruptContainerError(f"chunk does not inflate: {exc}") from None
+        if not dec.eof or dec.unused_data or dec.unconsumed_tail:
+            raise CorruptContainerError("chunk is not one complete deflate stream of the expected size")
+    elif entropy == "zstd":
+        zstd = _zstd()
+        try:
+            out = zstd.ZstdDecompressor().decompress(data, max_output_size=expected + 1)
+        except zstd.ZstdError as exc:
+            raise CorruptContainerError(f"chunk is not a valid zstd frame: {exc}") from None
+    else:
+        out = data
+    if len(out) != expected:
+        raise CorruptContainerError(f"chunk holds {len(out)} factor bytes, expected {expected}")
+    return out
+
+
+def _zstd() -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        raise CodecError("entropy='zstd' needs the zstandard package: pip install zstandard") from None
+    return zstandard
+
+
+def _quantise_int8(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (axis=1) or per-column (axis=0) symmetric int8 quantisation."""
+    peak = np.abs(x).max(axis=axis, keepdims=True)
+    scale = (peak / 127.0).astype(np.float32)
+    safe = np.where(scale > 0, scale, np.float32(1.0))
+    q = np.clip(np.rint(x / safe), -127, 127).astype(np.int8)
+    return q, scale.reshape(-1)
+
+
+def _shuffle(raw: bytes, width: int) -> bytes:
+    """Byte-plane shuffle (as blosc/HDF5): all first bytes, then all second bytes, ...
+
+    Exponent bytes of neighbouring floats are alike; grouping them lets the
+    entropy stage find the redundancy.  Lossless and its own inverse's mirror.
+    """
+    return np.frombuffer(raw, np.uint8).reshape(-1, width).T.tobytes()
+
+
+def _unshuffle(raw: bytes, width: int) -> bytes:
+    return np.frombuffer(raw, np.uint8).reshape(width, -1).T.tobytes()
+
+
+def _delta_mod256(q: np.ndarray) -> np.ndarray:
+    d = q.astype(np.int16)
+    d[:, 1:] = np.diff(d, axis=1)
+    return d.astype(np.uint8).view(np.int8)  # wrap modulo 256
+
+
+def _undelta_mod256(d: np.ndarray) -> np.ndarray:
+    return np.cumsum(d.view(np.uint8), axis=1, dtype=np.uint8).view(np.int8)
+
+
+@register
+@dataclass(frozen=True)
+class SvdCodec(Codec):
+    """Rank-r truncated SVD with float32/float16/int8 factors and an entropy stage.
+
+    Error bounds (per chunk ``X``, rank ``r``, reconstruction ``X_r = U_r C_r``):
+
+    - ``float32``: ``decode`` returns ``X_r`` to float32 rounding; full rank
+      (``r = min(m, n)``) returns ``X`` to float32 rounding.
+    - ``float16``: each factor entry is within ``2**-11`` relative of its value
+      (half a unit in the last place), so ``|X_hat - X_r| <= sum_k 2**-10 |U_k| |C_k|``
+      entry-wise (to first order).
+    - ``int8``: ``|U_hat[i, k] - U[i, k]| <= a_k / 2`` and ``|C_hat[k, t] - C[k, t]| <= b_k / 2``
+      with ``a_k = max|U[:, k]| / 127``, ``b_k = max|C[k, :]| / 127``, hence
+      ``|X_hat - X_r| <= sum_k (a_k |C[k, t]| + b_k |U[i, k]| + a_k b_k / 2) / 2``.
+    """
+
+    name: ClassVar[str] = "svd"
+    rank: int | None = None
+    ratio: float | None = None
+    energy: float | None = None
+    factor_dtype: str = "float16"
+    entropy: str | None = "zlib"
+
+    def __post_init__(self) -> None:
+        chosen = [k for k in ("rank", "ratio", "energy") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise CodecError(f"give exactly one of rank, ratio or energy; got {chosen or 'none'}")
+        if self.rank is not None and (isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1):
+            raise CodecError(f"rank={self.rank!r} is invalid: expected an integer >= 1")
+        if self.ratio is not None and not (isinstance(self.ratio, (int, float)) and 0 < self.ratio <= 1):
+            raise CodecError(f"ratio={self.ratio!r} is invalid: expected a number in (0, 1]")
+        if self.energy is not None and not (isinstance(self.energy, (int, float)) and 0 < self.energy <= 1):
+            raise CodecError(f"energy={self.energy!r} is invalid: expected a number in (0, 1]")
+        if self.factor_dtype not in FACTOR_DTYPES:
+            raise CodecError(f"factor_dtype={self.factor_dtype!r} is invalid: expected one of {list(FACTOR_DTYPES)}")
+        if self.entropy not in ENTROPY:
+            raise CodecError(f"entropy={self.entropy!r} is invalid: expected 'zlib', 'zstd' or None")
+        if self.entropy == "zstd":
+            _zstd()
+
+    def encode_chunk(self, x: np.ndarray) -> bytes:
+        r = choose_rank(x, rank=self.rank, ratio=self.ratio, energy=self.energy)
+        u, _, c = truncated_svd(x, r)
+        if self.factor_dtype == "int8":
+            qu, a = _quantise_int8(u, axis=0)
+            qc, b = _quantise_int8(c, axis=1)
+            body = np.concatenate([a, b]).astype("<f4").tobytes() + qu.tobytes() + _delta_mod256(qc).tobytes()
+        else:
+            dt = np.dtype(self.factor_dtype).newbyteorder("<")
+            cq = c.astype(dt)
+            if not np.isfinite(cq).all():
+                raise CodecError(f"time coefficients overflow {self.factor_dtype}: use factor_dtype='float32'")
+            body = _shuffle(u.astype(dt).tobytes() + cq.tobytes(), dt.itemsize)
+        return struct.pack("<H", r) + _entropy_encode(body, self.entropy)
+
+    def decode_chunk(self, payload: bytes, n_mels: int, n_frames: int, max_decoded_bytes: int) -> np.ndarray:
+        if len(payload) < 2:
+            raise CorruptContainerError("svd chunk is shorter than its rank field")
+        (r,) = struct.unpack_from("<H", payload)
+        if not 1 <= r <= min(n_mels, n_frames):
+            raise CorruptContainerError(f"svd chunk rank {r} is outside [1, {min(n_mels, n_frames)}]")
+        width = {"float32": 4, "float16": 2, "int8": 1}[self.factor_dtype]
+        expected = (n_mels * r + r * n_frames) * width + (8 * r if self.factor_dtype == "int8" else 0)
+        body = _entropy_decode(payload[2:], self.entropy, expected, max_decoded_bytes)
+        if self.factor_dtype == "int8":
+            scales = np.frombuffer(body, "<f4", 2 * r)
+            if not np.isfinite(scales).all():
+                raise CorruptContainerError("svd chunk has non-finite int8 scales")
+            qu = np.frombuffer(body, np.int8, n_mels * r, 8 * r).reshape(n_mels, r)
+            qc = _undelta_mod256(np.frombuffer(body, np.int8, r * n_frames, 8 * r + n_mels * r).reshape(r, n_frames))
+            u = qu.astype(np.float32) * scales[:r]
+            c = qc.astype(np.float32) * scales[r:, None]
+        else:
+            dt = np.dtype(self.factor_dtype).newbyteorder("<")
+            body = _unshuffle(body, width)
+            u = np.frombuffer(body, dt, n_mels * r).reshape(n_mels, r).astype(np.float32)
+            c = np.frombuffer(body, dt, r * n_frames, n_mels * r * width).reshape(r, n_frames).astype(np.float32)
+        out = u @ c
+        if not np.isfinite(out).all():
+            raise CorruptContainerError("svd chunk decodes to non-finite values")
+        return out
