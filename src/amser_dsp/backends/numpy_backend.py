@@ -14,7 +14,8 @@ four changes that each measured faster on long audio:
   the Mel sum are one matrix product;
 * that product is band-limited: bands are split into a few groups of
   neighbours, and each group multiplies only the bins its bands cover
-  (about a fifth of the dense product's work for the presets).
+  (an eighth of the dense product's work for the presets: 1,892 of 16,080 weights for
+  ``whisper``).
 """
 
 from __future__ import annotations
