@@ -23,7 +23,9 @@ test: $(VENV)/.stamp-numba,test
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.stamp-numba,bench
-	$(PY) -m pytest benchmarks -q
+	mkdir -p out
+	$(PY) -m pytest benchmarks -q --benchmark-json=out/bench.json
+	$(PY) benchmarks/report.py out/bench.json
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks
