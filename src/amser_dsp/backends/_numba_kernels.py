@@ -100,9 +100,7 @@ def _transpose_tile(typingctx, src, src_off, src_stride, dst, dst_off, dst_strid
         v = 64 // nbytes
         vec = ir.VectorType(context.get_data_type(signature.args[0].dtype), v)
         i64, i32 = ir.IntType(64), ir.IntType(32)
-        soff, sstr, doff, dstr = (
-            context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 2, 4, 5)
-        )
+        soff, sstr, doff, dstr = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 2, 4, 5))
         rows = []
         for i in range(v):
             ptr = builder.gep(s_arr.data, [builder.add(soff, builder.mul(sstr, ir.Constant(i64, i)))])
@@ -620,8 +618,30 @@ def _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, acc, out, t0, count, floor):
 # -------------------------------------------------------------- full path
 @_kernel()
 def mel_block(
-    x, out, t_first, t_stop, hop, flen, pad, mode, c_sig, remove_dc, c_frame, win,
-    radices, twr, twi, twoff, rtr, rti, magnitude, mel_w, mel_lo, mel_hi, mel_off, floor,
+    x,
+    out,
+    t_first,
+    t_stop,
+    hop,
+    flen,
+    pad,
+    mode,
+    c_sig,
+    remove_dc,
+    c_frame,
+    win,
+    radices,
+    twr,
+    twi,
+    twoff,
+    rtr,
+    rti,
+    magnitude,
+    mel_w,
+    mel_lo,
+    mel_hi,
+    mel_off,
+    floor,
 ):
     """Clamped Mel energies ``max(mel, floor)`` of frames ``[t_first, t_stop)`` of every signal.
 

@@ -124,7 +124,7 @@ def encode(
     x = _check_features(features, cfg)
     chosen = make_codec(codec, rank=rank, ratio=ratio, energy=energy, factor_dtype=factor_dtype, entropy=entropy)
     n_frames = x.shape[1]
-    step = chunk_frames or max(n_frames, 1)
+    step = max(n_frames, 1) if chunk_frames is None else chunk_frames
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise CodecError(f"chunk_frames={chunk_frames!r} is invalid: expected a positive integer")
     parts = [fmt.header_bytes(cfg.to_dict() if cfg else None, chosen.get_config(), x.shape[0])]

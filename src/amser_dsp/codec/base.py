@@ -92,7 +92,8 @@ class RawCodec(Codec):
             raise CodecError(f"dtype={self.dtype!r} is invalid: expected 'float32' or 'float16'")
 
     def encode_chunk(self, x: np.ndarray) -> bytes:
-        out = x.astype(np.dtype(self.dtype).newbyteorder("<"))
+        with np.errstate(over="ignore"):  # overflow is reported below, as a CodecError
+            out = x.astype(np.dtype(self.dtype).newbyteorder("<"))
         if not np.isfinite(out).all():
             raise CodecError(f"features overflow {self.dtype}: use dtype='float32'")
         return out.tobytes()

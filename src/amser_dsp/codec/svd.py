@@ -195,7 +195,8 @@ class SvdCodec(Codec):
             body = np.concatenate([a, b]).astype("<f4").tobytes() + qu.tobytes() + _delta_mod256(qc).tobytes()
         else:
             dt = np.dtype(self.factor_dtype).newbyteorder("<")
-            cq = c.astype(dt)
+            with np.errstate(over="ignore"):  # overflow is reported below, as a CodecError
+                cq = c.astype(dt)
             if not np.isfinite(cq).all():
                 raise CodecError(f"time coefficients overflow {self.factor_dtype}: use factor_dtype='float32'")
             body = _shuffle(u.astype(dt).tobytes() + cq.tobytes(), dt.itemsize)

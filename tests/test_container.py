@@ -1,0 +1,218 @@
+"""The container format: golden files, hostile input, limits, streaming."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import amser_dsp
+from amser_dsp import AmserError, ContainerError, CorruptContainerError, LimitExceededError, UnsupportedVersionError
+from amser_dsp import container as fmt
+from amser_dsp.codec import decode_container, inspect
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOLDEN = sorted(FIXTURES.glob("v*.amser"))
+
+
+def test_golden_files_exist_for_format_1_0() -> None:
+    assert any(p.name.startswith("v1.0-") for p in GOLDEN)
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
+def test_golden_files_decode(path: Path) -> None:
+    expected = np.load(path.with_suffix(".npy"))
+    decoded = decode_container(path.read_bytes())
+    np.testing.assert_allclose(decoded.features, expected, rtol=1e-5, atol=1e-5)
+    preset = path.stem.rsplit("-", 1)[1]
+    assert decoded.config == amser_dsp.get_preset(preset)
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
+def test_every_truncation_is_detected(path: Path) -> None:
+    blob = path.read_bytes()
+    for n in range(len(blob)):
+        with pytest.raises(ContainerError):
+            amser_dsp.decode(blob[:n])
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
+def test_every_single_bit_flip_is_detected(path: Path) -> None:
+    blob = bytearray(path.read_bytes())
+    for i in range(len(blob)):
+        for bit in range(8):
+            blob[i] ^= 1 << bit
+            with pytest.raises(ContainerError):
+                amser_dsp.decode(bytes(blob))
+            blob[i] ^= 1 << bit
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_random_bytes_raise_only_container_errors(data: bytes) -> None:
+    for blob in (data, fmt.MAGIC + data, fmt.MAGIC + b"\x01\x00\x00\x00" + data):
+        with pytest.raises(ContainerError):
+            amser_dsp.decode(blob)
+
+
+def _header_with(fields: bytes, major: int = 1, flags: int = 0) -> bytes:
+    body = struct.pack("<4sBBHI", fmt.MAGIC, major, 0, flags, len(fields)) + fields
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _field(tag: int, value: bytes) -> bytes:
+    return struct.pack("<BI", tag, len(value)) + value
+
+
+def _valid_fields(config: object = None, codec: object = None, n_mels: int = 80) -> bytes:
+    codec = codec if codec is not None else {"codec": "raw", "dtype": "float32"}
+    return (
+        _field(1, fmt.compress_json(config))
+        + _field(2, fmt.compress_json(codec))
+        + _field(3, struct.pack("<H", n_mels))
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    config=st.one_of(st.none(), st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=4)),
+    codec=st.dictionaries(
+        st.sampled_from(["codec", "rank", "dtype", "x"]),
+        st.integers(-5, 5) | st.sampled_from(["svd", "raw", "float16", None]),
+    ),
+    n_mels=st.integers(0, 70000),
+    frames=st.integers(0, 2**32 - 1),
+    payload=st.binary(max_size=64),
+)
+def test_mutated_headers_raise_only_amser_errors(config, codec, n_mels, frames, payload) -> None:
+    header = _header_with(_valid_fields(config, codec, min(n_mels, 65535)))
+    blob = header + fmt.chunk_bytes(frames, payload) + fmt.end_bytes(1, frames)
+    with pytest.raises(AmserError):
+        amser_dsp.decode(blob)
+
+
+def test_unknown_major_version() -> None:
+    with pytest.raises(UnsupportedVersionError, match="format 2.0"):
+        amser_dsp.decode(_header_with(_valid_fields(), major=2))
+
+
+def test_unknown_required_field_refused_optional_skipped() -> None:
+    with pytest.raises(UnsupportedVersionError, match="0x10 is required but unknown"):
+        fmt.read_all(_header_with(_valid_fields() + _field(0x10, b"x")) + fmt.end_bytes(0, 0))
+    header, _, _ = fmt.read_all(_header_with(_valid_fields() + _field(0x90, b"future")) + fmt.end_bytes(0, 0))
+    assert header.skipped == (0x90,)
+
+
+def test_not_a_container() -> None:
+    with pytest.raises(ContainerError, match="not an amser container"):
+        amser_dsp.decode(b"RIFF....WAVEfmt ")
+    with pytest.raises(ContainerError, match="must be bytes"):
+        amser_dsp.decode("AMSR")  # type: ignore[arg-type]
+
+
+def test_limits_refuse_before_allocating() -> None:
+    header = _header_with(_valid_fields())
+    huge = struct.pack("<BII", fmt.KIND_CHUNK, 100, 2**31)  # claims 2 GiB of payload
+    with pytest.raises(LimitExceededError, match="over the limit"):
+        amser_dsp.decode(header + huge)
+    many_frames = struct.pack("<BII", fmt.KIND_CHUNK, 2**32 - 1, 4)
+    with pytest.raises(LimitExceededError, match="frames"):
+        amser_dsp.decode(header + many_frames)
+    with pytest.raises(LimitExceededError, match="Mel bands"):
+        amser_dsp.decode(_header_with(_valid_fields(n_mels=5000)))
+    small = fmt.Limits(max_decoded_bytes=1000)
+    blob = amser_dsp.encode(np.zeros((80, 50), np.float32), codec={"codec": "raw", "dtype": "float32"})
+    with pytest.raises(LimitExceededError):
+        amser_dsp.decode(blob, limits=small)
+
+
+def test_trailing_bytes_and_count_mismatch() -> None:
+    blob = amser_dsp.encode(np.zeros((80, 10), np.float32), rank=1)
+    with pytest.raises(CorruptContainerError, match="after the end"):
+        amser_dsp.decode(blob + b"\x00")
+    body = struct.pack("<BIQ", fmt.KIND_END, 1, 11)
+    wrong_end = body + struct.pack("<I", zlib.crc32(body))
+    with pytest.raises(CorruptContainerError, match="end record says"):
+        amser_dsp.decode(blob[: -len(wrong_end)] + wrong_end)
+
+
+def test_inspect_reports_sizes(sample_audio: np.ndarray) -> None:
+    f = amser_dsp.features(sample_audio, 16000, "whisper")
+    blob = amser_dsp.encode(f, ratio=0.125, config="whisper")
+    info = inspect(blob)
+    assert info.n_bytes == len(blob)
+    assert info.seconds == pytest.approx(f.shape[1] / 100)
+    assert info.kbps == pytest.approx(len(blob) * 8 / info.seconds / 1000)
+    assert info.percent_of_pcm == pytest.approx(100 * len(blob) / (32000 * info.seconds))
+    assert info.to_dict()["codec"]["ratio"] == 0.125
+
+
+# ---------------------------------------------------------------- streaming
+@settings(max_examples=25, deadline=None)
+@given(
+    blocks=st.lists(st.integers(1, 2000), min_size=1, max_size=40),
+    preset=st.sampled_from(["amser", "whisper", "kaldi"]),
+    chunk=st.sampled_from([0.3, 1.0, 2.5]),
+)
+def test_stream_encode_equals_chunked_whole_file(sample_audio: np.ndarray, blocks, preset, chunk) -> None:
+    x = sample_audio
+    enc = amser_dsp.StreamEncoder(preset, chunk_seconds=chunk, rank=6, factor_dtype="int8")
+    out, pos, i = b"", 0, 0
+    while pos < x.size:
+        n = blocks[i % len(blocks)]
+        out += enc.write(x[pos : pos + n])
+        pos, i = pos + n, i + 1
+    out += enc.close()
+    assert out == amser_dsp.encode_audio(x, preset, chunk_seconds=chunk, rank=6, factor_dtype="int8")
+
+
+def test_one_chunk_encode_audio_equals_features(sample_audio: np.ndarray) -> None:
+    for preset in ("amser", "whisper", "kaldi"):
+        blob = amser_dsp.encode_audio(sample_audio, preset, codec={"codec": "raw", "dtype": "float32"})
+        ref = amser_dsp.features(sample_audio, 16000, preset, backend="numpy")
+        np.testing.assert_allclose(amser_dsp.decode(blob), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_stream_decoder_from_file_socket_and_feed(sample_audio: np.ndarray) -> None:
+    blob = amser_dsp.encode_audio(sample_audio, "whisper", chunk_seconds=1.0, rank=8)
+    whole = amser_dsp.decode(blob)
+    chunks = list(amser_dsp.StreamDecoder(io.BytesIO(blob)))
+    assert len(chunks) == 4
+    np.testing.assert_array_equal(np.concatenate(chunks, axis=1), whole)
+    dec = amser_dsp.StreamDecoder()
+    fed = [c for i in range(0, len(blob), 7) for c in dec.feed(blob[i : i + 7])]
+    assert dec.finished and dec.config == amser_dsp.get_preset("whisper")
+    np.testing.assert_array_equal(np.concatenate(fed, axis=1), whole)
+    a, b = socket.socketpair()
+    sender = threading.Thread(target=lambda: (a.sendall(blob), a.close()))
+    sender.start()
+    got = list(amser_dsp.StreamDecoder(b))
+    sender.join()
+    b.close()
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), whole)
+
+
+def test_stream_decoder_detects_truncated_stream(sample_audio: np.ndarray) -> None:
+    blob = amser_dsp.encode_audio(sample_audio, "whisper", chunk_seconds=1.0, rank=8)
+    with pytest.raises(CorruptContainerError, match="truncated"):
+        list(amser_dsp.StreamDecoder(io.BytesIO(blob[:-3])))
+
+
+def test_stream_encoder_rejects_bad_use() -> None:
+    enc = amser_dsp.StreamEncoder("amser", chunk_seconds=1.0, rank=4)
+    with pytest.raises(amser_dsp.AudioError, match="1-D"):
+        enc.write(np.zeros((2, 100), np.float32))
+    enc.write(np.zeros(1000, np.float32))
+    enc.close()
+    with pytest.raises(amser_dsp.CodecError, match="after close"):
+        enc.write(np.zeros(10, np.float32))
+    with pytest.raises(amser_dsp.CodecError, match="chunk_seconds"):
+        amser_dsp.StreamEncoder("amser", chunk_seconds=0)
