@@ -100,7 +100,7 @@ def test_mutated_headers_raise_only_amser_errors(config, codec, n_mels, frames, 
 
 
 def test_unknown_major_version() -> None:
-    with pytest.raises(UnsupportedVersionError, match="format 2.0"):
+    with pytest.raises(UnsupportedVersionError, match=r"format 2\.0"):
         amser_dsp.decode(_header_with(_valid_fields(), major=2))
 
 
