@@ -1,0 +1,5 @@
+"""python -m amser_dsp: the amser command."""
+
+from .cli import main
+
+raise SystemExit(main())

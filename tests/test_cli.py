@@ -1,0 +1,96 @@
+"""The amser command: each subcommand on a file and on a tree, errors as one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import amser_dsp
+from amser_dsp.cli import main
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    path = tmp_path / "clip.flac"
+    shutil.copy(amser_dsp.sample_path(), path)
+    return path
+
+
+def test_features(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f.npy"
+    assert main(["features", str(clip), str(out), "--preset", "kaldi"]) == 0
+    ref = amser_dsp.features(amser_dsp.load_audio(clip), 16000, "kaldi")
+    np.testing.assert_array_equal(np.load(out), ref)
+
+
+def test_encode_decode_info(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blob, npy = tmp_path / "c.amser", tmp_path / "c.npy"
+    assert main(["encode", str(clip), str(blob), "--preset", "whisper", "--rank", "12", "--dtype", "int8"]) == 0
+    assert main(["decode", str(blob), str(npy)]) == 0
+    np.testing.assert_array_equal(np.load(npy), amser_dsp.decode(blob.read_bytes()))
+    capsys.readouterr()
+    assert main(["info", str(blob), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["codec"]["rank"] == 12 and info["bytes"] == blob.stat().st_size
+    assert info["kbps"] > 0 and info["percent_of_pcm"] > 0
+    assert main(["info", str(blob)]) == 0
+    line = capsys.readouterr().out
+    assert "preset whisper" in line and "kbps" in line and "% of 16-bit PCM" in line
+
+
+def test_tree_mode_mirrors_and_summarises(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in"
+    (src / "a" / "b").mkdir(parents=True)
+    shutil.copy(clip, src / "one.flac")
+    shutil.copy(clip, src / "a" / "b" / "two.flac")
+    (src / "a" / "broken.wav").write_bytes(b"not audio")
+    dst = tmp_path / "out"
+    assert main(["encode", str(src), str(dst), "--ratio", "0.125"]) == 1  # one file failed, the rest done
+    captured = capsys.readouterr()
+    assert (dst / "one.amser").is_file() and (dst / "a" / "b" / "two.amser").is_file()
+    assert "encode: 2 of 3 files" in captured.out and "kbps" in captured.out
+    assert "broken.wav" in captured.err
+    assert main(["decode", str(dst), str(tmp_path / "npy")]) == 0
+    assert (tmp_path / "npy" / "a" / "b" / "two.npy").is_file()
+    assert main(["info", str(dst), "--json"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["decode", "missing.amser", "x.npy"], "input not found"),
+        (["encode", "{clip}", "x.amser", "--rank", "0"], "rank=0"),
+        (["decode", "{clip}", "x.npy"], "not an amser container"),
+    ],
+)
+def test_errors_are_one_line(
+    argv: list[str],
+    message: str,
+    clip: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([a.format(clip=clip) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", "--rank", "3", "--ratio", "0.1", "a", "b"])
+    assert exc.value.code == 2
+
+
+def test_console_script_runs_as_module(clip: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-m", "amser_dsp", "--help"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "examples:" in out.stdout and "encode" in out.stdout
