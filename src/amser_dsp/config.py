@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
+import numpy as np
+
 from .errors import ConfigError
 
 __all__ = ["CONFIG_VERSION", "PRESETS", "FeatureConfig", "get_preset"]
@@ -314,7 +316,7 @@ def _validate(cfg: FeatureConfig) -> None:
     from .frontend.stages import mel_filterbank_for
 
     weights = mel_filterbank_for(cfg)
-    empty = [i for i in range(cfg.n_mels) if not weights[i].any()]
+    empty = np.flatnonzero(~weights.any(axis=1)).tolist()
     if empty:
         raise _fail(
             "n_mels",

@@ -244,11 +244,11 @@ def decode_container(blob: bytes, *, limits: fmt.Limits | None = None) -> Decode
     total = header.n_mels * end.n_frames * 4
     if total > lim.max_decoded_bytes:
         raise LimitExceededError(f"container decodes to {total} bytes, over the limit of {lim.max_decoded_bytes}")
-    out = np.empty((header.n_mels, end.n_frames), np.float32)
-    start = 0
-    for chunk in chunks:
-        out[:, start : start + chunk.n_frames] = decode_chunk(header, codec, chunk, lim)
-        start += chunk.n_frames
+    parts = [decode_chunk(header, codec, chunk, lim) for chunk in chunks]
+    if len(parts) == 1:
+        out = np.ascontiguousarray(parts[0], dtype=np.float32)
+    else:
+        out = np.concatenate(parts, axis=1) if parts else np.empty((header.n_mels, 0), np.float32)
     return Decoded(features=out, info=info)
 
 
