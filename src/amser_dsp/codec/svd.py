@@ -72,11 +72,13 @@ def choose_rank(x: np.ndarray, *, rank: int | None, ratio: float | None, energy:
 
 
 # ------------------------------------------------------------------ codec
-def _entropy_encode(data: bytes, entropy: str | None) -> bytes:
+def _entropy_encode(data: bytes, entropy: str | None, *, match: bool = False) -> bytes:
     if entropy == "zlib":
-        # Huffman-only deflate: quantised factors have little string redundancy, so
-        # LZ77 matching costs 3-6x the time for 0-3% fewer bytes (measured).
-        comp = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_HUFFMAN_ONLY)
+        # int8 factors (match=False): Huffman-only deflate; LZ77 matching measured 3-6x
+        # slower for 0-3% fewer bytes.  Shuffled float16/float32 factors (match=True): the
+        # exponent plane has repeats LZ77 finds, worth about 6% of the payload.
+        strategy = zlib.Z_DEFAULT_STRATEGY if match else zlib.Z_HUFFMAN_ONLY
+        comp = zlib.compressobj(9 if match else 6, zlib.DEFLATED, -15, 9, strategy)
         return comp.compress(data) + comp.flush()
     if entropy == "zstd":
         return _zstd().ZstdCompressor(level=19).compress(data)
@@ -205,7 +207,7 @@ class SvdCodec(Codec):
             if not np.isfinite(cq).all():
                 raise CodecError(f"time coefficients overflow {self.factor_dtype}: use factor_dtype='float32'")
             body = _shuffle(u.astype(dt).tobytes() + cq.tobytes(), dt.itemsize)
-        return struct.pack("<H", r) + _entropy_encode(body, self.entropy)
+        return struct.pack("<H", r) + _entropy_encode(body, self.entropy, match=self.factor_dtype != "int8")
 
     def decode_chunk(self, payload: bytes, n_mels: int, n_frames: int, max_decoded_bytes: int) -> np.ndarray:
         if len(payload) < 2:
