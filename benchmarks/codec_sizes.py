@@ -22,8 +22,13 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "asr"
 MODES: list[tuple[str, dict]] = [
     ("raw float32", {"codec": {"codec": "raw", "dtype": "float32"}}),
     ("raw float16", {"codec": {"codec": "raw", "dtype": "float16"}}),
-    *[(f"svd ratio {r} float16 (paper: 0.125)" if r == 0.125 else f"svd ratio {r} float16", {"ratio": r, "factor_dtype": "float16"})
-      for r in (0.0625, 0.125, 0.25, 0.5)],
+    *[
+        (
+            f"svd ratio {r} float16 (paper: 0.125)" if r == 0.125 else f"svd ratio {r} float16",
+            {"ratio": r, "factor_dtype": "float16"},
+        )
+        for r in (0.0625, 0.125, 0.25, 0.5)
+    ],
     *[(f"svd ratio {r} int8", {"ratio": r, "factor_dtype": "int8"}) for r in (0.0625, 0.125, 0.25, 0.5)],
     ("svd ratio 0.125 int8 zstd", {"ratio": 0.125, "factor_dtype": "int8", "entropy": "zstd"}),
     ("svd ratio 0.125 float16 no entropy", {"ratio": 0.125, "factor_dtype": "float16", "entropy": None}),

@@ -118,7 +118,13 @@ def test_openai_whisper(benchmark, speech) -> None:
     xt = torch.from_numpy(x)
     out = whisper.audio.log_mel_spectrogram(xt).numpy()
     check_against(out, reference_log_mel(x, get_preset("whisper")), atol=1e-3)
-    run(benchmark, lambda: whisper.audio.log_mel_spectrogram(xt), seconds, kind="anchor", what="openai-whisper (whisper)")
+    run(
+        benchmark,
+        lambda: whisper.audio.log_mel_spectrogram(xt),
+        seconds,
+        kind="anchor",
+        what="openai-whisper (whisper)",
+    )
 
 
 def test_faster_whisper(benchmark, speech) -> None:

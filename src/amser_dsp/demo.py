@@ -63,6 +63,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"range [{feats.min():7.2f}, {feats.max():6.2f}]  {ms:6.2f} ms  "
                 f"({1000 * ms / seconds:5.0f} us per audio second)"
             )
+    from . import encode, inspect
+
+    whisper_feats = features(audio, 16_000, "whisper")
+    print("containers of the whisper features (docs/codec.md):")
+    for label, kwargs in (
+        ("paper: rank 10 of 80, float16", {"ratio": 0.125, "factor_dtype": "float16"}),
+        ("rank 10 of 80, int8", {"ratio": 0.125, "factor_dtype": "int8"}),
+        ("rank 20, int8 (default)", {}),
+    ):
+        info = inspect(encode(whisper_feats, config="whisper", **kwargs))
+        print(
+            f"  {label:32s} {info.n_bytes:6d} bytes  {info.kbps:6.2f} kbps  {info.percent_of_pcm:5.2f}% of 16-bit PCM"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "spectrogram.png"
     if save_spectrogram_png(features(audio, 16_000, "amser"), png, f"amser preset: {path.name}"):
