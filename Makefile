@@ -19,7 +19,7 @@ $(VENV)/.stamp-%: pyproject.toml
 demo: $(VENV)/.stamp-numba,plot
 	$(PY) -m amser_dsp.demo
 
-test: $(VENV)/.stamp-numba,test
+test: $(VENV)/.stamp-numba,server,test
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.stamp-numba,bench
