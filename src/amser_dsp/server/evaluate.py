@@ -193,7 +193,7 @@ def run_evaluation(
     clips: Sequence[Clip], modes: Sequence[Mode], transcriber: Transcriber, cache: Path, *, progress: bool = True
 ) -> None:
     """Fill ``mode.results[clip.id] = (text, n_bytes)`` for every clip and mode, using the cache."""
-    model = f"{transcriber.name}|{transcriber.compute_type}|beam{transcriber.beam_size}"
+    model = f"{transcriber.model_id}|{transcriber.compute_type}|beam{transcriber.beam_size}"
     audio = {}
     for mi, mode in enumerate(modes):
         todo, windows, owners, sizes = [], [], [], {}
