@@ -16,14 +16,16 @@ $(VENV)/.stamp-%: pyproject.toml
 	$(PIP) install --quiet -e ".[$*]"
 	touch $@
 
-demo: $(VENV)/.stamp-numba,plot
+demo: $(VENV)/.stamp-numba,plot,server
 	$(PY) -m amser_dsp.demo
 
-test: $(VENV)/.stamp-numba,test
+test: $(VENV)/.stamp-numba,server,test
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.stamp-numba,bench
-	$(PY) -m pytest benchmarks -q
+	mkdir -p out
+	$(PY) -m pytest benchmarks -q --benchmark-json=out/bench.json
+	$(PY) benchmarks/report.py out/bench.json
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks

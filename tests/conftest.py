@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import csv
 import os
-from pathlib import Path
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# One BLAS/OpenMP thread, set before NumPy loads: the matrices here are small, and
+# threaded BLAS on a busy 2-core machine spin-waits (an 80 x 80 eigh took 100x longer).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-import amser_dsp
-from amser_dsp import backends
+import csv  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import amser_dsp  # noqa: E402
+from amser_dsp import backends  # noqa: E402
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True

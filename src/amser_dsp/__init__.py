@@ -14,8 +14,18 @@ from __future__ import annotations
 
 from . import backends
 from .backends import use_backend
-from .codec.api import ContainerInfo, Encoded, decode, decode_container, encode, inspect
-from .codec.stream import StreamDecoder, StreamEncoder
+from .codec import (
+    DEFAULT_CODEC,
+    Decoded,
+    Info,
+    StreamDecoder,
+    StreamEncoder,
+    decode,
+    decode_container,
+    encode,
+    encode_audio,
+    inspect,
+)
 from .config import PRESETS, FeatureConfig, get_preset
 from .container import Limits
 from .data import sample_path, sample_transcript
@@ -39,6 +49,7 @@ from .io import load_audio
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_CODEC",
     "PRESETS",
     "AmserError",
     "AudioError",
@@ -47,10 +58,10 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "ContainerError",
-    "ContainerInfo",
     "CorruptContainerError",
-    "Encoded",
+    "Decoded",
     "FeatureConfig",
+    "Info",
     "LimitExceededError",
     "Limits",
     "SampleRateError",
@@ -63,6 +74,7 @@ __all__ = [
     "decode",
     "decode_container",
     "encode",
+    "encode_audio",
     "features",
     "get_preset",
     "inspect",

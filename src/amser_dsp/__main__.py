@@ -1,4 +1,4 @@
-"""``python -m amser_dsp``: the ``amser`` command."""
+"""python -m amser_dsp: the amser command."""
 
 from .cli import main
 

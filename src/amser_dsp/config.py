@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
+import numpy as np
+
 from .errors import ConfigError
 
-__all__ = ["CONFIG_VERSION", "FeatureConfig", "PRESETS", "get_preset"]
+__all__ = ["CONFIG_VERSION", "PRESETS", "FeatureConfig", "get_preset"]
 
 #: Version of the ``to_dict`` layout.  Bump when a field changes meaning.
 CONFIG_VERSION = 1
@@ -219,9 +221,7 @@ class FeatureConfig:
             raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
         version = data.get("version")
         if version != CONFIG_VERSION:
-            raise ConfigError(
-                f"config version {version!r} is not supported; expected {CONFIG_VERSION}"
-            )
+            raise ConfigError(f"config version {version!r} is not supported; expected {CONFIG_VERSION}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names - {"version"})
         if unknown:
@@ -316,7 +316,7 @@ def _validate(cfg: FeatureConfig) -> None:
     from .frontend.stages import mel_filterbank_for
 
     weights = mel_filterbank_for(cfg)
-    empty = [i for i in range(cfg.n_mels) if not weights[i].any()]
+    empty = np.flatnonzero(~weights.any(axis=1)).tolist()
     if empty:
         raise _fail(
             "n_mels",

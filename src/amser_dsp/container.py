@@ -1,10 +1,8 @@
-"""The ``.amser`` byte format of ``docs/format.md``: framing, header, checksums, limits.
+"""The ``.amser`` byte format (docs/format.md): write, read, validate.  No numerics here.
 
-No numerics here: chunk payloads are opaque bytes that the codec produces and
-consumes.  The reader is incremental (:class:`ContainerReader.feed`), so the
-same code parses a file, a socket and WebSocket messages, and it checks every
-declared size against the bytes present and against :class:`Limits` before it
-allocates anything.
+Reading is incremental (:class:`Reader`), so one parser serves whole blobs,
+files and sockets; every size is checked against the bytes present and against
+:class:`Limits` before anything is allocated.
 """
 
 from __future__ import annotations
@@ -12,304 +10,345 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ContainerError, CorruptContainerError, LimitExceededError, UnsupportedVersionError
 
 __all__ = [
-    "FORMAT_MAJOR",
-    "FORMAT_MINOR",
+    "HEADER_DICTIONARY",
     "MAGIC",
-    "ChunkRecord",
-    "ContainerReader",
-    "EndRecord",
+    "MAJOR",
+    "MINOR",
+    "Chunk",
+    "End",
+    "Header",
     "Limits",
-    "chunk_record",
-    "end_record",
-    "preamble_and_header",
+    "Reader",
+    "chunk_bytes",
+    "compress_json",
+    "end_bytes",
+    "header_bytes",
+    "read_all",
 ]
 
-MAGIC = b"\x89AMSER\r\n"
-FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+MAGIC = b"AMSR"
+MAJOR = 1
+MINOR = 0
 
-_PREAMBLE = struct.Struct("<8sBBH")  # magic, major, minor, reserved
-_U32 = struct.Struct("<I")
-_CHUNK_HEAD = struct.Struct("<BII")  # tag, n_frames, payload_len
-_END = struct.Struct("<BIQ")  # tag, n_chunks, total_frames
-TAG_CHUNK = 0x43
-TAG_END = 0x45
+TAG_CONFIG = 0x01
+TAG_CODEC = 0x02
+TAG_N_MELS = 0x03
+_REQUIRED_TAGS = (TAG_CONFIG, TAG_CODEC, TAG_N_MELS)
+_OPTIONAL_TAG_MIN = 0x80
+
+KIND_CHUNK = 0x43  # "C"
+KIND_END = 0x45  # "E"
+
+_PREFIX = struct.Struct("<4sBBHI")  # magic, major, minor, flags, field-area length
+_CRC = struct.Struct("<I")
+_FIELD = struct.Struct("<BI")  # tag, size
+_CHUNK = struct.Struct("<BII")  # kind, n_frames, payload length
+_END = struct.Struct("<BIQ")  # kind, n_chunks, n_frames
+
+#: Preset dictionary for the header's compressed JSON (part of format 1.0;
+#: the canonical JSON of the v1 ``amser``, ``whisper`` and ``kaldi`` presets and
+#: a typical codec config).  Never derive it at run time: it must not change.
+HEADER_DICTIONARY = (
+    b'{"drop_last_frame":false,"dynamic_range":null,"f_max":null,"f_min":0.0,"frame_length":400,'
+    b'"hop_length":160,"input_scale":1.0,"log":"ln","log_floor":1e-10,"log_offset":0.0,"log_scale":1.0,'
+    b'"mel_norm":null,"mel_scale":"htk","mel_triangles":"hz","n_fft":512,"n_mels":80,"pad_mode":"reflect",'
+    b'"padding":"snip","periodic_window":false,"power":2.0,"preemphasis":0.97,"preemphasis_scope":"signal",'
+    b'"remove_dc":false,"sample_rate":16000,"version":1,"window":"hamming"}'
+    b'{"drop_last_frame":true,"dynamic_range":8.0,"f_max":null,"f_min":0.0,"frame_length":400,'
+    b'"hop_length":160,"input_scale":1.0,"log":"log10","log_floor":1e-10,"log_offset":4.0,"log_scale":0.25,'
+    b'"mel_norm":"slaney","mel_scale":"slaney","mel_triangles":"hz","n_fft":400,"n_mels":80,'
+    b'"pad_mode":"reflect","padding":"center","periodic_window":true,"power":2.0,"preemphasis":0.0,'
+    b'"preemphasis_scope":"signal","remove_dc":false,"sample_rate":16000,"version":1,"window":"hann"}'
+    b'{"drop_last_frame":false,"dynamic_range":null,"f_max":null,"f_min":20.0,"frame_length":400,'
+    b'"hop_length":160,"input_scale":32768.0,"log":"ln","log_floor":1.1920928955078125e-07,"log_offset":0.0,'
+    b'"log_scale":1.0,"mel_norm":null,"mel_scale":"htk","mel_triangles":"mel","n_fft":512,"n_mels":80,'
+    b'"pad_mode":"reflect","padding":"snip","periodic_window":false,"power":2.0,"preemphasis":0.97,'
+    b'"preemphasis_scope":"frame","remove_dc":true,"sample_rate":16000,"version":1,"window":"povey"}'
+    b'{"codec":"svd","entropy":"zlib","factor_dtype":"float16","rank":null,"ratio":null,"energy":null}'
+)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True)
 class Limits:
-    """Safety limits a reader enforces before allocating.
+    """Safety limits a reader enforces before allocating (see docs/format.md)."""
 
-    Parameters
-    ----------
-    max_header_bytes : int
-        Largest header JSON accepted.
-    max_chunk_bytes : int
-        Largest chunk payload accepted (compressed and decompressed).
-    max_frames : int
-        Most frames in a whole container.
-    max_n_mels : int
-        Most Mel bands.
-    max_decoded_bytes : int
-        Most float32 output bytes over the whole container.
-    """
-
-    max_header_bytes: int = 64 * 1024
-    max_chunk_bytes: int = 64 * 1024 * 1024
-    max_frames: int = 10_000_000
+    max_header_bytes: int = 64 << 10
+    max_chunk_bytes: int = 16 << 20
+    max_chunk_frames: int = 360_000
+    max_total_frames: int = 1_080_000
+    max_chunks: int = 100_000
+    max_decoded_bytes: int = 512 << 20
     max_n_mels: int = 1024
-    max_decoded_bytes: int = 2 * 1024**3
-
-    def __post_init__(self) -> None:
-        for name in ("max_header_bytes", "max_chunk_bytes", "max_frames", "max_n_mels", "max_decoded_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ContainerError(f"Limits.{name}={value!r} is invalid: expected a positive integer")
 
 
 DEFAULT_LIMITS = Limits()
 
 
-def canonical_json(obj: Any) -> bytes:
-    """Canonical UTF-8 JSON: sorted keys, no spaces, no NaN (equal objects give equal bytes)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+@dataclass(frozen=True)
+class Header:
+    """A parsed header: the config and codec dicts as stored, and the band count."""
+
+    config: dict[str, Any] | None
+    codec: dict[str, Any]
+    n_mels: int
+    minor: int = MINOR
+    size: int = 0  # bytes the header occupies in the container
+    skipped: tuple[int, ...] = field(default=())  # optional field tags this reader does not know
 
 
-def preamble_and_header(header: dict[str, Any]) -> bytes:
-    """Bytes of the preamble, the header JSON and its checksum."""
-    text = canonical_json(header)
-    if len(text) > DEFAULT_LIMITS.max_header_bytes:
-        raise ContainerError(f"header is {len(text)} bytes; at most {DEFAULT_LIMITS.max_header_bytes} allowed")
-    # Deflated: the full FeatureConfig is ~700 bytes of JSON, ~380 deflated, which
-    # matters on short utterances (0.1-0.3% of 16-bit PCM).
-    body = zlib.compress(text, 9)
-    head = _PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0) + _U32.pack(len(body)) + body
-    return head + _U32.pack(zlib.crc32(head))
-
-
-def chunk_record(n_frames: int, payload: bytes) -> bytes:
-    """Bytes of one chunk record (its frame count, payload and checksum)."""
-    head = _CHUNK_HEAD.pack(TAG_CHUNK, n_frames, len(payload))
-    crc = zlib.crc32(payload, zlib.crc32(head))
-    return head + payload + _U32.pack(crc)
-
-
-def end_record(n_chunks: int, total_frames: int) -> bytes:
-    """Bytes of the end record."""
-    body = _END.pack(TAG_END, n_chunks, total_frames)
-    return body + _U32.pack(zlib.crc32(body))
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkRecord:
-    """A checked chunk: its frame count, its payload and its byte offset in the container."""
-
+@dataclass(frozen=True)
+class Chunk:
     n_frames: int
     payload: bytes
-    offset: int
+    size: int  # bytes the chunk occupies, framing included
 
 
-@dataclass(frozen=True, slots=True)
-class EndRecord:
-    """The end record: chunk and frame totals."""
-
+@dataclass(frozen=True)
+class End:
     n_chunks: int
-    total_frames: int
+    n_frames: int
 
 
-def _check_header(header: Any, limits: Limits) -> dict[str, Any]:
-    """Structural checks of the decoded header JSON (types and limits of the fields we use)."""
-    if not isinstance(header, dict):
-        raise CorruptContainerError(f"header must be a JSON object, got {type(header).__name__}")
-    n_mels = header.get("n_mels")
-    if isinstance(n_mels, bool) or not isinstance(n_mels, int) or n_mels < 1:
-        raise CorruptContainerError(f"header n_mels={n_mels!r} is invalid: expected a positive integer")
-    if n_mels > limits.max_n_mels:
-        raise LimitExceededError(f"header n_mels={n_mels} exceeds the limit max_n_mels={limits.max_n_mels}")
-    for key in ("sample_rate", "hop_length", "chunk_frames"):
-        value = header.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise CorruptContainerError(f"header {key}={value!r} is invalid: expected a positive integer or null")
-    codec = header.get("codec")
-    if not isinstance(codec, dict) or not isinstance(codec.get("id"), str):
-        raise CorruptContainerError(f"header codec={codec!r} is invalid: expected an object with a string 'id'")
-    cfg = header.get("feature_config")
-    if cfg is not None and not isinstance(cfg, dict):
-        raise CorruptContainerError(f"header feature_config={cfg!r} is invalid: expected an object or null")
-    return header
+# ------------------------------------------------------------------- writing
+def compress_json(obj: Any) -> bytes:
+    """Canonical JSON, raw-deflated with :data:`HEADER_DICTIONARY`."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_DICTIONARY)
+    return comp.compress(text) + comp.flush()
 
 
-class ContainerReader:
-    """Incremental, validating reader of container bytes.
+def _field(tag: int, value: bytes) -> bytes:
+    return _FIELD.pack(tag, len(value)) + value
 
-    Feed it bytes in any pieces; it returns the records completed so far. The
-    header is available as :attr:`header` once parsed.
 
-    Parameters
-    ----------
-    limits : Limits, optional
-        Safety limits (default :class:`Limits`).
+def header_bytes(config: dict[str, Any] | None, codec: dict[str, Any], n_mels: int) -> bytes:
+    """The header record for these dicts (both JSON-serialisable) and band count."""
+    fields = (
+        _field(TAG_CONFIG, compress_json(config))
+        + _field(TAG_CODEC, compress_json(codec))
+        + _field(TAG_N_MELS, struct.pack("<H", n_mels))
+    )
+    body = _PREFIX.pack(MAGIC, MAJOR, MINOR, 0, len(fields)) + fields
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def chunk_bytes(n_frames: int, payload: bytes) -> bytes:
+    """One chunk record."""
+    body = _CHUNK.pack(KIND_CHUNK, n_frames, len(payload)) + payload
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def end_bytes(n_chunks: int, n_frames: int) -> bytes:
+    """The end record."""
+    body = _END.pack(KIND_END, n_chunks, n_frames)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+# ------------------------------------------------------------------- reading
+def _decompress_json(data: bytes, what: str, limit: int) -> Any:
+    dec = zlib.decompressobj(-15, zdict=HEADER_DICTIONARY)
+    try:
+        text = dec.decompress(data, limit)
+    except zlib.error as exc:
+        raise CorruptContainerError(f"header {what} field does not inflate: {exc}") from None
+    if dec.unconsumed_tail:
+        raise LimitExceededError(f"header {what} field inflates to more than {limit} bytes")
+    if not dec.eof or dec.unused_data:
+        raise CorruptContainerError(f"header {what} field is not one complete deflate stream")
+    try:
+        return json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptContainerError(f"header {what} field is not valid JSON: {exc}") from None
+
+
+def _parse_fields(area: bytes, limits: Limits) -> tuple[dict[int, bytes], tuple[int, ...]]:
+    fields: dict[int, bytes] = {}
+    skipped: list[int] = []
+    pos = 0
+    while pos < len(area):
+        if len(area) - pos < _FIELD.size:
+            raise CorruptContainerError("header field area ends inside a field")
+        tag, size = _FIELD.unpack_from(area, pos)
+        pos += _FIELD.size
+        if size > len(area) - pos:
+            raise CorruptContainerError(f"header field 0x{tag:02x} declares {size} bytes, {len(area) - pos} remain")
+        if tag in fields or tag in skipped:
+            raise CorruptContainerError(f"header field 0x{tag:02x} appears twice")
+        if tag in _REQUIRED_TAGS:
+            fields[tag] = area[pos : pos + size]
+        elif tag >= _OPTIONAL_TAG_MIN:
+            skipped.append(tag)
+        else:
+            raise UnsupportedVersionError(f"header field 0x{tag:02x} is required but unknown to this reader")
+        pos += size
+    missing = [f"0x{t:02x}" for t in _REQUIRED_TAGS if t not in fields]
+    if missing:
+        raise CorruptContainerError(f"header lacks required field(s) {missing}")
+    return fields, tuple(skipped)
+
+
+class Reader:
+    """Incremental container parser: feed bytes, get records.
+
+    ``feed(data)`` returns the records completed by ``data``: first a
+    :class:`Header`, then :class:`Chunk` s, then one :class:`End`.  Bytes after
+    the end record, counts that disagree, checksum failures and sizes beyond
+    the limits raise :class:`ContainerError` subclasses.  Memory is bounded by
+    the largest record the limits allow.
     """
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or DEFAULT_LIMITS
-        self.header: dict[str, Any] | None = None
-        self.header_bytes = 0
-        self.end: EndRecord | None = None
-        self.n_chunks = 0
-        self.total_frames = 0
-        self.payload_bytes = 0
+        self.header: Header | None = None
+        self.ended = False
         self._buf = bytearray()
-        self._offset = 0  # bytes consumed so far
+        self._pos = 0  # bytes of _buf already consumed (compacted after each feed)
+        self._chunks = 0
+        self._frames = 0
 
-    @property
-    def finished(self) -> bool:
-        """True once the end record has been read."""
-        return self.end is not None
+    def feed(self, data: bytes) -> list[Header | Chunk | End]:
+        if data and self.ended:
+            raise CorruptContainerError("bytes after the end record")
+        self._buf += data
+        out: list[Header | Chunk | End] = []
+        try:
+            while (record := self._next()) is not None:
+                out.append(record)
+        finally:
+            del self._buf[: self._pos]
+            self._pos = 0
+        return out
 
-    def feed(self, data: bytes) -> list[ChunkRecord]:
-        """Add bytes; return the chunk records they complete.
+    def _pending(self) -> int:
+        return len(self._buf) - self._pos
 
-        Raises
-        ------
-        CorruptContainerError, UnsupportedVersionError, LimitExceededError
-        """
-        if data:
-            if self.end is not None:
-                raise CorruptContainerError("bytes follow the end record")
-            self._buf += data
-        out: list[ChunkRecord] = []
-        while True:
-            if self.header is None:
-                if not self._parse_header():
-                    return out
-                continue
-            if self.end is not None:
-                if self._buf:
-                    raise CorruptContainerError(f"{len(self._buf)} bytes follow the end record")
-                return out
-            rec = self._parse_record()
-            if rec is None:
-                if self.end is not None:
-                    continue  # check for bytes after the end record
-                return out
-            out.append(rec)
+    def _peek(self, n: int) -> bytes:
+        return bytes(self._buf[self._pos : self._pos + n])
 
     def close(self) -> None:
-        """Declare the input finished: raise if the container is incomplete."""
+        """Declare the input finished; raises if the container is incomplete."""
+        if self._pending() and not self.ended:
+            raise CorruptContainerError(f"container truncated: {self._pending()} bytes of an incomplete record")
         if self.header is None:
-            raise CorruptContainerError(
-                f"container truncated in its header ({len(self._buf)} bytes; expected magic {MAGIC!r} and a header)"
-            )
-        if self.end is None:
-            raise CorruptContainerError(
-                f"container truncated after {self.n_chunks} chunk(s): no end record ({len(self._buf)} stray bytes)"
-            )
+            raise CorruptContainerError("container truncated: no complete header")
+        if not self.ended:
+            raise CorruptContainerError("container truncated: no end record")
 
     def _take(self, n: int) -> bytes:
-        piece = bytes(self._buf[:n])
-        del self._buf[:n]
-        self._offset += n
-        return piece
+        data = self._peek(n)
+        self._pos += n
+        return data
 
-    def _parse_header(self) -> bool:
-        buf = self._buf
-        # Check the magic and version on the bytes we have, so garbage fails fast.
-        k = min(len(buf), len(MAGIC))
-        if buf[:k] != MAGIC[:k]:
-            raise CorruptContainerError(f"not an .amser container: magic {bytes(buf[:8])!r}, expected {MAGIC!r}")
-        if len(buf) < _PREAMBLE.size + 4:
-            return False
-        _, major, minor, reserved = _PREAMBLE.unpack_from(buf)
-        if major != FORMAT_MAJOR:
-            raise UnsupportedVersionError(
-                f"container format version {major}.{minor} is not supported; this library reads "
-                f"major version {FORMAT_MAJOR}"
-            )
-        if reserved != 0:
-            raise CorruptContainerError(f"reserved preamble field is {reserved}, expected 0")
-        (hlen,) = _U32.unpack_from(buf, _PREAMBLE.size)
-        if hlen > self.limits.max_header_bytes:
-            raise LimitExceededError(
-                f"header length {hlen} exceeds the limit max_header_bytes={self.limits.max_header_bytes}"
-            )
-        total = _PREAMBLE.size + 4 + hlen + 4
-        if len(buf) < total:
-            return False
-        (crc,) = _U32.unpack_from(buf, total - 4)
-        if zlib.crc32(memoryview(buf)[: total - 4]) != crc:
-            raise CorruptContainerError("header checksum mismatch: the container is damaged")
-        raw = self._take(total)
-        d = zlib.decompressobj()
-        try:
-            text = d.decompress(raw[_PREAMBLE.size + 4 : -4], self.limits.max_header_bytes)
-        except zlib.error as exc:
-            raise CorruptContainerError(f"header is not a valid deflate stream: {exc}") from None
-        if d.unconsumed_tail or not d.eof or d.unused_data:
-            raise LimitExceededError(
-                f"header does not inflate cleanly within the limit max_header_bytes={self.limits.max_header_bytes}"
-            )
-        try:
-            header = json.loads(text.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise CorruptContainerError(f"header is not valid UTF-8 JSON: {exc}") from None
-        self.header = _check_header(header, self.limits)
-        self.header_bytes = total
-        return True
+    def _next(self) -> Header | Chunk | End | None:
+        if self.ended:
+            if self._pending():
+                raise CorruptContainerError("bytes after the end record")
+            return None
+        if self.header is None:
+            return self._read_header()
+        if not self._pending():
+            return None
+        kind = self._buf[self._pos]
+        if kind == KIND_CHUNK:
+            return self._read_chunk()
+        if kind == KIND_END:
+            return self._read_end()
+        raise CorruptContainerError(f"unknown record kind 0x{kind:02x}; expected a chunk (0x43) or the end (0x45)")
 
-    def _parse_record(self) -> ChunkRecord | None:
-        buf = self._buf
-        if not buf:
-            return None
-        tag = buf[0]
-        if tag == TAG_END:
-            if len(buf) < _END.size + 4:
-                return None
-            _, n_chunks, total = _END.unpack_from(buf)
-            (crc,) = _U32.unpack_from(buf, _END.size)
-            if zlib.crc32(memoryview(buf)[: _END.size]) != crc:
-                raise CorruptContainerError("end record checksum mismatch: the container is damaged")
-            if n_chunks != self.n_chunks or total != self.total_frames:
-                raise CorruptContainerError(
-                    f"end record says {n_chunks} chunks / {total} frames, but {self.n_chunks} chunks / "
-                    f"{self.total_frames} frames were read"
-                )
-            self._take(_END.size + 4)
-            self.end = EndRecord(n_chunks, total)
-            return None
-        if tag != TAG_CHUNK:
-            raise CorruptContainerError(f"unknown record tag 0x{tag:02x} at byte {self._offset}; expected 0x43 or 0x45")
-        if len(buf) < _CHUNK_HEAD.size:
-            return None
-        _, n_frames, plen = _CHUNK_HEAD.unpack_from(buf)
+    def _read_header(self) -> Header | None:
         lim = self.limits
-        if plen > lim.max_chunk_bytes:
-            raise LimitExceededError(f"chunk payload of {plen} bytes exceeds the limit max_chunk_bytes={lim.max_chunk_bytes}")
-        if self.total_frames + n_frames > lim.max_frames:
-            raise LimitExceededError(
-                f"container declares {self.total_frames + n_frames} frames; the limit max_frames={lim.max_frames}"
-            )
-        assert self.header is not None
-        decoded = 4 * (self.total_frames + n_frames) * self.header["n_mels"]
-        if decoded > lim.max_decoded_bytes:
-            raise LimitExceededError(
-                f"container would decode to {decoded} bytes; the limit max_decoded_bytes={lim.max_decoded_bytes}"
-            )
-        total = _CHUNK_HEAD.size + plen + 4
-        if len(buf) < total:
+        head = self._peek(min(4, self._pending()))
+        if head != MAGIC[: len(head)]:
+            raise ContainerError(f"not an amser container: it starts with {head!r}, expected {MAGIC!r}")
+        if self._pending() < _PREFIX.size:
             return None
-        (crc,) = _U32.unpack_from(buf, total - 4)
-        if zlib.crc32(memoryview(buf)[: total - 4]) != crc:
-            raise CorruptContainerError(f"checksum mismatch in chunk {self.n_chunks} at byte {self._offset}")
-        offset = self._offset
+        _, major, minor, flags, length = _PREFIX.unpack_from(self._buf, self._pos)
+        if major != MAJOR:
+            raise UnsupportedVersionError(
+                f"container format {major}.{minor} is not supported; this reader reads {MAJOR}.x"
+            )
+        if flags:
+            raise CorruptContainerError(f"header flags 0x{flags:04x} are reserved and must be 0")
+        if length > lim.max_header_bytes:
+            raise LimitExceededError(f"header declares {length} bytes, over the limit of {lim.max_header_bytes}")
+        total = _PREFIX.size + length + _CRC.size
+        if self._pending() < total:
+            return None
         raw = self._take(total)
-        self.n_chunks += 1
-        self.total_frames += n_frames
-        self.payload_bytes += plen
-        return ChunkRecord(n_frames, raw[_CHUNK_HEAD.size : -4], offset)
+        (crc,) = _CRC.unpack_from(raw, total - _CRC.size)
+        if zlib.crc32(raw[: total - _CRC.size]) != crc:
+            raise CorruptContainerError("header checksum mismatch: the header is damaged")
+        fields, skipped = _parse_fields(raw[_PREFIX.size : total - _CRC.size], lim)
+        config = _decompress_json(fields[TAG_CONFIG], "config", lim.max_header_bytes)
+        codec = _decompress_json(fields[TAG_CODEC], "codec", lim.max_header_bytes)
+        if config is not None and not isinstance(config, dict):
+            raise CorruptContainerError("header config field is neither an object nor null")
+        if not isinstance(codec, dict) or not isinstance(codec.get("codec"), str):
+            raise CorruptContainerError("header codec field is not an object with a 'codec' name")
+        if len(fields[TAG_N_MELS]) != 2:
+            raise CorruptContainerError("header n_mels field is not 2 bytes")
+        (n_mels,) = struct.unpack("<H", fields[TAG_N_MELS])
+        if not 1 <= n_mels <= lim.max_n_mels:
+            raise LimitExceededError(f"header declares {n_mels} Mel bands; allowed 1 to {lim.max_n_mels}")
+        self.header = Header(config=config, codec=codec, n_mels=n_mels, minor=minor, size=total, skipped=skipped)
+        return self.header
+
+    def _read_chunk(self) -> Chunk | None:
+        lim = self.limits
+        if self._pending() < _CHUNK.size:
+            return None
+        _, n_frames, length = _CHUNK.unpack_from(self._buf, self._pos)
+        if length > lim.max_chunk_bytes:
+            raise LimitExceededError(f"chunk declares {length} payload bytes, over the limit of {lim.max_chunk_bytes}")
+        if not 1 <= n_frames <= lim.max_chunk_frames:
+            raise LimitExceededError(f"chunk declares {n_frames} frames; allowed 1 to {lim.max_chunk_frames}")
+        if self._chunks + 1 > lim.max_chunks:
+            raise LimitExceededError(f"container has more than {lim.max_chunks} chunks")
+        if self._frames + n_frames > lim.max_total_frames:
+            raise LimitExceededError(f"container has more than {lim.max_total_frames} frames")
+        total = _CHUNK.size + length + _CRC.size
+        if self._pending() < total:
+            return None
+        raw = self._take(total)
+        (crc,) = _CRC.unpack_from(raw, total - _CRC.size)
+        if zlib.crc32(raw[: total - _CRC.size]) != crc:
+            raise CorruptContainerError(f"chunk {self._chunks} checksum mismatch: the chunk is damaged")
+        self._chunks += 1
+        self._frames += n_frames
+        return Chunk(n_frames=n_frames, payload=raw[_CHUNK.size : total - _CRC.size], size=total)
+
+    def _read_end(self) -> End | None:
+        if self._pending() < _END.size + _CRC.size:
+            return None
+        raw = self._take(_END.size + _CRC.size)
+        (crc,) = _CRC.unpack_from(raw, _END.size)
+        if zlib.crc32(raw[: _END.size]) != crc:
+            raise CorruptContainerError("end record checksum mismatch")
+        _, n_chunks, n_frames = _END.unpack_from(raw)
+        if (n_chunks, n_frames) != (self._chunks, self._frames):
+            raise CorruptContainerError(
+                f"end record says {n_chunks} chunks / {n_frames} frames, read {self._chunks} / {self._frames}"
+            )
+        self.ended = True
+        if self._pending():
+            raise CorruptContainerError("bytes after the end record")
+        return End(n_chunks=n_chunks, n_frames=n_frames)
+
+
+def read_all(blob: bytes, limits: Limits | None = None) -> tuple[Header, list[Chunk], End]:
+    """Parse a complete container held in memory."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise ContainerError(f"container must be bytes, got {type(blob).__name__}")
+    reader = Reader(limits)
+    records = reader.feed(bytes(blob))
+    reader.close()
+    header, end = records[0], records[-1]
+    if not isinstance(header, Header) or not isinstance(end, End):  # close() guarantees both
+        raise CorruptContainerError("container is incomplete")
+    return header, [r for r in records if isinstance(r, Chunk)], end

@@ -38,13 +38,15 @@ def load_audio(source: str | os.PathLike[str] | BinaryIO, sample_rate: int | Non
     """
     import soundfile as sf
 
-    if sample_rate is not None and (isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0):
+    if sample_rate is not None and (
+        isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0
+    ):
         raise AudioError(f"sample_rate must be a positive integer in Hz or None, got {sample_rate!r}")
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<file object>")
+    if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
+        raise AudioError(f"audio file not found: {name}")
     try:
         data, file_rate = sf.read(source, dtype="float32", always_2d=True)
-    except FileNotFoundError:
-        raise AudioError(f"audio file not found: {name}") from None
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioError(f"cannot read audio from {name}: {exc}") from None
     if data.size == 0:

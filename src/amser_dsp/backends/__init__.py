@@ -190,3 +190,13 @@ def _numpy_backend() -> Backend:
 
 
 register("numpy", _numpy_backend, priority=10, requires=("numpy", "scipy"))
+
+
+def _numba_backend() -> Backend:
+    # Imported here, on first use: `import amser_dsp` must not pay for Numba.
+    from .numba_backend import NumbaBackend
+
+    return NumbaBackend()
+
+
+register("numba", _numba_backend, priority=20, requires=("numba",), extra="numba")

@@ -3,170 +3,162 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
-from numpy.typing import ArrayLike
 
-from .. import container as _ct
+from .. import container as fmt
 from ..config import FeatureConfig, get_preset
-from ..errors import CodecError, ContainerError
-from ..frontend.streaming import OnlineFeatures
-from .api import header_codec, header_config, make_codec, make_header
+from ..errors import CodecError, CorruptContainerError
+from ..frontend.streaming import ChunkedFeatures, chunked_features
+from . import Codec, codec_from_config, decode_chunk, header_config, make_codec
 
-__all__ = ["StreamDecoder", "StreamEncoder"]
+__all__ = ["StreamDecoder", "StreamEncoder", "encode_audio"]
 
-_READ_SIZE = 1 << 16
+
+def _chunk_frames(config: FeatureConfig, chunk_seconds: float | None) -> int | None:
+    if chunk_seconds is None:
+        return None
+    if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, (int, float)) or not chunk_seconds > 0:
+        raise CodecError(f"chunk_seconds={chunk_seconds!r} is invalid: expected a positive number of seconds")
+    return max(1, round(chunk_seconds * config.sample_rate / config.hop_length))
 
 
 class StreamEncoder:
-    """Encode audio as it arrives; emit container bytes as soon as they are final.
-
-    Each chunk of ``chunk_seconds`` of audio is factorised on its own, so the
-    output equals ``encode(chunked_features(audio, sr, config, chunk_frames=N),
-    config=config, chunk_frames=N, ...)`` byte for byte, where ``N`` is
-    :attr:`chunk_frames`.
+    """Encode audio as it is recorded: blocks of any size in, container bytes out.
 
     Parameters
     ----------
-    config : FeatureConfig or str
-        Feature config or preset name.
+    config : FeatureConfig or preset name
+        How features are made (stored in the header).
     chunk_seconds : float
-        Audio per chunk; rounded to whole frames (at least one).
-    rank, ratio, energy, factor_dtype, entropy
-        Codec parameters, as for :func:`amser_dsp.encode`.
-    exact : bool
-        Passed to :class:`~amser_dsp.frontend.streaming.OnlineFeatures`.
+        Audio per container chunk; each chunk is factorised on its own.  The
+        added latency is at most one chunk plus one frame.
+    codec : Codec or dict, optional
+        Codec (default :data:`~amser_dsp.codec.DEFAULT_CODEC`); or give the SVD
+        keywords ``rank``/``ratio``/``energy``/``factor_dtype``/``entropy``.
 
-    Examples
-    --------
-    >>> enc = StreamEncoder("amser", chunk_seconds=1.0)          # doctest: +SKIP
-    >>> sock.send(enc.write(block))  # for every microphone block  # doctest: +SKIP
-    >>> sock.send(enc.close())                                  # doctest: +SKIP
+    Notes
+    -----
+    ``write(samples)`` returns the bytes ready now: the header on the first
+    call, then every completed chunk; ``close()`` returns the last chunk and the
+    end record.  The output equals ``encode_audio(whole_audio, ...)`` byte for
+    byte, whatever the block sizes.
     """
 
     def __init__(
         self,
-        config: FeatureConfig | str = "amser",
+        config: FeatureConfig | str = "whisper",
         *,
-        chunk_seconds: float = 5.12,
-        rank: int | None = None,
-        ratio: float | None = None,
-        energy: float | None = None,
-        factor_dtype: str = "float16",
-        entropy: str | None = "zlib",
-        exact: bool = True,
+        chunk_seconds: float = 5.0,
+        codec: Codec | dict[str, Any] | None = None,
+        **codec_params: Any,
     ) -> None:
         self.config = get_preset(config)
-        self.codec = make_codec(rank=rank, ratio=ratio, energy=energy, factor_dtype=factor_dtype, entropy=entropy)
-        if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, (int, float)) or not chunk_seconds > 0:
-            raise CodecError(f"chunk_seconds={chunk_seconds!r} is invalid: expected a positive number of seconds")
-        self.chunk_frames = max(1, round(chunk_seconds * self.config.sample_rate / self.config.hop_length))
-        self._online = OnlineFeatures(self.config, exact=exact)
+        self.codec = make_codec(codec, **codec_params)
+        self.chunk_frames = _chunk_frames(self.config, chunk_seconds)
+        self._features = ChunkedFeatures(self.config, self.chunk_frames)
         self._header_sent = False
-        self._n_chunks = 0
-        self._n_frames = 0
-        self._closed = False
+        self._chunks = 0
+        self._frames = 0
+        self.closed = False
 
-    def _pending_header(self) -> bytes:
-        if self._header_sent:
-            return b""
-        self._header_sent = True
-        return _ct.preamble_and_header(make_header(self.codec, self.config.n_mels, self.config, self.chunk_frames))
+    def _records(self, chunks: list[np.ndarray]) -> bytes:
+        parts = []
+        if not self._header_sent:
+            parts.append(fmt.header_bytes(self.config.to_dict(), self.codec.get_config(), self.config.n_mels))
+            self._header_sent = True
+        for feats in chunks:
+            parts.append(fmt.chunk_bytes(feats.shape[1], self.codec.encode_chunk(feats)))
+            self._chunks += 1
+            self._frames += feats.shape[1]
+        return b"".join(parts)
 
-    def _chunk(self, n: int | None) -> bytes:
-        x = self._online.pop(n).astype(np.float32, copy=False)
-        self._n_chunks += 1
-        self._n_frames += x.shape[1]
-        return _ct.chunk_record(x.shape[1], self.codec.encode_chunk(x))
-
-    def write(self, samples: ArrayLike) -> bytes:
-        """Accept a block of samples; return the container bytes that are ready (maybe empty)."""
-        if self._closed:
-            raise CodecError("write after close; make a new StreamEncoder")
-        self._online.accept_waveform(samples)
-        out = [self._pending_header()]
-        while self._online.num_frames_ready >= self.chunk_frames:
-            out.append(self._chunk(self.chunk_frames))
-        return b"".join(out)
+    def write(self, samples: np.ndarray) -> bytes:
+        """Add audio (1-D float samples at the config's rate); return the bytes ready."""
+        if self.closed:
+            raise CodecError("write() after close()")
+        return self._records(self._features.accept(samples))
 
     def close(self) -> bytes:
-        """Finish: the remaining chunks and the end record."""
-        if self._closed:
+        """End the recording; return the remaining bytes (last chunk and end record)."""
+        if self.closed:
             return b""
-        self._closed = True
-        self._online.input_finished()
-        out = [self._pending_header()]
-        while self._online.num_frames_ready:
-            out.append(self._chunk(self.chunk_frames))
-        out.append(_ct.end_record(self._n_chunks, self._n_frames))
-        return b"".join(out)
+        self.closed = True
+        return self._records(self._features.finish()) + fmt.end_bytes(self._chunks, self._frames)
+
+
+def encode_audio(
+    audio: np.ndarray,
+    config: FeatureConfig | str = "whisper",
+    *,
+    chunk_seconds: float | None = None,
+    codec: Codec | dict[str, Any] | None = None,
+    **codec_params: Any,
+) -> bytes:
+    """Features of a whole signal, chunked as a :class:`StreamEncoder` would, in one container.
+
+    With ``chunk_seconds=None`` the whole signal is one chunk and its features
+    equal :func:`amser_dsp.features` (up to the back end's rounding).
+    """
+    cfg = get_preset(config)
+    chosen = make_codec(codec, **codec_params)
+    chunks = chunked_features(audio, cfg, _chunk_frames(cfg, chunk_seconds))
+    parts = [fmt.header_bytes(cfg.to_dict(), chosen.get_config(), cfg.n_mels)]
+    parts += [fmt.chunk_bytes(c.shape[1], chosen.encode_chunk(c)) for c in chunks]
+    parts.append(fmt.end_bytes(len(chunks), sum(c.shape[1] for c in chunks)))
+    return b"".join(parts)
 
 
 class StreamDecoder:
-    """Decode a container chunk by chunk, from a file object, a socket, or fed bytes.
+    """Decode a container chunk by chunk, from a file object, a socket, or bytes fed in.
 
-    Parameters
-    ----------
-    source : file object or socket, optional
-        Something with ``read(n)`` or ``recv(n)``; iterate over the decoder to
-        get each chunk's features.  Without a source, use :meth:`feed`.
-    limits : Limits, optional
-        Safety limits for the reader.
-
-    Attributes
-    ----------
-    config : FeatureConfig or None
-        Available once the header has been read.
-    header : dict or None
-        The raw header, once read.
+    ``for feats in StreamDecoder(fileobj)`` yields each chunk's features
+    ``(n_mels, n_frames)``; or call ``feed(data)`` with bytes as they arrive
+    (a WebSocket) and get the chunks they complete.  ``config`` and ``header``
+    are set once the header has been read; ``finished`` after the end record.
     """
 
-    def __init__(self, source: Any = None, *, limits: _ct.Limits | None = None) -> None:
+    def __init__(self, source: BinaryIO | Any | None = None, *, limits: fmt.Limits | None = None) -> None:
+        self.limits = limits or fmt.DEFAULT_LIMITS
+        self._reader = fmt.Reader(self.limits)
         self._source = source
-        self._reader = _ct.ContainerReader(limits)
-        self.header: dict[str, Any] | None = None
+        self.header: fmt.Header | None = None
         self.config: FeatureConfig | None = None
-        self.codec: Any = None
+        self.codec: Codec | None = None
+        self.n_frames = 0
 
     @property
     def finished(self) -> bool:
-        """True once the end record was read."""
-        return self._reader.finished
+        return self._reader.ended
 
     def feed(self, data: bytes) -> list[np.ndarray]:
-        """Add bytes (e.g. one WebSocket message); return the feature chunks they complete.
-
-        Raises
-        ------
-        ContainerError
-        """
-        records = self._reader.feed(bytes(data))
-        if self.header is None and self._reader.header is not None:
-            self.header = self._reader.header
-            self.config = header_config(self.header)
-            self.codec = header_codec(self.header)
-        m = self.header["n_mels"] if self.header else 0
-        return [self.codec.decode_chunk(r.payload, m, r.n_frames) for r in records]
+        """Parse more bytes; return the features of the chunks they complete."""
+        out = []
+        for record in self._reader.feed(data):
+            if isinstance(record, fmt.Header):
+                self.header = record
+                self.config = header_config(record)
+                self.codec = codec_from_config(record.codec)
+            elif isinstance(record, fmt.Chunk):
+                assert self.header is not None and self.codec is not None  # the reader yields the header first
+                out.append(decode_chunk(self.header, self.codec, record, self.limits))
+                self.n_frames += record.n_frames
+        return out
 
     def close(self) -> None:
-        """Raise :class:`CorruptContainerError` if the container ended early."""
+        """Declare the input finished; raises if the container was incomplete."""
         self._reader.close()
-
-    def _read(self) -> bytes:
-        src = self._source
-        if hasattr(src, "recv"):
-            return src.recv(_READ_SIZE)
-        if hasattr(src, "read"):
-            return src.read(_READ_SIZE)
-        raise ContainerError(f"StreamDecoder source {type(src).__name__} has neither read() nor recv()")
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self._source is None:
-            raise ContainerError("StreamDecoder has no source to iterate; pass a file object or use feed()")
-        while not self._reader.finished:
-            data = self._read()
+            raise CodecError("StreamDecoder was created without a source; use feed()")
+        read = getattr(self._source, "read", None) or getattr(self._source, "recv", None)
+        if read is None:
+            raise CodecError("source must have read() or recv()")
+        while not self.finished:
+            data = read(1 << 16)
             if not data:
                 self.close()
-                return
+                raise CorruptContainerError("stream ended before the end record")  # close() raised already
             yield from self.feed(data)

@@ -18,7 +18,7 @@ from .stages import (
     window_for,
 )
 
-__all__ = ["check_audio", "features", "log_mel", "mel_energies"]
+__all__ = ["check_audio", "compress", "condition_signal", "features", "frame_energies", "log_mel", "mel_energies"]
 
 # Smallest trailing axis accepted as a signal when leading axes are larger:
 # (n_samples, n_channels) arrays from soundfile end in 1-8 channels.
@@ -74,6 +74,29 @@ def check_audio(audio: object, sample_rate: int, config: FeatureConfig) -> np.nd
     return np.ascontiguousarray(x)
 
 
+def condition_signal(samples: np.ndarray, config: FeatureConfig, *, previous: float = 0.0) -> np.ndarray:
+    """Scale and (signal-scope) pre-emphasise samples: the sample-wise stages before framing.
+
+    ``previous`` is the raw sample before ``samples[..., 0]`` (0 at the start
+    of a signal; the last sample of the previous block when streaming).
+    """
+    dtype = samples.dtype.type
+    x = samples * dtype(config.input_scale) if config.input_scale != 1.0 else samples
+    if config.preemphasis and config.preemphasis_scope == "signal":
+        x = preemphasis(x, config.preemphasis, previous=dtype(previous) * dtype(config.input_scale))
+    return x
+
+
+def frame_energies(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Mel energies ``(..., n_mels, n)`` of frames ``(..., n, frame_length)``: the per-frame stages."""
+    if config.remove_dc:
+        frames = remove_dc_offset(frames)
+    if config.preemphasis and config.preemphasis_scope == "frame":
+        frames = preemphasis(frames, config.preemphasis, previous=frames[..., 0])
+    spectrum = power_spectrum(frames * window_for(config, frames.dtype), config.n_fft, power=config.power)
+    return apply_mel(spectrum, mel_filterbank_for(config, frames.dtype))
+
+
 def mel_energies(samples: np.ndarray, config: FeatureConfig, *, block_frames: int | None = None) -> np.ndarray:
     """Mel filter-bank energies before the log, shape ``(..., n_mels, n_frames)``.
 
@@ -86,12 +109,9 @@ def mel_energies(samples: np.ndarray, config: FeatureConfig, *, block_frames: in
     block_frames : int, optional
         Process this many frames at a time (keeps intermediates in cache on
         long audio).  ``None`` does all frames at once.  The result does not
-        depend on it.
+        depend on it beyond rounding.
     """
-    dtype = samples.dtype
-    x = samples * dtype.type(config.input_scale) if config.input_scale != 1.0 else samples
-    if config.preemphasis and config.preemphasis_scope == "signal":
-        x = preemphasis(x, config.preemphasis)
+    x = condition_signal(samples, config)
     frames = frame_signal(
         x,
         config.frame_length,
@@ -101,31 +121,28 @@ def mel_energies(samples: np.ndarray, config: FeatureConfig, *, block_frames: in
     )
     n_frames = config.num_frames(samples.shape[-1])
     frames = frames[..., :n_frames, :]  # drop_last_frame
-    win = window_for(config, dtype)
-    bank = mel_filterbank_for(config, dtype)
-    out = np.empty(samples.shape[:-1] + (config.n_mels, n_frames), dtype=dtype)
+    out = np.empty((*samples.shape[:-1], config.n_mels, n_frames), dtype=samples.dtype)
     step = n_frames if block_frames is None else block_frames
     for start in range(0, n_frames, max(step, 1)):
-        block = frames[..., start : start + step, :]
-        if config.remove_dc:
-            block = remove_dc_offset(block)
-        if config.preemphasis and config.preemphasis_scope == "frame":
-            block = preemphasis(block, config.preemphasis, previous=block[..., 0])
-        spectrum = power_spectrum(block * win, config.n_fft, power=config.power)
-        out[..., :, start : start + step] = apply_mel(spectrum, bank)
+        out[..., :, start : start + step] = frame_energies(frames[..., start : start + step, :], config)
     return out
 
 
-def log_mel(samples: np.ndarray, config: FeatureConfig, *, block_frames: int | None = None) -> np.ndarray:
-    """Log-Mel features of checked audio: :func:`mel_energies` then :func:`log_compress`."""
+def compress(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """:func:`log_compress` with the parameters of ``config``."""
     return log_compress(
-        mel_energies(samples, config, block_frames=block_frames),
+        mel,
         log=config.log,
         floor=config.log_floor,
         dynamic_range=config.dynamic_range,
         offset=config.log_offset,
         scale=config.log_scale,
     )
+
+
+def log_mel(samples: np.ndarray, config: FeatureConfig, *, block_frames: int | None = None) -> np.ndarray:
+    """Log-Mel features of checked audio: :func:`mel_energies` then :func:`log_compress`."""
+    return compress(mel_energies(samples, config, block_frames=block_frames), config)
 
 
 def features(

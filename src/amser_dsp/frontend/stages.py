@@ -94,14 +94,12 @@ def frame_signal(
     if center:
         pad = frame_length // 2
         if pad_mode == "reflect" and x.shape[-1] <= pad:
-            raise AudioError(
-                f"reflect padding needs more than {pad} samples, got {x.shape[-1]}"
-            )
+            raise AudioError(f"reflect padding needs more than {pad} samples, got {x.shape[-1]}")
         widths = [(0, 0)] * (x.ndim - 1) + [(pad, pad)]
         x = np.pad(x, widths, mode=pad_mode)
     n = x.shape[-1]
     if n < frame_length:
-        return np.empty(x.shape[:-1] + (0, frame_length), dtype=x.dtype)
+        return np.empty((*x.shape[:-1], 0, frame_length), dtype=x.dtype)
     frames = np.lib.stride_tricks.sliding_window_view(x, frame_length, axis=-1)
     return frames[..., ::hop_length, :]
 
@@ -127,9 +125,7 @@ def _window(name: str, length: int, periodic: bool, dtype: np.dtype) -> np.ndarr
     elif name == "rectangular":
         w = np.ones(length)
     else:
-        raise ConfigError(
-            f"unknown window {name!r}; expected one of ['hamming', 'hann', 'povey', 'rectangular']"
-        )
+        raise ConfigError(f"unknown window {name!r}; expected one of ['hamming', 'hann', 'povey', 'rectangular']")
     w = w.astype(dtype)
     w.flags.writeable = False
     return w
@@ -276,8 +272,15 @@ def mel_filterbank(
     """
     f_max = sample_rate / 2 if f_max is None else f_max
     return _mel_filterbank(
-        int(sample_rate), int(n_fft), int(n_mels), float(f_min), float(f_max),
-        scale, triangles, norm, np.dtype(dtype),
+        int(sample_rate),
+        int(n_fft),
+        int(n_mels),
+        float(f_min),
+        float(f_max),
+        scale,
+        triangles,
+        norm,
+        np.dtype(dtype),
     )
 
 

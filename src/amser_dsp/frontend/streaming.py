@@ -1,250 +1,209 @@
-"""Streaming log-Mel extraction whose output equals the offline :func:`amser_dsp.features`.
+"""Streaming feature extraction: audio in blocks of any size, frames out as soon as they are known.
 
-The shape follows kaldi-native-fbank's ``OnlineFbank``: :meth:`OnlineFeatures.accept_waveform`
-takes blocks of any size, :meth:`OnlineFeatures.input_finished` flushes the end,
-:attr:`OnlineFeatures.num_frames_ready` tells how many frames can be popped and
-:meth:`OnlineFeatures.pop` returns them.
+The framing state (the previous sample for pre-emphasis, the samples that
+later frames still need, the centre padding at both ends) carries across
+block borders, so the frames equal the offline ones.  Features are computed
+chunk by chunk with the reference stages; :func:`chunked_features` applies
+the same computation to a whole signal, so a streamed encode and a chunked
+whole-file encode are byte-identical.
 
-Exactness: the offline reference applies element-wise operations (input
-scale, pre-emphasis), then per-frame operations (DC removal, per-frame
-pre-emphasis, window, FFT, Mel product, log).  The streaming extractor keeps
-the pre-emphasis state and the samples a frame still needs, pads the start and
-the end exactly as ``numpy.pad`` does for the whole signal, and runs the same
-per-frame functions, so each frame is computed from identical samples by
-identical operations.  One exception: the Mel product is a BLAS matrix
-product whose rounding depends on the batch shape, so with ``exact=True`` (the
-default) frames are released in the NumPy back end's aligned blocks of 512
-frames (5.12 s at a 10 ms hop) and at the end; the result then equals
-``features(x, sr, config, backend="numpy")`` bit for bit.  ``exact=False``
-releases every frame at once (latency of one frame), equal to within float32
-rounding of the Mel product (about 1 ulp).
-
-Dynamic range (Whisper's ``max - 8`` clamp) needs the maximum of an utterance,
-which a stream does not know in advance.  Here the clamp is applied to the
-frames returned by each :meth:`OnlineFeatures.pop` call: the peak is the
-maximum over those frames.  :func:`chunked_features` computes the same thing
-offline for a fixed chunk size, and :class:`amser_dsp.StreamEncoder` pops one
-chunk at a time, so a streamed container and a chunked whole-file container
-are identical.  Without ``dynamic_range`` the chunking does not matter.
+The per-utterance dynamic-range clamp (``config.dynamic_range``, Whisper's
+``max - 8``) cannot be known before the end of the audio; streaming applies it
+per emitted chunk, using the chunk's own maximum.  A one-chunk encode equals
+offline :func:`~amser_dsp.features` exactly in that respect.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from ..config import FeatureConfig, get_preset
 from ..errors import AudioError
-from .extract import check_audio, mel_energies
-from .stages import (
-    apply_mel,
-    log_compress,
-    mel_filterbank_for,
-    power_spectrum,
-    preemphasis,
-    remove_dc_offset,
-    window_for,
-)
+from .extract import check_audio, compress, condition_signal, frame_energies
+from .stages import frame_signal
 
-__all__ = ["OnlineFeatures", "chunked_features"]
-
-#: Frames per Mel block: the NumPy back end's ``block_frames``, so results match it bit for bit.
-_BLOCK = 512
+__all__ = ["ChunkedFeatures", "OnlineFeatures", "chunked_features"]
 
 
-def _compress(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    return log_compress(
-        mel,
-        log=config.log,
-        floor=config.log_floor,
-        dynamic_range=config.dynamic_range,
-        offset=config.log_offset,
-        scale=config.log_scale,
-    )
-
-
-def chunked_features(
-    audio: ArrayLike, sample_rate: int, preset: str | FeatureConfig = "amser", *, chunk_frames: int
-) -> np.ndarray:
-    """Offline features with the dynamic-range clamp applied per chunk of ``chunk_frames``.
-
-    Equals :func:`amser_dsp.features` when the config has no ``dynamic_range``,
-    and equals what :class:`OnlineFeatures` returns when popped ``chunk_frames``
-    at a time otherwise.
-    """
-    config = get_preset(preset)
-    x = check_audio(audio, sample_rate, config)
-    if x.ndim != 1:
-        raise AudioError(f"chunked_features takes one signal of shape (n_samples,), got {x.shape}")
-    mel = mel_energies(x, config, block_frames=_BLOCK)
-    out = np.empty_like(mel)
-    n = mel.shape[-1]
-    for start in range(0, n, chunk_frames):
-        out[:, start : start + chunk_frames] = _compress(mel[:, start : start + chunk_frames], config)
-    return out
-
-
-class OnlineFeatures:
-    """Incremental log-Mel extractor, equal to the offline reference for any block sizes.
+class ChunkedFeatures:
+    """Turn a stream of samples into feature chunks of ``chunk_frames`` frames.
 
     Parameters
     ----------
-    preset : str or FeatureConfig
-        The feature config.
-    dtype : {numpy.float32, numpy.float64}
-        Arithmetic dtype (the offline result's dtype for the same input dtype).
+    config : FeatureConfig or preset name
+        How features are made.
+    chunk_frames : int or None
+        Frames per emitted chunk (the last one may be shorter); ``None`` emits
+        every frame as soon as it can be computed.
+    dtype : float32 or float64
+        Working precision.
 
-    Examples
-    --------
-    >>> import numpy as np, amser_dsp
-    >>> from amser_dsp.frontend.streaming import OnlineFeatures
-    >>> x = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
-    >>> online = OnlineFeatures("amser")
-    >>> for block in np.array_split(x, 7):
-    ...     online.accept_waveform(block)
-    >>> online.input_finished()
-    >>> bool(np.array_equal(online.pop(), amser_dsp.features(x, 16000, "amser")))
-    True
+    Notes
+    -----
+    ``accept(samples)`` returns the chunks completed by those samples;
+    ``finish()`` returns the rest (the end padding and the last, partial
+    chunk).  The object is not thread-safe: use one per stream.
     """
 
     def __init__(
-        self, preset: str | FeatureConfig = "amser", *, dtype: type = np.float32, exact: bool = True
+        self, config: FeatureConfig | str, chunk_frames: int | None = None, *, dtype: type = np.float32
     ) -> None:
-        self.config = get_preset(preset)
-        self.exact = bool(exact)
-        self._spec: list[np.ndarray] = []  # power spectra (frames, bins) waiting for an aligned Mel block
-        self._spec_count = 0
+        self.config = get_preset(config)
+        if chunk_frames is not None and (
+            isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1
+        ):
+            raise AudioError(f"chunk_frames={chunk_frames!r} is invalid: expected a positive integer or None")
+        self.chunk_frames = chunk_frames
         self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise AudioError(f"dtype={self.dtype} is invalid: expected float32 or float64")
-        cfg = self.config
-        self._win = window_for(cfg, self.dtype)
-        self._bank = mel_filterbank_for(cfg, self.dtype)
-        self._pad = cfg.center_pad
-        self._n_in = 0  # samples accepted
-        self._prev = self.dtype.type(0)  # last scaled sample, for signal pre-emphasis
-        self._head: np.ndarray | None = None  # the first samples, until left padding can be made
-        self._buf = np.empty(0, self.dtype)  # padded-signal samples from frame `_next` on
-        self._next = 0  # index of the next frame to compute
-        self._finished = False
-        self._mel: list[np.ndarray] = []  # computed Mel energies not yet popped
-        self._ready = 0
+        self.n_samples = 0  # raw samples accepted
+        self.frames_emitted = 0
+        self.finished = False
+        self._pad = self.config.center_pad
+        self._prev = 0.0  # last raw sample, for signal pre-emphasis
+        self._head: np.ndarray | None = None if self._pad else np.empty(0, self.dtype)  # left padding, once known
+        self._pending_raw = np.empty(0, self.dtype)  # conditioned samples held until the left padding is known
+        self._buf = np.empty(0, self.dtype)  # conditioned (and left-padded) samples not yet consumed
+        self._buf_start = 0  # padded-signal index of _buf[0]
+        self._pending = np.empty((self.config.n_mels, 0), self.dtype)  # computed, not yet emitted
 
-    # ---------------------------------------------------------------- input
-    def accept_waveform(self, samples: ArrayLike, sample_rate: int | None = None) -> None:
-        """Append a block of samples (any length, including 0)."""
-        if self._finished:
-            raise AudioError("accept_waveform after input_finished; make a new OnlineFeatures")
+    # ------------------------------------------------------------ public API
+    def accept(self, samples: np.ndarray) -> list[np.ndarray]:
+        """Add samples (1-D, at ``config.sample_rate``); return completed chunks."""
+        if self.finished:
+            raise AudioError("accept() after finish(): start a new stream")
         x = np.asarray(samples)
-        if x.size == 0:
-            return
-        x = check_audio(x, self.config.sample_rate if sample_rate is None else sample_rate, self.config)
         if x.ndim != 1:
-            raise AudioError(f"samples must be one channel of shape (n,), got {x.shape}")
-        x = x.astype(self.dtype, copy=False)
-        cfg = self.config
-        if cfg.input_scale != 1.0:
-            x = x * self.dtype.type(cfg.input_scale)
-        if cfg.preemphasis and cfg.preemphasis_scope == "signal":
-            y = preemphasis(x, cfg.preemphasis, previous=self._prev)
-            self._prev = x[-1]
-            x = y
-        self._n_in += x.size
-        if (self._pad and self._head is not None) or (self._pad and self._n_in - x.size == 0):
-            # Left padding needs the first pad + 1 samples (reflect reads x[1..pad]).
-            head = x if self._head is None else np.concatenate([self._head, x])
-            if head.size <= self._pad:
-                self._head = head
-                return
-            self._head = None
-            left = np.pad(head[: self._pad + 1], (self._pad, 0), mode=cfg.pad_mode)[: self._pad]
-            x = np.concatenate([left, head])
-        self._buf = np.concatenate([self._buf, x]) if self._buf.size else x
+            raise AudioError(f"streamed audio blocks must be 1-D, got shape {x.shape}")
+        if x.size == 0:
+            return []
+        x = check_audio(x.astype(self.dtype, copy=False), self.config.sample_rate, self.config)
+        cond = condition_signal(x, self.config, previous=self._prev)
+        self._prev = float(x[-1])
+        self.n_samples += x.size
+        if self._head is None:
+            # Left padding needs the first pad + 1 samples (reflect); hold samples until then.
+            self._pending_raw = np.concatenate([self._pending_raw, cond])
+            if self._pending_raw.size <= self._pad and self.config.pad_mode == "reflect":
+                return []
+            cond, self._pending_raw = self._pending_raw, self._pending_raw[:0]
+            self._head = self._pad_start(cond)
+            cond = np.concatenate([self._head, cond])
+        self._buf = np.concatenate([self._buf, cond])
         self._compute(final=False)
+        return self._emit(final=False)
 
-    def input_finished(self) -> None:
-        """Declare the end of the input: pad the end and compute the last frames."""
-        if self._finished:
-            return
-        self._finished = True
-        cfg = self.config
+    def finish(self) -> list[np.ndarray]:
+        """Declare the end of the audio; return the remaining chunks."""
+        if self.finished:
+            return []
+        self.finished = True
+        if self.n_samples == 0:
+            raise AudioError("the stream ended without any audio")
+        if self._head is None:
+            pending = self._pending_raw
+            if self.config.pad_mode == "reflect" and pending.size <= self._pad:
+                raise AudioError(f"reflect padding needs more than {self._pad} samples, got {pending.size}")
+            self._head = self._pad_start(pending)
+            self._buf = np.concatenate([self._head, pending])
         if self._pad:
-            if self._head is not None:
-                head = self._head
-                self._head = None
-                if cfg.pad_mode == "reflect" and head.size <= self._pad:
-                    raise AudioError(f"reflect padding needs more than {self._pad} samples, got {head.size}")
-                self._buf = np.pad(head, (self._pad, self._pad), mode=cfg.pad_mode)
-            elif self._n_in:
-                tail_src = self._buf[-(self._pad + 1) :]
-                right = np.pad(tail_src, (0, self._pad), mode=cfg.pad_mode)[-self._pad :]
-                self._buf = np.concatenate([self._buf, right])
+            self._buf = np.concatenate([self._buf, self._pad_end()])
         self._compute(final=True)
+        return self._emit(final=True)
 
-    # ---------------------------------------------------------------- frames
+    # -------------------------------------------------------------- internals
+    def _pad_start(self, cond: np.ndarray) -> np.ndarray:
+        if not self._pad:
+            return np.empty(0, self.dtype)
+        return np.pad(cond[: self._pad + 1], (self._pad, 0), mode=self.config.pad_mode)[: self._pad]
+
+    def _pad_end(self) -> np.ndarray:
+        tail = self._buf[-(self._pad + 1) :]
+        return np.pad(tail, (0, self._pad), mode=self.config.pad_mode)[-self._pad :]
+
     def _compute(self, *, final: bool) -> None:
-        cfg = self.config
-        fl, hop = cfg.frame_length, cfg.hop_length
-        total = cfg.num_frames(self._n_in)
-        available = 0 if self._buf.size < fl else 1 + (self._buf.size - fl) // hop
-        # Before the end, a frame counted in num_frames(samples so far) is final.
-        limit = total - self._next
-        count = min(available, limit)
-        if count > 0:
-            frames = np.lib.stride_tricks.sliding_window_view(self._buf, fl)[::hop][:count]
-            self._spec.append(self._frames_to_spectrum(frames))
-            self._spec_count += count
-            self._next += count
-            self._buf = self._buf[count * hop :].copy()
-        if final:
-            self._buf = self._buf[:0]
-        # The Mel product (BLAS) rounds differently for different batch shapes, so
-        # in exact mode it runs on the NumPy back end's aligned blocks of frames.
-        block = _BLOCK if self.exact else max(self._spec_count, 1)
-        if self._spec_count >= block or (final and self._spec_count):
-            spec = np.concatenate(self._spec) if len(self._spec) > 1 else self._spec[0]
-            usable = self._spec_count if final else (self._spec_count // block) * block
-            for start in range(0, usable, block):
-                self._mel.append(apply_mel(spec[start : start + block], self._bank))
-            rest = spec[usable:]
-            self._spec = [rest] if rest.shape[0] else []
-            self._spec_count -= usable
-            self._ready += usable
+        """Compute every frame the buffered samples determine, one chunk per stage call.
 
-    def _frames_to_spectrum(self, block: np.ndarray) -> np.ndarray:
-        # The per-frame body of extract.mel_energies, unchanged (the FFT is per frame, exact).
+        Each chunk's frames go through the per-frame stages in one call of the
+        same shape whatever the block sizes were, so results are bit-identical
+        between streamed and whole-signal runs.
+        """
         cfg = self.config
-        if cfg.remove_dc:
-            block = remove_dc_offset(block)
-        if cfg.preemphasis and cfg.preemphasis_scope == "frame":
-            block = preemphasis(block, cfg.preemphasis, previous=block[..., 0])
-        return power_spectrum(block * self._win, cfg.n_fft, power=cfg.power)
+        end = self._buf_start + self._buf.size  # padded-signal samples available
+        ready = 1 + (end - cfg.frame_length) // cfg.hop_length if end >= cfg.frame_length else 0
+        if final:
+            ready = min(ready, cfg.num_frames(self.n_samples))
+        done = self.frames_emitted + self._pending.shape[1]
+        step = self.chunk_frames or max(ready - done, 1)
+        parts = [self._pending]
+        while done < ready and (final or done + step <= ready):
+            stop = min(done + step, ready)
+            first = done * cfg.hop_length - self._buf_start
+            span = self._buf[first : first + (stop - done - 1) * cfg.hop_length + cfg.frame_length]
+            parts.append(frame_energies(frame_signal(span, cfg.frame_length, cfg.hop_length), cfg))
+            done = stop
+        self._pending = np.concatenate(parts, axis=1)
+        # Drop the samples no later frame needs.
+        drop = max(0, done * cfg.hop_length - self._buf_start)
+        self._buf = self._buf[drop:].copy()
+        self._buf_start += drop
+
+    def _emit(self, *, final: bool) -> list[np.ndarray]:
+        out = []
+        size = self.chunk_frames or self._pending.shape[1]
+        while self._pending.shape[1] >= max(size, 1) or (final and self._pending.shape[1]):
+            block, self._pending = self._pending[:, :size], self._pending[:, size:]
+            self.frames_emitted += block.shape[1]
+            out.append(compress(np.ascontiguousarray(block), self.config))
+            if not self.chunk_frames:
+                break
+        return out
+
+
+def chunked_features(audio: np.ndarray, config: FeatureConfig | str, chunk_frames: int | None) -> list[np.ndarray]:
+    """Feature chunks of a whole signal, exactly as :class:`ChunkedFeatures` streams them."""
+    stream = ChunkedFeatures(
+        config, chunk_frames, dtype=np.float64 if np.asarray(audio).dtype == np.float64 else np.float32
+    )
+    return stream.accept(audio) + stream.finish()
+
+
+class OnlineFeatures:
+    """kaldi-native-fbank's ``OnlineFbank`` shape over :class:`ChunkedFeatures`.
+
+    ``accept_waveform(samples)`` adds audio, ``input_finished()`` ends it,
+    ``num_frames_ready`` counts frames available, ``get_frames(start, stop)``
+    returns ``(n_mels, stop - start)`` of them.  Frames equal offline
+    :func:`~amser_dsp.features` up to float rounding (the Mel product runs on
+    different batch shapes); configs with ``dynamic_range`` get no clamp here,
+    since it needs the whole utterance.
+    """
+
+    def __init__(self, config: FeatureConfig | str = "amser") -> None:
+        cfg = get_preset(config)
+        self.config = cfg
+        self._stream = ChunkedFeatures(cfg.replace(dynamic_range=None), None)
+        self._frames: list[np.ndarray] = []
+        self._ready = 0
 
     @property
     def num_frames_ready(self) -> int:
-        """Frames computed and not yet popped."""
         return self._ready
 
-    @property
-    def is_finished(self) -> bool:
-        """True after :meth:`input_finished`."""
-        return self._finished
+    def accept_waveform(self, samples: np.ndarray) -> None:
+        self._add(self._stream.accept(samples))
 
-    def pop_mel(self, n: int | None = None) -> np.ndarray:
-        """Pop up to ``n`` frames (all if None) of Mel energies before the log, ``(n_mels, k)``."""
-        k = self._ready if n is None else max(0, min(int(n), self._ready))
-        mel = np.concatenate(self._mel, axis=1) if len(self._mel) > 1 else (
-            self._mel[0] if self._mel else np.empty((self.config.n_mels, 0), self.dtype)
-        )
-        out, rest = mel[:, :k], mel[:, k:]
-        self._mel = [rest] if rest.shape[1] else []
-        self._ready -= k
-        return np.ascontiguousarray(out)
+    def input_finished(self) -> None:
+        self._add(self._stream.finish())
 
-    def pop(self, n: int | None = None) -> np.ndarray:
-        """Pop up to ``n`` frames (all if None) of log-Mel features, ``(n_mels, k)``.
+    def _add(self, chunks: list[np.ndarray]) -> None:
+        self._frames.extend(chunks)
+        self._ready += sum(c.shape[1] for c in chunks)
 
-        With ``dynamic_range`` set, the clamp is relative to the peak of the
-        frames returned by this call.
-        """
-        return _compress(self.pop_mel(n), self.config)
+    def get_frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        if self._frames and len(self._frames) > 1:
+            self._frames = [np.concatenate(self._frames, axis=1)]
+        allf = self._frames[0] if self._frames else np.empty((self.config.n_mels, 0), np.float32)
+        stop = self._ready if stop is None else stop
+        if not 0 <= start <= stop <= self._ready:
+            raise AudioError(f"frames [{start}, {stop}) are not ready; {self._ready} are")
+        return allf[:, start:stop]

@@ -1,0 +1,283 @@
+"""The Numba back end: one fused, SIMD-vectorised pass from samples to Mel energies.
+
+Importing this module imports Numba; :mod:`amser_dsp.backends` does so only
+when the back end is first used.  The kernels live in :mod:`._numba_kernels`
+and are cached on disk (``cache=True``), so only the very first process
+compiles them.
+
+FFT sizes: the hand-written real FFT covers every even ``n_fft`` whose half
+factors into 2, 3 and 5 (all presets: 400 = 2 * 200 = 2 * 8 * 5 * 5, and
+512 = 2 * 8 * 8 * 4; also 256, 320, 480, 640, 1024, ...).  Any other ``n_fft`` (odd,
+or with a prime factor above 5 in its half) falls back to the NumPy back end
+(scipy.fft), with identical results up to rounding; :func:`fft_supported`
+says which path a size takes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from ..errors import AudioError, BackendError
+from ..frontend.stages import mel_filterbank_for, window_for
+from . import _numba_kernels as K
+from .base import Backend
+from .numpy_backend import NumpyBackend
+
+if TYPE_CHECKING:
+    from ..config import FeatureConfig
+
+__all__ = ["NumbaBackend", "fft_supported"]
+
+_PAD_CODES = {"reflect": K.PAD_REFLECT, "constant": K.PAD_CONSTANT, "edge": K.PAD_EDGE}
+
+
+class _FFTPlan(NamedTuple):
+    radices: np.ndarray  # int64, one entry per Stockham stage
+    twr: np.ndarray  # stage twiddles, real and imaginary parts
+    twi: np.ndarray
+    twoff: np.ndarray  # int64 offset of each stage's table
+    rtr: np.ndarray  # split-step twiddles exp(-2 pi i k / n_fft), k = 0 .. n_fft / 2
+    rti: np.ndarray
+
+
+class _MelPlan(NamedTuple):
+    weights: np.ndarray  # nonzero span of each band, concatenated
+    lo: np.ndarray  # int64 first bin of each band
+    hi: np.ndarray  # int64 one past the last bin
+    off: np.ndarray  # int64 offset of each band's span in ``weights``
+
+
+def _radices(half: int) -> list[int] | None:
+    out: list[int] = []
+    while half % 8 == 0:
+        out.append(8)
+        half //= 8
+    while half % 4 == 0:
+        out.append(4)
+        half //= 4
+    for p in (2, 3, 5):
+        while half % p == 0:
+            out.append(p)
+            half //= p
+    return out if half == 1 else None
+
+
+def fft_supported(n_fft: int) -> bool:
+    """Whether the hand-written FFT handles ``n_fft`` (else scipy.fft via the NumPy back end)."""
+    return n_fft % 2 == 0 and _radices(n_fft // 2) is not None
+
+
+@functools.lru_cache(maxsize=32)
+def _fft_plan(n_fft: int, dtype: np.dtype) -> _FFTPlan:
+    half = n_fft // 2
+    radices = _radices(half)
+    if n_fft % 2 or radices is None:
+        raise BackendError(f"n_fft={n_fft} is not supported by the Numba FFT (see fft_supported)")
+    tables, offsets, ns, pos = [], [], 1, 0
+    for p in radices:
+        # Stockham stage with ``ns`` points done: w[k, r] = exp(-2 pi i k r / (ns p)).
+        k = np.arange(ns)[:, None]
+        r = np.arange(1, p)[None, :]
+        tables.append(np.exp(-2j * np.pi * k * r / (ns * p)).ravel())
+        offsets.append(pos)
+        pos += ns * (p - 1)
+        ns *= p
+    tw = np.concatenate(tables) if tables else np.zeros(1, complex)
+    rt = np.exp(-2j * np.pi * np.arange(half + 1) / n_fft)
+    plan = _FFTPlan(
+        np.asarray(radices, np.int64),
+        np.ascontiguousarray(tw.real, dtype),
+        np.ascontiguousarray(tw.imag, dtype),
+        np.asarray(offsets, np.int64),
+        np.ascontiguousarray(rt.real, dtype),
+        np.ascontiguousarray(rt.imag, dtype),
+    )
+    for a in plan:
+        a.flags.writeable = False
+    return plan
+
+
+def _mel_plan_from(bank: np.ndarray) -> _MelPlan:
+    nz = bank != 0
+    any_nz = nz.any(axis=1)
+    lo = np.where(any_nz, nz.argmax(axis=1), 0)
+    hi = np.where(any_nz, bank.shape[1] - nz[:, ::-1].argmax(axis=1), 0)
+    spans = [bank[m, lo[m] : hi[m]] for m in range(bank.shape[0])]
+    off = np.concatenate([[0], np.cumsum(hi - lo)[:-1]])
+    weights = np.concatenate(spans) if spans else np.zeros(0, bank.dtype)
+    return _MelPlan(
+        np.ascontiguousarray(weights, bank.dtype),
+        lo.astype(np.int64),
+        hi.astype(np.int64),
+        off.astype(np.int64),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _mel_plan(config: FeatureConfig, dtype: np.dtype) -> _MelPlan:
+    # The very filter bank the reference uses, read for its support ranges.
+    return _mel_plan_from(mel_filterbank_for(config, dtype))
+
+
+@functools.lru_cache(maxsize=32)
+def _scaled_window(config: FeatureConfig, dtype: np.dtype) -> np.ndarray:
+    # Scaling, DC removal and pre-emphasis are linear, so input_scale folds into the window.
+    w = window_for(config, np.float64) * config.input_scale
+    w = np.ascontiguousarray(w, dtype)
+    w.flags.writeable = False
+    return w
+
+
+def _block_args(config: FeatureConfig, dtype: np.dtype) -> tuple:
+    """Arguments of :func:`_numba_kernels.mel_block` after the frame range, for ``config``."""
+    fft = _fft_plan(config.n_fft, dtype)
+    mel = _mel_plan(config, dtype)
+    c = float(config.preemphasis)
+    return (
+        config.hop_length,
+        config.frame_length,
+        config.center_pad,
+        _PAD_CODES[config.pad_mode],
+        dtype.type(c if config.preemphasis_scope == "signal" else 0.0),
+        config.remove_dc,
+        dtype.type(c if config.preemphasis_scope == "frame" else 0.0),
+        _scaled_window(config, dtype),
+        fft.radices, fft.twr, fft.twi, fft.twoff, fft.rtr, fft.rti,
+        config.power == 1.0,
+        mel.weights, mel.lo, mel.hi, mel.off,
+        float(config.log_floor),
+    )  # fmt: skip
+
+
+_pool_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    with _pool_lock:
+        if workers not in _pools:
+            _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="amser-numba")
+        return _pools[workers]
+
+
+class NumbaBackend(Backend):
+    """Fused Numba kernels: framing, real FFT, power, band-limited Mel, then a vectorised log.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Threads for long audio (the kernels release the GIL, so frame ranges
+        run truly in parallel).  Default: ``AMSER_DSP_NUMBA_WORKERS`` or 1.
+        One thread is the right default on a busy or small machine; see
+        docs/benchmarks.md for the scaling measured.
+    """
+
+    name = "numba"
+    #: Below this many frames per worker, threads cost more than they save.
+    min_frames_per_worker = 1024
+
+    def __init__(self, workers: int | None = None) -> None:
+        if workers is None:
+            workers = int(os.environ.get("AMSER_DSP_NUMBA_WORKERS", "1"))
+        if workers < 1:
+            raise BackendError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._fallback = NumpyBackend()
+
+    # ------------------------------------------------------------ stages
+    def power_spectrum(self, frames: np.ndarray, n_fft: int, *, power: float = 2.0) -> np.ndarray:
+        """See :func:`amser_dsp.frontend.power_spectrum` (hand-written FFT when supported)."""
+        if frames.shape[-1] > n_fft or not fft_supported(n_fft) or frames.dtype not in (np.float32, np.float64):
+            return super().power_spectrum(frames, n_fft, power=power)
+        plan = _fft_plan(n_fft, frames.dtype)
+        rows = np.ascontiguousarray(frames.reshape(-1, frames.shape[-1]))
+        out = np.empty((rows.shape[0], n_fft // 2 + 1), frames.dtype)
+        if rows.shape[0]:
+            K.frames_power(rows, out, plan.radices, plan.twr, plan.twi, plan.twoff, plan.rtr, plan.rti, power == 1.0)
+        return out.reshape((*frames.shape[:-1], n_fft // 2 + 1))
+
+    def apply_mel(self, power: np.ndarray, filterbank: np.ndarray) -> np.ndarray:
+        """See :func:`amser_dsp.frontend.apply_mel`; only the nonzero span of each band is summed."""
+        if power.ndim < 2 or power.dtype not in (np.float32, np.float64):
+            return super().apply_mel(power, filterbank)
+        plan = _mel_plan_from(np.asarray(filterbank, power.dtype))
+        lead, (frames, _) = power.shape[:-2], power.shape[-2:]
+        rows = np.ascontiguousarray(power).reshape((-1, *power.shape[-2:]))
+        out = np.empty((rows.shape[0], filterbank.shape[0], frames), power.dtype)
+        for i in range(rows.shape[0]):
+            K.mel_energies_kernel(rows[i], out[i], plan.weights, plan.lo, plan.hi, plan.off)
+        return out.reshape(lead + out.shape[1:])
+
+    def log_compress(self, mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
+        """See :func:`amser_dsp.frontend.log_compress`: vectorised log, then one fused clamp-and-affine pass."""
+        if mel.ndim < 2 or mel.dtype not in (np.float32, np.float64):
+            return super().log_compress(mel, config)
+        out = np.maximum(mel, mel.dtype.type(config.log_floor))
+        self._finish_log(out, config)
+        return out
+
+    @staticmethod
+    def _finish_log(clamped: np.ndarray, config: FeatureConfig) -> None:
+        # np.log/np.log10 are SIMD-vectorised; scalar math.log inside a Numba loop is not.
+        (np.log10 if config.log == "log10" else np.log)(clamped, out=clamped)
+        rows = clamped.reshape((-1, clamped.shape[-2] * clamped.shape[-1]))
+        dyn = config.dynamic_range is not None
+        if dyn or config.log_offset or config.log_scale != 1.0:
+            peaks = rows.max(axis=1) if dyn else np.zeros(rows.shape[0], rows.dtype)
+            K.log_post(rows, peaks, dyn, config.dynamic_range or 0.0, config.log_offset, config.log_scale)
+
+    # -------------------------------------------------------- fused path
+    def mel_energies(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
+        """Clamped Mel energies ``max(mel, log_floor)``, shape ``(..., n_mels, n_frames)``."""
+        if samples.dtype not in (np.float32, np.float64) or not fft_supported(config.n_fft):
+            out = self._fallback.mel_energies(samples, config)
+            return np.maximum(out, out.dtype.type(config.log_floor), out=out)
+        n = samples.shape[-1]
+        n_frames = config.num_frames(n)
+        if config.padding == "center" and config.pad_mode == "reflect" and n <= config.center_pad:
+            raise AudioError(f"reflect padding needs more than {config.center_pad} samples, got {n}")
+        dtype = samples.dtype
+        x = np.ascontiguousarray(samples).reshape(-1, n)
+        out = np.empty((x.shape[0], config.n_mels, n_frames), dtype)
+        if n_frames:
+            args = _block_args(config, dtype)
+            workers = self.workers if workers is None else workers
+            total = n_frames * x.shape[0]
+            if workers > 1 and total >= 2 * self.min_frames_per_worker:
+                # Contiguous frame ranges, a multiple of LANES each, one per task.
+                chunk = -(-n_frames // (2 * workers))
+                chunk = -(-chunk // K.LANES) * K.LANES
+                starts = range(0, n_frames, chunk)
+                futures = [
+                    _pool(workers).submit(K.mel_block, x, out, t, min(t + chunk, n_frames), *args) for t in starts
+                ]
+                for f in futures:
+                    f.result()
+            else:
+                K.mel_block(x, out, 0, n_frames, *args)
+        return out.reshape((*samples.shape[:-1], config.n_mels, n_frames))
+
+    def log_mel(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
+        """Fused path: checked samples ``(..., n)`` to features ``(..., n_mels, n_frames)``.
+
+        Parameters
+        ----------
+        samples : ndarray
+            C-contiguous float32 or float64 audio (as :func:`amser_dsp.frontend.check_audio` returns).
+        config : FeatureConfig
+            Any valid config; sizes the FFT does not cover go to the NumPy back end.
+        workers : int, optional
+            Threads for this call (default: the back end's ``workers``).
+        """
+        if samples.dtype not in (np.float32, np.float64) or not fft_supported(config.n_fft):
+            return self._fallback.log_mel(samples, config)
+        out = self.mel_energies(samples, config, workers=workers)
+        if out.size:
+            self._finish_log(out, config)
+        return out

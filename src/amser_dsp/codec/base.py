@@ -1,0 +1,110 @@
+"""The codec interface and registry (the numcodecs shape: ``get_config`` / ``from_config``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import CodecError, CorruptContainerError, UnsupportedVersionError
+
+__all__ = ["Codec", "RawCodec", "codec_from_config", "register", "registered"]
+
+_REGISTRY: dict[str, type[Codec]] = {}
+
+
+class Codec:
+    """A way to turn one chunk of features ``(n_mels, n_frames)`` into bytes and back.
+
+    Subclasses are frozen dataclasses whose fields are their parameters; the
+    container header stores :meth:`get_config`, and :func:`codec_from_config`
+    rebuilds the codec from it.  ``decode_chunk`` must treat ``payload`` as
+    hostile: validate every size and raise :class:`CorruptContainerError`.
+    """
+
+    name: ClassVar[str] = ""
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-ready parameters, with the codec name under ``"codec"``."""
+        return {"codec": self.name, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Codec:
+        """Rebuild from :meth:`get_config` output."""
+        params = {k: v for k, v in config.items() if k != "codec"}
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise CodecError(f"codec {cls.name!r} has no parameter(s) {unknown}; known: {sorted(names)}")
+        return cls(**params)
+
+    def encode_chunk(self, x: np.ndarray) -> bytes:
+        raise NotImplementedError
+
+    def decode_chunk(self, payload: bytes, n_mels: int, n_frames: int, max_decoded_bytes: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+def register(cls: type[Codec]) -> type[Codec]:
+    """Register a codec class under its ``name`` (usable as a decorator)."""
+    if not cls.name or (cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls):
+        raise CodecError(f"codec name {cls.name!r} is empty or already taken")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered() -> dict[str, type[Codec]]:
+    """Every registered codec class by name."""
+    return dict(_REGISTRY)
+
+
+def codec_from_config(config: dict[str, Any]) -> Codec:
+    """The codec a header's codec field describes.
+
+    Raises
+    ------
+    UnsupportedVersionError
+        If the codec name is unknown to this version of amser_dsp.
+    CorruptContainerError
+        If its parameters are invalid.
+    """
+    name = config.get("codec")
+    cls = _REGISTRY.get(name)  # type: ignore[arg-type]
+    if cls is None:
+        raise UnsupportedVersionError(f"codec {name!r} is unknown to this amser_dsp; known codecs: {sorted(_REGISTRY)}")
+    try:
+        return cls.from_config(config)
+    except (CodecError, TypeError) as exc:
+        raise CorruptContainerError(f"invalid parameters for codec {name!r}: {exc}") from None
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class RawCodec(Codec):
+    """Uncompressed features, float32 (lossless) or float16 (relative error <= 2**-11)."""
+
+    name: ClassVar[str] = "raw"
+    dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "float16"):
+            raise CodecError(f"dtype={self.dtype!r} is invalid: expected 'float32' or 'float16'")
+
+    def encode_chunk(self, x: np.ndarray) -> bytes:
+        with np.errstate(over="ignore"):  # overflow is reported below, as a CodecError
+            out = x.astype(np.dtype(self.dtype).newbyteorder("<"))
+        if not np.isfinite(out).all():
+            raise CodecError(f"features overflow {self.dtype}: use dtype='float32'")
+        return out.tobytes()
+
+    def decode_chunk(self, payload: bytes, n_mels: int, n_frames: int, max_decoded_bytes: int) -> np.ndarray:
+        dt = np.dtype(self.dtype).newbyteorder("<")
+        if len(payload) != n_mels * n_frames * dt.itemsize:
+            raise CorruptContainerError(
+                f"raw chunk has {len(payload)} bytes, expected {n_mels * n_frames * dt.itemsize}"
+            )
+        out = np.frombuffer(payload, dt).reshape(n_mels, n_frames).astype(np.float32)
+        if not np.isfinite(out).all():
+            raise CorruptContainerError("raw chunk holds non-finite values")
+        return out

@@ -1,0 +1,192 @@
+"""Train the tables of the KLT-DCT codec from speech features.
+
+``python -m amser_dsp.codec.train --manifest ../shared/data/asr/manifest.tsv --out TABLES.npz``
+
+Steps: features of every clip with the preset; mean and KLT basis (eigenvectors
+of the 80 x 80 covariance, by decreasing variance, sign fixed so the largest
+entry of each is positive); Whisper's sensitivity to noise per coefficient
+(noise added to groups of coefficients, error measured at Whisper's encoder
+output, per unit of feature-domain noise energy; needs the ``server`` extra);
+Laplace scale of each coefficient (mean absolute value, the maximum-likelihood
+estimate), stored as the integer entropy-table index at step 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..config import get_preset
+from .kltdct import KltDctTables, analyse, synthesise, tables_from_bytes
+
+__all__ = ["fit_tables", "measure_sensitivity"]
+
+# Coefficient groups whose sensitivity is measured together: KLT components
+# (finer where the variance is) and time-DCT indices.
+KLT_GROUPS = ((0, 1), (1, 2), (2, 3), (3, 5), (5, 8), (8, 12), (12, 18), (18, 27), (27, 40), (40, 60), (60, 80))
+
+
+def _time_groups(block: int) -> list[tuple[int, int]]:
+    edges = sorted({0, 1, 2, 3, 4, *range(4, block + 1, 2), block})
+    return [(a, b) for a, b in itertools.pairwise(edges) if a < b]
+
+
+def fit_basis(feature_list: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and KLT basis (columns, decreasing variance, deterministic signs)."""
+    x = np.concatenate([f.astype(np.float64) for f in feature_list], axis=1)
+    mean = x.mean(axis=1)
+    _, vectors = np.linalg.eigh(np.cov(x))
+    vectors = vectors[:, ::-1]
+    signs = np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(vectors.shape[1])])
+    return mean, vectors * signs
+
+
+def measure_sensitivity(
+    feature_list: Sequence[np.ndarray],
+    tables: KltDctTables,
+    encode: Callable[[list[np.ndarray]], list[np.ndarray]],
+    *,
+    sigma: float = 0.1,
+    seed: int = 0,
+) -> np.ndarray:
+    """Recogniser error per unit feature noise for each coefficient, ``(n_mels, block)``.
+
+    Gaussian noise of standard deviation ``sigma`` is added to one group of
+    coefficients at a time; the squared error of ``encode`` (the recogniser's
+    encoder) over the squared feature error is that group's sensitivity.  The
+    result is the outer product of the per-component and per-time-index
+    sensitivities, normalised to geometric mean 1.
+    """
+    rng = np.random.default_rng(seed)
+    reference = encode(list(feature_list))
+    coeffs = [analyse(f, tables) for f in feature_list]
+
+    def group_sensitivity(mask: np.ndarray) -> float:
+        noisy, noise_energy = [], 0.0
+        for f, c in zip(feature_list, coeffs, strict=True):
+            rec = synthesise(c + sigma * rng.standard_normal(c.shape) * mask[:, None, :], tables, f.shape[1])
+            noisy.append(rec)
+            noise_energy += float(((rec - f) ** 2).sum())
+        out = encode(noisy)
+        return sum(float(((a - b) ** 2).sum()) for a, b in zip(out, reference, strict=True)) / noise_energy
+
+    n, block = tables.n_mels, tables.block
+    comp = np.empty(n)
+    for lo, hi in KLT_GROUPS:
+        mask = np.zeros((n, block))
+        mask[lo:hi] = 1
+        comp[lo:hi] = group_sensitivity(mask)
+        print(f"  sensitivity of KLT components {lo}-{hi - 1}: {comp[lo]:.2f}", file=sys.stderr)
+    time = np.empty(block)
+    for lo, hi in _time_groups(block):
+        mask = np.zeros((n, block))
+        mask[:, lo:hi] = 1
+        time[lo:hi] = group_sensitivity(mask)
+        print(f"  sensitivity of time-DCT indices {lo}-{hi - 1}: {time[lo]:.2f}", file=sys.stderr)
+    weight = np.outer(comp, time)
+    return weight / np.exp(np.log(weight).mean())
+
+
+def fit_tables(
+    feature_list: Sequence[np.ndarray],
+    *,
+    name: str,
+    config_digest: str,
+    block: int = 16,
+    encode: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
+    weight: np.ndarray | None = None,
+    meta: dict | None = None,
+) -> KltDctTables:
+    """Fit mean, basis, sensitivity weights and Laplace scales on ``feature_list``.
+
+    Give ``encode`` (the recogniser's encoder) to measure the sensitivity
+    weights, or ``weight`` to reuse measured ones; with neither, all weights are 1
+    (plain mean-squared-error coding).
+    """
+    mean, basis = fit_basis(feature_list)
+    n = mean.shape[0]
+    provisional = KltDctTables(
+        name=name,
+        config_digest=config_digest,
+        block=block,
+        mean=mean.astype(np.float32),
+        basis=basis.astype(np.float32),
+        weight=np.ones((n, block), np.float32),
+        scale_index=np.zeros((n, block), np.int16),
+        sha256="",
+        meta={},
+    )
+    if weight is None:
+        weight = measure_sensitivity(feature_list, provisional, encode) if encode else np.ones((n, block))
+    coeffs = np.concatenate([analyse(f, provisional) for f in feature_list], axis=1)
+    laplace_scale = np.abs(coeffs).mean(axis=1) + 1e-6
+    scale_index = np.rint(8 * np.log2(laplace_scale * np.sqrt(weight))).astype(np.int16)
+    fitted = KltDctTables(
+        name=name,
+        config_digest=config_digest,
+        block=block,
+        mean=provisional.mean,
+        basis=provisional.basis,
+        weight=weight.astype(np.float32),
+        scale_index=scale_index,
+        sha256="",
+        meta=meta or {},
+    )
+    return tables_from_bytes(fitted.to_bytes())
+
+
+def _read_manifest(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..frontend import features
+    from ..io import load_audio
+
+    parser = argparse.ArgumentParser(
+        prog="python -m amser_dsp.codec.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--manifest", type=Path, required=True, help="TSV with a 'path' column (relative to it)")
+    parser.add_argument("--out", type=Path, required=True, help="output .npz")
+    parser.add_argument("--name", default="whisper-kltdct16-v1", help="table name written in containers")
+    parser.add_argument("--preset", default="whisper")
+    parser.add_argument("--block", type=int, default=16)
+    parser.add_argument("--ids", type=Path, help="train only on the clip ids listed in this file (a fold)")
+    parser.add_argument("--weights-from", type=Path, help="reuse the sensitivity weights of these tables")
+    args = parser.parse_args(argv)
+
+    config = get_preset(args.preset)
+    rows = _read_manifest(args.manifest)
+    if args.ids:
+        keep = set(args.ids.read_text().split())
+        rows = [r for r in rows if r["id"] in keep]
+    print(f"training {args.name} on {len(rows)} clips ({args.preset} features)", file=sys.stderr)
+    feats = [features(load_audio(args.manifest.parent / r["path"]), config.sample_rate, config) for r in rows]
+    weight, encode = None, None
+    if args.weights_from:
+        weight = tables_from_bytes(args.weights_from.read_bytes()).weight
+    else:
+        from ..server.asr import Transcriber
+
+        encode = Transcriber().encoder_outputs
+    meta = {"clips": [r["id"] for r in rows], "manifest": args.manifest.name, "preset": args.preset}
+    tables = fit_tables(
+        feats, name=args.name, config_digest=config.digest(), block=args.block, encode=encode, weight=weight, meta=meta
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(tables.to_bytes())
+    print(f"wrote {args.out} sha256 {tables.sha256}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

