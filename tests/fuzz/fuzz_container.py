@@ -1,9 +1,12 @@
 """Coverage-guided fuzzing of the container reader and decoders (atheris), for long runs.
 
     pip install atheris
-    python tests/fuzz/fuzz_container.py -max_total_time=600 tests/fixtures/
+    mkdir -p /tmp/amser-corpus && cp tests/fixtures/*.amser /tmp/amser-corpus/
+    python tests/fuzz/fuzz_container.py -max_total_time=600 -rss_limit_mb=1024 /tmp/amser-corpus
 
-Seeds with the golden files when given their folder.  Any exception other
+Seeds with the golden files copied into a scratch corpus folder: libFuzzer writes
+every new input into the first folder it is given, so never pass tests/fixtures
+itself (that is how 42 corpus files once got committed beside the golden files).  Any exception other
 than an AmserError, or a decoded array over the limits, is a finding.
 """
 
