@@ -18,11 +18,12 @@ RESOLVABLE_DB = 60.0
 
 
 def openai_whisper(x: np.ndarray) -> np.ndarray:
-    """openai-whisper's ``log_mel_spectrogram`` (torch STFT), as NumPy."""
+    """openai-whisper's ``log_mel_spectrogram`` (torch STFT) with the preset's trailing zeros, as NumPy."""
     import torch
     import whisper.audio
 
-    return whisper.audio.log_mel_spectrogram(torch.from_numpy(x)).numpy()
+    padding = PRESETS["whisper"].trailing_silence
+    return whisper.audio.log_mel_spectrogram(torch.from_numpy(x), padding=padding).numpy()
 
 
 def kaldi_native_fbank(x: np.ndarray) -> np.ndarray:

@@ -217,3 +217,10 @@ def test_stream_encoder_rejects_bad_use() -> None:
         enc.write(np.zeros(10, np.float32))
     with pytest.raises(amser_dsp.CodecError, match="chunk_seconds"):
         amser_dsp.StreamEncoder("amser", chunk_seconds=0)
+
+
+def test_header_dictionary_holds_the_presets() -> None:
+    # The dictionary is frozen with format 1.0; if a preset changes, this test says the
+    # dictionary no longer matches (headers stay decodable, just longer).
+    presets = b"".join(amser_dsp.get_preset(n).to_json().encode() for n in ("amser", "whisper", "kaldi"))
+    assert fmt.HEADER_DICTIONARY.startswith(presets)

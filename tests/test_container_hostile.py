@@ -23,9 +23,7 @@ from amser_dsp import AmserError
 from amser_dsp import container as fmt
 
 GOLDEN = sorted((Path(__file__).parent / "fixtures").glob("v*.amser"))
-LIMITS = fmt.Limits(
-    max_header_bytes=8192, max_chunk_bytes=1 << 20, max_total_frames=100_000, max_decoded_bytes=8 << 20
-)
+LIMITS = fmt.Limits(max_header_bytes=8192, max_chunk_bytes=1 << 20, max_total_frames=100_000, max_decoded_bytes=8 << 20)
 # Peak traced memory allowed for one hostile decode: the decoded-size limit plus
 # working copies of the input and one chunk's worth of buffers.
 BUDGET = 2 * LIMITS.max_decoded_bytes + 4 * LIMITS.max_chunk_bytes

@@ -76,6 +76,11 @@ class FeatureConfig:
         Subtract each frame's mean before pre-emphasis and windowing (Kaldi).
     input_scale : float
         Multiplies the samples first (Kaldi works on 16-bit integer values: 32768).
+    trailing_silence : int
+        Samples of digital silence appended to the signal before anything else,
+        as openai-whisper's ``transcribe`` appends 30 s of zeros: with
+        ``frame_length`` of them, every frame that overlaps the audio is
+        computed from zeros beyond its end, exactly as Whisper sees it.
     padding : {"snip", "center"}
         ``snip``: frames lie wholly inside the signal, ``1 + (n - frame_length)
         // hop_length`` of them.  ``center``: the signal is padded by
@@ -119,6 +124,7 @@ class FeatureConfig:
     preemphasis_scope: Literal["signal", "frame"] = "signal"
     remove_dc: bool = False
     input_scale: float = 1.0
+    trailing_silence: int = 0
     padding: Literal["snip", "center"] = "snip"
     pad_mode: Literal["reflect", "constant", "edge"] = "reflect"
     drop_last_frame: bool = False
@@ -173,7 +179,7 @@ class FeatureConfig:
             # num_frames is monotone; the loop runs at most frame_length times.
             n += 1
         if self.padding == "center" and self.pad_mode == "reflect":
-            n = max(n, self.center_pad + 1)
+            n = max(n, self.center_pad + 1 - self.trailing_silence)
         return n
 
     def num_frames(self, n_samples: int) -> int:
@@ -187,13 +193,14 @@ class FeatureConfig:
         Returns
         -------
         int
-            ``max(0, 1 + (n + 2 * pad - frame_length) // hop_length - drop)``
-            where ``pad`` is :attr:`center_pad` and ``drop`` is 1 when
-            ``drop_last_frame`` is set.
+            ``max(0, 1 + (n + trailing + 2 * pad - frame_length) // hop_length - drop)``
+            where ``trailing`` is :attr:`trailing_silence`, ``pad`` is
+            :attr:`center_pad` and ``drop`` is 1 when ``drop_last_frame`` is set
+            (0 for empty input).
         """
         if n_samples < 0:
             raise ConfigError(f"n_samples must be >= 0, got {n_samples}")
-        padded = n_samples + 2 * self.center_pad
+        padded = n_samples + self.trailing_silence + 2 * self.center_pad
         if n_samples == 0 or padded < self.frame_length:
             return 0
         frames = 1 + (padded - self.frame_length) // self.hop_length
@@ -287,6 +294,7 @@ def _validate(cfg: FeatureConfig) -> None:
     _check_real(cfg, "preemphasis", 0.0, 1.0)
     _check_choice(cfg, "preemphasis_scope", PREEMPHASIS_SCOPES)
     _check_real(cfg, "input_scale", 0.0, 1e9, open_lo=True)
+    _check_int(cfg, "trailing_silence", 0, MAX_FFT)
     _check_choice(cfg, "padding", PADDINGS)
     _check_choice(cfg, "pad_mode", PAD_MODES)
     _check_int(cfg, "n_mels", 1, MAX_MELS)
@@ -334,8 +342,10 @@ PRESETS: Mapping[str, FeatureConfig] = MappingProxyType(
         # The AMSER paper's Fbank: pre-emphasis, 25 ms Hamming frames every
         # 10 ms, 512-point FFT, 80 HTK-Mel bands, natural log.
         "amser": FeatureConfig(),
-        # openai-whisper's log_mel_spectrogram (torch.stft with center=True,
-        # reflect padding, periodic Hann; last frame dropped; Slaney Mel).
+        # openai-whisper's input: log_mel_spectrogram (torch.stft with center=True,
+        # reflect padding, periodic Hann; last frame dropped; Slaney Mel) of the
+        # audio followed by zeros, as transcribe() pads it (400 zeros give the
+        # same frames as its 30 s).
         "whisper": FeatureConfig(
             frame_length=400,
             hop_length=160,
@@ -343,6 +353,7 @@ PRESETS: Mapping[str, FeatureConfig] = MappingProxyType(
             window="hann",
             periodic_window=True,
             preemphasis=0.0,
+            trailing_silence=400,
             padding="center",
             pad_mode="reflect",
             drop_last_frame=True,

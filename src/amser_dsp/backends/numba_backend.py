@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from ..errors import AudioError, BackendError
+from ..frontend.extract import with_trailing_silence
 from ..frontend.stages import mel_filterbank_for, window_for
 from . import _numba_kernels as K
 from .base import Backend
@@ -235,6 +236,7 @@ class NumbaBackend(Backend):
     # -------------------------------------------------------- fused path
     def mel_energies(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
         """Clamped Mel energies ``max(mel, log_floor)``, shape ``(..., n_mels, n_frames)``."""
+        samples, config = with_trailing_silence(samples, config)
         if samples.dtype not in (np.float32, np.float64) or not fft_supported(config.n_fft):
             out = self._fallback.mel_energies(samples, config)
             return np.maximum(out, out.dtype.type(config.log_floor), out=out)

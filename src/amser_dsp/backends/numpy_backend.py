@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from ..errors import AudioError
+from ..frontend.extract import with_trailing_silence
 from ..frontend.stages import mel_filterbank_for, preemphasis, window_for
 from .base import Backend
 
@@ -111,6 +112,7 @@ class NumpyBackend(Backend):
 
     def mel_energies(self, samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
         """Mel energies before the log, ``(..., n_mels, n_frames)``; see :func:`amser_dsp.frontend.mel_energies`."""
+        samples, config = with_trailing_silence(samples, config)
         import scipy.fft
 
         dtype = samples.dtype

@@ -18,7 +18,16 @@ from .stages import (
     window_for,
 )
 
-__all__ = ["check_audio", "compress", "condition_signal", "features", "frame_energies", "log_mel", "mel_energies"]
+__all__ = [
+    "check_audio",
+    "compress",
+    "condition_signal",
+    "features",
+    "frame_energies",
+    "log_mel",
+    "mel_energies",
+    "with_trailing_silence",
+]
 
 # Smallest trailing axis accepted as a signal when leading axes are larger:
 # (n_samples, n_channels) arrays from soundfile end in 1-8 channels.
@@ -74,6 +83,18 @@ def check_audio(audio: object, sample_rate: int, config: FeatureConfig) -> np.nd
     return np.ascontiguousarray(x)
 
 
+def with_trailing_silence(samples: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, FeatureConfig]:
+    """Append ``config.trailing_silence`` zeros to the last axis; return them and the config without it.
+
+    Every back end starts its ``log_mel`` with this, so the silence is
+    handled once, the same way, everywhere.
+    """
+    if not config.trailing_silence:
+        return samples, config
+    zeros = np.zeros((*samples.shape[:-1], config.trailing_silence), samples.dtype)
+    return np.concatenate([samples, zeros], axis=-1), config.replace(trailing_silence=0)
+
+
 def condition_signal(samples: np.ndarray, config: FeatureConfig, *, previous: float = 0.0) -> np.ndarray:
     """Scale and (signal-scope) pre-emphasise samples: the sample-wise stages before framing.
 
@@ -111,6 +132,7 @@ def mel_energies(samples: np.ndarray, config: FeatureConfig, *, block_frames: in
         long audio).  ``None`` does all frames at once.  The result does not
         depend on it beyond rounding.
     """
+    samples, config = with_trailing_silence(samples, config)
     x = condition_signal(samples, config)
     frames = frame_signal(
         x,

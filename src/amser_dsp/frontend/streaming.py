@@ -33,8 +33,11 @@ class ChunkedFeatures:
     config : FeatureConfig or preset name
         How features are made.
     chunk_frames : int or None
-        Frames per emitted chunk (the last one may be shorter); ``None`` emits
-        every frame as soon as it can be computed.
+        Frames per emitted chunk (the last one may be shorter); ``None``: the
+        whole signal is one chunk, computed and emitted by ``finish()``.
+    emit_ready : bool
+        With ``chunk_frames=None``, emit every frame as soon as it can be
+        computed instead (for :class:`OnlineFeatures`).
     dtype : float32 or float64
         Working precision.
 
@@ -46,9 +49,15 @@ class ChunkedFeatures:
     """
 
     def __init__(
-        self, config: FeatureConfig | str, chunk_frames: int | None = None, *, dtype: type = np.float32
+        self,
+        config: FeatureConfig | str,
+        chunk_frames: int | None = None,
+        *,
+        dtype: type = np.float32,
+        emit_ready: bool = False,
     ) -> None:
         self.config = get_preset(config)
+        self.emit_ready = emit_ready
         if chunk_frames is not None and (
             isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1
         ):
@@ -77,20 +86,26 @@ class ChunkedFeatures:
         if x.size == 0:
             return []
         x = check_audio(x.astype(self.dtype, copy=False), self.config.sample_rate, self.config)
+        self.n_samples += x.size
+        self._append(x)
+        if self.chunk_frames is None and not self.emit_ready:
+            return []  # one chunk: computed once, at finish(), whatever the block sizes
+        self._compute(final=False)
+        return self._emit(final=False)
+
+    def _append(self, x: np.ndarray) -> None:
+        """Condition raw samples and add them to the buffer (left padding first, once known)."""
         cond = condition_signal(x, self.config, previous=self._prev)
         self._prev = float(x[-1])
-        self.n_samples += x.size
         if self._head is None:
             # Left padding needs the first pad + 1 samples (reflect); hold samples until then.
             self._pending_raw = np.concatenate([self._pending_raw, cond])
             if self._pending_raw.size <= self._pad and self.config.pad_mode == "reflect":
-                return []
+                return
             cond, self._pending_raw = self._pending_raw, self._pending_raw[:0]
             self._head = self._pad_start(cond)
             cond = np.concatenate([self._head, cond])
         self._buf = np.concatenate([self._buf, cond])
-        self._compute(final=False)
-        return self._emit(final=False)
 
     def finish(self) -> list[np.ndarray]:
         """Declare the end of the audio; return the remaining chunks."""
@@ -99,6 +114,8 @@ class ChunkedFeatures:
         self.finished = True
         if self.n_samples == 0:
             raise AudioError("the stream ended without any audio")
+        if self.config.trailing_silence:
+            self._append(np.zeros(self.config.trailing_silence, self.dtype))
         if self._head is None:
             pending = self._pending_raw
             if self.config.pad_mode == "reflect" and pending.size <= self._pad:
@@ -181,7 +198,7 @@ class OnlineFeatures:
     def __init__(self, config: FeatureConfig | str = "amser") -> None:
         cfg = get_preset(config)
         self.config = cfg
-        self._stream = ChunkedFeatures(cfg.replace(dynamic_range=None), None)
+        self._stream = ChunkedFeatures(cfg.replace(dynamic_range=None), None, emit_ready=True)
         self._frames: list[np.ndarray] = []
         self._ready = 0
 

@@ -111,7 +111,7 @@ def container_mode(name: str, family: str, codec: dict) -> Mode:
         blob = codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, codec=codec)
         return window_features(codecs.decode(blob), cfg), len(blob)
 
-    key = json.dumps(codec, sort_keys=True)
+    key = json.dumps(codec, sort_keys=True) + cfg.digest()[:16]
     return Mode(name, family, key, run)
 
 
@@ -149,13 +149,18 @@ def opus_mode(kbps: int) -> Mode:
             decoded = load_audio(wav)
         return audio_windows(decoded[: audio.size]), size
 
-    return Mode(f"Opus {kbps} kbps (voip)", "opus", f"opus-{kbps}-voip", run)
+    return Mode(f"Opus {kbps} kbps (voip)", "opus", f"opus-{kbps}-voip-" + get_preset("whisper").digest()[:16], run)
 
 
 def default_modes() -> list[Mode]:
     """The modes of docs/fidelity.md: reference, uncompressed, SVD ranks x dtypes, Opus bitrates."""
     modes = [
-        Mode("audio path (reference)", "reference", "audio", lambda clip, audio: (audio_windows(audio), None)),
+        Mode(
+            "audio path (reference)",
+            "reference",
+            "audio-" + get_preset("whisper").digest()[:16],
+            lambda clip, audio: (audio_windows(audio), None),
+        ),
         container_mode("uncompressed features (float32)", "uncompressed", {"codec": "raw", "dtype": "float32"}),
         container_mode("features float16", "raw", {"codec": "raw", "dtype": "float16"}),
     ]
