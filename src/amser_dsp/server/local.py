@@ -1,0 +1,83 @@
+"""Run ``amser serve`` in a child process on 127.0.0.1 for demos, tests and load tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["LocalServer"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """``with LocalServer(["--queue", "4"]) as url:`` starts the service, waits for /healthz, stops it after.
+
+    Parameters
+    ----------
+    args : list of str
+        Extra ``amser serve`` options.
+    env : dict, optional
+        Extra environment variables (``AMSER_API_KEY``, ...).
+    startup_timeout : float
+        Seconds to wait for the service to answer.
+    """
+
+    def __init__(
+        self, args: list[str] | None = None, *, env: dict[str, str] | None = None, startup_timeout: float = 60.0
+    ) -> None:
+        self.args, self.extra_env, self.startup_timeout = list(args or []), env or {}, startup_timeout
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> str:
+        import httpx
+
+        src = str(Path(__file__).resolve().parents[2])
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+            **self.extra_env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "amser_dsp", "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"amser serve exited: {self.process.stderr.read() if self.process.stderr else ''}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self.url
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"amser serve did not answer within {self.startup_timeout} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
