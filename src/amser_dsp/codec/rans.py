@@ -105,7 +105,7 @@ N_TABLES = SCALE_INDEX_MAX - SCALE_INDEX_MIN + 1
 #: Context of a symbol that is always zero: not coded, costs nothing.
 ZERO_CONTEXT = -32768
 #: SHA-256 of ``data/laplace_tables_v1.npz``.
-TABLES_SHA256 = "ad20d3283899665c7f9a8b0f8229dc766e4cc1c8d14cab798262132adc60d569"
+TABLES_SHA256 = "df15ab9b18efeb149bca24fa7de01b9df509da078e0f8e0edf3a6cb385866787"
 
 _TABLE_FILE = f"laplace_tables_v{TABLE_VERSION}.npz"
 _RANS_L = 1 << 23  # lower end of the state interval [L, 256 L)
@@ -198,18 +198,27 @@ def _laplace_probabilities(scale: float) -> np.ndarray:
 
 
 def _quantise_probabilities(p: np.ndarray) -> np.ndarray:
-    """Integer frequencies >= 1 summing to ``2 ** PRECISION``, monotone where ``p`` is.
+    """Integer frequencies >= 1 summing to ``2 ** PRECISION``, symmetric and monotone in ``|q|``.
 
     Each symbol gets 1 plus its share of the remaining mass, floored; the few
-    leftover units go to the largest remainders (ties to the lower rank, so a
-    larger probability never gets a smaller frequency).
+    leftover units go to the largest remainders, to ``+k`` and ``-k`` together
+    (ties to the smaller magnitude, so a likelier value never gets a smaller
+    frequency); a last odd unit goes to zero, the likeliest value.
     """
     total = 1 << PRECISION
     share = p / p.sum() * (total - p.size)
     f = 1 + np.floor(share).astype(np.int64)
     left = total - int(f.sum())
-    order = np.lexsort((np.arange(p.size), -(share - np.floor(share))))
-    f[order[:left]] += 1
+    rem = share - np.floor(share)
+    # Candidates: rank 0, each pair (+k, -k) by its first rank, ESCAPE.
+    firsts = np.array([0, *range(1, ESCAPE, 2), ESCAPE])
+    for r in firsts[np.lexsort((firsts, -rem[firsts]))]:
+        width = 2 if 0 < r < ESCAPE else 1
+        if left < width:
+            continue
+        f[r : r + width] += 1
+        left -= width
+    f[0] += left
     return f
 
 
@@ -299,7 +308,7 @@ def load_tables() -> LaplaceTables:
 # Written once for both engines: Numba compiles them over NumPy arrays, the
 # fallback runs them over Python lists / bytearray.  Only integer operations
 # whose results agree between int64 and Python ints (values stay < 2**48).
-def _encode_loop(tab, rank, freq, cum, out) -> int:  # noqa: ANN001
+def _encode_loop(tab, rank, freq, cum, out) -> int:
     """Encode ranks backwards into ``out`` (filled from its end); returns the first used index."""
     n = len(tab)
     pos = len(out)
@@ -327,7 +336,7 @@ def _encode_loop(tab, rank, freq, cum, out) -> int:  # noqa: ANN001
     return pos
 
 
-def _decode_loop(tab, data, cum, bucket, out) -> int:  # noqa: ANN001
+def _decode_loop(tab, data, cum, bucket, out) -> int:
     """Decode ``len(tab)`` ranks into ``out``; returns the end of the rANS bytes or an error code."""
     n = len(tab)
     end = len(data)
@@ -366,7 +375,7 @@ def _decode_loop(tab, data, cum, bucket, out) -> int:  # noqa: ANN001
     return pos
 
 
-def _bypass_loop(data, start, ks, out) -> int:  # noqa: ANN001
+def _bypass_loop(data, start, ks, out) -> int:
     """Read one Exp-Golomb(k) magnitude and sign per escape from bit ``start * 8``.
 
     ``out[j]`` gets the signed value ``+-(ALPHABET + 1 + m)``.  Returns the
@@ -644,7 +653,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amser_dsp.codec.rans", description=main.__doc__)
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--build-tables", action="store_true", help="write the table file and print its SHA-256")
-    group.add_argument("--check-tables", action="store_true", help="rebuild in memory and compare with the shipped file")
+    group.add_argument(
+        "--check-tables", action="store_true", help="rebuild in memory and compare with the shipped file"
+    )
     parser.add_argument("--out", help="output path (default: the package's data directory)")
     args = parser.parse_args(argv)
     data = tables_to_bytes(build_tables())
@@ -659,7 +670,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     shipped = files(__package__).joinpath("data", _TABLE_FILE).read_bytes()
     same = shipped == data
-    print(f"rebuilt SHA-256 {sha}; shipped {hashlib.sha256(shipped).hexdigest()}: {'identical' if same else 'DIFFERENT'}")
+    print(
+        f"rebuilt SHA-256 {sha}; shipped {hashlib.sha256(shipped).hexdigest()}: {'identical' if same else 'DIFFERENT'}"
+    )
     return 0 if same else 1
 
 
