@@ -212,10 +212,10 @@ def test_every_truncation_and_bit_flip(engine: str, escapes: bool) -> None:
         bad = bytearray(data)
         bad[bit >> 3] ^= 1 << (bit & 7)
         rejected += not decodes_canonically(bytes(bad), ctx, engine)
-    # Without escapes every bit feeds the rANS states and the final-state check
-    # catches nearly all flips; escape bits are raw, so a flip there gives
-    # other values (still never the original array).
-    assert rejected >= (0.5 if escapes else 0.95) * flips.size
+    # The final-state check catches nearly every flip; escape bits are raw
+    # information with no redundancy, so a flip that lands on one of them (a
+    # sixth of this stream's bits) may only change that value.
+    assert rejected >= (0.8 if escapes else 0.95) * flips.size
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -9,11 +9,13 @@ grid ratio ``2 ** (1/8)`` is the quantiser step ratio of
 difference of two indices and no float is involved in choosing a table.
 
 Alphabet: ``-ALPHABET .. ALPHABET`` plus an ESCAPE symbol for ``|q| > ALPHABET``;
-the escaped magnitude ``|q| - ALPHABET - 1`` is written to a separate bypass
-bit stream as an Exp-Golomb code of a per-table order, followed by a sign bit,
-so every int32 value round-trips.  The special context :data:`ZERO_CONTEXT`
-marks symbols that are always zero (e.g. coefficients a rate controller
-drops): they cost nothing and are skipped by both coder loops.
+an escaped value follows its ESCAPE as bypass bits (the Exp-Golomb code, of a
+per-table order, of ``|q| - ALPHABET - 1``, then a sign bit), so every int32
+value round-trips.  The bypass bits are coded as equiprobable rANS pieces on
+the same state (exactly one bit each, the cost of a separate raw stream) so
+that damage to them also breaks the final-state check.  The special context
+:data:`ZERO_CONTEXT` marks symbols that are always zero (e.g. coefficients a
+rate controller drops): they cost nothing and both coder loops skip them.
 
 Tables are built once by ``python -m amser_dsp.codec.rans --build-tables`` and
 shipped in ``data/laplace_tables_v1.npz`` (integer arrays only; SHA-256 checked
@@ -23,28 +25,28 @@ than the encoder, so nothing here is ever recomputed from floats at run time.
 Stream layout (``encode`` output), for ``n`` coded (non-zero-context) symbols::
 
     n == 0:  empty
-    n  > 0:  state0 (u32 BE) | state1 (u32 BE) | rANS renormalisation bytes | bypass bits
+    n  > 0:  state0 (u32 big-endian) | state1 (u32 big-endian) | renormalisation bytes
 
 Two interleaved rANS states (coded symbol ``j`` uses state ``j & 1``) in the
 byte-wise layout of ryg_rans: states live in ``[2**23, 2**31)``, precision
 :data:`PRECISION` bits, the encoder starts and the decoder must end at
-``2**23``.  The bypass bits are packed MSB first; the last byte is zero padded
-and must end the data exactly.
+``2**23``, and the last symbol must end the data exactly.
 
 Guarantee: :func:`decode` returns an array only if re-encoding it gives back
-exactly the input bytes (every step of the decoder is the inverse of one
-encoder step, the final states and the end of data are checked, and the bypass
-code is a complete prefix code with checked padding and range).  Any change to
-a valid stream therefore raises :class:`~amser_dsp.errors.CorruptContainerError`
-or decodes to a different array; in practice the final-state check catches
-almost all damage.  Decoding is bounded: the loops run once per symbol with at
-most three byte reads each, and memory is ``O(contexts.size + len(data))``.
+exactly the input bytes (every decoder step is the inverse of one encoder step
+on the same state interval, and the final states, the end of data and the
+escaped values' range are checked).  Any change to a valid stream therefore
+raises :class:`~amser_dsp.errors.CorruptContainerError` or decodes to a
+different array; in practice the final-state check (two 31-bit states) catches
+nearly all damage (tested: every truncation, >= 95 % of single-bit flips).
+Decoding is bounded: one pass over the symbols, at most three byte reads per
+rANS step and at most 36 steps per escape; memory is ``O(contexts.size + len(data))``.
 
 Speed: a Numba kernel (optional extra ``amser-dsp[numba]``, imported on first
 use, compiled with ``cache=True, nogil=True``) and a pure-Python fallback run
-the *same* loop source (:func:`_encode_loop`, :func:`_decode_loop`,
-:func:`_bypass_loop`), so their outputs are identical by construction (and
-tested).
+the *same* loop source (:func:`_encode_loop`, :func:`_decode_loop`), so their
+outputs are identical by construction (and tested).  Measured with
+``PYTHONPATH=src python benchmarks/rans_speed.py``.
 """
 
 from __future__ import annotations
@@ -111,19 +113,19 @@ _TABLE_FILE = f"laplace_tables_v{TABLE_VERSION}.npz"
 _RANS_L = 1 << 23  # lower end of the state interval [L, 256 L)
 _BUCKET_BITS = 8  # decoder lookup: first rank of each of 256 slot buckets
 _BUCKET_SHIFT = PRECISION - _BUCKET_BITS
-_MAX_BYPASS_BITS = 32  # Exp-Golomb value w = m + 2**k < 2**32 for every int32 input
+_MAX_ESCAPE_BITS = 32  # Exp-Golomb value w = m + 2**k < 2**32 for every int32 input
 _INT32_MAGNITUDE = 1 << 31
 
 # Error codes of the loops (Numba cannot raise our exception classes).
 _ERR_TRUNCATED = -1
 _ERR_STATE = -2
-_ERR_BYPASS_TRUNCATED = -3
-_ERR_BYPASS_RANGE = -4
-_ERRORS = {
-    _ERR_TRUNCATED: "rANS stream ends early",
-    _ERR_STATE: "rANS state out of range",
-    _ERR_BYPASS_TRUNCATED: "escape bit stream ends early",
-    _ERR_BYPASS_RANGE: "escaped value outside the int32 range",
+_ERR_ESCAPE = -3
+_ERR_TRAILING = -4
+_ERRORS: dict[int, str] = {
+    _ERR_TRUNCATED: "the stream ends early",
+    _ERR_STATE: "a rANS state is out of range or does not end where encoding starts",
+    _ERR_ESCAPE: "an escaped value is outside the int32 range",
+    _ERR_TRAILING: "trailing bytes after the last symbol",
 }
 
 
@@ -308,22 +310,63 @@ def load_tables() -> LaplaceTables:
 # Written once for both engines: Numba compiles them over NumPy arrays, the
 # fallback runs them over Python lists / bytearray.  Only integer operations
 # whose results agree between int64 and Python ints (values stay < 2**48).
-def _encode_loop(tab, rank, freq, cum, out) -> int:
-    """Encode ranks backwards into ``out`` (filled from its end); returns the first used index."""
+#
+# An escaped value is coded, after its ESCAPE symbol and on the same state, as
+# uniform raw pieces (a piece of ``nb`` bits has frequency ``2**(PRECISION - nb)``,
+# so it costs exactly ``nb`` bits): the Exp-Golomb code of order ``k`` of
+# ``m = |q| - ALPHABET - 1`` (``z`` zero bits, a one, then the ``z + k`` bits of
+# ``w = m + 2**k`` below its leading one, in pieces of at most 16 bits) and a
+# sign bit.  Keeping these bits inside the rANS states (rather than in a
+# separate raw stream) lets the final-state check catch damage to them too.
+def _encode_loop(tab, rank, value, freq, cum, escape_k, out) -> int:
+    """Encode backwards into ``out`` (filled from its end); returns the first used index."""
     n = len(tab)
     pos = len(out)
     x0 = _RANS_L
     x1 = _RANS_L
     for i in range(n - 1, -1, -1):
-        j = tab[i] * N_SYMBOLS + rank[i]
-        f = freq[j]
         x = x1 if i & 1 else x0
+        t = tab[i]
+        r = rank[i]
+        if r == ESCAPE:
+            v = value[i]
+            negative = 1 if v < 0 else 0
+            k = escape_k[t]
+            w = (-v if negative else v) - (ALPHABET + 1) + (1 << k)
+            nbits = 0
+            while (w >> nbits) > 0:
+                nbits += 1
+            z = nbits - k - 1
+            nlow = nbits - 1
+            n_chunks = (nlow + 15) >> 4
+            # rANS is LIFO: pieces go in reverse decoding order: sign, chunks of
+            # w from the bottom (16 bits, the top one shorter), the one, z zeros.
+            for p in range(z + n_chunks + 2):
+                nb = 1
+                pv = 0
+                if p == 0:
+                    pv = negative
+                elif p <= n_chunks:
+                    sh = 16 * (p - 1)
+                    nb = min(16, nlow - sh)
+                    pv = (w >> sh) & ((1 << nb) - 1)
+                elif p == n_chunks + 1:
+                    pv = 1
+                f = 1 << (PRECISION - nb)
+                x_max = f << (31 - PRECISION)
+                while x >= x_max:
+                    pos -= 1
+                    out[pos] = x & 0xFF
+                    x >>= 8
+                x = ((x // f) << PRECISION) + (x % f) + pv * f
+        j = t * N_SYMBOLS + r
+        f = freq[j]
         x_max = f << (31 - PRECISION)
         while x >= x_max:
             pos -= 1
             out[pos] = x & 0xFF
             x >>= 8
-        x = ((x // f) << PRECISION) + (x % f) + cum[tab[i] * (N_SYMBOLS + 1) + rank[i]]
+        x = ((x // f) << PRECISION) + (x % f) + cum[t * (N_SYMBOLS + 1) + r]
         if i & 1:
             x1 = x
         else:
@@ -336,8 +379,8 @@ def _encode_loop(tab, rank, freq, cum, out) -> int:
     return pos
 
 
-def _decode_loop(tab, data, cum, bucket, out) -> int:
-    """Decode ``len(tab)`` ranks into ``out``; returns the end of the rANS bytes or an error code."""
+def _decode_loop(tab, data, cum, bucket, escape_k, out) -> int:
+    """Decode ``len(tab)`` values into ``out``; returns 0 or an error code."""
     n = len(tab)
     end = len(data)
     if end < 8:
@@ -353,9 +396,10 @@ def _decode_loop(tab, data, cum, bucket, out) -> int:
     mask = (1 << PRECISION) - 1
     for i in range(n):
         x = x1 if i & 1 else x0
+        t = tab[i]
         slot = x & mask
-        base = tab[i] * (N_SYMBOLS + 1)
-        r = bucket[(tab[i] << _BUCKET_BITS) + (slot >> _BUCKET_SHIFT)]
+        base = t * (N_SYMBOLS + 1)
+        r = bucket[(t << _BUCKET_BITS) + (slot >> _BUCKET_SHIFT)]
         while cum[base + r + 1] <= slot:  # ends: the last cum is 2**PRECISION > slot
             r += 1
         c = cum[base + r]
@@ -365,68 +409,58 @@ def _decode_loop(tab, data, cum, bucket, out) -> int:
                 return _ERR_TRUNCATED
             x = (x << 8) | data[pos]
             pos += 1
-        out[i] = r
+        if r != ESCAPE:
+            out[i] = (r + 1) >> 1 if r & 1 else -(r >> 1)
+        else:
+            k = escape_k[t]
+            z = 0
+            w = 1
+            rem = -1  # bits of w still to read; -1 while reading the unary prefix
+            while True:  # at most 32 + 2 + 2 pieces: z + k < 32 is checked
+                nb = ((rem - 1) & 15) + 1 if rem > 0 else 1  # the top chunk is the short one
+                f = 1 << (PRECISION - nb)
+                slot = x & mask
+                pv = slot >> (PRECISION - nb)
+                x = f * (x >> PRECISION) + slot - pv * f
+                while x < _RANS_L:
+                    if pos >= end:
+                        return _ERR_TRUNCATED
+                    x = (x << 8) | data[pos]
+                    pos += 1
+                if rem < 0:
+                    if pv:
+                        rem = z + k
+                    else:
+                        z += 1
+                        if z + k >= _MAX_ESCAPE_BITS:
+                            return _ERR_ESCAPE
+                elif rem > 0:
+                    w = (w << nb) | pv
+                    rem -= nb
+                else:
+                    mag = w - (1 << k) + ALPHABET + 1
+                    if mag > _INT32_MAGNITUDE or (mag == _INT32_MAGNITUDE and pv == 0):
+                        return _ERR_ESCAPE
+                    out[i] = -mag if pv else mag
+                    break
         if i & 1:
             x1 = x
         else:
             x0 = x
     if x0 != _RANS_L or x1 != _RANS_L:
         return _ERR_STATE
-    return pos
-
-
-def _bypass_loop(data, start, ks, out) -> int:
-    """Read one Exp-Golomb(k) magnitude and sign per escape from bit ``start * 8``.
-
-    ``out[j]`` gets the signed value ``+-(ALPHABET + 1 + m)``.  Returns the
-    number of bytes used from ``start`` or an error code.
-    """
-    nbits_total = (len(data) - start) * 8
-    b = 0
-    for j in range(len(ks)):
-        k = ks[j]
-        zeros = 0
-        while True:
-            if b >= nbits_total:
-                return _ERR_BYPASS_TRUNCATED
-            p = start * 8 + b
-            if (data[p >> 3] >> (7 - (p & 7))) & 1:
-                break
-            zeros += 1
-            b += 1
-            if zeros + k >= _MAX_BYPASS_BITS:
-                return _ERR_BYPASS_RANGE
-        nbits = zeros + k + 1  # w has nbits bits, the leading 1 included
-        if b + nbits + 1 > nbits_total:
-            return _ERR_BYPASS_TRUNCATED
-        w = 0
-        for _ in range(nbits):
-            p = start * 8 + b
-            w = (w << 1) | ((data[p >> 3] >> (7 - (p & 7))) & 1)
-            b += 1
-        p = start * 8 + b
-        negative = (data[p >> 3] >> (7 - (p & 7))) & 1
-        b += 1
-        mag = w - (1 << k) + ALPHABET + 1
-        if mag > _INT32_MAGNITUDE or (mag == _INT32_MAGNITUDE and not negative):
-            return _ERR_BYPASS_RANGE
-        out[j] = -mag if negative else mag
-    used = (b + 7) >> 3
-    if b & 7:  # padding bits must be zero, so one stream has one encoding
-        p = start * 8 + b
-        if data[p >> 3] & ((1 << (8 - (b & 7))) - 1):
-            return _ERR_BYPASS_RANGE
-    return used
+    if pos != end:
+        return _ERR_TRAILING
+    return 0
 
 
 class _Engine(NamedTuple):
     encode_loop: Callable[..., int]
     decode_loop: Callable[..., int]
-    bypass_loop: Callable[..., int]
     native: bool  # loops take NumPy arrays (Numba) rather than lists
 
 
-_PYTHON = _Engine(_encode_loop, _decode_loop, _bypass_loop, native=False)
+_PYTHON = _Engine(_encode_loop, _decode_loop, native=False)
 
 
 @functools.cache
@@ -436,7 +470,7 @@ def _numba_engine() -> _Engine | None:
     except ImportError:
         return None
     jit = numba.njit(cache=True, nogil=True, boundscheck=False)
-    return _Engine(jit(_encode_loop), jit(_decode_loop), jit(_bypass_loop), native=True)
+    return _Engine(jit(_encode_loop), jit(_decode_loop), native=True)
 
 
 def numba_available() -> bool:
@@ -458,9 +492,9 @@ def _engine(engine: str) -> _Engine:
 
 
 @functools.cache
-def _python_tables() -> tuple[list[int], list[int], list[int]]:
+def _python_tables() -> tuple[list[int], list[int], list[int], list[int]]:
     t = load_tables()
-    return t.freq.ravel().tolist(), t.cum.ravel().tolist(), t.bucket.ravel().tolist()
+    return t.freq.ravel().tolist(), t.cum.ravel().tolist(), t.bucket.ravel().tolist(), t.escape_k.tolist()
 
 
 # ----------------------------------------------------------------------- API
@@ -532,32 +566,17 @@ def encode(symbols: np.ndarray, contexts: np.ndarray, *, engine: str = "auto") -
     if q.size == 0:
         return b""
     tables = load_tables()
-    rank, mag = _ranks(q)
+    rank, _ = _ranks(q)
     eng = _engine(engine)
-    out = np.empty(2 * q.size + 8, dtype=np.uint8)  # renormalisation emits <= 2 bytes per symbol
+    # Renormalisation emits <= 2 bytes per coded piece; an escape has <= 36 pieces.
+    out = np.empty(2 * q.size + 72 * int(np.count_nonzero(rank == ESCAPE)) + 8, dtype=np.uint8)
     if eng.native:
-        start = eng.encode_loop(tab, rank, tables.freq.ravel(), tables.cum.ravel(), out)
-        rans = out[start:].tobytes()
-    else:
-        freq, cum, _ = _python_tables()
-        buf = bytearray(out.size)
-        start = eng.encode_loop(tab.tolist(), rank.tolist(), freq, cum, buf)
-        rans = bytes(buf[start:])
-    return rans + _bypass_encode(q, mag, tab, rank, tables)
-
-
-def _bypass_encode(q: np.ndarray, mag: np.ndarray, tab: np.ndarray, rank: np.ndarray, tables: LaplaceTables) -> bytes:
-    esc = rank == ESCAPE
-    if not esc.any():
-        return b""
-    k = tables.escape_k[tab[esc]]
-    w = mag[esc] - (ALPHABET + 1) + (np.int64(1) << k)  # < 2**31 + 2**k
-    nbits = _bit_length(w)
-    length = 2 * nbits - k  # zeros, w, sign: <= 64
-    code = ((w << 1) | (q[esc] < 0)).astype(">u8")
-    bits = np.unpackbits(code.view(np.uint8)).reshape(-1, 64)
-    keep = np.arange(64) >= (64 - length)[:, None]  # the leading zeros are implied by the width
-    return np.packbits(bits[keep]).tobytes()
+        start = eng.encode_loop(tab, rank, q, tables.freq.ravel(), tables.cum.ravel(), tables.escape_k, out)
+        return out[start:].tobytes()
+    freq, cum, _, escape_k = _python_tables()
+    buf = bytearray(out.size)
+    start = eng.encode_loop(tab.tolist(), rank.tolist(), q.tolist(), freq, cum, escape_k, buf)
+    return bytes(buf[start:])
 
 
 def decode(data: bytes, contexts: np.ndarray, *, engine: str = "auto") -> np.ndarray:
@@ -595,35 +614,18 @@ def decode(data: bytes, contexts: np.ndarray, *, engine: str = "auto") -> np.nda
         return out.reshape(shape)
     tables = load_tables()
     eng = _engine(engine)
-    ranks = np.empty(tab.size, dtype=np.int64)
     if eng.native:
-        arr = np.frombuffer(buf, dtype=np.uint8)
-        end = eng.decode_loop(tab, arr, tables.cum.ravel(), tables.bucket.ravel(), ranks)
+        values = np.empty(tab.size, dtype=np.int64)
+        status = eng.decode_loop(
+            tab, np.frombuffer(buf, dtype=np.uint8), tables.cum.ravel(), tables.bucket.ravel(), tables.escape_k, values
+        )
     else:
-        _, cum, bucket = _python_tables()
-        rank_list = [0] * tab.size
-        end = eng.decode_loop(tab.tolist(), buf, cum, bucket, rank_list)
-        ranks[:] = rank_list
-    if end < 0:
-        raise CorruptContainerError(f"entropy-coded stream is corrupt: {_ERRORS[end]}")
-    values = np.where(ranks & 1, (ranks + 1) >> 1, -(ranks >> 1))
-    esc = ranks == ESCAPE
-    n_esc = int(esc.sum())
-    used = 0
-    if n_esc:
-        ks = tables.escape_k[tab[esc]]
-        escaped = np.empty(n_esc, dtype=np.int64)
-        if eng.native:
-            used = eng.bypass_loop(arr, end, ks, escaped)
-        else:
-            esc_list = [0] * n_esc
-            used = eng.bypass_loop(buf, end, ks.tolist(), esc_list)
-            escaped[:] = esc_list
-        if used < 0:
-            raise CorruptContainerError(f"entropy-coded stream is corrupt: {_ERRORS[used]}")
-        values[esc] = escaped
-    if end + used != len(buf):
-        raise CorruptContainerError(f"entropy-coded stream has {len(buf) - end - used} trailing bytes")
+        _, cum, bucket, escape_k = _python_tables()
+        value_list = [0] * tab.size
+        status = eng.decode_loop(tab.tolist(), buf, cum, bucket, escape_k, value_list)
+        values = np.array(value_list, dtype=np.int64)
+    if status < 0:
+        raise CorruptContainerError(f"entropy-coded stream is corrupt: {_ERRORS[status]}")
     out[coded] = values
     return out.reshape(shape)
 
