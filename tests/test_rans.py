@@ -93,6 +93,17 @@ def test_shapes_empty_and_zero_context() -> None:
     assert rans.encode(q0, mixed) == rans.encode(q0[keep], mixed[keep])
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_all_escapes_int32_extremes(engine: str) -> None:
+    # ~9 bytes per symbol: more than the encoder's first buffer guess, so the retry path runs.
+    q = np.resize(np.array([-(2**31), 2**31 - 1, 32, -33], np.int64), 1000)
+    ctx = np.resize(np.arange(rans.SCALE_INDEX_MIN, rans.SCALE_INDEX_MAX + 1), 1000)
+    data = rans.encode(q, ctx, engine=engine)
+    assert len(data) > 3 * q.size + 64
+    np.testing.assert_array_equal(rans.decode(data, ctx, engine=engine), q)
+    assert len(data) * 8 == pytest.approx(rans.cost_bits(q, ctx), rel=0.01)
+
+
 def test_bad_arguments_raise_codec_error() -> None:
     q, ctx = laplace_stream(10)
     with pytest.raises(CodecError, match="ZERO_CONTEXT"):

@@ -318,8 +318,8 @@ def load_tables() -> LaplaceTables:
 # ``w = m + 2**k`` below its leading one, in pieces of at most 16 bits) and a
 # sign bit.  Keeping these bits inside the rANS states (rather than in a
 # separate raw stream) lets the final-state check catch damage to them too.
-def _encode_loop(tab, rank, value, freq, cum, escape_k, out) -> int:
-    """Encode backwards into ``out`` (filled from its end); returns the first used index."""
+def _encode_loop(tab, value, freq, cum, escape_k, out) -> int:
+    """Encode backwards into ``out`` (filled from its end); returns the first used index, -1 if full."""
     n = len(tab)
     pos = len(out)
     x0 = _RANS_L
@@ -327,12 +327,16 @@ def _encode_loop(tab, rank, value, freq, cum, escape_k, out) -> int:
     for i in range(n - 1, -1, -1):
         x = x1 if i & 1 else x0
         t = tab[i]
-        r = rank[i]
-        if r == ESCAPE:
-            v = value[i]
-            negative = 1 if v < 0 else 0
+        v = value[i]
+        negative = 1 if v < 0 else 0
+        mag = -v if negative else v
+        r = 2 * mag - 1 + negative  # ranks: 0, +1, -1, +2, -2, ...
+        if mag == 0:
+            r = 0
+        elif mag > ALPHABET:
+            r = ESCAPE
             k = escape_k[t]
-            w = (-v if negative else v) - (ALPHABET + 1) + (1 << k)
+            w = mag - (ALPHABET + 1) + (1 << k)
             nbits = 0
             while (w >> nbits) > 0:
                 nbits += 1
@@ -355,6 +359,8 @@ def _encode_loop(tab, rank, value, freq, cum, escape_k, out) -> int:
                 f = 1 << (PRECISION - nb)
                 x_max = f << (31 - PRECISION)
                 while x >= x_max:
+                    if pos == 0:
+                        return -1
                     pos -= 1
                     out[pos] = x & 0xFF
                     x >>= 8
@@ -363,6 +369,8 @@ def _encode_loop(tab, rank, value, freq, cum, escape_k, out) -> int:
         f = freq[j]
         x_max = f << (31 - PRECISION)
         while x >= x_max:
+            if pos == 0:
+                return -1
             pos -= 1
             out[pos] = x & 0xFF
             x >>= 8
@@ -371,6 +379,8 @@ def _encode_loop(tab, rank, value, freq, cum, escape_k, out) -> int:
             x1 = x
         else:
             x0 = x
+    if pos < 8:
+        return -1
     for x in (x1, x0):  # big-endian, state0 first in the stream
         for _ in range(4):
             pos -= 1
@@ -498,14 +508,16 @@ def _python_tables() -> tuple[list[int], list[int], list[int], list[int]]:
 
 
 # ----------------------------------------------------------------------- API
-def _check_contexts(contexts: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Flat contexts -> (mask of coded symbols, table rows of the coded symbols)."""
+def _check_contexts(contexts: Any) -> tuple[np.ndarray | None, np.ndarray]:
+    """Flat contexts -> (mask of coded symbols or None if all are, table rows of the coded symbols)."""
     c = np.asarray(contexts)
     if c.dtype.kind not in "iu":
         raise CodecError(f"contexts must be an integer array, got dtype {c.dtype}")
     c = c.ravel()
+    if c.size == 0 or (c.min() >= SCALE_INDEX_MIN and c.max() <= SCALE_INDEX_MAX):
+        return None, np.subtract(c, SCALE_INDEX_MIN, dtype=np.int64)  # fast path: one pass, no compaction
     coded = c != ZERO_CONTEXT
-    tab = c[coded].astype(np.int64) - SCALE_INDEX_MIN
+    tab = np.subtract(c[coded], SCALE_INDEX_MIN, dtype=np.int64)
     if tab.size and (tab.min() < 0 or tab.max() >= N_TABLES):
         raise CodecError(
             f"contexts must be table indices {SCALE_INDEX_MIN}..{SCALE_INDEX_MAX} or ZERO_CONTEXT ({ZERO_CONTEXT}); "
@@ -515,19 +527,22 @@ def _check_contexts(contexts: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_symbols(symbols: Any, contexts: Any) -> np.ndarray:
+    """Flat symbols as int32 or int64 (values checked to fit int32)."""
     q = np.asarray(symbols)
     if q.dtype.kind not in "iu":
         raise CodecError(f"symbols must be an integer array, got dtype {q.dtype}")
     if q.shape != np.shape(contexts):
         raise CodecError(f"symbols have shape {q.shape} but contexts have shape {np.shape(contexts)}")
     q = q.ravel()
+    if q.dtype == np.int32:
+        return q
     if q.size and (q.min() < -_INT32_MAGNITUDE or q.max() > _INT32_MAGNITUDE - 1):
         raise CodecError("symbols must fit in int32")
     return q.astype(np.int64)
 
 
 def _ranks(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mag = np.abs(q)
+    mag = np.abs(q.astype(np.int64))
     rank = np.where(mag > ALPHABET, ESCAPE, 2 * mag - (q > 0))
     return rank, mag
 
@@ -560,23 +575,32 @@ def encode(symbols: np.ndarray, contexts: np.ndarray, *, engine: str = "auto") -
     """
     coded, tab = _check_contexts(contexts)
     q = _check_symbols(symbols, contexts)
-    if np.any(q[~coded]):
-        raise CodecError("a symbol whose context is ZERO_CONTEXT is not zero")
-    q = q[coded]
+    if coded is not None:
+        if np.any(q[~coded]):
+            raise CodecError("a symbol whose context is ZERO_CONTEXT is not zero")
+        q = q[coded]
     if q.size == 0:
         return b""
     tables = load_tables()
-    rank, _ = _ranks(q)
     eng = _engine(engine)
-    # Renormalisation emits <= 2 bytes per coded piece; an escape has <= 36 pieces.
-    out = np.empty(2 * q.size + 72 * int(np.count_nonzero(rank == ESCAPE)) + 8, dtype=np.uint8)
-    if eng.native:
-        start = eng.encode_loop(tab, rank, q, tables.freq.ravel(), tables.cum.ravel(), tables.escape_k, out)
-        return out[start:].tobytes()
-    freq, cum, _, escape_k = _python_tables()
-    buf = bytearray(out.size)
-    start = eng.encode_loop(tab.tolist(), rank.tolist(), q.tolist(), freq, cum, escape_k, buf)
-    return bytes(buf[start:])
+    # Renormalisation emits <= 2 bytes per rANS step; an escape takes <= 37 steps.
+    # Escapes are rare, so try a small buffer first and the worst case if it fills.
+    for capacity in (3 * q.size + 64, 74 * q.size + 8):
+        out = np.empty(capacity, dtype=np.uint8)
+        if eng.native:
+            # int64: negating int32's minimum would overflow in the compiled loop.
+            start = eng.encode_loop(
+                tab, q.astype(np.int64, copy=False), tables.freq.ravel(), tables.cum.ravel(), tables.escape_k, out
+            )
+            if start >= 0:
+                return out[start:].tobytes()
+        else:
+            freq, cum, _, escape_k = _python_tables()
+            buf = bytearray(capacity)
+            start = eng.encode_loop(tab.tolist(), q.tolist(), freq, cum, escape_k, buf)
+            if start >= 0:
+                return bytes(buf[start:])
+    raise AssertionError("unreachable: the second buffer has the worst-case size")
 
 
 def decode(data: bytes, contexts: np.ndarray, *, engine: str = "auto") -> np.ndarray:
@@ -607,15 +631,14 @@ def decode(data: bytes, contexts: np.ndarray, *, engine: str = "auto") -> np.nda
     coded, tab = _check_contexts(contexts)
     shape = np.shape(contexts)
     buf = bytes(data)
-    out = np.zeros(coded.size, dtype=np.int32)
     if tab.size == 0:
         if buf:
             raise CorruptContainerError(f"entropy-coded stream has {len(buf)} bytes but no symbol is coded")
-        return out.reshape(shape)
+        return np.zeros(shape, dtype=np.int32)
     tables = load_tables()
     eng = _engine(engine)
     if eng.native:
-        values = np.empty(tab.size, dtype=np.int64)
+        values = np.empty(tab.size, dtype=np.int32)
         status = eng.decode_loop(
             tab, np.frombuffer(buf, dtype=np.uint8), tables.cum.ravel(), tables.bucket.ravel(), tables.escape_k, values
         )
@@ -623,9 +646,12 @@ def decode(data: bytes, contexts: np.ndarray, *, engine: str = "auto") -> np.nda
         _, cum, bucket, escape_k = _python_tables()
         value_list = [0] * tab.size
         status = eng.decode_loop(tab.tolist(), buf, cum, bucket, escape_k, value_list)
-        values = np.array(value_list, dtype=np.int64)
+        values = np.array(value_list, dtype=np.int32)
     if status < 0:
         raise CorruptContainerError(f"entropy-coded stream is corrupt: {_ERRORS[status]}")
+    if coded is None:
+        return values.reshape(shape)
+    out = np.zeros(coded.size, dtype=np.int32)
     out[coded] = values
     return out.reshape(shape)
 
@@ -638,7 +664,8 @@ def cost_bits(symbols: np.ndarray, contexts: np.ndarray) -> float:
     small rounding overhead (well under 1 % on long streams).
     """
     coded, tab = _check_contexts(contexts)
-    q = _check_symbols(symbols, contexts)[coded]
+    q = _check_symbols(symbols, contexts)
+    q = q if coded is None else q[coded]
     tables = load_tables()
     rank, mag = _ranks(q)
     bits = float(tables.cost[tab, rank].sum())
