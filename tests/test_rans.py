@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from importlib.resources import files
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from amser_dsp.codec import rans
-from amser_dsp.errors import CodecError, CorruptContainerError
+from amser_dsp.errors import BackendUnavailableError, CodecError, CorruptContainerError
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
 # Mostly small values (the common case) with escapes and int32 extremes mixed in.
@@ -102,6 +103,21 @@ def test_all_escapes_int32_extremes(engine: str) -> None:
     assert len(data) > 3 * q.size + 64
     np.testing.assert_array_equal(rans.decode(data, ctx, engine=engine), q)
     assert len(data) * 8 == pytest.approx(rans.cost_bits(q, ctx), rel=0.01)
+
+
+def test_without_numba_auto_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    q, ctx = laplace_stream(500, seed=4)
+    expected = rans.encode(q, ctx, engine="python")
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
+    rans._numba_engine.cache_clear()
+    try:
+        assert not rans.numba_available()
+        assert rans.encode(q, ctx) == expected
+        np.testing.assert_array_equal(rans.decode(expected, ctx), q)
+        with pytest.raises(BackendUnavailableError):
+            rans.encode(q, ctx, engine="numba")
+    finally:
+        rans._numba_engine.cache_clear()
 
 
 def test_bad_arguments_raise_codec_error() -> None:
