@@ -12,8 +12,10 @@ Alphabet: ``-ALPHABET .. ALPHABET`` plus an ESCAPE symbol for ``|q| > ALPHABET``
 an escaped value follows its ESCAPE as bypass bits (the Exp-Golomb code, of a
 per-table order, of ``|q| - ALPHABET - 1``, then a sign bit), so every int32
 value round-trips.  The bypass bits are coded as equiprobable rANS pieces on
-the same state (exactly one bit each, the cost of a separate raw stream) so
-that damage to them also breaks the final-state check.  The special context
+the same state (exactly one bit each, the cost of a separate raw stream), so
+there is a single stream whose end and final states are checked; raw bits
+carry no redundancy, though, so a flip that lands on an escape's information
+bits may only change that value.  The special context
 :data:`ZERO_CONTEXT` marks symbols that are always zero (e.g. coefficients a
 rate controller drops): they cost nothing and both coder loops skip them.
 
@@ -38,7 +40,9 @@ on the same state interval, and the final states, the end of data and the
 escaped values' range are checked).  Any change to a valid stream therefore
 raises :class:`~amser_dsp.errors.CorruptContainerError` or decodes to a
 different array; in practice the final-state check (two 31-bit states) catches
-nearly all damage (tested: every truncation, >= 95 % of single-bit flips).
+nearly all damage (tested: every truncation; measured: 99.97 % of single-bit
+flips in Laplace streams without escapes, ~90 % in a stream where a sixth of
+the bits are escaped int32 extremes).
 Decoding is bounded: one pass over the symbols, at most three byte reads per
 rANS step and at most 36 steps per escape; memory is ``O(contexts.size + len(data))``.
 
