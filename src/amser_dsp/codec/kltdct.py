@@ -128,16 +128,17 @@ def tables_from_bytes(data: bytes) -> KltDctTables:
 
 @functools.lru_cache(maxsize=8)
 def load_tables(name: str) -> KltDctTables:
-    """Load shipped tables by name from ``amser_dsp/codec/data/<name>.npz``.
+    """Load shipped tables by name from ``amser_dsp/codec/data/kltdct/<name>.npz``.
 
     Raises
     ------
     CodecError
         If no such tables ship with this version of the package.
     """
-    resource = files(__package__).joinpath("data", f"{name}.npz")
+    folder = files(__package__).joinpath("data", "kltdct")
+    resource = folder.joinpath(f"{name}.npz")
     if not resource.is_file():
-        shipped = sorted(p.name[:-4] for p in files(__package__).joinpath("data").iterdir() if p.name.endswith(".npz"))
+        shipped = sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".npz")) if folder.is_dir() else []
         raise CodecError(f"no codec tables named {name!r} ship with amser_dsp; available: {shipped}")
     tables = tables_from_bytes(resource.read_bytes())
     if tables.name != name:
