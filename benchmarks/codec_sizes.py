@@ -32,7 +32,8 @@ MODES: list[tuple[str, dict]] = [
     *[(f"svd ratio {r} int8", {"ratio": r, "factor_dtype": "int8"}) for r in (0.0625, 0.125, 0.25, 0.5)],
     ("svd ratio 0.125 int8 zstd", {"ratio": 0.125, "factor_dtype": "int8", "entropy": "zstd"}),
     ("svd ratio 0.125 float16 no entropy", {"ratio": 0.125, "factor_dtype": "float16", "entropy": None}),
-    ("svd rank 20 int8 (default)", {"rank": 20, "factor_dtype": "int8"}),
+    ("svd rank 14 int8 (default)", {"rank": 14, "factor_dtype": "int8"}),
+    ("svd rank 20 int8", {"rank": 20, "factor_dtype": "int8"}),
     ("svd energy 0.999 int8", {"energy": 0.999, "factor_dtype": "int8"}),
     ("svd full rank float32", {"ratio": 1.0, "factor_dtype": "float32"}),
 ]

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, kwargs in (
         ("paper: rank 10 of 80, float16", {"ratio": 0.125, "factor_dtype": "float16"}),
         ("rank 10 of 80, int8", {"ratio": 0.125, "factor_dtype": "int8"}),
-        ("rank 20, int8 (default)", {}),
+        ("rank 14, int8 (default)", {}),
     ):
         info = inspect(encode(whisper_feats, config="whisper", **kwargs))
         print(

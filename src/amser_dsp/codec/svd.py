@@ -225,8 +225,9 @@ class SvdCodec(Codec):
                 raise CorruptContainerError("svd chunk has invalid int8 scales")
             qu = np.frombuffer(body, np.int8, n_mels * r, 8 * r).reshape(n_mels, r)
             qct = _undelta_mod256(np.frombuffer(body, np.int8, r * n_frames, 8 * r + n_mels * r).reshape(n_frames, r))
-            u = qu.astype(np.float32) * scales[:r]
-            c = (qct.astype(np.float32) * scales[r:]).T
+            # Both scales folded into the small U (m x r) instead of the long C (r x n).
+            u = qu.astype(np.float32) * (scales[:r] * scales[r:])
+            c = qct.astype(np.float32).T
         else:
             dt = np.dtype(self.factor_dtype).newbyteorder("<")
             body = _unshuffle(body, width)

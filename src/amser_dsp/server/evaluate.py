@@ -164,20 +164,15 @@ def default_modes() -> list[Mode]:
         container_mode("uncompressed features (float32)", "uncompressed", {"codec": "raw", "dtype": "float32"}),
         container_mode("features float16", "raw", {"codec": "raw", "dtype": "float16"}),
     ]
-    for ratio in (0.0625, 0.125, 0.1875, 0.25, 0.375, 0.5):
-        for dtype in ("float16", "int8"):
-            label = f"SVD rank {round(ratio * 80)} of 80 ({ratio:g}), {dtype}"
-            if ratio == 0.125:
-                label += " (the paper's setting)" if dtype == "float16" else ""
-            codec = {
-                "codec": "svd",
-                "ratio": ratio,
-                "rank": None,
-                "energy": None,
-                "factor_dtype": dtype,
-                "entropy": "zlib",
-            }
-            modes.append(container_mode(label, f"svd {dtype}", codec))
+    grid = [(r, d) for r in (5, 10, 15, 20, 30, 40) for d in ("float16", "int8")]
+    grid += [(r, "int8") for r in (12, 14, 16, 18)]  # finer where the 1-point boundary lies
+    for rank, dtype in sorted(grid):
+        ratio = rank / 80
+        label = f"SVD rank {rank} of 80 ({ratio:g}), {dtype}"
+        if rank == 10 and dtype == "float16":
+            label += " (the paper's setting)"
+        codec = {"codec": "svd", "ratio": ratio, "rank": None, "energy": None, "factor_dtype": dtype, "entropy": "zlib"}
+        modes.append(container_mode(label, f"svd {dtype}", codec))
     modes += [opus_mode(k) for k in (6, 8, 12, 16, 24)]
     return modes
 
