@@ -192,8 +192,8 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             max_header_bytes=min(1 << 16, settings.max_body_bytes),
         )
 
-    def work(blob: bytes) -> dict[str, Any]:
-        """Decode and transcribe (runs on the pool)."""
+    def decode(blob: bytes) -> dict[str, Any]:
+        """Check and decode a container (runs on the pool)."""
         t0 = time.perf_counter()
         try:
             decoded = codec.decode_container(blob, limits=limits())
@@ -202,20 +202,70 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             raise ServiceError(413, "too_long", str(exc)) from None
         except (ContainerError, ConfigError) as exc:
             raise ServiceError(400, "bad_container", str(exc)) from None
-        t1 = time.perf_counter()
-        text = asr.transcribe(decoded.features) if decoded.features.shape[1] else ""
-        t2 = time.perf_counter()
         return {
-            "text": text,
+            "features": decoded.features,
             "seconds": decoded.info.seconds or 0.0,
             "n_frames": decoded.info.n_frames,
             "bytes": len(blob),
             "codec": decoded.info.codec,
-            "timings": {"decode_ms": 1000 * (t1 - t0), "asr_ms": 1000 * (t2 - t1)},
+            "timings": {"decode_ms": 1000 * (time.perf_counter() - t0)},
         }
 
-    async def admitted(fn: Any, *args: Any) -> Any:
-        """Run ``fn`` on the pool if the bounded queue has room; 503 otherwise; 504 past the timeout."""
+    # Requests waiting for the recogniser are decoded together: one batcher task drains
+    # the waiting list into a single Transcriber call (its windows share batches).
+    pending: list[tuple[Any, asyncio.Future[str]]] = []
+    wakeup: dict[str, asyncio.Event | asyncio.Task[None] | None] = {"event": None, "task": None}
+
+    running: set[asyncio.Task[None]] = set()
+
+    async def run_batch(batch: list[tuple[Any, asyncio.Future[str]]], slots: asyncio.Semaphore) -> None:
+        try:
+            texts = await asyncio.get_running_loop().run_in_executor(pool, asr.transcribe, [f for f, _ in batch])
+        except Exception as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            for (_, fut), text in zip(batch, texts, strict=True):
+                if not fut.done():
+                    fut.set_result(text)
+        finally:
+            slots.release()
+
+    async def batcher() -> None:
+        """Keep ``workers`` recogniser calls busy, each taking all requests waiting at its start."""
+        event = wakeup["event"]
+        assert isinstance(event, asyncio.Event)
+        slots = asyncio.Semaphore(settings.workers)
+        while True:
+            await event.wait()
+            event.clear()
+            while pending:
+                await slots.acquire()
+                batch = pending[: asr.batch_size]
+                del pending[: len(batch)]
+                if not batch:
+                    slots.release()
+                    break
+                task = asyncio.get_running_loop().create_task(run_batch(batch, slots))
+                running.add(task)  # the loop keeps only weak references to tasks
+                task.add_done_callback(running.discard)
+
+    async def recognise(features: Any) -> str:
+        if not features.shape[1]:
+            return ""
+        if wakeup["task"] is None:
+            wakeup["event"] = asyncio.Event()
+            wakeup["task"] = asyncio.get_running_loop().create_task(batcher())
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        pending.append((features, future))
+        event = wakeup["event"]
+        assert isinstance(event, asyncio.Event)
+        event.set()
+        return await future
+
+    async def admitted(coro_fn: Any, *args: Any) -> Any:
+        """Run ``coro_fn(*args)`` if the bounded queue has room; 503 otherwise; 504 past the timeout."""
         if state["admitted"] >= settings.queue_size:
             raise ServiceError(
                 503,
@@ -225,16 +275,22 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             )
         state["admitted"] += 1
         try:
-            loop = asyncio.get_running_loop()
-            return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), settings.request_timeout)
+            return await asyncio.wait_for(coro_fn(*args), settings.request_timeout)
         except TimeoutError:
             raise ServiceError(504, "timeout", f"the request took longer than {settings.request_timeout} s") from None
         finally:
             state["admitted"] -= 1
 
+    async def decode_and_recognise(blob: bytes) -> dict[str, Any]:
+        result = await asyncio.get_running_loop().run_in_executor(pool, decode, blob)
+        t0 = time.perf_counter()
+        result["text"] = await recognise(result.pop("features"))
+        result["timings"]["asr_ms"] = 1000 * (time.perf_counter() - t0)
+        return result
+
     async def transcribe_request(request: Request) -> dict[str, Any]:
         start = time.perf_counter()
-        result = await admitted(work, await read_body(request))
+        result = await admitted(decode_and_recognise, await read_body(request))
         result["timings"]["total_ms"] = 1000 * (time.perf_counter() - start)
         result["request_id"] = request.state.request_id
         return result
@@ -312,7 +368,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
                 except (AmserError, ValueError) as exc:
                     raise ServiceError(400, "bad_container", str(exc)) from None
                 for feats in chunks:
-                    result = await admitted(asr.transcribe, feats)
+                    result = await admitted(recognise, feats)
                     await ws.send_json(
                         {"chunk": index, "text": result, "n_frames": int(feats.shape[1]), "request_id": request_id}
                     )
