@@ -251,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AmserError as exc:
         print(f"amser: error: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # an optional extra is missing; the message names it
+        print(f"amser: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"amser: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
