@@ -19,10 +19,10 @@ def tables(speech: list[np.ndarray]) -> kltdct.KltDctTables:
 
 def test_basis_is_orthonormal_and_deterministic(speech: list[np.ndarray]) -> None:
     feats = [amser_dsp.features(x, 16000, "whisper") for x in speech[:2]]
-    mean, basis = fit_basis(feats)
+    _mean, basis = fit_basis(feats)
     np.testing.assert_allclose(basis.T @ basis, np.eye(80), atol=1e-10)
     assert np.all(basis[np.argmax(np.abs(basis), axis=0), np.arange(80)] > 0)
-    mean2, basis2 = fit_basis(feats)
+    _mean2, basis2 = fit_basis(feats)
     np.testing.assert_array_equal(basis, basis2)
 
 
