@@ -72,3 +72,13 @@ def test_unknown_tables_are_a_codec_error() -> None:
 def test_features_that_do_not_fit_are_refused(tables: kltdct.KltDctTables) -> None:
     with pytest.raises(CodecError, match="do not fit"):
         kltdct.analyse(np.zeros((40, 10), np.float32), tables)
+
+
+def test_shipped_tables_load_and_describe_the_whisper_preset() -> None:
+    t = kltdct.load_tables("whisper-kltdct16-v1")
+    assert t.config_digest == amser_dsp.get_preset("whisper").digest()
+    assert t.block == 16 and t.n_mels == 80 and len(t.meta["clips"]) == 87
+    np.testing.assert_allclose(t.basis.T @ t.basis, np.eye(80), atol=1e-5)
+    # Whisper's measured sensitivity falls with the KLT component and with temporal frequency.
+    assert t.weight[0, 0] > t.weight[40, 0] > t.weight[79, 0]
+    assert t.weight[0, 3] > t.weight[0, 15]
