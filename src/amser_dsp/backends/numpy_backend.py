@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from ..errors import AudioError
-from ..frontend.extract import with_trailing_silence
+from ..frontend.extract import compress, with_trailing_silence
 from ..frontend.stages import mel_filterbank_for, preemphasis, window_for
 from .base import Backend
 
@@ -174,14 +174,4 @@ class NumpyBackend(Backend):
     def log_mel(self, samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
         """Fused path: :meth:`mel_energies`, then the reference's log compression in place."""
         out = self.mel_energies(samples, config)
-        f = out.dtype.type
-        np.maximum(out, f(config.log_floor), out=out)
-        (np.log10 if config.log == "log10" else np.log)(out, out=out)
-        if config.dynamic_range is not None and out.size:
-            peak = out.max(axis=(-2, -1), keepdims=True)
-            np.maximum(out, peak - f(config.dynamic_range), out=out)
-        if config.log_offset:
-            out += f(config.log_offset)
-        if config.log_scale != 1.0:
-            out *= f(config.log_scale)
-        return out
+        return compress(out, config, out=out)

@@ -162,18 +162,14 @@ def table_contexts(tables: KltDctTables, step_index: int) -> np.ndarray:
     return tables.scale_index.astype(np.int32) - np.int32(step_index)
 
 
-def _dct_matrix(n: int) -> np.ndarray:
-    """Orthonormal DCT-II matrix (rows are basis functions); exact inverse is its transpose."""
+@functools.lru_cache(maxsize=8)
+def _dct(n: int) -> np.ndarray:
+    """Orthonormal DCT-II matrix (rows are basis functions; its transpose is the inverse), cached read-only."""
     k = np.arange(n)[:, None]
     m = np.arange(n)[None, :]
     d = np.cos(np.pi * (2 * m + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
     d[0] /= np.sqrt(2.0)
-    return d
-
-
-@functools.lru_cache(maxsize=8)
-def _dct(n: int) -> np.ndarray:
-    d = _dct_matrix(n).astype(np.float32)
+    d = d.astype(np.float32)
     d.flags.writeable = False
     return d
 

@@ -150,10 +150,11 @@ def mel_energies(samples: np.ndarray, config: FeatureConfig, *, block_frames: in
     return out
 
 
-def compress(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """:func:`log_compress` with the parameters of ``config``."""
+def compress(mel: np.ndarray, config: FeatureConfig, *, out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`log_compress` with the parameters of ``config`` (``out=mel`` works in place)."""
     return log_compress(
         mel,
+        out=out,
         log=config.log,
         floor=config.log_floor,
         dynamic_range=config.dynamic_range,

@@ -313,14 +313,15 @@ def log_compress(
     dynamic_range: float | None = None,
     offset: float = 0.0,
     scale: float = 1.0,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(max(log(max(mel, floor)), peak - dynamic_range) + offset) * scale``.
 
     ``peak`` is the maximum over the last two axes (one utterance), so a batch
-    gives the same result as a loop over its items.
+    gives the same result as a loop over its items.  ``out=mel`` works in place.
     """
     dtype = mel.dtype.type
-    out = np.maximum(mel, dtype(floor))
+    out = np.maximum(mel, dtype(floor), out=out)
     (np.log10 if log == "log10" else np.log)(out, out=out)
     if dynamic_range is not None:
         peak = out.max(axis=(-2, -1), keepdims=True) if out.size else out

@@ -110,6 +110,68 @@ class ServiceError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
+class RecogniserBatcher:
+    """Requests waiting for the recogniser are decoded together.
+
+    ``recognise(features)`` queues one item; a background task hands every
+    item waiting at that moment (up to the Transcriber's batch size) to one
+    Transcriber call on the pool, keeping up to ``workers`` calls in flight.
+    Created per application; its asyncio objects are made on first use, inside
+    the server's event loop.
+    """
+
+    def __init__(self, asr: Transcriber, pool: ThreadPoolExecutor, workers: int) -> None:
+        self.asr, self.pool, self.workers = asr, pool, workers
+        self.pending: list[tuple[Any, asyncio.Future[str]]] = []
+        self.wakeup: asyncio.Event | None = None
+        self.tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def recognise(self, features: Any) -> str:
+        """Transcript of one ``(80, T)`` feature matrix, decoded in a batch with whatever else waits."""
+        if not features.shape[1]:
+            return ""
+        if self.wakeup is None:
+            self.wakeup = asyncio.Event()
+            self._spawn(self._run())
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.pending.append((features, future))
+        self.wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        assert self.wakeup is not None  # set before this task starts
+        slots = asyncio.Semaphore(self.workers)
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.pending:
+                await slots.acquire()
+                batch = self.pending[: self.asr.batch_size]
+                del self.pending[: len(batch)]
+                self._spawn(self._decode(batch, slots))
+
+    async def _decode(self, batch: list[tuple[Any, asyncio.Future[str]]], slots: asyncio.Semaphore) -> None:
+        try:
+            texts = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self.asr.transcribe, [f for f, _ in batch]
+            )
+        except Exception as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            for (_, fut), text in zip(batch, texts, strict=True):
+                if not fut.done():
+                    fut.set_result(text)
+        finally:
+            slots.release()
+
+
 def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber | None = None) -> FastAPI:
     """Build the FastAPI application; the model loads here, once per process."""
     settings = settings or ServiceSettings.from_env()
@@ -211,58 +273,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             "timings": {"decode_ms": 1000 * (time.perf_counter() - t0)},
         }
 
-    # Requests waiting for the recogniser are decoded together: one batcher task drains
-    # the waiting list into a single Transcriber call (its windows share batches).
-    pending: list[tuple[Any, asyncio.Future[str]]] = []
-    wakeup: dict[str, asyncio.Event | asyncio.Task[None] | None] = {"event": None, "task": None}
-
-    running: set[asyncio.Task[None]] = set()
-
-    async def run_batch(batch: list[tuple[Any, asyncio.Future[str]]], slots: asyncio.Semaphore) -> None:
-        try:
-            texts = await asyncio.get_running_loop().run_in_executor(pool, asr.transcribe, [f for f, _ in batch])
-        except Exception as exc:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-        else:
-            for (_, fut), text in zip(batch, texts, strict=True):
-                if not fut.done():
-                    fut.set_result(text)
-        finally:
-            slots.release()
-
-    async def batcher() -> None:
-        """Keep ``workers`` recogniser calls busy, each taking all requests waiting at its start."""
-        event = wakeup["event"]
-        assert isinstance(event, asyncio.Event)
-        slots = asyncio.Semaphore(settings.workers)
-        while True:
-            await event.wait()
-            event.clear()
-            while pending:
-                await slots.acquire()
-                batch = pending[: asr.batch_size]
-                del pending[: len(batch)]
-                if not batch:
-                    slots.release()
-                    break
-                task = asyncio.get_running_loop().create_task(run_batch(batch, slots))
-                running.add(task)  # the loop keeps only weak references to tasks
-                task.add_done_callback(running.discard)
-
-    async def recognise(features: Any) -> str:
-        if not features.shape[1]:
-            return ""
-        if wakeup["task"] is None:
-            wakeup["event"] = asyncio.Event()
-            wakeup["task"] = asyncio.get_running_loop().create_task(batcher())
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        pending.append((features, future))
-        event = wakeup["event"]
-        assert isinstance(event, asyncio.Event)
-        event.set()
-        return await future
+    batcher = RecogniserBatcher(asr, pool, settings.workers)
 
     async def admitted(coro_fn: Any, *args: Any) -> Any:
         """Run ``coro_fn(*args)`` if the bounded queue has room; 503 otherwise; 504 past the timeout."""
@@ -284,7 +295,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
     async def decode_and_recognise(blob: bytes) -> dict[str, Any]:
         result = await asyncio.get_running_loop().run_in_executor(pool, decode, blob)
         t0 = time.perf_counter()
-        result["text"] = await recognise(result.pop("features"))
+        result["text"] = await batcher.recognise(result.pop("features"))
         result["timings"]["asr_ms"] = 1000 * (time.perf_counter() - t0)
         return result
 
@@ -368,7 +379,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
                 except (AmserError, ValueError) as exc:
                     raise ServiceError(400, "bad_container", str(exc)) from None
                 for feats in chunks:
-                    result = await admitted(recognise, feats)
+                    result = await admitted(batcher.recognise, feats)
                     await ws.send_json(
                         {"chunk": index, "text": result, "n_frames": int(feats.shape[1]), "request_id": request_id}
                     )

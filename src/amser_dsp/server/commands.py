@@ -85,17 +85,13 @@ def cmd_send(args: argparse.Namespace) -> int:
     from .client import Client
 
     files = _audio_files(args.inputs)
+    # An explicit rank/ratio/energy overrides the codec the service asks for.
+    chosen = args.rank or args.ratio or args.energy
+    params = {k: v for k, v in codec_kwargs(args).items() if v is not None} if chosen else {}
     with Client(args.url, api_key=args.api_key) as client:
         progress = Progress(len(files), "send", enabled=sys.stderr.isatty() and not args.json)
         for path in files:
-            result = client.transcribe_file(
-                path,
-                **(
-                    {k: v for k, v in codec_kwargs(args).items() if v is not None}
-                    if args.rank or args.ratio or args.energy
-                    else {}
-                ),
-            )
+            result = client.transcribe_file(path, **params)
             progress.step(path.name)
             print(json.dumps(result) if args.json else f"{path}: {result['text']}")
         progress.close()

@@ -236,13 +236,20 @@ class Row:
     changed: float
 
 
+def total_seconds(clips: Sequence[Clip]) -> float:
+    """Audio duration of the clips (from the file headers)."""
+    import soundfile as sf
+
+    return sum(sf.info(str(c.path)).frames for c in clips) / SAMPLE_RATE
+
+
 def summarise(
     clips: Sequence[Clip], modes: Sequence[Mode], baseline: Mode, *, seed: int = 0, resamples: int = 2000
 ) -> tuple[list[Row], str]:
     """Per mode: kbps, corpus WER, change vs ``baseline`` with a paired bootstrap CI, transcript-change rate."""
     norm, norm_name = normaliser()
     refs = [norm(c.text) for c in clips]
-    seconds = sum(sf_frames(c) for c in clips) / SAMPLE_RATE
+    seconds = total_seconds(clips)
     rng = np.random.default_rng(seed)
     samples = rng.integers(0, len(clips), size=(resamples, len(clips)))
 
@@ -266,16 +273,12 @@ def summarise(
     return rows, norm_name
 
 
-def sf_frames(clip: Clip) -> int:
-    import soundfile as sf
-
-    return sf.info(str(clip.path)).frames
-
-
-def markdown(rows: Sequence[Row], clips: Sequence[Clip], norm_name: str, model: str, command: str) -> str:
+def markdown(
+    rows: Sequence[Row], clips: Sequence[Clip], seconds: float, norm_name: str, model: str, command: str
+) -> str:
     """The docs/fidelity.md table, with the Opus comparison at equal bitrate."""
     words = sum(len(c.text.split()) for c in clips)
-    minutes = sum(sf_frames(c) for c in clips) / SAMPLE_RATE / 60
+    minutes = seconds / 60
     opus = sorted((r.kbps, r.wer) for r in rows if r.mode.family == "opus" and r.kbps)
     lines = [
         f"{len(clips)} clips, {minutes:.1f} min, about {words:,} reference words; {model}; {norm_name}.",
@@ -326,9 +329,7 @@ def main(args) -> int:  # called by the ``amser eval-asr`` command
     baseline = next(m for m in modes if m.family == "uncompressed")
     rows, norm_name = summarise(clips, modes, baseline)
     model = f"Whisper {transcriber.name} (CTranslate2 {transcriber.compute_type}, beam {transcriber.beam_size})"
-    table = markdown(
-        rows, clips, norm_name, model, "amser " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "amser eval-asr"
-    )
+    table = markdown(rows, clips, total_seconds(clips), norm_name, model, "amser eval-asr " + " ".join(sys.argv[2:]))
     print(table)
     for points in (0.5, 1.0):
         best = lowest_within(rows, points)
