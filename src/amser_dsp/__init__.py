@@ -41,6 +41,7 @@ from .errors import (
     LimitExceededError,
     SampleRateError,
     UnknownBackendError,
+    UnknownTablesError,
     UnsupportedVersionError,
 )
 from .frontend import features
@@ -68,6 +69,7 @@ __all__ = [
     "StreamDecoder",
     "StreamEncoder",
     "UnknownBackendError",
+    "UnknownTablesError",
     "UnsupportedVersionError",
     "__version__",
     "backends",

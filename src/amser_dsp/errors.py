@@ -20,6 +20,7 @@ __all__ = [
     "LimitExceededError",
     "SampleRateError",
     "UnknownBackendError",
+    "UnknownTablesError",
     "UnsupportedVersionError",
 ]
 
@@ -65,7 +66,11 @@ class CorruptContainerError(ContainerError):
 
 
 class UnsupportedVersionError(ContainerError):
-    """A container declares a format major version this library cannot read."""
+    """A container declares a format major version (or a codec) this library cannot read."""
+
+
+class UnknownTablesError(CodecError, UnsupportedVersionError):
+    """Codec tables (named by a caller or a container) are not available, or differ from the ones named."""
 
 
 class LimitExceededError(ContainerError):

@@ -17,6 +17,7 @@ from .. import container as fmt
 from ..config import FeatureConfig, get_preset
 from ..errors import CodecError, ConfigError, CorruptContainerError, LimitExceededError
 from .base import Codec, RawCodec, codec_from_config, register, registered
+from .kltdct import KltDctCodec, register_tables
 from .svd import SvdCodec
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Codec",
     "Decoded",
     "Info",
+    "KltDctCodec",
     "RawCodec",
     "StreamDecoder",
     "StreamEncoder",
@@ -36,6 +38,7 @@ __all__ = [
     "inspect",
     "make_codec",
     "register",
+    "register_tables",
     "registered",
 ]
 
@@ -53,8 +56,24 @@ def make_codec(
     energy: float | None = None,
     factor_dtype: str | None = None,
     entropy: str | None = "zlib",
+    kbps: float | None = None,
+    quality: float | None = None,
 ) -> Codec:
-    """A codec object, or one built from a config dict or SVD keywords (none: :data:`DEFAULT_CODEC`)."""
+    """A codec object, or one built from a config dict, SVD keywords or a target (none: :data:`DEFAULT_CODEC`).
+
+    ``kbps`` or ``quality`` pick the ``kltdct`` codec with that rate or
+    distortion target (see :class:`KltDctCodec`); ``codec`` may name another one.
+    """
+    svd_keywords = rank is not None or ratio is not None or energy is not None or factor_dtype is not None
+    if kbps is not None or quality is not None:
+        if svd_keywords:
+            raise CodecError("kbps= and quality= choose the kltdct codec: do not combine them with SVD keywords")
+        if codec is None:
+            return KltDctCodec(kbps=kbps, quality=quality)
+        base = make_codec(codec)
+        if not isinstance(base, KltDctCodec):
+            raise CodecError(f"kbps= and quality= apply to the kltdct codec, not {base.name!r}")
+        return KltDctCodec(tables=base.tables, kbps=kbps, quality=quality)
     if isinstance(codec, Codec):
         return codec
     if codec is not None:
@@ -96,6 +115,8 @@ def encode(
     config: FeatureConfig | str | None = None,
     chunk_frames: int | None = None,
     codec: Codec | dict[str, Any] | None = None,
+    kbps: float | None = None,
+    quality: float | None = None,
 ) -> bytes:
     """Compress features into a container.
 
@@ -117,6 +138,9 @@ def encode(
         Frames per self-contained chunk (default: one chunk).
     codec : Codec or dict, optional
         A codec object or config dict, instead of the keyword parameters.
+    kbps, quality : float, optional
+        Rate or distortion target for the ``kltdct`` codec (:class:`KltDctCodec`):
+        kilobits per second of audio, or RMS error in feature units, met per chunk.
 
     Returns
     -------
@@ -125,7 +149,18 @@ def encode(
     """
     cfg = get_preset(config) if config is not None else None
     x = _check_features(features, cfg)
-    chosen = make_codec(codec, rank=rank, ratio=ratio, energy=energy, factor_dtype=factor_dtype, entropy=entropy)
+    chosen = make_codec(
+        codec,
+        rank=rank,
+        ratio=ratio,
+        energy=energy,
+        factor_dtype=factor_dtype,
+        entropy=entropy,
+        kbps=kbps,
+        quality=quality,
+    )
+    if cfg is not None:
+        chosen.check_config(cfg)
     n_frames = x.shape[1]
     step = max(n_frames, 1) if chunk_frames is None else chunk_frames
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:

@@ -39,6 +39,9 @@ class Codec:
             raise CodecError(f"codec {cls.name!r} has no parameter(s) {unknown}; known: {sorted(names)}")
         return cls(**params)
 
+    def check_config(self, config: Any) -> None:
+        """Raise :class:`CodecError` if this codec cannot code features made with ``config`` (a FeatureConfig)."""
+
     def encode_chunk(self, x: np.ndarray) -> bytes:
         raise NotImplementedError
 
@@ -75,6 +78,8 @@ def codec_from_config(config: dict[str, Any]) -> Codec:
         raise UnsupportedVersionError(f"codec {name!r} is unknown to this amser_dsp; known codecs: {sorted(_REGISTRY)}")
     try:
         return cls.from_config(config)
+    except UnsupportedVersionError:
+        raise
     except (CodecError, TypeError) as exc:
         raise CorruptContainerError(f"invalid parameters for codec {name!r}: {exc}") from None
 

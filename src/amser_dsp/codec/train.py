@@ -25,7 +25,7 @@ import numpy as np
 from ..config import get_preset
 from .kltdct import KltDctTables, analyse, synthesise, tables_from_bytes
 
-__all__ = ["fit_tables", "measure_sensitivity"]
+__all__ = ["fit_tables", "measure_sensitivity", "speaker_folds"]
 
 # Coefficient groups whose sensitivity is measured together: KLT components
 # (finer where the variance is) and time-DCT indices.
@@ -141,6 +141,16 @@ def fit_tables(
     return tables_from_bytes(fitted.to_bytes())
 
 
+def speaker_folds(rows: Sequence[dict[str, str]], n_folds: int = 2) -> dict[str, int]:
+    """Clip id -> fold, speaker-disjoint: speakers in sorted order are dealt round-robin.
+
+    Out-of-fold evaluation trains tables on every fold but ``i`` and tests on fold ``i``.
+    """
+    speakers = sorted({r["speaker"] for r in rows})
+    fold_of = {s: i % n_folds for i, s in enumerate(speakers)}
+    return {r["id"]: fold_of[r["speaker"]] for r in rows}
+
+
 def _read_manifest(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh, delimiter="\t"))
@@ -160,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="whisper-kltdct16-v1", help="table name written in containers")
     parser.add_argument("--preset", default="whisper")
     parser.add_argument("--block", type=int, default=16)
-    parser.add_argument("--ids", type=Path, help="train only on the clip ids listed in this file (a fold)")
+    parser.add_argument("--ids", type=Path, help="train only on the clip ids listed in this file")
+    parser.add_argument(
+        "--exclude-fold",
+        metavar="I/K",
+        help="train on every speaker-disjoint fold but I of K (see speaker_folds), for out-of-fold evaluation",
+    )
     parser.add_argument("--weights-from", type=Path, help="reuse the sensitivity weights of these tables")
     args = parser.parse_args(argv)
 
@@ -169,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.ids:
         keep = set(args.ids.read_text().split())
         rows = [r for r in rows if r["id"] in keep]
+    if args.exclude_fold:
+        index, n_folds = (int(v) for v in args.exclude_fold.split("/"))
+        folds = speaker_folds(rows, n_folds)
+        rows = [r for r in rows if folds[r["id"]] != index]
     print(f"training {args.name} on {len(rows)} clips ({args.preset} features)", file=sys.stderr)
     feats = [features(load_audio(args.manifest.parent / r["path"]), config.sample_rate, config) for r in rows]
     weight, encode = None, None

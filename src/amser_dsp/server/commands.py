@@ -142,4 +142,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--json", help="also write the rows as JSON here")
+    p.add_argument(
+        "--fold-tables",
+        nargs="+",
+        metavar="NPZ",
+        help="kltdct tables trained without fold 0, 1, ... (python -m amser_dsp.codec.train --exclude-fold I/K): "
+        "evaluate the kltdct modes out of fold (default: the shipped, in-sample tables)",
+    )
     p.set_defaults(run=cmd_eval_asr)

@@ -115,6 +115,55 @@ def container_mode(name: str, family: str, codec: dict) -> Mode:
     return Mode(name, family, key, run)
 
 
+#: Step indices of the kltdct modes in the evaluation (about 1 to 16 kbps) and the rate-controlled targets.
+KLTDCT_STEPS = (-32, -28, -24, -20, -16, -12, -8, -4, 0, 4, 8, 12, 16)
+KLTDCT_KBPS = (2.0, 4.0)
+
+
+def kltdct_mode(
+    label: str, params: dict, fold_tables: Sequence[codecs.kltdct.KltDctTables] | None, folds: dict
+) -> Mode:
+    """The kltdct codec with ``params``; out of fold when ``fold_tables`` is given.
+
+    With ``fold_tables`` trained on speaker-disjoint folds (``python -m
+    amser_dsp.codec.train --exclude-fold i/K``), each clip is coded with tables
+    that never saw it (``folds``: :func:`held_out_tables`); without, with the
+    shipped tables (trained on every clip: in-sample).
+    """
+    cfg = get_preset("whisper")
+    if fold_tables:
+        for tables in fold_tables:
+            codecs.register_tables(tables)
+        names = [t.name for t in fold_tables]
+        key_tables = ",".join(t.sha256[:16] for t in fold_tables)
+    else:
+        names, key_tables = None, codecs.kltdct.load_tables(codecs.kltdct.DEFAULT_TABLES).sha256[:16]
+
+    def run(clip: Clip, audio: np.ndarray) -> tuple[list[np.ndarray], int | None]:
+        codec = {"codec": "kltdct", **params}
+        if names:
+            codec["tables"] = names[folds[clip.id]]
+        blob = codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, codec=codec)
+        return window_features(codecs.decode(blob), cfg), len(blob)
+
+    from .asr import window_features
+
+    suffix = " (out of fold)" if fold_tables else " (in-sample tables)"
+    key = json.dumps(params, sort_keys=True) + key_tables + cfg.digest()[:16]
+    return Mode(label + suffix, "kltdct", "kltdct|" + key, run)
+
+
+def held_out_tables(clips: Sequence[Clip], fold_tables: Sequence) -> dict[str, int]:
+    """Clip id -> index of a table set whose training clips (``meta["clips"]``) exclude it."""
+    out = {}
+    for clip in clips:
+        unseen = [i for i, t in enumerate(fold_tables) if clip.id not in set(t.meta.get("clips", ()))]
+        if not unseen:
+            raise AmserError(f"clip {clip.id} was in the training data of every --fold-tables file")
+        out[clip.id] = unseen[0]
+    return out
+
+
 def opus_mode(kbps: int) -> Mode:
     """Audio through Opus (ffmpeg libopus, VoIP tuning, 16 kHz mono) and back, then the audio path."""
 
@@ -152,8 +201,8 @@ def opus_mode(kbps: int) -> Mode:
     return Mode(f"Opus {kbps} kbps (voip)", "opus", f"opus-{kbps}-voip-" + get_preset("whisper").digest()[:16], run)
 
 
-def default_modes() -> list[Mode]:
-    """The modes of docs/fidelity.md: reference, uncompressed, SVD ranks x dtypes, Opus bitrates."""
+def default_modes(fold_tables: Sequence | None = None, folds: dict | None = None) -> list[Mode]:
+    """The modes of docs/fidelity.md: reference, uncompressed, SVD ranks x dtypes, kltdct steps, Opus bitrates."""
     modes = [
         Mode(
             "audio path (reference)",
@@ -173,6 +222,10 @@ def default_modes() -> list[Mode]:
             label += " (the paper's setting)"
         codec = {"codec": "svd", "ratio": ratio, "rank": None, "energy": None, "factor_dtype": dtype, "entropy": "zlib"}
         modes.append(container_mode(label, f"svd {dtype}", codec))
+    for step in KLTDCT_STEPS:
+        modes.append(kltdct_mode(f"KLT-DCT step {step}", {"step": step}, fold_tables, folds or {}))
+    for kbps in KLTDCT_KBPS:
+        modes.append(kltdct_mode(f"KLT-DCT kbps={kbps:g} (rate control)", {"kbps": kbps}, fold_tables, folds or {}))
     modes += [opus_mode(k) for k in (6, 8, 12, 16, 24)]
     return modes
 
@@ -321,7 +374,11 @@ def main(args) -> int:  # called by the ``amser eval-asr`` command
     if not clips:
         raise AmserError(f"no clips in {args.manifest}")
     transcriber = Transcriber(model_path=args.model, beam_size=args.beam)
-    modes = default_modes()
+    fold_tables, folds = None, None
+    if args.fold_tables:
+        fold_tables = [codecs.kltdct.tables_from_bytes(Path(p).read_bytes()) for p in args.fold_tables]
+        folds = held_out_tables(clips, fold_tables)
+    modes = default_modes(fold_tables, folds)
     if args.modes:
         wanted = re.compile(args.modes)
         modes = [m for m in modes if m.family in ("reference", "uncompressed") or wanted.search(m.name)]
