@@ -28,7 +28,7 @@ import math
 import struct
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -231,11 +231,18 @@ def analyse(features: np.ndarray, tables: KltDctTables) -> np.ndarray:
     return (z.reshape(-1, b) @ _dct(b).T).reshape(tables.n_mels, n_blocks, b)
 
 
-def synthesise(coeffs: np.ndarray, tables: KltDctTables, n_frames: int) -> np.ndarray:
-    """Inverse of :func:`analyse`: features ``(n_mels, n_frames)`` float32."""
+def synthesise(
+    coeffs: np.ndarray, tables: KltDctTables, n_frames: int, components: np.ndarray | None = None
+) -> np.ndarray:
+    """Inverse of :func:`analyse`: features ``(n_mels, n_frames)`` float32.
+
+    With ``components`` (indices of KLT components), ``coeffs`` holds only those
+    components' rows and the others are taken as zero: cheaper at coarse steps.
+    """
     b = tables.block
-    z = (coeffs.astype(np.float32).reshape(-1, b) @ _dct(b)).reshape(tables.n_mels, -1)[:, :n_frames]
-    return np.ascontiguousarray(tables.basis @ z + tables.mean[:, None], dtype=np.float32)
+    basis = tables.basis if components is None else tables.basis[:, components]
+    z = (np.ascontiguousarray(coeffs, dtype=np.float32).reshape(-1, b) @ _dct(b)).reshape(basis.shape[1], -1)
+    return np.ascontiguousarray(basis @ z[:, :n_frames] + tables.mean[:, None], dtype=np.float32)
 
 
 def quantise(coeffs: np.ndarray, step_per_coeff: np.ndarray) -> np.ndarray:
@@ -259,47 +266,76 @@ _CHUNK_HEAD = struct.Struct("<bff")  # step index, then the chunk's feature mini
 CODED_MIN_CONTEXT = -20
 
 
-@functools.lru_cache(maxsize=256)
-def _coding_plan(tables: KltDctTables, step_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps, entropy contexts and the mask of coded coefficients, each ``(n_mels, block)``.
+class _Plan(NamedTuple):
+    """How one step index codes a chunk: which coefficients, with which steps and tables."""
 
-    A coefficient whose context is under :data:`CODED_MIN_CONTEXT` is not coded: it is always 0.
+    coded: np.ndarray  # bool (n_mels, block): coefficients that are coded (the others are always 0)
+    components: np.ndarray  # int (n_used,): KLT components with a coded coefficient
+    step: np.ndarray  # float32 (n_coded,): quantiser step of each coded coefficient
+    inverse_step: np.ndarray  # float32 (n_coded,)
+    context: np.ndarray  # int32 (n_coded,): entropy table of each coded coefficient
+
+
+@functools.lru_cache(maxsize=256)
+def _coding_plan(tables: KltDctTables, step_index: int) -> _Plan:
+    """The coded coefficients (context at least :data:`CODED_MIN_CONTEXT`) of a step index.
+
+    Symbols are ordered coefficient by coefficient (row-major over ``(component,
+    time-DCT index)``), each over the chunk's blocks in time order.
     """
     ctx = table_contexts(tables, step_index)
     coded = ctx >= CODED_MIN_CONTEXT
-    ctx = np.where(coded, np.minimum(ctx, rans.SCALE_INDEX_MAX), rans.ZERO_CONTEXT).astype(np.int32)
-    plan = (steps(tables, step_index), ctx, coded)
+    step = steps(tables, step_index)[coded]
+    components = np.flatnonzero(coded.any(axis=1))
+    plan = _Plan(coded, components, step, (1 / step).astype(np.float32), np.minimum(ctx[coded], rans.SCALE_INDEX_MAX))
     for arr in plan:
         arr.flags.writeable = False
     return plan
 
 
-def _quantised(coeffs: np.ndarray, tables: KltDctTables, step_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Quantised coefficients (uncoded ones zeroed) and their contexts, both ``coeffs.shape``."""
-    step, ctx, coded = _coding_plan(tables, step_index)
-    q = quantise(coeffs, step)
-    if not coded.all():
-        q *= coded[:, None, :]
-    return q, np.broadcast_to(ctx[:, None, :], q.shape)
+def _quantised(coeffs: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
+    """Coded coefficients of ``(n_mels, n_blocks, block)`` quantised, and their contexts: ``(n_coded, n_blocks)``."""
+    picked = coeffs.transpose(0, 2, 1)[plan.coded]
+    q = np.rint(picked * plan.inverse_step[:, None]).astype(np.int32)
+    return q, np.broadcast_to(plan.context[:, None], q.shape)
 
 
-def _coefficient_rms_error(coeffs: np.ndarray, tables: KltDctTables, step_index: int) -> float:
-    q, _ = _quantised(coeffs, tables, step_index)
-    err = coeffs - dequantise(q, _coding_plan(tables, step_index)[0])
-    return math.sqrt(float(np.mean(np.square(err, dtype=np.float64)))) if err.size else 0.0
+def _coefficient_rms_error(coeffs: np.ndarray, plan: _Plan) -> float:
+    if coeffs.size == 0:
+        return 0.0
+    picked = coeffs.transpose(0, 2, 1)[plan.coded].astype(np.float64)
+    q, _ = _quantised(coeffs, plan)
+    uncoded = float(np.square(coeffs, dtype=np.float64).sum()) - float(np.square(picked).sum())
+    coded = float(np.square(picked - q * plan.step[:, None].astype(np.float64)).sum())
+    return math.sqrt(max(uncoded, 0.0) + coded) / math.sqrt(coeffs.size)
 
 
-def _bisect(good, lo: int, hi: int) -> int | None:
-    """Smallest ``i`` in ``[lo, hi]`` with ``good(i)`` for a monotone ``good`` (None if none)."""
-    if not good(hi):
-        return None
+def _boundary(predicate, coeffs: np.ndarray, sample_blocks: int = 32) -> int:
+    """Smallest step index with ``predicate(i, coeffs)`` (``STEP_INDEX_MAX + 1`` if none).
+
+    ``predicate`` must be monotone in ``i`` (false, then true).  Long chunks are
+    bisected on an even sample of ``sample_blocks`` blocks first, then the answer
+    is walked to the exact boundary on every block (usually one or two steps).
+    """
+    stride = -(-coeffs.shape[1] // sample_blocks)
+    sample = coeffs[:, ::stride] if stride > 1 else coeffs
+    lo, hi = STEP_INDEX_MIN, STEP_INDEX_MAX + 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if good(mid):
+        if predicate(mid, sample):
             hi = mid
         else:
             lo = mid + 1
-    return lo
+    if stride == 1:
+        return lo
+    i = min(lo, STEP_INDEX_MAX)
+    if predicate(i, coeffs):
+        while i > STEP_INDEX_MIN and predicate(i - 1, coeffs):
+            i -= 1
+        return i
+    while i < STEP_INDEX_MAX and not predicate(i + 1, coeffs):
+        i += 1
+    return i + 1
 
 
 @register
@@ -391,27 +427,29 @@ class KltDctCodec(Codec):
             )
 
     def choose_step(self, coeffs: np.ndarray, n_frames: int) -> int:
-        """The step index for one chunk's coefficients (``step``, or found by bisection)."""
+        """The step index for one chunk's coefficients (``step``, or found by search)."""
         if self.step is not None:
             return self.step
         tables = self.table_data
+        n_blocks = max(coeffs.shape[1], 1)
         if self.kbps is not None:
-            budget = self.kbps * 1000 * n_frames / tables.frames_per_second - 8 * (_CHUNK_HEAD.size + 8)
-            found = _bisect(
-                lambda i: rans.cost_bits(*_quantised(coeffs, tables, i)) <= budget, STEP_INDEX_MIN, STEP_INDEX_MAX
-            )
-            return STEP_INDEX_MAX if found is None else found
-        # Error grows with the step: the coarsest acceptable step is the last index before it fails.
-        found = _bisect(
-            lambda i: _coefficient_rms_error(coeffs, tables, i) > self.quality, STEP_INDEX_MIN, STEP_INDEX_MAX
-        )
-        return STEP_INDEX_MAX if found is None else max(found - 1, STEP_INDEX_MIN)
+            budget = (self.kbps * 1000 * n_frames / tables.frames_per_second - 8 * (_CHUNK_HEAD.size + 8)) / n_blocks
+
+            def coarse_enough(i: int, c: np.ndarray) -> bool:
+                return rans.cost_bits(*_quantised(c, _coding_plan(tables, i))) <= budget * c.shape[1]
+
+            return min(_boundary(coarse_enough, coeffs), STEP_INDEX_MAX)
+
+        def too_coarse(i: int, c: np.ndarray) -> bool:
+            return _coefficient_rms_error(c, _coding_plan(tables, i)) > self.quality
+
+        return max(_boundary(too_coarse, coeffs) - 1, STEP_INDEX_MIN)
 
     def encode_chunk(self, x: np.ndarray) -> bytes:
         tables = self.table_data
         coeffs = analyse(x, tables)
         step_index = self.choose_step(coeffs, x.shape[1])
-        q, ctx = _quantised(coeffs, tables, step_index)
+        q, ctx = _quantised(coeffs, _coding_plan(tables, step_index))
         return _CHUNK_HEAD.pack(step_index, float(x.min()), float(x.max())) + rans.encode(q, ctx)
 
     def decode_chunk(self, payload: bytes, n_mels: int, n_frames: int, max_decoded_bytes: int) -> np.ndarray:
@@ -434,8 +472,12 @@ class KltDctCodec(Codec):
             raise LimitExceededError(
                 f"kltdct chunk needs {needed} bytes to decode, over the limit of {max_decoded_bytes}"
             )
-        step, ctx, _ = _coding_plan(tables, step_index)
-        shape = (n_mels, n_blocks, tables.block)
-        q = rans.decode(payload[_CHUNK_HEAD.size :], np.broadcast_to(ctx[:, None, :], shape))
-        out = synthesise(dequantise(q, step), tables, n_frames)
+        plan = _coding_plan(tables, step_index)
+        q = rans.decode(
+            payload[_CHUNK_HEAD.size :], np.broadcast_to(plan.context[:, None], (plan.context.size, n_blocks))
+        )
+        # Only the components with coded coefficients are synthesised (40 of 80 at step 0).
+        coeffs = np.zeros((plan.components.size, n_blocks, tables.block), np.float32)
+        coeffs.transpose(0, 2, 1)[plan.coded[plan.components]] = q * plan.step[:, None]
+        out = synthesise(coeffs, tables, n_frames, plan.components)
         return np.clip(out, np.float32(lo), np.float32(hi), out=out)

@@ -545,10 +545,15 @@ def _check_symbols(symbols: Any, contexts: Any) -> np.ndarray:
     return q.astype(np.int64)
 
 
-def _ranks(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mag = np.abs(q.astype(np.int64))
-    rank = np.where(mag > ALPHABET, ESCAPE, 2 * mag - (q > 0))
-    return rank, mag
+# Rank of each value -ALPHABET-1 .. ALPHABET+1 (the ends stand for every escaped value).
+_RANK_OF = np.array(
+    [ESCAPE, *(2 * abs(v) - (v > 0) for v in range(-ALPHABET, ALPHABET + 1)), ESCAPE], dtype=np.intp
+)
+
+
+def _ranks(q: np.ndarray) -> np.ndarray:
+    """Symbol rank of each value: ``2|q| - (q > 0)``, or ESCAPE beyond the alphabet (a table lookup)."""
+    return _RANK_OF[np.clip(q, -ALPHABET - 1, ALPHABET + 1) + (ALPHABET + 1)]
 
 
 def encode(symbols: np.ndarray, contexts: np.ndarray, *, engine: str = "auto") -> bytes:
@@ -671,12 +676,12 @@ def cost_bits(symbols: np.ndarray, contexts: np.ndarray) -> float:
     q = _check_symbols(symbols, contexts)
     q = q if coded is None else q[coded]
     tables = load_tables()
-    rank, mag = _ranks(q)
-    bits = float(tables.cost[tab, rank].sum())
+    rank = _ranks(q)
+    bits = float(tables.cost.ravel()[tab * N_SYMBOLS + rank].sum())
     esc = rank == ESCAPE
     if esc.any():
         k = tables.escape_k[tab[esc]]
-        bits += float((_exp_golomb_bits(mag[esc] - (ALPHABET + 1), k) + 1).sum())
+        bits += float((_exp_golomb_bits(np.abs(q[esc].astype(np.int64)) - (ALPHABET + 1), k) + 1).sum())
     return bits
 
 
