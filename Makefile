@@ -8,7 +8,11 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: demo test bench lint clean
+ASR ?= ../shared/data/asr/manifest.tsv
+FOLDS := .cache/kltdct-folds
+FOLD_TABLES := $(FOLDS)/whisper-kltdct16-v1-oof0.npz $(FOLDS)/whisper-kltdct16-v1-oof1.npz
+
+.PHONY: demo test bench lint clean rd tables
 
 $(VENV)/.stamp-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +30,21 @@ bench: $(VENV)/.stamp-numba,bench
 	mkdir -p out
 	$(PY) -m pytest benchmarks -q --benchmark-json=out/bench.json
 	$(PY) benchmarks/report.py out/bench.json
+
+# The shipped KLT-DCT tables, trained on every clip of $(ASR) (about 6 min).
+tables: | $(VENV)/.stamp-numba,eval
+	$(PY) -m amser_dsp.codec.train --manifest $(ASR) --out src/amser_dsp/codec/data/kltdct/whisper-kltdct16-v1.npz
+
+# Tables trained without one speaker-disjoint fold, for out-of-fold evaluation.
+$(FOLDS)/whisper-kltdct16-v1-oof%.npz: | $(VENV)/.stamp-numba,eval
+	$(PY) -m amser_dsp.codec.train --manifest $(ASR) --out $@ --name whisper-kltdct16-v1-oof$* --exclude-fold $*/2
+
+# docs/rd.md and docs/img/rd.png: WER against kbps for every codec family, Opus included
+# (needs ffmpeg for Opus: apt-get install ffmpeg; transcripts are cached in .cache/eval).
+rd: $(VENV)/.stamp-numba,plot,eval $(FOLD_TABLES)
+	mkdir -p out
+	$(PY) -m amser_dsp.cli eval-asr --manifest $(ASR) --fold-tables $(FOLD_TABLES) \
+		--markdown docs/rd.md --plot docs/img/rd.png --json out/rd.json
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -546,9 +546,7 @@ def _check_symbols(symbols: Any, contexts: Any) -> np.ndarray:
 
 
 # Rank of each value -ALPHABET-1 .. ALPHABET+1 (the ends stand for every escaped value).
-_RANK_OF = np.array(
-    [ESCAPE, *(2 * abs(v) - (v > 0) for v in range(-ALPHABET, ALPHABET + 1)), ESCAPE], dtype=np.intp
-)
+_RANK_OF = np.array([ESCAPE, *(2 * abs(v) - (v > 0) for v in range(-ALPHABET, ALPHABET + 1)), ESCAPE], dtype=np.intp)
 
 
 def _ranks(q: np.ndarray) -> np.ndarray:

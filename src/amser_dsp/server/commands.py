@@ -142,6 +142,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--json", help="also write the rows as JSON here")
+    p.add_argument("--markdown", help="also write the table and the Opus comparison (markdown) here")
+    p.add_argument("--plot", help="also draw the rate-distortion plot (PNG, needs matplotlib) here")
     p.add_argument(
         "--fold-tables",
         nargs="+",

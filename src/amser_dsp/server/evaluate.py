@@ -369,6 +369,70 @@ def lowest_within(rows: Sequence[Row], points: float) -> Row | None:
     return min(ok, key=lambda r: r.kbps) if ok else None
 
 
+OURS = ("svd float16", "svd int8", "kltdct")
+
+
+def opus_comparison(rows: Sequence[Row], rates: Sequence[float] = tuple(range(2, 17))) -> str:
+    """Markdown: at each rate, our best WER at or under it against Opus's (interpolated between its points)."""
+    opus = sorted((r.kbps, r.wer) for r in rows if r.mode.family == "opus" and r.kbps)
+    lines = [
+        "| kbps | our best mode at or under it | its WER % | Opus WER % | ours better |",
+        "|---:|---|---:|---:|---|",
+    ]
+    for rate in rates:
+        ours = [r for r in rows if r.mode.family in OURS and r.kbps is not None and r.kbps <= rate]
+        best = min(ours, key=lambda r: r.wer) if ours else None
+        if opus and opus[0][0] <= rate:
+            o = float(np.interp(rate, *zip(*opus, strict=True)))
+            opus_text = f"{o:.2f}"
+        else:
+            o, opus_text = math.inf, f"- (Opus runs at {opus[0][0]:.1f} kbps and up)" if opus else "-"
+        lines.append(
+            f"| {rate:g} | {best.mode.name if best else '-'} | {best.wer:.2f} | {opus_text} | "
+            f"{'yes' if best and best.wer < o else 'no'} |"
+            if best
+            else f"| {rate:g} | - | - | {opus_text} | no |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: Sequence[Row], path: Path, title: str) -> None:
+    """The rate-distortion plot: WER change against kbps for every family, with 95% intervals."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise AmserError("--plot needs matplotlib: pip install 'amser-dsp[plot]'") from None
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    styles = {"kltdct": "o-", "svd int8": "s--", "svd float16": "^--", "opus": "D-", "raw": "x"}
+    for family, style in styles.items():
+        pts = sorted((r.kbps, r.delta, r.ci) for r in rows if r.mode.family == family and r.kbps)
+        if not pts:
+            continue
+        x, y, ci = zip(*pts, strict=True)
+        err = np.array(
+            [[d - lo for d, (lo, _) in zip(y, ci, strict=True)], [hi - d for d, (_, hi) in zip(y, ci, strict=True)]]
+        )
+        ax.errorbar(x, y, yerr=err, fmt=style, capsize=2, label=family, alpha=0.85)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.axhspan(-0.5, 0.5, color="g", alpha=0.08, label="within 0.5 point")
+    ax.set_xscale("log")
+    ax.set_xticks([1, 2, 4, 8, 16, 32, 64])
+    ax.set_xticklabels(["1", "2", "4", "8", "16", "32", "64"])
+    ax.set_xlabel("kbps (container bytes / audio seconds)")
+    ax.set_ylabel("WER change vs uncompressed features (points)")
+    ax.set_title(title, fontsize=9)
+    ax.set_ylim(-2, 12)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(args) -> int:  # called by the ``amser eval-asr`` command
     clips = read_manifest(Path(args.manifest), args.limit)
     if not clips:
@@ -387,13 +451,19 @@ def main(args) -> int:  # called by the ``amser eval-asr`` command
     rows, norm_name = summarise(clips, modes, baseline)
     model = f"Whisper {transcriber.name} (CTranslate2 {transcriber.compute_type}, beam {transcriber.beam_size})"
     table = markdown(rows, clips, total_seconds(clips), norm_name, model, "amser eval-asr " + " ".join(sys.argv[2:]))
-    print(table)
-    for points in (0.5, 1.0):
-        best = lowest_within(rows, points)
-        print(
-            f"lowest bitrate within {points} point(s) of uncompressed: "
-            + (f"{best.mode.name} at {best.kbps:.2f} kbps ({best.delta:+.2f})" if best else "none")
-        )
+    summary = [
+        f"lowest bitrate within {points} point(s) of uncompressed: "
+        + (f"{best.mode.name} at {best.kbps:.2f} kbps ({best.delta:+.2f})" if best else "none")
+        for points in (0.5, 1.0, 2.0)
+        for best in [lowest_within(rows, points)]
+    ]
+    comparison = opus_comparison(rows)
+    print(table, *summary, "", comparison, sep="\n")
+    if args.markdown:
+        text = table + "\n" + "\n".join(f"- {line}" for line in summary) + "\n\n" + comparison
+        Path(args.markdown).write_text(text)
+    if args.plot:
+        plot(rows, Path(args.plot), f"{len(clips)} clips, {model}")
     if args.json:
         Path(args.json).write_text(
             json.dumps(
