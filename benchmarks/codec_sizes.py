@@ -36,18 +36,28 @@ MODES: list[tuple[str, dict]] = [
     ("svd rank 20 int8", {"rank": 20, "factor_dtype": "int8"}),
     ("svd energy 0.999 int8", {"energy": 0.999, "factor_dtype": "int8"}),
     ("svd full rank float32", {"ratio": 1.0, "factor_dtype": "float32"}),
+    *[(f"kltdct step {i}", {"codec": {"codec": "kltdct", "step": i}}) for i in (-24, -16, -8, 0, 8, 16)],
+    *[(f"kltdct kbps={k}", {"kbps": k}) for k in (2.0, 4.0, 8.0)],
+    ("kltdct quality=0.07", {"quality": 0.07}),
 ]
+
+#: Streaming: seconds of audio per container chunk (the added latency) for the kltdct codec.
+CHUNK_SECONDS = (0.16, 0.32, 0.5, 1.0, 2.0, 5.0, None)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="whisper")
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--streaming", action="store_true", help="kltdct size against chunk length (latency) instead")
     args = parser.parse_args(argv)
     with (DATA / "manifest.tsv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))[: args.limit]
-    feats = [amser_dsp.features(amser_dsp.load_audio(DATA / r["path"]), 16000, args.preset) for r in rows]
-    seconds = sum(len(amser_dsp.load_audio(DATA / r["path"])) for r in rows) / 16000
+    audio = [amser_dsp.load_audio(DATA / r["path"]) for r in rows]
+    seconds = sum(len(a) for a in audio) / 16000
+    if args.streaming:
+        return streaming(audio, seconds)
+    feats = [amser_dsp.features(a, 16000, args.preset) for a in audio]
     print(f"{len(rows)} clips, {seconds / 60:.1f} min, preset {args.preset}; 16-bit 16 kHz PCM is 256 kbps\n")
     print("| mode | bytes per audio-s | kbps | % of PCM | RMSE | relative error |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -65,6 +75,28 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {n / seconds:,.0f} | {n * 8 / seconds / 1000:.2f} | {100 * n / (32000 * seconds):.2f} | "
             f"{math.sqrt(err / count):.4f} | {math.sqrt(err / energy):.4f} |"
         )
+    return 0
+
+
+def streaming(audio: list[np.ndarray], seconds: float) -> int:
+    """kltdct container size when streamed in chunks of N seconds (the latency the chunking adds)."""
+    print(f"{len(audio)} clips, {seconds / 60:.1f} min, whisper preset, kltdct\n")
+    print("| chunk (added latency) | step 0 kbps | kbps=4 target: kbps | RMSE step 0 |")
+    print("|---|---:|---:|---:|")
+    for chunk in CHUNK_SECONDS:
+        sizes, err, count = [], 0.0, 0
+        for params in ({"codec": {"codec": "kltdct", "step": 0}}, {"kbps": 4.0}):
+            blobs = [amser_dsp.encode_audio(a, "whisper", chunk_seconds=chunk, **params) for a in audio]
+            sizes.append(sum(len(b) for b in blobs) * 8 / seconds / 1000)
+            if len(sizes) == 1:
+                for a, b in zip(audio, blobs, strict=True):
+                    ref = amser_dsp.encode_audio(
+                        a, "whisper", chunk_seconds=chunk, codec={"codec": "raw", "dtype": "float32"}
+                    )
+                    err += float(((amser_dsp.decode(b) - amser_dsp.decode(ref)) ** 2).sum())
+                    count += amser_dsp.decode(ref).size
+        label = "whole clip" if chunk is None else f"{chunk * 1000:.0f} ms"
+        print(f"| {label} | {sizes[0]:.2f} | {sizes[1]:.2f} | {math.sqrt(err / count):.4f} |")
     return 0
 
 

@@ -43,6 +43,7 @@ def table(rows: list[dict], seconds: list[int] | None = None) -> str:
         "| audio | front end | kind | threads | median us per audio-s | best | real-time factor | vs fastest anchor |",
         "|---:|---|---|---:|---:|---:|---:|---:|",
     ]
+    rows = [r for r in rows if r["kind"] != "codec"]
     lengths = sorted({r["seconds"] for r in rows})
     for length in lengths:
         if seconds and length not in seconds:
@@ -56,6 +57,19 @@ def table(rows: list[dict], seconds: list[int] | None = None) -> str:
                 f"| {length:g} s | {r['what']} | {r['kind']} | {r['threads']} | {r['median_us']:,.1f} | "
                 f"{r['min_us']:,.1f} | {r['median_us'] * 1e-6:.2e} | {ratio} |"
             )
+    return "\n".join(lines)
+
+
+def codec_table(rows: list[dict]) -> str:
+    """Codec timings against their budget, the NumPy back end's features of the same audio."""
+    codec = [r for r in rows if r["kind"] == "codec"]
+    budget = next((r for r in codec if "budget" in r["what"]), None)
+    if not codec or budget is None:
+        return ""
+    lines = ["| codec step | audio | median ms | vs the features (NumPy back end) |", "|---|---:|---:|---:|"]
+    for r in sorted(codec, key=lambda r: r["median_us"]):
+        ms = r["median_us"] * r["seconds"] / 1000
+        lines.append(f"| {r['what']} | {r['seconds']:g} s | {ms:.2f} | {r['median_us'] / budget['median_us']:.3f} |")
     return "\n".join(lines)
 
 
@@ -73,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     cpu = machine.get("cpu", {}).get("brand_raw", "")
     print(f"{data.get('datetime', '')} {machine.get('node', '')} {cpu} python {machine.get('python_version', '')}\n")
     print(table(rows, args.seconds))
+    codec = codec_table(rows)
+    if codec:
+        print("\n" + codec)
     return 0
 
 

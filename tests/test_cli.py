@@ -45,6 +45,23 @@ def test_encode_decode_info(clip: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert "preset whisper" in line and "kbps" in line and "% of 16-bit PCM" in line
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ([], amser_dsp.DEFAULT_CODEC),
+        (["--kbps", "2.5"], {"codec": "kltdct", "kbps": 2.5}),
+        (["--quality", "0.08"], {"codec": "kltdct", "quality": 0.08}),
+        (["--step", "-8"], {"codec": "kltdct", "step": -8}),
+    ],
+)
+def test_encode_codec_options(clip: Path, tmp_path: Path, options: list[str], expected: dict) -> None:
+    blob = tmp_path / "c.amser"
+    assert main(["encode", str(clip), str(blob), *options]) == 0
+    codec = amser_dsp.inspect(blob.read_bytes()).codec
+    assert {k: codec[k] for k in expected} == expected
+    assert amser_dsp.decode(blob.read_bytes()).shape[0] == 80
+
+
 def test_tree_mode_mirrors_and_summarises(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in"
     (src / "a" / "b").mkdir(parents=True)
@@ -67,6 +84,8 @@ def test_tree_mode_mirrors_and_summarises(clip: Path, tmp_path: Path, capsys: py
     [
         (["decode", "missing.amser", "x.npy"], "input not found"),
         (["encode", "{clip}", "x.amser", "--rank", "0"], "rank=0"),
+        (["encode", "{clip}", "x.amser", "--step", "99"], "step=99"),
+        (["encode", "{clip}", "x.amser", "--preset", "kaldi", "--kbps", "3"], "trained on 'whisper' features"),
         (["decode", "{clip}", "x.npy"], "not an amser container"),
     ],
 )

@@ -216,7 +216,7 @@ def test_stream_encoder_rejects_bad_use() -> None:
     with pytest.raises(amser_dsp.CodecError, match="after close"):
         enc.write(np.zeros(10, np.float32))
     with pytest.raises(amser_dsp.CodecError, match="chunk_seconds"):
-        amser_dsp.StreamEncoder("amser", chunk_seconds=0)
+        amser_dsp.StreamEncoder("amser", chunk_seconds=0, rank=4)
 
 
 def test_header_dictionary_holds_the_presets() -> None:

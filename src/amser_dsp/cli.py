@@ -30,7 +30,9 @@ EXTENSIONS = ("amser_dsp.server.commands",)
 
 EPILOG = """examples:
   amser features speech.flac speech.npy --preset whisper
-  amser encode speech.flac speech.amser --preset whisper --rank 20 --dtype int8
+  amser encode speech.flac speech.amser                       # the default codec (kltdct)
+  amser encode speech.flac speech.amser --kbps 2.5            # kltdct at a target bitrate
+  amser encode speech.flac speech.amser --preset whisper --rank 20 --dtype int8   # SVD, as the paper
   amser encode recordings/ containers/ --ratio 0.125          # a whole tree, mirrored
   amser decode speech.amser speech.npy
   amser info speech.amser --json
@@ -104,23 +106,32 @@ def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict[s
 
 
 def _codec_args(p: argparse.ArgumentParser) -> None:
-    rank = p.add_mutually_exclusive_group()
-    rank.add_argument("--rank", type=int, help="SVD rank r")
-    rank.add_argument("--ratio", type=float, help="SVD rank as the paper's ratio r / k (0.125 keeps 10 of 80)")
-    rank.add_argument("--energy", type=float, help="keep at least this fraction of the energy")
-    p.add_argument("--dtype", choices=("float32", "float16", "int8"), help="factor storage")
-    p.add_argument("--entropy", choices=("zlib", "zstd", "none"), default="zlib", help="lossless stage (default zlib)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--kbps", type=float, help="kltdct codec at this bitrate (kilobits per audio second)")
+    mode.add_argument("--quality", type=float, help="kltdct codec at this RMS error (feature units)")
+    mode.add_argument("--step", type=int, help="kltdct codec with this step index (-64..63; +8 halves the precision)")
+    mode.add_argument("--rank", type=int, help="SVD codec, rank r")
+    mode.add_argument("--ratio", type=float, help="SVD codec, rank as the paper's ratio r / k (0.125 keeps 10 of 80)")
+    mode.add_argument("--energy", type=float, help="SVD codec keeping at least this fraction of the energy")
+    p.add_argument("--dtype", choices=("float32", "float16", "int8"), help="SVD factor storage")
+    p.add_argument(
+        "--entropy", choices=("zlib", "zstd", "none"), default="zlib", help="SVD lossless stage (default zlib)"
+    )
     p.add_argument("--chunk-seconds", type=float, help="audio per self-contained chunk (default: one chunk)")
 
 
 def codec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for :func:`amser_dsp.encode` from the ``_codec_args`` options."""
+    """Keyword arguments for :func:`amser_dsp.encode` from the ``_codec_args`` options (None: not given)."""
+    if args.step is not None:
+        return {"codec": {"codec": "kltdct", "step": args.step}}
     return dict(
         rank=args.rank,
         ratio=args.ratio,
         energy=args.energy,
         factor_dtype=args.dtype,
         entropy=None if args.entropy == "none" else args.entropy,
+        kbps=args.kbps,
+        quality=args.quality,
     )
 
 

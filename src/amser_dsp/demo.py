@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, kwargs in (
         ("paper: rank 10 of 80, float16", {"ratio": 0.125, "factor_dtype": "float16"}),
         ("rank 10 of 80, int8", {"ratio": 0.125, "factor_dtype": "int8"}),
-        ("rank 14, int8 (default)", {}),
+        ("rank 14, int8", {"rank": 14, "factor_dtype": "int8"}),
+        ("kltdct kbps=2", {"kbps": 2.0}),
+        ("kltdct step -4 (default)", {}),
     ):
         info = inspect(encode(whisper_feats, config="whisper", **kwargs))
         print(

@@ -374,7 +374,7 @@ class KltDctCodec(Codec):
     """
 
     name: ClassVar[str] = "kltdct"
-    DEFAULT_STEP: ClassVar[int] = 0
+    DEFAULT_STEP: ClassVar[int] = -4  # the default codec (amser_dsp.codec.DEFAULT_CODEC)
 
     tables: str = DEFAULT_TABLES
     step: int | None = None
@@ -423,7 +423,8 @@ class KltDctCodec(Codec):
         if config.digest() != tables.config_digest:
             raise CodecError(
                 f"codec tables {self.tables!r} were trained on {tables.meta.get('preset', 'other')!r} features; "
-                f"these features were made with another config (digest {config.digest()[:12]})"
+                f"these features were made with another config (digest {config.digest()[:12]}): "
+                "use the svd codec for them (e.g. rank=14, factor_dtype='int8')"
             )
 
     def choose_step(self, coeffs: np.ndarray, n_frames: int) -> int:

@@ -85,8 +85,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     from .client import Client
 
     files = _audio_files(args.inputs)
-    # An explicit rank/ratio/energy overrides the codec the service asks for.
-    chosen = args.rank or args.ratio or args.energy
+    # An explicit codec setting overrides the codec the service asks for.
+    chosen = any(getattr(args, k) is not None for k in ("rank", "ratio", "energy", "kbps", "quality", "step"))
     params = {k: v for k, v in codec_kwargs(args).items() if v is not None} if chosen else {}
     with Client(args.url, api_key=args.api_key) as client:
         progress = Progress(len(files), "send", enabled=sys.stderr.isatty() and not args.json)

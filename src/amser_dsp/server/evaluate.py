@@ -116,8 +116,8 @@ def container_mode(name: str, family: str, codec: dict) -> Mode:
 
 
 #: Step indices of the kltdct modes in the evaluation (about 1 to 16 kbps) and the rate-controlled targets.
-KLTDCT_STEPS = (-32, -28, -24, -20, -16, -12, -8, -4, 0, 4, 8, 12, 16)
-KLTDCT_KBPS = (2.0, 4.0)
+KLTDCT_STEPS = (-32, -28, -24, -20, -16, -12, -8, -4, 0, 2, 4, 6, 8, 12, 16)
+KLTDCT_KBPS = (2.0, 2.5, 3.0, 4.0)
 
 
 def kltdct_mode(
