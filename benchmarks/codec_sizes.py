@@ -32,11 +32,12 @@ MODES: list[tuple[str, dict]] = [
     *[(f"svd ratio {r} int8", {"ratio": r, "factor_dtype": "int8"}) for r in (0.0625, 0.125, 0.25, 0.5)],
     ("svd ratio 0.125 int8 zstd", {"ratio": 0.125, "factor_dtype": "int8", "entropy": "zstd"}),
     ("svd ratio 0.125 float16 no entropy", {"ratio": 0.125, "factor_dtype": "float16", "entropy": None}),
-    ("svd rank 14 int8 (default)", {"rank": 14, "factor_dtype": "int8"}),
+    ("svd rank 14 int8 (the default before kltdct)", {"rank": 14, "factor_dtype": "int8"}),
     ("svd rank 20 int8", {"rank": 20, "factor_dtype": "int8"}),
     ("svd energy 0.999 int8", {"energy": 0.999, "factor_dtype": "int8"}),
     ("svd full rank float32", {"ratio": 1.0, "factor_dtype": "float32"}),
     *[(f"kltdct step {i}", {"codec": {"codec": "kltdct", "step": i}}) for i in (-24, -16, -8, 0, 8, 16)],
+    ("kltdct step -4 (default)", {}),
     *[(f"kltdct kbps={k}", {"kbps": k}) for k in (2.0, 4.0, 8.0)],
     ("kltdct quality=0.07", {"quality": 0.07}),
 ]
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             blobs = [amser_dsp.encode(f, config=args.preset, **kwargs) for f in feats]
         except amser_dsp.CodecError as exc:  # e.g. zstd not installed
-            print(f"| {name} | skipped: {exc} | | | | |")
+            print(f"| {name} | skipped: {str(exc).split(';')[0]} | | | | |")
             continue
         n = sum(len(b) for b in blobs)
         err = sum(float(((amser_dsp.decode(b) - f) ** 2).sum()) for b, f in zip(blobs, feats, strict=True))

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = data.get("machine_info", {})
     cpu = machine.get("cpu", {}).get("brand_raw", "")
     print(f"{data.get('datetime', '')} {machine.get('node', '')} {cpu} python {machine.get('python_version', '')}\n")
-    print(table(rows, args.seconds))
+    if any(r["kind"] != "codec" for r in rows):
+        print(table(rows, args.seconds))
     codec = codec_table(rows)
     if codec:
         print("\n" + codec)

@@ -19,6 +19,11 @@ import atheris
 with atheris.instrument_imports():
     import amser_dsp
     from amser_dsp import container as fmt
+    from amser_dsp.codec import rans
+
+# Numba cannot compile atheris-instrumented bytecode: the rANS loops run as (instrumented) Python,
+# which also gives the fuzzer coverage of the decoder's branches.
+rans._numba_engine = lambda: None
 
 LIMITS = fmt.Limits(max_chunk_bytes=1 << 20, max_total_frames=100_000, max_decoded_bytes=64 << 20)
 

@@ -28,6 +28,7 @@ from . import require_extra
 
 require_extra("fastapi", "uvicorn", "ctranslate2")
 
+import numpy as np  # noqa: E402
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
@@ -176,6 +177,8 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
     """Build the FastAPI application; the model loads here, once per process."""
     settings = settings or ServiceSettings.from_env()
     asr = transcriber or Transcriber(model_path=settings.model_path, beam_size=settings.beam_size)
+    # Load the default codec's tables and entropy coder (Numba's cache: about 0.5 s) now, not in the first request.
+    codec.decode(codec.encode(np.zeros((80, 16), np.float32), config="whisper"))
     pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="amser-asr")
     state = {"admitted": 0}
     app = FastAPI(
