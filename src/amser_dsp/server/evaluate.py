@@ -412,9 +412,9 @@ def plot(rows: Sequence[Row], path: Path, title: str) -> None:
         if not pts:
             continue
         x, y, ci = zip(*pts, strict=True)
-        err = np.array(
-            [[d - lo for d, (lo, _) in zip(y, ci, strict=True)], [hi - d for d, (_, hi) in zip(y, ci, strict=True)]]
-        )
+        lows, highs = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
+        # A percentile interval need not contain its point estimate: clip the bars at it.
+        err = np.maximum([np.array(y) - lows, highs - np.array(y)], 0)
         ax.errorbar(x, y, yerr=err, fmt=style, capsize=2, label=family, alpha=0.85)
     ax.axhline(0, color="k", lw=0.8)
     ax.axhspan(-0.5, 0.5, color="g", alpha=0.08, label="within 0.5 point")

@@ -1,0 +1,84 @@
+"""The WER evaluation's bookkeeping: out-of-fold table choice, the Opus comparison, the plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import amser_dsp
+from amser_dsp import AmserError
+from amser_dsp.codec import kltdct
+from amser_dsp.codec.train import fit_tables
+from amser_dsp.server.evaluate import Clip, Mode, Row, held_out_tables, kltdct_mode, lowest_within, opus_comparison
+
+
+def _clip(i: int) -> Clip:
+    return Clip(f"c{i}", Path(f"c{i}.flac"), "text", f"s{i}")
+
+
+def _tables(name: str, clips: list[str], speech: list[np.ndarray]) -> kltdct.KltDctTables:
+    feats = [amser_dsp.features(x, 16000, "whisper") for x in speech[:2]]
+    shipped = kltdct.load_tables(kltdct.DEFAULT_TABLES)
+    return fit_tables(
+        feats,
+        name=name,
+        config_digest=amser_dsp.get_preset("whisper").digest(),
+        weight=shipped.weight,
+        meta={"clips": clips, "preset": "whisper"},
+    )
+
+
+def test_each_clip_is_coded_with_tables_that_never_saw_it(speech: list[np.ndarray]) -> None:
+    a = _tables("fold-a", ["c0", "c1"], speech)
+    b = _tables("fold-b", ["c2"], speech)
+    clips = [_clip(i) for i in range(3)]
+    folds = held_out_tables(clips, [a, b])
+    assert folds == {"c0": 1, "c1": 1, "c2": 0}
+    with pytest.raises(AmserError, match="every --fold-tables"):
+        held_out_tables([_clip(0)], [a])
+    try:
+        mode = kltdct_mode("k", {"step": 0}, [a, b], folds)
+        assert "out of fold" in mode.name and a.sha256[:16] in mode.key and b.sha256[:16] in mode.key
+        windows, size = mode.run(clips[2], speech[0])
+        assert windows[0].shape == (80, 3000) and size > 0
+        # The same clip coded with its fold's tables directly gives the same container size.
+        feats = amser_dsp.features(speech[0], 16000, "whisper")
+        blob = amser_dsp.encode(feats, config="whisper", codec={"codec": "kltdct", "tables": "fold-a", "step": 0})
+        assert len(blob) == size
+    finally:
+        kltdct._REGISTERED.clear()
+
+
+def _row(family: str, kbps: float, wer: float) -> Row:
+    return Row(Mode(f"{family} {kbps}", family, "", lambda c, a: ([], 0)), kbps, wer, wer - 10, (0.0, 0.0), 0.0)
+
+
+def test_opus_comparison_and_lowest_within() -> None:
+    rows = [
+        _row("uncompressed", 256, 10.0),
+        _row("kltdct", 2.0, 12.0),
+        _row("kltdct", 4.0, 10.2),
+        _row("kltdct", 9.0, 9.9),
+        _row("opus", 6.0, 16.0),
+        _row("opus", 12.0, 11.0),
+    ]
+    table = opus_comparison(rows, rates=(1, 2, 6, 9, 12))
+    lines = table.splitlines()[2:]
+    assert lines[0].startswith("| 1 | - |") and lines[0].endswith("| no |")
+    assert "Opus runs at 6.0 kbps and up" in lines[1] and lines[1].endswith("| yes |")
+    assert "| 16.00 |" in lines[2] and "kltdct 4.0" in lines[2]
+    assert "| 13.50 |" in lines[3] and "kltdct 9.0" in lines[3]  # Opus interpolated half-way
+    assert lowest_within(rows, 0.5).mode.name == "kltdct 4.0"
+    assert lowest_within(rows, 0.1) is None or lowest_within(rows, 0.1).kbps == 9.0
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from amser_dsp.server.evaluate import plot
+
+    rows = [_row("kltdct", 2.0, 12.0), _row("kltdct", 4.0, 10.2), _row("opus", 6.0, 16.0), _row("opus", 12.0, 11.0)]
+    out = tmp_path / "img" / "rd.png"
+    plot(rows, out, "test")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
