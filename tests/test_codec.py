@@ -171,3 +171,12 @@ def test_every_codec_is_registered() -> None:
 def test_empty_features_round_trip() -> None:
     blob = encode(np.zeros((80, 0), np.float32), rank=3, config="amser")
     assert decode(blob).shape == (80, 0) and inspect(blob).n_chunks == 0
+
+
+@given(data=st.binary(max_size=400), width=st.sampled_from([2, 4]))
+def test_byte_shuffle_round_trips(data: bytes, width: int) -> None:
+    from amser_dsp.codec.svd import _shuffle, _unshuffle
+
+    raw = data[: len(data) // width * width]
+    words = _unshuffle(_shuffle(raw, width), width)
+    assert words.dtype == np.dtype(f"<u{width}") and words.tobytes() == raw

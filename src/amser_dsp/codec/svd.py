@@ -135,8 +135,17 @@ def _shuffle(raw: bytes, width: int) -> bytes:
     return np.frombuffer(raw, np.uint8).reshape(-1, width).T.tobytes()
 
 
-def _unshuffle(raw: bytes, width: int) -> bytes:
-    return np.frombuffer(raw, np.uint8).reshape(width, -1).T.tobytes()
+def _unshuffle(raw: bytes, width: int) -> np.ndarray:
+    """Inverse of :func:`_shuffle`, as little-endian unsigned ``width``-byte words.
+
+    Assembled with shifts and ors (contiguous passes) rather than a strided
+    byte transpose, which took twice as long as the inflate before it.
+    """
+    planes = np.frombuffer(raw, np.uint8).reshape(width, -1)
+    words = planes[0].astype(f"<u{width}")
+    for i in range(1, width):
+        words |= planes[i].astype(f"<u{width}") << np.uint8(8 * i)
+    return words
 
 
 def _delta_mod256(q: np.ndarray) -> np.ndarray:
@@ -230,9 +239,9 @@ class SvdCodec(Codec):
             c = qct.astype(np.float32).T
         else:
             dt = np.dtype(self.factor_dtype).newbyteorder("<")
-            body = _unshuffle(body, width)
-            u = np.frombuffer(body, dt, n_mels * r).reshape(n_mels, r).astype(np.float32)
-            c = np.frombuffer(body, dt, r * n_frames, n_mels * r * width).reshape(r, n_frames).astype(np.float32)
+            values = _unshuffle(body, width).view(dt)
+            u = values[: n_mels * r].reshape(n_mels, r).astype(np.float32)
+            c = values[n_mels * r :].reshape(r, n_frames).astype(np.float32)
             # A damaged factor could hold Inf/NaN (or overflow in the product); the factors are small to check.
             if not (np.isfinite(u).all() and np.isfinite(c).all() and np.abs(u).max() * np.abs(c).max() * r < 3e38):
                 raise CorruptContainerError("svd chunk holds non-finite or overflowing factors")
