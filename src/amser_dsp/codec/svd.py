@@ -72,17 +72,34 @@ def choose_rank(x: np.ndarray, *, rank: int | None, ratio: float | None, energy:
 
 
 # ------------------------------------------------------------------ codec
-def _entropy_encode(data: bytes, entropy: str | None, *, match: bool = False) -> bytes:
+def _entropy_encode(data: bytes, entropy: str | None, *, width: int = 1) -> bytes:
     if entropy == "zlib":
-        # int8 factors (match=False): Huffman-only deflate; LZ77 matching measured 3-6x
-        # slower for 0-3% fewer bytes.  Shuffled float16/float32 factors (match=True): the
-        # exponent plane has repeats LZ77 finds, worth about 6% of the payload.
-        strategy = zlib.Z_DEFAULT_STRATEGY if match else zlib.Z_HUFFMAN_ONLY
-        comp = zlib.compressobj(9 if match else 6, zlib.DEFLATED, -15, 9, strategy)
+        if width > 1:
+            return _deflate_planes(data, width)
+        # int8 factors: Huffman-only deflate; LZ77 matching measured 3-6x slower for 0-3% fewer bytes.
+        comp = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_HUFFMAN_ONLY)
         return comp.compress(data) + comp.flush()
     if entropy == "zstd":
         return _zstd().ZstdCompressor(level=19).compress(data)
     return data
+
+
+def _deflate_planes(shuffled: bytes, width: int) -> bytes:
+    """One raw deflate stream of byte-shuffled floats: the low byte planes stored, the top plane with LZ77.
+
+    Measured on speech factors: the mantissa planes do not compress at all
+    (ratio 1.00), the top plane (sign and exponent) does (0.3-0.7).  Searching
+    for matches in random bytes is what made level-9 deflate of the whole
+    section slow; storing them is a copy.  The stored part ends with a sync
+    flush (byte-aligned, not final) and the second compressor starts with an
+    empty window, so the concatenation is one valid deflate stream: 2.1 ms
+    instead of 3.0 on 60 s at rank 10, 0.8% smaller, and faster to inflate.
+    """
+    split = len(shuffled) // width * (width - 1)
+    stored = zlib.compressobj(0, zlib.DEFLATED, -15)
+    head = stored.compress(shuffled[:split]) + stored.flush(zlib.Z_SYNC_FLUSH)
+    top = zlib.compressobj(6, zlib.DEFLATED, -15, 9)
+    return head + top.compress(shuffled[split:]) + top.flush()
 
 
 def _entropy_decode(data: bytes, entropy: str | None, expected: int, limit: int) -> bytes:
@@ -142,9 +159,10 @@ def _unshuffle(raw: bytes, width: int) -> np.ndarray:
     byte transpose, which took twice as long as the inflate before it.
     """
     planes = np.frombuffer(raw, np.uint8).reshape(width, -1)
-    words = planes[0].astype(f"<u{width}")
-    for i in range(1, width):
-        words |= planes[i].astype(f"<u{width}") << np.uint8(8 * i)
+    words = planes[-1].astype(f"<u{width}")
+    for plane in planes[-2::-1]:  # most significant first: shift left by a byte, or in the next
+        words <<= np.uint8(8)
+        words |= plane
     return words
 
 
@@ -216,7 +234,8 @@ class SvdCodec(Codec):
             if not np.isfinite(cq).all():
                 raise CodecError(f"time coefficients overflow {self.factor_dtype}: use factor_dtype='float32'")
             body = _shuffle(u.astype(dt).tobytes() + cq.tobytes(), dt.itemsize)
-        return struct.pack("<H", r) + _entropy_encode(body, self.entropy, match=self.factor_dtype != "int8")
+        width = 1 if self.factor_dtype == "int8" else np.dtype(self.factor_dtype).itemsize
+        return struct.pack("<H", r) + _entropy_encode(body, self.entropy, width=width)
 
     def decode_chunk(self, payload: bytes, n_mels: int, n_frames: int, max_decoded_bytes: int) -> np.ndarray:
         if len(payload) < 2:
