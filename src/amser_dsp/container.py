@@ -229,7 +229,8 @@ class Reader:
         return len(self._buf) - self._pos
 
     def _peek(self, n: int) -> bytes:
-        return bytes(self._buf[self._pos : self._pos + n])
+        with memoryview(self._buf) as view:  # one copy (slicing the bytearray first would make two)
+            return bytes(view[self._pos : self._pos + n])
 
     def close(self) -> None:
         """Declare the input finished; raises if the container is incomplete."""
@@ -317,7 +318,7 @@ class Reader:
             return None
         raw = self._take(total)
         (crc,) = _CRC.unpack_from(raw, total - _CRC.size)
-        if zlib.crc32(raw[: total - _CRC.size]) != crc:
+        if zlib.crc32(memoryview(raw)[: total - _CRC.size]) != crc:
             raise CorruptContainerError(f"chunk {self._chunks} checksum mismatch: the chunk is damaged")
         self._chunks += 1
         self._frames += n_frames
