@@ -424,7 +424,7 @@ class KltDctCodec(Codec):
             raise CodecError(
                 f"codec tables {self.tables!r} were trained on {tables.meta.get('preset', 'other')!r} features; "
                 f"these features were made with another config (digest {config.digest()[:12]}): "
-                "use the svd codec for them (e.g. rank=14, factor_dtype='int8')"
+                "use the svd codec for them (rank=14, factor_dtype='int8'; amser encode --rank 14 --dtype int8)"
             )
 
     def choose_step(self, coeffs: np.ndarray, n_frames: int) -> int:
