@@ -306,3 +306,22 @@ def test_uncoded_coefficients_are_the_small_ones() -> None:
         assert np.all(scale_in_steps[~plan.coded] < 0.2) and np.all(scale_in_steps[plan.coded] >= 0.17)
         assert plan.context.min() >= kltdct.CODED_MIN_CONTEXT and plan.context.max() <= rans.SCALE_INDEX_MAX
         assert plan.step.size == plan.context.size == plan.coded.sum()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    x=st.tuples(st.just(80), st.integers(1, 90)).flatmap(whisper_like),
+    target=st.one_of(
+        st.builds(lambda k: {"kbps": k}, st.floats(0.01, 500)),
+        st.builds(lambda d: {"quality": d}, st.floats(1e-4, 5)),
+    ),
+)
+def test_rate_and_quality_control_on_any_input(x: np.ndarray, target: dict) -> None:
+    blob = encode(x, config="whisper", **target)
+    out = decode(blob)
+    assert out.shape == x.shape and np.isfinite(out).all()
+    step = struct.unpack_from("<b", _payload(blob))[0]
+    assert kltdct.STEP_INDEX_MIN <= step <= kltdct.STEP_INDEX_MAX
+    if "quality" in target and step > kltdct.STEP_INDEX_MIN:
+        coeffs = kltdct.analyse(x, SHIPPED)
+        assert kltdct._coefficient_rms_error(coeffs, kltdct._coding_plan(SHIPPED, step)) <= target["quality"]
