@@ -131,9 +131,9 @@ def encode(
         fraction of energy (sum of squared singular values) to keep.  With none
         of them (and no ``codec``), :data:`DEFAULT_CODEC` is used.
     factor_dtype : {"float32", "float16", "int8"}, optional
-        How the SVD factors are stored (default float16; the default codec's own otherwise).
+        How the SVD factors are stored (default float16); needs rank, ratio or energy.
     entropy : {"zlib", "zstd", None}
-        Lossless stage after quantisation (``zstd`` needs ``zstandard``).
+        SVD lossless stage after quantisation (``zstd`` needs ``zstandard``).
     config : FeatureConfig or preset name, optional
         The config that made the features; stored in the header.
     chunk_frames : int, optional
