@@ -20,13 +20,13 @@ $(VENV)/.stamp-%: pyproject.toml
 	$(PIP) install --quiet -e ".[$*]"
 	touch $@
 
-demo: $(VENV)/.stamp-numba,plot,server
+demo: $(VENV)/.stamp-fast,plot,server
 	$(PY) -m amser_dsp.demo
 
-test: $(VENV)/.stamp-numba,server,test
+test: $(VENV)/.stamp-fast,server,test
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.stamp-numba,bench
+bench: $(VENV)/.stamp-fast,bench
 	mkdir -p out
 	$(PY) -m pytest benchmarks -q --benchmark-json=out/bench.json
 	$(PY) benchmarks/report.py out/bench.json

@@ -180,3 +180,43 @@ def test_byte_shuffle_round_trips(data: bytes, width: int) -> None:
     raw = data[: len(data) // width * width]
     words = _unshuffle(_shuffle(raw, width), width)
     assert words.dtype == np.dtype(f"<u{width}") and words.tobytes() == raw
+
+
+@pytest.fixture(params=["zlib", "isal"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the standard library's inflate and with ISA-L's (when installed)."""
+    import zlib
+
+    from amser_dsp.codec import svd
+
+    if request.param == "isal":
+        module = pytest.importorskip("isal.isal_zlib")
+    else:
+        module = zlib
+    monkeypatch.setattr(svd, "_inflater", lambda: module)
+    return request.param
+
+
+def test_both_inflaters_decode_alike_and_refuse_alike(inflater: str, sample_audio: np.ndarray) -> None:
+    from amser_dsp.codec import svd
+
+    x = amser_dsp.features(sample_audio, 16000, "whisper")
+    for dtype in ("int8", "float16", "float32"):
+        codec = SvdCodec(rank=6, factor_dtype=dtype)
+        payload = codec.encode_chunk(x)
+        np.testing.assert_array_equal(
+            codec.decode_chunk(payload, 80, x.shape[1], 1 << 26), decode(encode(x, codec=codec))
+        )
+        for bad in (payload[:-3], payload + b"\0", payload[:2] + b"\xff" + payload[3:]):
+            with pytest.raises(amser_dsp.CorruptContainerError):
+                codec.decode_chunk(bad, 80, x.shape[1], 1 << 26)
+    bomb = zlib_bomb()
+    with pytest.raises(amser_dsp.CorruptContainerError, match="expected size"):
+        svd._entropy_decode(bomb, "zlib", 1000, 1 << 20)
+
+
+def zlib_bomb() -> bytes:
+    import zlib
+
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return comp.compress(b"\0" * (50 << 20)) + comp.flush()

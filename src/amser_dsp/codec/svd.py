@@ -107,10 +107,11 @@ def _entropy_decode(data: bytes, entropy: str | None, expected: int, limit: int)
     if expected > limit:
         raise LimitExceededError(f"chunk decodes to {expected} bytes, over the limit of {limit}")
     if entropy == "zlib":
-        dec = zlib.decompressobj(-15)
+        inflater = _inflater()
+        dec = inflater.decompressobj(-15)
         try:
             out = dec.decompress(data, expected + 1)
-        except zlib.error as exc:
+        except inflater.error as exc:
             raise CorruptContainerError(f"chunk does not inflate: {exc}") from None
         if not dec.eof or dec.unused_data or dec.unconsumed_tail:
             raise CorruptContainerError("chunk is not one complete deflate stream of the expected size")
@@ -125,6 +126,16 @@ def _entropy_decode(data: bytes, entropy: str | None, expected: int, limit: int)
     if len(out) != expected:
         raise CorruptContainerError(f"chunk holds {len(out)} factor bytes, expected {expected}")
     return out
+
+
+@functools.cache
+def _inflater() -> Any:
+    """ISA-L's zlib-compatible inflate when ``isal`` is installed (about 2 x faster), else the standard library's."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return zlib
+    return isal_zlib
 
 
 @functools.cache
