@@ -189,10 +189,7 @@ def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
     from amser_dsp.codec import svd
 
-    if request.param == "isal":
-        module = pytest.importorskip("isal.isal_zlib")
-    else:
-        module = zlib
+    module = pytest.importorskip("isal.isal_zlib") if request.param == "isal" else zlib
     monkeypatch.setattr(svd, "_inflater", lambda: module)
     return request.param
 
