@@ -17,11 +17,13 @@ import argparse
 import ctypes
 import ctypes.util
 import time
+import zlib
 
 import numpy as np
 
 import amser_dsp
 from amser_dsp import backends, get_preset
+from amser_dsp.codec import svd
 
 from .conftest import speech_seconds
 from .test_codec_speed import MODES
@@ -44,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--steady-malloc", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--stdlib-inflate", action="store_true", help="decode SVD containers with zlib even if isal is installed"
+    )
     args = parser.parse_args(argv)
+    if args.stdlib_inflate:
+        svd._inflater = lambda: zlib
     steady = args.steady_malloc and steady_malloc()
     audio = speech_seconds(args.seconds)
     config = get_preset("whisper")
@@ -71,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             ratios[name].append(burst(op) / base)
     print(
         f"{args.seconds} s of speech, {args.rounds} interleaved rounds of bursts of {args.burst}; "
-        f"allocator {'steady (mallopt)' if steady else 'default'}; features (NumPy back end): "
+        f"allocator {'steady (mallopt)' if steady else 'default'}; inflate {svd._inflater().__name__}; "
+        "features (NumPy back end): "
         f"median {1000 * np.median(budget):.2f} ms\n"
     )
     print("| operation | median ratio to the feature time | interquartile range |")
