@@ -53,12 +53,12 @@ class Mode:
     """One way of getting features to the recogniser.
 
     ``run(clip, audio) -> (windows, n_bytes)`` returns Whisper input windows
-    and the bytes sent (None for the reference).
+    and the bytes sent (None for the reference).  Transcripts are cached by
+    the windows themselves, so a mode needs no cache key of its own.
     """
 
     name: str
     family: str
-    key: str  # cache key: changes whenever the mode's output could
     run: Callable[[Clip, np.ndarray], tuple[list[np.ndarray], int | None]]
     results: dict[str, tuple[str, int | None]] = field(default_factory=dict)
 
@@ -111,8 +111,7 @@ def container_mode(name: str, family: str, codec: dict) -> Mode:
         blob = codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, codec=codec)
         return window_features(codecs.decode(blob), cfg), len(blob)
 
-    key = json.dumps(codec, sort_keys=True) + cfg.digest()[:16]
-    return Mode(name, family, key, run)
+    return Mode(name, family, run)
 
 
 #: Step indices of the kltdct modes in the evaluation (about 1 to 16 kbps) and the rate-controlled targets.
@@ -134,10 +133,7 @@ def kltdct_mode(
     if fold_tables:
         for tables in fold_tables:
             codecs.register_tables(tables)
-        names = [t.name for t in fold_tables]
-        key_tables = ",".join(t.sha256[:16] for t in fold_tables)
-    else:
-        names, key_tables = None, codecs.kltdct.load_tables(codecs.kltdct.DEFAULT_TABLES).sha256[:16]
+    names = [t.name for t in fold_tables] if fold_tables else None
 
     def run(clip: Clip, audio: np.ndarray) -> tuple[list[np.ndarray], int | None]:
         codec = {"codec": "kltdct", **params}
@@ -149,8 +145,7 @@ def kltdct_mode(
     from .asr import window_features
 
     suffix = " (out of fold)" if fold_tables else " (in-sample tables)"
-    key = json.dumps(params, sort_keys=True) + key_tables + cfg.digest()[:16]
-    return Mode(label + suffix, "kltdct", "kltdct|" + key, run)
+    return Mode(label + suffix, "kltdct", run)
 
 
 def held_out_tables(clips: Sequence[Clip], fold_tables: Sequence) -> dict[str, int]:
@@ -198,7 +193,7 @@ def opus_mode(kbps: int) -> Mode:
             decoded = load_audio(wav)
         return audio_windows(decoded[: audio.size]), size
 
-    return Mode(f"Opus {kbps} kbps (voip)", "opus", f"opus-{kbps}-voip-" + get_preset("whisper").digest()[:16], run)
+    return Mode(f"Opus {kbps} kbps (voip)", "opus", run)
 
 
 def default_modes(fold_tables: Sequence | None = None, folds: dict | None = None) -> list[Mode]:
@@ -207,7 +202,6 @@ def default_modes(fold_tables: Sequence | None = None, folds: dict | None = None
         Mode(
             "audio path (reference)",
             "reference",
-            "audio-" + get_preset("whisper").digest()[:16],
             lambda clip, audio: (audio_windows(audio), None),
         ),
         container_mode("uncompressed features (float32)", "uncompressed", {"codec": "raw", "dtype": "float32"}),
@@ -237,9 +231,19 @@ def read_manifest(path: Path, limit: int | None = None) -> list[Clip]:
     return [Clip(r["id"], path.parent / r["path"], r["text"], r.get("speaker", r["id"])) for r in rows]
 
 
-def _cache_file(cache: Path, model: str, mode: Mode, clip: Clip) -> Path:
-    digest = hashlib.sha256(f"{model}|{mode.key}".encode()).hexdigest()[:16]
-    return cache / digest / f"{clip.id}.json"
+def _cache_file(cache: Path, model: str, windows: Sequence[np.ndarray]) -> Path:
+    """Where the transcript of exactly these recogniser inputs is cached.
+
+    Keyed by the model and the bytes of the windows: any change to a codec, a
+    table or the front end that changes what Whisper sees misses the cache,
+    and sizes are never cached (they are measured on every run).
+    """
+    digest = hashlib.sha256(model.encode())
+    for w in windows:
+        digest.update(repr(w.shape).encode())
+        digest.update(np.ascontiguousarray(w, dtype=np.float32).tobytes())
+    text = digest.hexdigest()
+    return cache / text[:2] / f"{text[2:40]}.json"
 
 
 def run_evaluation(
@@ -249,29 +253,26 @@ def run_evaluation(
     model = f"{transcriber.model_id}|{transcriber.compute_type}|beam{transcriber.beam_size}"
     audio = {}
     for mi, mode in enumerate(modes):
-        todo, windows, owners, sizes = [], [], [], {}
+        todo, windows, owners = [], [], []
         for clip in clips:
-            path = _cache_file(cache, model, mode, clip)
-            if path.exists():
-                data = json.loads(path.read_text())
-                mode.results[clip.id] = (data["text"], data["bytes"])
-                continue
             if clip.id not in audio:
                 audio[clip.id] = load_audio(clip.path)
             wins, size = mode.run(clip, audio[clip.id])
-            todo.append(clip)
-            sizes[clip.id] = size
+            path = _cache_file(cache, model, wins)
+            if path.exists():
+                mode.results[clip.id] = (json.loads(path.read_text())["text"], size)
+                continue
+            todo.append((clip, size, path))
             windows += wins
             owners += [clip.id] * len(wins)
         if todo:
             start = time.perf_counter()
             texts = transcriber.transcribe_windows(windows)
-            for clip in todo:
+            for clip, size, path in todo:
                 text = " ".join(t for t, o in zip(texts, owners, strict=True) if o == clip.id and t)
-                mode.results[clip.id] = (text, sizes[clip.id])
-                path = _cache_file(cache, model, mode, clip)
+                mode.results[clip.id] = (text, size)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps({"text": text, "bytes": sizes[clip.id], "mode": mode.name}))
+                path.write_text(json.dumps({"text": text, "mode": mode.name, "clip": clip.id}))
             if progress:
                 print(
                     f"[{mi + 1}/{len(modes)}] {mode.name}: {len(todo)} clips in {time.perf_counter() - start:.0f} s",
@@ -471,7 +472,6 @@ def main(args) -> int:  # called by the ``amser eval-asr`` command
                     {
                         "mode": r.mode.name,
                         "family": r.mode.family,
-                        "codec": r.mode.key,
                         "kbps": r.kbps,
                         "wer": r.wer,
                         "delta": r.delta,
