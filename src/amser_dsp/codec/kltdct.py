@@ -479,6 +479,6 @@ class KltDctCodec(Codec):
         )
         # Only the components with coded coefficients are synthesised (40 of 80 at step 0).
         coeffs = np.zeros((plan.components.size, n_blocks, tables.block), np.float32)
-        coeffs.transpose(0, 2, 1)[plan.coded[plan.components]] = q * plan.step[:, None]
+        coeffs.transpose(0, 2, 1)[plan.coded[plan.components]] = q.astype(np.float32) * plan.step[:, None]
         out = synthesise(coeffs, tables, n_frames, plan.components)
         return np.clip(out, np.float32(lo), np.float32(hi), out=out)
