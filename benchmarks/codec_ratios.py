@@ -9,6 +9,13 @@ times a burst of ``--burst`` feature computations and a burst of each codec
 operation, back to back (the median of a burst: warm caches, as in a loop over
 files), and the ratio is taken within the round; the table gives the median
 ratio and its interquartile range over rounds.
+
+Allocator: in a fresh process glibc maps the front end's whole-signal arrays
+afresh on every call, and their page faults nearly double the feature time
+(docs/benchmarks.md).  ``--steady-malloc`` (the default) raises the mmap and trim
+thresholds with ``mallopt`` so both sides are timed in the steady state a
+long-running process reaches; ``--no-steady-malloc`` times the fresh-process case.
+``--stdlib-inflate`` decodes SVD containers with zlib even when isal is installed.
 """
 
 from __future__ import annotations
