@@ -366,22 +366,9 @@ def _stage4(xr, xi, yr, yi, m, ns, twr, twi, off):
                 a1r, a1i = _cmul(x1r[b], x1i[b], w1r, w1i)
                 a2r, a2i = _cmul(x2r[b], x2i[b], w2r, w2i)
                 a3r, a3i = _cmul(x3r[b], x3i[b], w3r, w3i)
-                t0r = a0r + a2r
-                t0i = a0i + a2i
-                t1r = a0r - a2r
-                t1i = a0i - a2i
-                t2r = a1r + a3r
-                t2i = a1i + a3i
-                t3r = a1i - a3i  # (a1 - a3) * (-i)
-                t3i = a3r - a1r
-                y0r[b] = t0r + t2r
-                y0i[b] = t0i + t2i
-                y1r[b] = t1r + t3r
-                y1i[b] = t1i + t3i
-                y2r[b] = t0r - t2r
-                y2i[b] = t0i - t2i
-                y3r[b] = t1r - t3r
-                y3i[b] = t1i - t3i
+                y0r[b], y0i[b], y1r[b], y1i[b], y2r[b], y2i[b], y3r[b], y3i[b] = _bfly4(
+                    a0r, a0i, a1r, a1i, a2r, a2i, a3r, a3i
+                )
 
 
 @_kernel()

@@ -59,12 +59,31 @@ def make_codec(
     entropy: str | None = "zlib",
     kbps: float | None = None,
     quality: float | None = None,
+    config: FeatureConfig | None = None,
 ) -> Codec:
     """A codec object, or one built from a config dict, SVD keywords or a target (none: :data:`DEFAULT_CODEC`).
 
     ``kbps`` or ``quality`` pick the ``kltdct`` codec with that rate or
     distortion target (see :class:`KltDctCodec`); ``codec`` may name another one.
+    With ``config``, the codec checks it can code features made with it
+    (:meth:`Codec.check_config`: kltdct tables belong to one preset).
     """
+    chosen = _codec_from_arguments(codec, rank, ratio, energy, factor_dtype, entropy, kbps, quality)
+    if config is not None:
+        chosen.check_config(config)
+    return chosen
+
+
+def _codec_from_arguments(
+    codec: Codec | dict[str, Any] | None,
+    rank: int | None,
+    ratio: float | None,
+    energy: float | None,
+    factor_dtype: str | None,
+    entropy: str | None,
+    kbps: float | None,
+    quality: float | None,
+) -> Codec:
     svd_keywords = rank is not None or ratio is not None or energy is not None or factor_dtype is not None
     if kbps is not None or quality is not None:
         if svd_keywords:
@@ -160,9 +179,8 @@ def encode(
         entropy=entropy,
         kbps=kbps,
         quality=quality,
+        config=cfg,
     )
-    if cfg is not None:
-        chosen.check_config(cfg)
     n_frames = x.shape[1]
     step = max(n_frames, 1) if chunk_frames is None else chunk_frames
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:

@@ -246,13 +246,17 @@ def synthesise(
 
 
 def quantise(coeffs: np.ndarray, step_per_coeff: np.ndarray) -> np.ndarray:
-    """``round(C / S)`` with ``S`` broadcast over blocks; int32."""
-    return np.rint(coeffs / step_per_coeff[:, None, :]).astype(np.int32)
+    """``round(C / S)``, int32; ``S`` has one step per coefficient, broadcast over the block axis (axis 1).
+
+    Full coefficients ``(n_mels, n_blocks, block)`` take steps ``(n_mels, block)``;
+    the codec's coded coefficients ``(n_coded, n_blocks)`` take ``(n_coded,)``.
+    """
+    return np.rint(coeffs / np.expand_dims(step_per_coeff, 1)).astype(np.int32)
 
 
 def dequantise(q: np.ndarray, step_per_coeff: np.ndarray) -> np.ndarray:
-    """``q * S``: the reconstruction point of each quantiser cell."""
-    return q.astype(np.float32) * step_per_coeff[:, None, :]
+    """``q * S`` (float32), the reconstruction point of each quantiser cell; ``S`` as in :func:`quantise`."""
+    return q.astype(np.float32) * np.expand_dims(step_per_coeff, 1)
 
 
 # ------------------------------------------------------------------ codec
@@ -272,7 +276,6 @@ class _Plan(NamedTuple):
     coded: np.ndarray  # bool (n_mels, block): coefficients that are coded (the others are always 0)
     components: np.ndarray  # int (n_used,): KLT components with a coded coefficient
     step: np.ndarray  # float32 (n_coded,): quantiser step of each coded coefficient
-    inverse_step: np.ndarray  # float32 (n_coded,)
     context: np.ndarray  # int32 (n_coded,): entropy table of each coded coefficient
 
 
@@ -287,26 +290,30 @@ def _coding_plan(tables: KltDctTables, step_index: int) -> _Plan:
     coded = ctx >= CODED_MIN_CONTEXT
     step = steps(tables, step_index)[coded]
     components = np.flatnonzero(coded.any(axis=1))
-    plan = _Plan(coded, components, step, (1 / step).astype(np.float32), np.minimum(ctx[coded], rans.SCALE_INDEX_MAX))
+    plan = _Plan(coded, components, step, np.minimum(ctx[coded], rans.SCALE_INDEX_MAX))
     for arr in plan:
         arr.flags.writeable = False
     return plan
 
 
+def _picked(coeffs: np.ndarray, plan: _Plan) -> np.ndarray:
+    """The coded coefficients of ``(n_mels, n_blocks, block)`` in symbol order: ``(n_coded, n_blocks)``."""
+    return coeffs.transpose(0, 2, 1)[plan.coded]
+
+
 def _quantised(coeffs: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
-    """Coded coefficients of ``(n_mels, n_blocks, block)`` quantised, and their contexts: ``(n_coded, n_blocks)``."""
-    picked = coeffs.transpose(0, 2, 1)[plan.coded]
-    q = np.rint(picked * plan.inverse_step[:, None]).astype(np.int32)
+    """Coded coefficients quantised, and their contexts: both ``(n_coded, n_blocks)``."""
+    q = quantise(_picked(coeffs, plan), plan.step)
     return q, np.broadcast_to(plan.context[:, None], q.shape)
 
 
 def _coefficient_rms_error(coeffs: np.ndarray, plan: _Plan) -> float:
     if coeffs.size == 0:
         return 0.0
-    picked = coeffs.transpose(0, 2, 1)[plan.coded].astype(np.float64)
-    q, _ = _quantised(coeffs, plan)
-    uncoded = float(np.square(coeffs, dtype=np.float64).sum()) - float(np.square(picked).sum())
-    coded = float(np.square(picked - q * plan.step[:, None].astype(np.float64)).sum())
+    picked = _picked(coeffs, plan)
+    q = quantise(picked, plan.step)
+    uncoded = float(np.square(coeffs, dtype=np.float64).sum()) - float(np.square(picked, dtype=np.float64).sum())
+    coded = float(np.square(picked - dequantise(q, plan.step), dtype=np.float64).sum())
     return math.sqrt(max(uncoded, 0.0) + coded) / math.sqrt(coeffs.size)
 
 
@@ -479,6 +486,6 @@ class KltDctCodec(Codec):
         )
         # Only the components with coded coefficients are synthesised (40 of 80 at step 0).
         coeffs = np.zeros((plan.components.size, n_blocks, tables.block), np.float32)
-        coeffs.transpose(0, 2, 1)[plan.coded[plan.components]] = q.astype(np.float32) * plan.step[:, None]
+        coeffs.transpose(0, 2, 1)[plan.coded[plan.components]] = dequantise(q, plan.step)
         out = synthesise(coeffs, tables, n_frames, plan.components)
         return np.clip(out, np.float32(lo), np.float32(hi), out=out)

@@ -55,8 +55,7 @@ class StreamEncoder:
         **codec_params: Any,
     ) -> None:
         self.config = get_preset(config)
-        self.codec = make_codec(codec, **codec_params)
-        self.codec.check_config(self.config)
+        self.codec = make_codec(codec, config=self.config, **codec_params)
         self.chunk_frames = _chunk_frames(self.config, chunk_seconds)
         self._features = ChunkedFeatures(self.config, self.chunk_frames)
         self._header_sent = False
@@ -103,8 +102,7 @@ def encode_audio(
     equal :func:`amser_dsp.features` (up to the back end's rounding).
     """
     cfg = get_preset(config)
-    chosen = make_codec(codec, **codec_params)
-    chosen.check_config(cfg)
+    chosen = make_codec(codec, config=cfg, **codec_params)
     chunks = chunked_features(audio, cfg, _chunk_frames(cfg, chunk_seconds))
     parts = [fmt.header_bytes(cfg.to_dict(), chosen.get_config(), cfg.n_mels)]
     parts += [fmt.chunk_bytes(c.shape[1], chosen.encode_chunk(c)) for c in chunks]

@@ -254,7 +254,7 @@ class SvdCodec(Codec):
             if not np.isfinite(cq).all():
                 raise CodecError(f"time coefficients overflow {self.factor_dtype}: use factor_dtype='float32'")
             body = _shuffle(u.astype(dt).tobytes() + cq.tobytes(), dt.itemsize)
-        width = 1 if self.factor_dtype == "int8" else np.dtype(self.factor_dtype).itemsize
+        width = np.dtype(self.factor_dtype).itemsize  # 1 for int8: Huffman-only deflate, no byte planes
         return struct.pack("<H", r) + _entropy_encode(body, self.entropy, width=width)
 
     def decode_chunk(self, payload: bytes, n_mels: int, n_frames: int, max_decoded_bytes: int) -> np.ndarray:
@@ -263,7 +263,7 @@ class SvdCodec(Codec):
         (r,) = struct.unpack_from("<H", payload)
         if not 1 <= r <= min(n_mels, n_frames):
             raise CorruptContainerError(f"svd chunk rank {r} is outside [1, {min(n_mels, n_frames)}]")
-        width = {"float32": 4, "float16": 2, "int8": 1}[self.factor_dtype]
+        width = np.dtype(self.factor_dtype).itemsize
         expected = (n_mels * r + r * n_frames) * width + (8 * r if self.factor_dtype == "int8" else 0)
         body = _entropy_decode(payload[2:], self.entropy, expected, max_decoded_bytes)
         if self.factor_dtype == "int8":

@@ -101,14 +101,15 @@ def audio_windows(audio: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(mel[:, i * WINDOW_FRAMES : (i + 1) * WINDOW_FRAMES]) for i in range(n)]
 
 
-def container_mode(name: str, family: str, codec: dict) -> Mode:
-    """Features encoded into a container with ``codec``, decoded, windowed as the service does."""
+def container_mode(name: str, family: str, codec: dict | Callable[[Clip], dict]) -> Mode:
+    """Features encoded into a container with ``codec`` (or ``codec(clip)``), decoded, windowed as the service does."""
     from .asr import window_features
 
     cfg = get_preset("whisper")
+    codec_for = codec if callable(codec) else lambda clip: codec
 
     def run(clip: Clip, audio: np.ndarray) -> tuple[list[np.ndarray], int | None]:
-        blob = codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, codec=codec)
+        blob = codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, codec=codec_for(clip))
         return window_features(codecs.decode(blob), cfg), len(blob)
 
     return Mode(name, family, run)
@@ -129,30 +130,21 @@ def kltdct_mode(
     that never saw it (``folds``: :func:`held_out_tables`); without, with the
     shipped tables (trained on every clip: in-sample).
     """
-    cfg = get_preset("whisper")
-    if fold_tables:
-        for tables in fold_tables:
-            codecs.register_tables(tables)
-    names = [t.name for t in fold_tables] if fold_tables else None
-
-    def run(clip: Clip, audio: np.ndarray) -> tuple[list[np.ndarray], int | None]:
-        codec = {"codec": "kltdct", **params}
-        if names:
-            codec["tables"] = names[folds[clip.id]]
-        blob = codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, codec=codec)
-        return window_features(codecs.decode(blob), cfg), len(blob)
-
-    from .asr import window_features
-
-    suffix = " (out of fold)" if fold_tables else " (in-sample tables)"
-    return Mode(label + suffix, "kltdct", run)
+    codec = {"codec": "kltdct", **params}
+    if not fold_tables:
+        return container_mode(label + " (in-sample tables)", "kltdct", codec)
+    for tables in fold_tables:
+        codecs.register_tables(tables)
+    names = [t.name for t in fold_tables]
+    return container_mode(label + " (out of fold)", "kltdct", lambda clip: {**codec, "tables": names[folds[clip.id]]})
 
 
 def held_out_tables(clips: Sequence[Clip], fold_tables: Sequence) -> dict[str, int]:
     """Clip id -> index of a table set whose training clips (``meta["clips"]``) exclude it."""
+    seen = [set(t.meta.get("clips", ())) for t in fold_tables]
     out = {}
     for clip in clips:
-        unseen = [i for i, t in enumerate(fold_tables) if clip.id not in set(t.meta.get("clips", ()))]
+        unseen = [i for i, ids in enumerate(seen) if clip.id not in ids]
         if not unseen:
             raise AmserError(f"clip {clip.id} was in the training data of every --fold-tables file")
         out[clip.id] = unseen[0]
