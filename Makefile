@@ -33,11 +33,11 @@ bench: $(VENV)/.stamp-fast,bench
 
 # The shipped KLT-DCT tables, trained on every clip of $(ASR) (about 6 min).
 tables: | $(VENV)/.stamp-numba,plot,eval
-	$(PY) -m amser_dsp.codec.train --manifest $(ASR) --out src/amser_dsp/codec/data/kltdct/whisper-kltdct16-v1.npz
+	$(VENV)/bin/amser train-codec --manifest $(ASR) --out src/amser_dsp/codec/data/kltdct/whisper-kltdct16-v1.npz
 
 # Tables trained without one speaker-disjoint fold, for out-of-fold evaluation.
 $(FOLDS)/whisper-kltdct16-v1-oof%.npz: | $(VENV)/.stamp-numba,plot,eval
-	$(PY) -m amser_dsp.codec.train --manifest $(ASR) --out $@ --name whisper-kltdct16-v1-oof$* --exclude-fold $*/2
+	$(VENV)/bin/amser train-codec --manifest $(ASR) --out $@ --name whisper-kltdct16-v1-oof$* --exclude-fold $*/2
 
 # docs/rd.md and docs/img/rd.png: WER against kbps for every codec family, Opus included
 # (needs ffmpeg for Opus: apt-get install ffmpeg; transcripts are cached in .cache/eval).

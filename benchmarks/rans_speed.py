@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from amser_dsp.codec import rans
+from amser_dsp.codec import rans, rans_tables
 
 
 def stream(seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -21,7 +21,7 @@ def stream(seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     comp = np.arange(80)[:, None]
     freq = np.arange(n_frames)[None, :] % 8
     scale = 4.0 * 0.93**comp * 0.7**freq
-    ctx = np.broadcast_to(rans.scale_to_index(scale), (80, n_frames)).copy()
+    ctx = np.broadcast_to(rans_tables.scale_to_index(scale), (80, n_frames)).copy()
     q = np.rint(rng.laplace(0.0, 2.0 ** (ctx / 8))).astype(np.int32)
     return q, ctx
 

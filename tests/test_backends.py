@@ -182,7 +182,7 @@ def test_factory_import_error_becomes_backend_unavailable(registry_snapshot) -> 
 def test_register_makes_a_new_backend_selectable(registry_snapshot) -> None:
     backends.register("doubling", lambda: _Doubling())
     x = np.random.default_rng(0).uniform(-1, 1, 4000).astype(np.float32)
-    plain = reference_log_mel(x, get_preset("amser"))  # what Backend's default log_mel computes
+    plain = reference_log_mel(x, get_preset(amser_dsp.DEFAULT_PRESET))  # what Backend's default log_mel computes
     np.testing.assert_allclose(features(x, 16000, backend="doubling"), 2 * plain, rtol=1e-6)
 
 
@@ -234,7 +234,8 @@ def test_environment_variable_selects(monkeypatch: pytest.MonkeyPatch, registry_
     x = np.random.default_rng(1).uniform(-1, 1, 4000).astype(np.float32)
     monkeypatch.setenv(backends.ENV_VAR, "doubling")
     assert backends.current() == "doubling"
-    np.testing.assert_allclose(features(x, 16000), 2 * reference_log_mel(x, get_preset("amser")), rtol=1e-6)
+    expected = 2 * reference_log_mel(x, get_preset(amser_dsp.DEFAULT_PRESET))
+    np.testing.assert_allclose(features(x, 16000), expected, rtol=1e-6)
     with use_backend("numpy"):  # the context manager wins over the environment
         assert backends.current() == "numpy"
     monkeypatch.setenv(backends.ENV_VAR, "nope")
@@ -295,41 +296,63 @@ def test_batches_equal_a_loop(speech: list[np.ndarray], backend: str, preset: st
             np.testing.assert_allclose(out[i, j], single, rtol=1e-6, atol=1e-6)
 
 
-def test_stage_kernels_match_reference(speech: list[np.ndarray], backend: str) -> None:
-    be = backends.get(backend)
+def test_numba_kernels_match_reference_stages(speech: list[np.ndarray]) -> None:
+    # The Numba FFT and Mel kernels on their own (log_mel fuses them), against the reference stages.
+    nb = pytest.importorskip("amser_dsp.backends.numba_backend", reason="Numba is not installed")
     x = speech[0][:32000]
     for config in (get_preset(p) for p in PRESETS):
-        pre = be.preemphasis(x, 0.97)
-        np.testing.assert_allclose(pre, stages.preemphasis(x, 0.97), rtol=1e-6, atol=1e-7)
-        frames = be.frame_signal(x, config.frame_length, config.hop_length, center=config.padding == "center")
-        ref_frames = stages.frame_signal(x, config.frame_length, config.hop_length, center=config.padding == "center")
-        np.testing.assert_array_equal(frames, ref_frames)
+        frames = stages.frame_signal(x, config.frame_length, config.hop_length, center=config.padding == "center")
         windowed = np.ascontiguousarray(frames * stages.window_for(config))
         for dtype in (np.float32, np.float64):
             w = windowed.astype(dtype)
             for power in (1.0, 2.0):
-                ours = be.power_spectrum(w, config.n_fft, power=power)
+                ours = nb.power_spectrum(w, config.n_fft, power=power)
                 ref = stages.power_spectrum(w, config.n_fft, power=power)
                 assert ours.shape == ref.shape and ours.dtype == ref.dtype
                 # Bin errors are relative to the frame's peak bin (see module doc).
                 peak = ref.max(axis=-1, keepdims=True)
                 assert np.all(np.abs(ours - ref) <= 1e-4 * np.abs(ref) + 8 * np.finfo(dtype).eps * peak)
             spec = stages.power_spectrum(w, config.n_fft)
-            bank = stages.mel_filterbank_for(config, dtype)
-            mel = be.apply_mel(spec, bank)
+            bank = amser_dsp.frontend.mel_filterbank_for(config, dtype)
+            mel = nb.apply_mel(spec, bank)
             ref_mel = stages.apply_mel(spec, bank)
             assert mel.shape == ref_mel.shape and mel.dtype == ref_mel.dtype
             np.testing.assert_allclose(mel, ref_mel, rtol=1e-5, atol=1e-6 * float(ref_mel.max()))
-            logs = be.log_compress(ref_mel, config)
-            ref_logs = stages.log_compress(
-                ref_mel,
-                log=config.log,
-                floor=config.log_floor,
-                dynamic_range=config.dynamic_range,
-                offset=config.log_offset,
-                scale=config.log_scale,
+    with pytest.raises(amser_dsp.BackendError, match="n_fft"):
+        nb.power_spectrum(np.zeros((2, 600), np.float32), 512)
+
+
+class _Float64(Backend):
+    """A third back end written to the contract: log_mel whole (the reference in float64, cast back)."""
+
+    name = "float64-test"
+
+    def log_mel(self, samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
+        return reference_log_mel(samples.astype(np.float64), config).astype(samples.dtype)
+
+
+def test_a_backend_written_to_the_contract_plugs_in(registry_snapshot, speech: list[np.ndarray]) -> None:
+    backends.register("float64-test", _Float64)
+    for preset in PRESETS:
+        config = get_preset(preset)
+        x = speech[0][:24000]
+        ours = features(x, 16000, preset, backend="float64-test")
+        assert_log_mel_close(ours, reference_log_mel(x, config), x, config)
+        with pytest.raises(AudioError, match="reflect padding"):
+            features(
+                np.zeros(10, np.float32),
+                16000,
+                config.replace(trailing_silence=0, padding="center"),
+                backend="float64-test",
             )
-            np.testing.assert_allclose(logs, ref_logs, rtol=1e-5, atol=1e-5)
+
+
+def test_the_interface_is_log_mel_only() -> None:
+    # Stage methods are not part of the contract: overriding one could not change the result.
+    public = {n for n in vars(Backend) if not n.startswith("_")}
+    assert public == {"name", "log_mel"}
+    for name in backends.available():
+        assert callable(backends.get(name).log_mel)
 
 
 def test_sizes_outside_the_handwritten_fft(backend: str) -> None:

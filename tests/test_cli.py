@@ -32,7 +32,7 @@ def test_features(clip: Path, tmp_path: Path) -> None:
 
 def test_encode_decode_info(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blob, npy = tmp_path / "c.amser", tmp_path / "c.npy"
-    assert main(["encode", str(clip), str(blob), "--preset", "whisper", "--rank", "12", "--dtype", "int8"]) == 0
+    assert main(["encode", str(clip), str(blob), "--preset", "whisper", "--rank", "12", "--factor-dtype", "int8"]) == 0
     assert main(["decode", str(blob), str(npy)]) == 0
     np.testing.assert_array_equal(np.load(npy), amser_dsp.decode(blob.read_bytes()))
     capsys.readouterr()
@@ -72,7 +72,7 @@ def test_tree_mode_mirrors_and_summarises(clip: Path, tmp_path: Path, capsys: py
     assert main(["encode", str(src), str(dst), "--ratio", "0.125"]) == 1  # one file failed, the rest done
     captured = capsys.readouterr()
     assert (dst / "one.amser").is_file() and (dst / "a" / "b" / "two.amser").is_file()
-    assert "encode: 2 of 3 files" in captured.out and "kbps" in captured.out
+    assert "encode: 2 of 3 files (1 failed)" in captured.err and "kbps" in captured.err
     assert "broken.wav" in captured.err
     assert main(["decode", str(dst), str(tmp_path / "npy")]) == 0
     assert (tmp_path / "npy" / "a" / "b" / "two.npy").is_file()
@@ -84,6 +84,10 @@ def test_tree_mode_mirrors_and_summarises(clip: Path, tmp_path: Path, capsys: py
     [
         (["decode", "missing.amser", "x.npy"], "input not found"),
         (["encode", "{clip}", "x.amser", "--rank", "0"], "rank=0"),
+        (["encode", "{clip}", "x.amser", "--rank", "3", "--ratio", "0.1"], "exactly one of rank, ratio or energy"),
+        (["encode", "{clip}", "x.amser", "--entropy", "zstd"], "exactly one of rank, ratio or energy"),
+        (["encode", "{clip}", "x.amser", "--kbps", "3", "--factor-dtype", "int8"], "belong to different codecs"),
+        (["encode", "{clip}", "x.amser", "--codec", "raw", "--rank", "3"], "does not apply to the raw codec"),
         (["encode", "{clip}", "x.amser", "--step", "99"], "step=99"),
         (["encode", "{clip}", "x.amser", "--preset", "kaldi", "--kbps", "3"], "trained on 'whisper' features"),
         (["decode", "{clip}", "x.npy"], "not an amser container"),
@@ -105,7 +109,7 @@ def test_errors_are_one_line(
 
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["encode", "--rank", "3", "--ratio", "0.1", "a", "b"])
+        main(["encode", "--rank", "three", "a", "b"])
     assert exc.value.code == 2
 
 
@@ -113,3 +117,11 @@ def test_console_script_runs_as_module(clip: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
     out = subprocess.run([sys.executable, "-m", "amser_dsp", "--help"], capture_output=True, text=True, env=env)
     assert out.returncode == 0 and "examples:" in out.stdout and "encode" in out.stdout
+
+
+def test_unreachable_rate_is_a_warning_naming_the_file(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["encode", str(clip), str(tmp_path / "c.amser"), "--kbps", "0.1"]) == 0
+    err = capsys.readouterr().err
+    assert f"amser: warning: {clip}: kbps=0.1 cannot be met" in err

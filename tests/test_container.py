@@ -114,8 +114,10 @@ def test_unknown_required_field_refused_optional_skipped() -> None:
 def test_not_a_container() -> None:
     with pytest.raises(ContainerError, match="not an amser container"):
         amser_dsp.decode(b"RIFF....WAVEfmt ")
-    with pytest.raises(ContainerError, match="must be bytes"):
-        amser_dsp.decode("AMSR")  # type: ignore[arg-type]
+    with pytest.raises(ContainerError, match="cannot read container AMSR"):
+        amser_dsp.decode("AMSR")  # a str is a path
+    with pytest.raises(ContainerError, match="must be bytes, a path or a binary file object"):
+        amser_dsp.decode(12345)  # type: ignore[arg-type]
 
 
 def test_limits_refuse_before_allocating() -> None:

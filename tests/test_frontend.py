@@ -212,7 +212,8 @@ def test_silence_and_full_scale_square(backend: str) -> None:
         (np.array([0.1, np.inf] * 500), AudioError, "NaN or infinite"),
         (np.zeros((16000, 2), np.float32), AudioError, r"looks like \(n_samples, n_channels\)"),
         (np.zeros((4000, 2, 1), np.float32), AudioError, r"looks like \(n_samples, n_channels\)"),
-        (np.zeros(1000, np.int16), AudioError, "integer dtype int16"),
+        (np.zeros(1000, np.uint8), AudioError, "integer dtype uint8.*int16 / int32 PCM"),
+        (np.zeros(1000, np.int64), AudioError, "integer dtype int64"),
         (np.array(["a", "b"]), AudioError, "dtype <U1"),
         (np.zeros(1000, complex), AudioError, "complex128"),
         (np.zeros(1000, bool), AudioError, "dtype bool"),
@@ -223,6 +224,25 @@ def test_silence_and_full_scale_square(backend: str) -> None:
 def test_bad_audio_raises_audio_error(audio: object, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         features(audio, 16000)  # type: ignore[arg-type]
+
+
+def test_integer_pcm_is_scaled_the_same_way_everywhere(sample_audio: np.ndarray) -> None:
+    # int16 / int32 PCM (what microphone libraries deliver) means samples * 2**-15 / 2**-31,
+    # in features(), the streaming encoder, encode_audio and OnlineFeatures alike.
+    pcm16 = np.round(sample_audio * 32767).astype(np.int16)
+    scaled = pcm16.astype(np.float32) / 32768
+    np.testing.assert_array_equal(features(pcm16, 16000), features(scaled, 16000))
+    pcm32 = pcm16.astype(np.int32) << 16
+    np.testing.assert_array_equal(features(pcm32, 16000), features(scaled, 16000))
+    whole = amser_dsp.encode_audio(scaled, chunk_seconds=1.0)
+    assert amser_dsp.encode_audio(pcm16, chunk_seconds=1.0) == whole
+    enc = amser_dsp.StreamEncoder(chunk_seconds=1.0)
+    streamed = b"".join(enc.write(pcm16[i : i + 1600]) for i in range(0, pcm16.size, 1600)) + enc.close()
+    assert streamed == whole
+    online = amser_dsp.OnlineFeatures("amser")
+    online.accept_waveform(pcm16)
+    online.input_finished()
+    np.testing.assert_allclose(online.get_frames(), features(scaled, 16000, "amser"), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("rate", [8000, 44100, 16000.0, True, "16000"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -219,7 +220,7 @@ def test_refuses_features_of_another_preset(sample_audio: np.ndarray) -> None:
         amser_dsp.StreamEncoder("kaldi", kbps=4.0)
     with pytest.raises(CodecError, match="do not fit"):
         encode(np.zeros((40, 10), np.float32), codec={"codec": "kltdct"})
-    with pytest.raises(CodecError, match="SVD keywords"):
+    with pytest.raises(CodecError, match=r"kbps \(kltdct\), rank \(svd\) .* belong to different codecs"):
         encode(x, kbps=4.0, rank=3)
 
 
@@ -317,11 +318,37 @@ def test_uncoded_coefficients_are_the_small_ones() -> None:
     ),
 )
 def test_rate_and_quality_control_on_any_input(x: np.ndarray, target: dict) -> None:
-    blob = encode(x, config="whisper", **target)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        blob = encode(x, config="whisper", **target)
     out = decode(blob)
     assert out.shape == x.shape and np.isfinite(out).all()
     step = struct.unpack_from("<b", _payload(blob))[0]
     assert kltdct.STEP_INDEX_MIN <= step <= kltdct.STEP_INDEX_MAX
-    if "quality" in target and step > kltdct.STEP_INDEX_MIN:
+    missed = [w for w in caught if issubclass(w.category, amser_dsp.TargetNotMetWarning)]
+    # A target that cannot be met is said, and then the nearest step is used.
+    if missed:
+        assert "cannot be met" in str(missed[0].message)
+        if "quality" in target:
+            assert step == kltdct.STEP_INDEX_MIN
+    if "kbps" in target and not missed:  # what is not said is met, up to the documented framing
+        info = amser_dsp.inspect(blob)
+        assert (info.n_bytes - info.header_bytes - 30) * 8 / info.seconds / 1000 <= target["kbps"]
+    if "quality" in target and not missed:
         coeffs = kltdct.analyse(x, SHIPPED)
         assert kltdct._coefficient_rms_error(coeffs, kltdct._coding_plan(SHIPPED, step)) <= target["quality"]
+
+
+def test_an_unreachable_rate_is_said(sample_audio: np.ndarray) -> None:
+    x = amser_dsp.features(sample_audio, 16000, "whisper")
+    with pytest.warns(amser_dsp.TargetNotMetWarning, match=r"kbps=0.1 cannot be met: the header and framing alone"):
+        blob = encode(x, config="whisper", kbps=0.1)
+    assert amser_dsp.inspect(blob).kbps > 0.1
+    enc = amser_dsp.StreamEncoder(kbps=0.1, chunk_seconds=1.0)
+    with pytest.warns(amser_dsp.TargetNotMetWarning, match=r"kbps=0.1 cannot be met"):
+        enc.write(sample_audio)
+        enc.close()
+    long = np.concatenate([x] * 10, axis=1)  # 33 s: the header is a small share
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encode(long, config="whisper", kbps=4)  # reachable: no warning

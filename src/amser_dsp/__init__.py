@@ -4,7 +4,8 @@ The public API is flat::
 
     import amser_dsp
     x = amser_dsp.load_audio("speech.flac")          # float32, 16 kHz mono
-    f = amser_dsp.features(x, 16000, preset="amser")  # (n_mels, n_frames)
+    f = amser_dsp.features(x, 16000)                  # (n_mels, n_frames), the whisper preset
+    blob = amser_dsp.encode(f, config="whisper")     # a checksummed container (docs/format.md)
 
 Importing this package loads NumPy and the core only; SciPy's signal module,
 Numba and the server extra load on first use.
@@ -13,6 +14,7 @@ Numba and the server extra load on first use.
 from __future__ import annotations
 
 from . import backends
+from .api import features
 from .backends import use_backend
 from .codec import (
     DEFAULT_CODEC,
@@ -25,12 +27,14 @@ from .codec import (
     encode,
     encode_audio,
     inspect,
+    make_codec,
 )
-from .config import PRESETS, FeatureConfig, get_preset
+from .config import DEFAULT_PRESET, PRESETS, FeatureConfig, get_preset
 from .container import Limits
 from .data import sample_path, sample_transcript
 from .errors import (
     AmserError,
+    AmserWarning,
     AudioError,
     BackendError,
     BackendUnavailableError,
@@ -40,19 +44,22 @@ from .errors import (
     CorruptContainerError,
     LimitExceededError,
     SampleRateError,
+    TargetNotMetWarning,
     UnknownBackendError,
     UnknownTablesError,
     UnsupportedVersionError,
 )
-from .frontend import features
+from .frontend import OnlineFeatures
 from .io import load_audio
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_CODEC",
+    "DEFAULT_PRESET",
     "PRESETS",
     "AmserError",
+    "AmserWarning",
     "AudioError",
     "BackendError",
     "BackendUnavailableError",
@@ -65,9 +72,11 @@ __all__ = [
     "Info",
     "LimitExceededError",
     "Limits",
+    "OnlineFeatures",
     "SampleRateError",
     "StreamDecoder",
     "StreamEncoder",
+    "TargetNotMetWarning",
     "UnknownBackendError",
     "UnknownTablesError",
     "UnsupportedVersionError",
@@ -81,6 +90,7 @@ __all__ = [
     "get_preset",
     "inspect",
     "load_audio",
+    "make_codec",
     "sample_path",
     "sample_transcript",
     "use_backend",

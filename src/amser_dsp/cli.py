@@ -1,205 +1,407 @@
-"""The ``amser`` command: features, encode, decode, info (and the server's commands when installed).
+"""The ``amser`` command: features, encode, decode, info (and the commands of installed extras).
 
 It parses arguments, calls the public API and turns :class:`AmserError` into
-one line on stderr and exit status 1 (2 for usage errors).  No logic of its own.
+one line on stderr and exit status 1 (2 for usage errors).  Every command that
+takes files treats them alike (:func:`run_jobs`): a folder is walked, a bad file
+is named and skipped, a summary goes to stderr, and the status is 1 if any file
+failed.  ``-`` as a path is standard input or output.  Extras add commands
+through the ``amser_dsp.commands`` entry-point group (each entry point names a
+function ``add_parsers(subparsers)``), so this module never imports them.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import io
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import PRESETS, __version__
-from .errors import AmserError
+from .config import DEFAULT_PRESET
+from .errors import AmserError, AmserWarning
 
-__all__ = ["main"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "CONTAINER_SUFFIX",
+    "STDIO",
+    "Done",
+    "Job",
+    "Progress",
+    "add_codec_arguments",
+    "codec_arguments",
+    "container_from",
+    "jobs_for",
+    "main",
+    "read_input",
+    "run_jobs",
+    "write_output",
+]
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3")
-
-#: Modules that add subcommands: each has ``add_parsers(subparsers)``; imported
-#: only for argument definitions, so heavy imports stay inside their commands.
-EXTENSIONS = ("amser_dsp.server.commands",)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".mp3")
+CONTAINER_SUFFIX = ".amser"
+#: ``-``: standard input as an input path, standard output as an output path.
+STDIO = Path("-")
+ENTRY_POINT_GROUP = "amser_dsp.commands"
 
 EPILOG = """examples:
-  amser features speech.flac speech.npy --preset whisper
+  amser features speech.flac speech.npy                       # the whisper preset, as everywhere
   amser encode speech.flac speech.amser                       # the default codec (kltdct)
   amser encode speech.flac speech.amser --kbps 2.5            # kltdct at a target bitrate
-  amser encode speech.flac speech.amser --preset whisper --rank 20 --dtype int8   # SVD, as the paper
+  amser encode speech.flac speech.amser --rank 20 --factor-dtype int8   # SVD, as the paper
   amser encode recordings/ containers/ --ratio 0.125          # a whole tree, mirrored
+  arecord -f S16_LE -r 16000 -t wav | amser encode - - > speech.amser
   amser decode speech.amser speech.npy
-  amser info speech.amser --json
+  amser info containers/ --json                               # one JSON object per file
 """
 
 
 # ------------------------------------------------------------------ helpers
 class Progress:
-    """A one-line progress bar on stderr (silent when stderr is not a terminal unless forced)."""
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal (or when forced)."""
 
     def __init__(self, total: int, label: str, *, enabled: bool | None = None) -> None:
         self.total, self.label, self.done = total, label, 0
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.start = time.perf_counter()
+        self._shown = False
+
+    def _draw(self, name: str = "") -> None:
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        sys.stderr.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {name[:40]:40s}"
+        )
+        sys.stderr.flush()
+        self._shown = True
+
+    def _clear(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self._shown = False
+
+    def write(self, text: str, *, err: bool = False) -> None:
+        """Print a line (to stdout, or stderr) without mixing it into the bar."""
+        self._clear()
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+        if self.enabled and self.done < self.total:
+            self._draw()
 
     def step(self, name: str) -> None:
         self.done += 1
         if self.enabled:
-            width = 30
-            filled = width * self.done // max(self.total, 1)
-            sys.stderr.write(
-                f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {name[:40]:40s}"
-            )
-            sys.stderr.flush()
+            self._draw(name)
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+        self._clear()
 
 
-def _jobs(src: Path, dst: Path, suffixes: Iterable[str], out_suffix: str) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: one file, or every matching file of a tree mirrored under ``dst``."""
-    if not src.exists():
-        raise AmserError(f"input not found: {src}")
-    if src.is_file():
-        return [(src, dst)]
-    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in tuple(suffixes))
-    if not files:
-        raise AmserError(f"no {'/'.join(suffixes)} files under {src}")
-    return [(p, (dst / p.relative_to(src)).with_suffix(out_suffix)) for p in files]
+@dataclass(frozen=True)
+class Job:
+    """One input file, the output it makes (None for commands that print), and a reason it cannot run."""
+
+    src: Path
+    dst: Path | None = None
+    refused: str | None = None
 
 
-def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict[str, Any]], label: str) -> int:
-    """Run ``work`` per file; in tree mode keep going past failures, then print a summary."""
-    if len(jobs) == 1:
-        src, dst = jobs[0]
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        work(src, dst)
-        return 0
-    progress = Progress(len(jobs), label)
-    failures: list[str] = []
+@dataclass
+class Done:
+    """What one job did: a line to print (stdout) and numbers to add up in the summary."""
+
+    output: str | None = None
+    totals: dict[str, float] = field(default_factory=dict)
+
+
+def _files_under(folder: Path, suffixes: Iterable[str]) -> list[Path]:
+    wanted = tuple(s.lower() for s in suffixes)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+
+
+def jobs_for(
+    inputs: Sequence[Path], suffixes: Iterable[str], *, output: Path | None = None, out_suffix: str | None = None
+) -> list[Job]:
+    """The jobs of a command: every input file, and every matching file under the input folders.
+
+    With ``output``, one input maps to it (a file, or a folder mirrored under it):
+    inputs that would write the same output (``x.wav`` and ``x.flac`` to
+    ``x.amser``) are refused, both named, instead of one overwriting the other.
+
+    Raises
+    ------
+    AmserError
+        If an input does not exist, a folder holds no matching file, or ``-`` /
+        a folder is combined with an output that cannot take it.
+    """
+    suffixes = tuple(suffixes)
+    jobs: list[Job] = []
+    for item in inputs:
+        if item == STDIO:
+            jobs.append(Job(STDIO, output))
+        elif item.is_dir():
+            files = _files_under(item, suffixes)
+            if not files:
+                raise AmserError(f"no {'/'.join(suffixes)} files under {item}")
+            if output is None:
+                jobs += [Job(p) for p in files]
+            elif output == STDIO:
+                raise AmserError(f"{item} is a folder: its outputs cannot all go to standard output")
+            else:
+                jobs += [Job(p, (output / p.relative_to(item)).with_suffix(out_suffix or "")) for p in files]
+        elif item.exists():
+            jobs.append(Job(item, output))
+        else:
+            raise AmserError(f"input not found: {item}")
+    by_output: dict[Path, list[Job]] = {}
+    for job in jobs:
+        if job.dst is not None and job.dst != STDIO:
+            by_output.setdefault(job.dst, []).append(job)
+    clashes = {id(j): group for group in by_output.values() if len(group) > 1 for j in group}
+    return [
+        Job(
+            j.src,
+            j.dst,
+            f"{', '.join(str(o.src) for o in clashes[id(j)])} would all be written to {j.dst}; rename one of them",
+        )
+        if id(j) in clashes
+        else j
+        for j in jobs
+    ]
+
+
+def read_input(path: Path) -> bytes | Path:
+    """A path, or the bytes of standard input for ``-``."""
+    return sys.stdin.buffer.read() if path == STDIO else path
+
+
+def write_output(path: Path, data: bytes | Callable[[Any], None]) -> None:
+    """Write bytes (or call ``data(fileobj)``) to ``path``, or to standard output for ``-``.
+
+    A file is written under a temporary name and renamed, so an interrupted run
+    never leaves a half-written output.
+    """
+    if path == STDIO:
+        out = sys.stdout.buffer
+        data(out) if callable(data) else out.write(data)
+        out.flush()
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    with tmp.open("wb") as fh:
+        data(fh) if callable(data) else fh.write(data)
+    tmp.replace(path)
+
+
+def run_jobs(jobs: list[Job], work: Callable[[Job], Done], label: str, *, progress: bool = True) -> int:
+    """Run ``work`` per job: keep going past failures, name each, summarise several; 1 if any failed.
+
+    Library warnings (a rate target not met) are printed with the file they concern.
+    """
+    several = len(jobs) > 1
+    bar = Progress(len(jobs), label, enabled=None if (several and progress) else False)
+    failures = 0
     totals: dict[str, float] = {}
-    for src, dst in jobs:
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            for key, value in work(src, dst).items():
+    for job in jobs:
+        name = "standard input" if job.src == STDIO else str(job.src)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AmserWarning)
+            try:
+                if job.refused:
+                    raise AmserError(job.refused)
+                done = work(job)
+            except AmserError as exc:
+                failures += 1
+                bar.write(f"amser: error: {name}: {exc}", err=True)
+                done = None
+            except BrokenPipeError:
+                raise  # the reader of standard output is gone: main() stops quietly
+            except OSError as exc:
+                failures += 1
+                bar.write(f"amser: error: {name}: {exc.strerror or exc}", err=True)
+                done = None
+        for w in {str(w.message): w for w in caught if issubclass(w.category, AmserWarning)}.values():
+            bar.write(f"amser: warning: {name}: {w.message}", err=True)
+        if done is not None:
+            if done.output is not None:
+                bar.write(done.output)
+            for key, value in done.totals.items():
                 totals[key] = totals.get(key, 0.0) + value
-        except AmserError as exc:
-            failures.append(f"{src}: {exc}")
-        progress.step(src.name)
-    progress.close()
-    for line in failures:
-        print(f"amser: {line}", file=sys.stderr)
-    summary = f"{label}: {len(jobs) - len(failures)} of {len(jobs)} files"
-    if totals.get("seconds"):
-        summary += f", {totals['seconds']:.1f} s of audio"
-    if totals.get("bytes") and totals.get("seconds"):
-        summary += f", {int(totals['bytes'])} bytes ({totals['bytes'] * 8 / totals['seconds'] / 1000:.2f} kbps)"
-    print(summary)
+        bar.step(Path(name).name)
+    bar.close()
+    if several:
+        summary = f"{label}: {len(jobs) - failures} of {len(jobs)} files"
+        if failures:
+            summary += f" ({failures} failed)"
+        if totals.get("seconds"):
+            summary += f", {totals['seconds']:.1f} s of audio"
+        if totals.get("bytes") and totals.get("seconds"):
+            summary += f", {int(totals['bytes'])} bytes ({totals['bytes'] * 8 / totals['seconds'] / 1000:.2f} kbps)"
+        print(summary, file=sys.stderr)
     return 1 if failures else 0
 
 
-def _codec_args(p: argparse.ArgumentParser) -> None:
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--kbps", type=float, help="kltdct codec at this bitrate (kilobits per audio second)")
-    mode.add_argument("--quality", type=float, help="kltdct codec at this RMS error (feature units)")
-    mode.add_argument("--step", type=int, help="kltdct codec with this step index (-64..63; +8 halves the precision)")
-    mode.add_argument("--rank", type=int, help="SVD codec, rank r")
-    mode.add_argument("--ratio", type=float, help="SVD codec, rank as the paper's ratio r / k (0.125 keeps 10 of 80)")
-    mode.add_argument("--energy", type=float, help="SVD codec keeping at least this fraction of the energy")
-    p.add_argument("--dtype", choices=("float32", "float16", "int8"), help="SVD factor storage")
-    p.add_argument(
-        "--entropy", choices=("zlib", "zstd", "none"), default="zlib", help="SVD lossless stage (default zlib)"
-    )
+def add_codec_arguments(p: argparse.ArgumentParser) -> None:
+    """``--codec``, one option per codec option (declared by the codec classes), and ``--chunk-seconds``."""
+    from .codec import registered
+
+    group = p.add_argument_group("codec (default kltdct step -4; an option implies its codec)")
+    group.add_argument("--codec", choices=sorted(registered()), help="codec name")
+    seen: set[str] = set()
+    for cls in sorted(registered().values(), key=lambda c: c.name):
+        for name, f in cls.options().items():
+            if name in seen:
+                continue
+            seen.add(name)
+            meta = f.metadata
+            group.add_argument(
+                f"--{name.replace('_', '-')}",
+                dest=f"codec_{name}",
+                type=meta["type"] or str,
+                choices=meta["choices"] or None,
+                help=meta["help"],
+            )
     p.add_argument("--chunk-seconds", type=float, help="audio per self-contained chunk (default: one chunk)")
 
 
-def codec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for :func:`amser_dsp.encode` from the ``_codec_args`` options (None: not given)."""
-    if args.step is not None:
-        return {"codec": {"codec": "kltdct", "step": args.step}}
-    return dict(
-        rank=args.rank,
-        ratio=args.ratio,
-        energy=args.energy,
-        factor_dtype=args.dtype,
-        entropy=None if args.entropy == "none" else args.entropy,
-        kbps=args.kbps,
-        quality=args.quality,
-    )
+def codec_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for ``encode_audio`` / ``StreamEncoder`` / the client from :func:`add_codec_arguments`.
+
+    Only what was given: ``codec`` (a name) and the codec options.
+    """
+    from .codec import registered
+
+    out: dict[str, Any] = {}
+    if args.codec is not None:
+        out["codec"] = args.codec
+    for cls in registered().values():
+        for name in cls.options():
+            value = getattr(args, f"codec_{name}", None)
+            if value is not None:
+                out[name] = value
+    return out
 
 
 # ----------------------------------------------------------------- commands
 def cmd_features(args: argparse.Namespace) -> int:
-    from . import features, load_audio
-
-    def work(src: Path, dst: Path) -> dict[str, Any]:
-        audio = load_audio(src, sample_rate=PRESETS[args.preset].sample_rate)
-        feats = features(audio, PRESETS[args.preset].sample_rate, args.preset, backend=args.backend)
-        np.save(dst, feats)
-        return {"seconds": audio.size / PRESETS[args.preset].sample_rate}
-
-    return _run_jobs(_jobs(args.input, args.output, AUDIO_SUFFIXES, ".npy"), work, "features")
-
-
-def cmd_encode(args: argparse.Namespace) -> int:
-    from . import encode_audio, load_audio
+    from . import features
 
     cfg = PRESETS[args.preset]
 
-    def work(src: Path, dst: Path) -> dict[str, Any]:
-        audio = load_audio(src, sample_rate=cfg.sample_rate)
-        blob = encode_audio(audio, cfg, chunk_seconds=args.chunk_seconds, **codec_kwargs(args))
-        dst.write_bytes(blob)
-        return {"seconds": audio.size / cfg.sample_rate, "bytes": len(blob)}
+    def work(job: Job) -> Done:
+        audio = _load_audio(job.src, cfg.sample_rate)
+        feats = features(audio, cfg.sample_rate, cfg, backend=args.backend)
+        write_output(job.dst, lambda fh: np.save(fh, feats))
+        return Done(totals={"seconds": audio.size / cfg.sample_rate})
 
-    return _run_jobs(_jobs(args.input, args.output, AUDIO_SUFFIXES, ".amser"), work, "encode")
+    return run_jobs(jobs_for([args.input], AUDIO_SUFFIXES, output=args.output, out_suffix=".npy"), work, "features")
+
+
+def _load_audio(src: Path, sample_rate: int) -> np.ndarray:
+    return _load_audio_data(read_input(src), sample_rate)
+
+
+def _load_audio_data(data: bytes | Path, sample_rate: int) -> np.ndarray:
+    from . import load_audio
+
+    return load_audio(io.BytesIO(data) if isinstance(data, bytes) else data, sample_rate=sample_rate)
+
+
+def container_from(
+    src: Path, encode: Callable[[np.ndarray], bytes], options: dict[str, Any], chunk_seconds: float | None
+) -> tuple[bytes, float | None]:
+    """A container from an input that is one already (``.amser``, or bytes starting with its magic) or audio.
+
+    Audio is loaded at 16 kHz and passed to ``encode``.  Returns the container
+    and the audio's duration (None for a container: its info says).
+
+    Raises
+    ------
+    AmserError
+        If codec options or ``chunk_seconds`` come with a container (it is encoded already).
+    """
+    from .container import MAGIC
+
+    data = read_input(src)
+    head = data[:4] if isinstance(data, bytes) else None
+    if head == MAGIC or (head is None and src.suffix.lower() == CONTAINER_SUFFIX):
+        given = sorted(options) + (["chunk_seconds"] if chunk_seconds is not None else [])
+        if given:
+            raise AmserError(f"is a container, encoded already: codec options {given} do not apply to it")
+        return (data if isinstance(data, bytes) else src.read_bytes()), None
+    audio = _load_audio_data(data, 16_000)
+    return encode(audio), audio.size / 16_000
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from . import encode_audio
+
+    cfg = PRESETS[args.preset]
+    options = codec_arguments(args)
+
+    def work(job: Job) -> Done:
+        audio = _load_audio(job.src, cfg.sample_rate)
+        blob = encode_audio(audio, cfg, chunk_seconds=args.chunk_seconds, **options)
+        write_output(job.dst, blob)
+        return Done(totals={"seconds": audio.size / cfg.sample_rate, "bytes": len(blob)})
+
+    jobs = jobs_for([args.input], AUDIO_SUFFIXES, output=args.output, out_suffix=CONTAINER_SUFFIX)
+    return run_jobs(jobs, work, "encode")
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
     from . import decode
 
-    def work(src: Path, dst: Path) -> dict[str, Any]:
-        np.save(dst, decode(src.read_bytes()))
-        return {}
+    def work(job: Job) -> Done:
+        feats = decode(read_input(job.src))
+        write_output(job.dst, lambda fh: np.save(fh, feats))
+        return Done()
 
-    return _run_jobs(_jobs(args.input, args.output, (".amser",), ".npy"), work, "decode")
+    jobs = jobs_for([args.input], (CONTAINER_SUFFIX,), output=args.output, out_suffix=".npy")
+    return run_jobs(jobs, work, "decode")
+
+
+def _describe(info: dict[str, Any]) -> str:
+    cfg = info["config"]
+    preset = next((n for n, c in PRESETS.items() if cfg and c.to_dict() == cfg), "custom" if cfg else "none")
+    codec = ", ".join(f"{k}={v}" for k, v in info["codec"].items() if k != "codec" and v is not None)
+    rate = f"{info['kbps']:.2f} kbps, {info['percent_of_pcm']:.2f}% of 16-bit PCM" if info["kbps"] else "rate unknown"
+    return (
+        f"{info['path']}: format {info['format_version']}, preset {preset}, codec {info['codec']['codec']} ({codec}), "
+        f"{info['n_mels']} x {info['n_frames']} frames in {info['n_chunks']} chunk(s), {info['bytes']} bytes "
+        f"(header {info['header_bytes']}), {rate}"
+    )
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from . import inspect
 
-    paths = [args.input] if args.input.is_file() else sorted(args.input.rglob("*.amser"))
-    if not paths:
-        raise AmserError(f"no .amser files at {args.input}")
-    infos = []
-    for path in paths:
-        info = inspect(path.read_bytes()).to_dict()
-        info["path"] = str(path)
-        infos.append(info)
-    if args.json:
-        print(json.dumps(infos[0] if args.input.is_file() else infos, indent=2))
-        return 0
-    for i in infos:
-        cfg = i["config"]
-        preset = next((n for n, c in PRESETS.items() if cfg and c.to_dict() == cfg), "custom" if cfg else "none")
-        codec = ", ".join(f"{k}={v}" for k, v in i["codec"].items() if k != "codec" and v is not None)
-        rate = f"{i['kbps']:.2f} kbps, {i['percent_of_pcm']:.2f}% of 16-bit PCM" if i["kbps"] else "rate unknown"
-        print(
-            f"{i['path']}: format {i['format_version']}, preset {preset}, codec {i['codec']['codec']} ({codec}), "
-            f"{i['n_mels']} x {i['n_frames']} frames in {i['n_chunks']} chunk(s), {i['bytes']} bytes "
-            f"(header {i['header_bytes']}), {rate}"
-        )
-    return 0
+    def work(job: Job) -> Done:
+        info = {"path": str(job.src), **inspect(read_input(job.src)).to_dict()}
+        return Done(json.dumps(info) if args.json else _describe(info))
+
+    return run_jobs(jobs_for(args.inputs, (CONTAINER_SUFFIX,)), work, "info")
 
 
 # ------------------------------------------------------------------- parser
+def _load_extensions(sub: argparse._SubParsersAction) -> None:
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            add_parsers = ep.load()
+        except ImportError:
+            continue  # an extra's module could not load; its commands are absent
+        add_parsers(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amser",
@@ -210,46 +412,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"amser-dsp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser(
-        "features",
-        help="audio file(s) to log-Mel features (.npy)",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("input", type=Path, help="audio file or folder")
-    p.add_argument("output", type=Path, help=".npy file or folder")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="amser")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = command("features", "audio file(s) to log-Mel features (.npy)")
+    p.add_argument("input", type=Path, help="audio file, folder, or - (standard input)")
+    p.add_argument("output", type=Path, help=".npy file, folder, or - (standard output)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
     p.add_argument("--backend", help="compute back end (default: fastest installed)")
     p.set_defaults(run=cmd_features)
 
-    p = sub.add_parser(
-        "encode",
-        help="audio file(s) to .amser containers",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("input", type=Path, help="audio file or folder")
-    p.add_argument("output", type=Path, help=".amser file or folder")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="whisper")
-    _codec_args(p)
+    p = command("encode", "audio file(s) to .amser containers")
+    p.add_argument("input", type=Path, help="audio file, folder, or - (standard input)")
+    p.add_argument("output", type=Path, help=".amser file, folder, or - (standard output)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
+    add_codec_arguments(p)
     p.set_defaults(run=cmd_encode)
 
-    p = sub.add_parser("decode", help=".amser container(s) to features (.npy)")
-    p.add_argument("input", type=Path, help=".amser file or folder")
-    p.add_argument("output", type=Path, help=".npy file or folder")
+    p = command("decode", ".amser container(s) to features (.npy)")
+    p.add_argument("input", type=Path, help=".amser file, folder, or - (standard input)")
+    p.add_argument("output", type=Path, help=".npy file, folder, or - (standard output)")
     p.set_defaults(run=cmd_decode)
 
-    p = sub.add_parser("info", help="describe .amser container(s)")
-    p.add_argument("input", type=Path, help=".amser file or folder")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = command("info", "describe .amser container(s)")
+    p.add_argument("inputs", type=Path, nargs="+", help=".amser files, folders, or - (standard input)")
+    p.add_argument("--json", action="store_true", help="one JSON object per container")
     p.set_defaults(run=cmd_info)
 
-    for name in EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue  # the extra is not installed; its commands are absent
-        module.add_parsers(sub)
+    _load_extensions(sub)
     return parser
 
 
@@ -265,6 +455,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:  # an optional extra is missing; the message names it
         print(f"amser: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`amser info ... | head`): stop quietly, as Unix tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         print(f"amser: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1

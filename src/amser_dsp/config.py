@@ -20,8 +20,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import ConfigError
+from .filterbank import mel_filterbank_for
 
-__all__ = ["CONFIG_VERSION", "PRESETS", "FeatureConfig", "get_preset"]
+__all__ = ["CONFIG_VERSION", "DEFAULT_PRESET", "PRESETS", "FeatureConfig", "get_preset"]
 
 #: Version of the ``to_dict`` layout.  Bump when a field changes meaning.
 CONFIG_VERSION = 1
@@ -321,8 +322,6 @@ def _validate(cfg: FeatureConfig) -> None:
         raise _fail("log_scale", cfg.log_scale, "a non-zero number")
     # Every Mel band must receive at least one FFT bin; the filter bank is
     # cached, so the decoder and the extractor reuse this computation.
-    from .frontend.stages import mel_filterbank_for
-
     weights = mel_filterbank_for(cfg)
     empty = np.flatnonzero(~weights.any(axis=1)).tolist()
     if empty:
@@ -381,6 +380,12 @@ PRESETS: Mapping[str, FeatureConfig] = MappingProxyType(
         ),
     }
 )
+
+
+#: The preset every entry point uses when none is given (``features``, ``encode_audio``,
+#: ``StreamEncoder``, ``OnlineFeatures``, the CLI): Whisper's input, what the server reads
+#: and what the shipped kltdct tables were trained on.
+DEFAULT_PRESET = "whisper"
 
 
 def get_preset(name: str | FeatureConfig) -> FeatureConfig:

@@ -25,6 +25,7 @@ __all__ = [
     "Header",
     "Limits",
     "Reader",
+    "Writer",
     "chunk_bytes",
     "compress_json",
     "end_bytes",
@@ -148,6 +149,51 @@ def end_bytes(n_chunks: int, n_frames: int) -> bytes:
     """The end record."""
     body = _END.pack(KIND_END, n_chunks, n_frames)
     return body + _CRC.pack(zlib.crc32(body))
+
+
+class Writer:
+    """Writes one container record by record, keeping the counts the end record needs.
+
+    ``write(n_frames, payload)`` returns the bytes of one chunk record (the
+    header record first, unless :meth:`start` already returned it); ``close()``
+    returns the end record (and the header if nothing was written).  Every encoder (whole features,
+    whole audio, streaming) writes through this class, so the framing is made in
+    one place.
+    """
+
+    def __init__(self, config: dict[str, Any] | None, codec: dict[str, Any], n_mels: int) -> None:
+        self._header: bytes | None = header_bytes(config, codec, n_mels)
+        self.n_chunks = 0
+        self.n_frames = 0
+        self.n_bytes = 0  # written so far
+        self.payload_bytes = 0  # of which chunk payloads
+        self.closed = False
+
+    def start(self) -> bytes:
+        """The header record if it has not been written yet, else ``b""`` (a stream sends it at once)."""
+        header, self._header = self._header or b"", None
+        self.n_bytes += len(header)
+        return header
+
+    def write(self, n_frames: int, payload: bytes) -> bytes:
+        """The record of one chunk of ``n_frames`` frames (preceded by the header the first time)."""
+        if self.closed:
+            raise ContainerError("write() after close(): the end record is already written")
+        record = chunk_bytes(n_frames, payload)
+        self.n_chunks += 1
+        self.n_frames += n_frames
+        self.n_bytes += len(record)
+        self.payload_bytes += len(payload)
+        return self.start() + record
+
+    def close(self) -> bytes:
+        """The end record (preceded by the header if nothing was written); empty when already closed."""
+        if self.closed:
+            return b""
+        self.closed = True
+        header, end = self.start(), end_bytes(self.n_chunks, self.n_frames)
+        self.n_bytes += len(end)
+        return header + end
 
 
 # ------------------------------------------------------------------- reading

@@ -1,4 +1,4 @@
-"""Exceptions raised by amser_dsp.
+"""Exceptions (and the warnings) raised by amser_dsp.
 
 Every error the library raises on purpose derives from :class:`AmserError`, so
 ``except amser_dsp.AmserError`` catches them all.  Each concrete class also
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "AmserError",
+    "AmserWarning",
     "AudioError",
     "BackendError",
     "BackendUnavailableError",
@@ -19,6 +20,7 @@ __all__ = [
     "CorruptContainerError",
     "LimitExceededError",
     "SampleRateError",
+    "TargetNotMetWarning",
     "UnknownBackendError",
     "UnknownTablesError",
     "UnsupportedVersionError",
@@ -75,3 +77,11 @@ class UnknownTablesError(CodecError, UnsupportedVersionError):
 
 class LimitExceededError(ContainerError):
     """A container declares a size beyond a configured safety limit."""
+
+
+class AmserWarning(UserWarning):
+    """Root of the warnings amser_dsp issues: it did what was asked as well as it could."""
+
+
+class TargetNotMetWarning(AmserWarning):
+    """A rate or quality target could not be met; the codec used its nearest setting (the message says which)."""

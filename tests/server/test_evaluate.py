@@ -11,7 +11,8 @@ import amser_dsp
 from amser_dsp import AmserError
 from amser_dsp.codec import kltdct
 from amser_dsp.codec.train import fit_tables
-from amser_dsp.server.evaluate import Clip, Mode, Row, held_out_tables, kltdct_mode, lowest_within, opus_comparison
+from amser_dsp.server.eval_modes import Clip, Mode, held_out_tables, kltdct_mode
+from amser_dsp.server.eval_report import Row, lowest_within, opus_comparison
 
 
 def _clip(i: int) -> Clip:

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from ..errors import AudioError, BackendError
-from ..frontend.extract import with_trailing_silence
-from ..frontend.stages import mel_filterbank_for, window_for
+from ..errors import BackendError
+from ..filterbank import mel_filterbank_for
+from ..frontend.extract import check_padding, with_trailing_silence
+from ..frontend.stages import window_for
 from . import _numba_kernels as K
 from .base import Backend
 from .numpy_backend import NumpyBackend
@@ -33,7 +34,7 @@ from .numpy_backend import NumpyBackend
 if TYPE_CHECKING:
     from ..config import FeatureConfig
 
-__all__ = ["NumbaBackend", "fft_supported"]
+__all__ = ["NumbaBackend", "apply_mel", "fft_supported", "power_spectrum"]
 
 _PAD_CODES = {"reflect": K.PAD_REFLECT, "constant": K.PAD_CONSTANT, "edge": K.PAD_EDGE}
 
@@ -167,6 +168,43 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _pools[workers]
 
 
+def power_spectrum(frames: np.ndarray, n_fft: int, *, power: float = 2.0) -> np.ndarray:
+    """The hand-written FFT's ``|rfft(frames, n_fft)| ** power`` (as :func:`amser_dsp.frontend.power_spectrum`).
+
+    For testing and profiling the kernel on its own: :meth:`NumbaBackend.log_mel` fuses it with the other stages.
+    ``frames`` must be float32 or float64 with at most ``n_fft`` samples, and ``fft_supported(n_fft)``.
+    """
+    if frames.shape[-1] > n_fft or not fft_supported(n_fft) or frames.dtype not in (np.float32, np.float64):
+        raise BackendError(
+            f"the Numba FFT takes float32/float64 frames of at most n_fft={n_fft} samples, "
+            f"n_fft with fft_supported(n_fft); got {frames.dtype} frames of {frames.shape[-1]}"
+        )
+    plan = _fft_plan(n_fft, frames.dtype)
+    rows = np.ascontiguousarray(frames.reshape(-1, frames.shape[-1]))
+    out = np.empty((rows.shape[0], n_fft // 2 + 1), frames.dtype)
+    if rows.shape[0]:
+        K.frames_power(rows, out, plan.radices, plan.twr, plan.twi, plan.twoff, plan.rtr, plan.rti, power == 1.0)
+    return out.reshape((*frames.shape[:-1], n_fft // 2 + 1))
+
+
+def apply_mel(power: np.ndarray, filterbank: np.ndarray) -> np.ndarray:
+    """The band-limited Mel kernel (as :func:`amser_dsp.frontend.apply_mel`): only each band's nonzero span is summed.
+
+    For testing and profiling the kernel on its own; ``power`` is ``(..., frames, bins)`` float32 or float64.
+    """
+    if power.ndim < 2 or power.dtype not in (np.float32, np.float64):
+        raise BackendError(
+            f"the Numba Mel kernel takes (..., frames, bins) float32/float64, got {power.dtype} {power.shape}"
+        )
+    plan = _mel_plan_from(np.asarray(filterbank, power.dtype))
+    lead, (frames, _) = power.shape[:-2], power.shape[-2:]
+    rows = np.ascontiguousarray(power).reshape((-1, *power.shape[-2:]))
+    out = np.empty((rows.shape[0], filterbank.shape[0], frames), power.dtype)
+    for i in range(rows.shape[0]):
+        K.mel_energies_kernel(rows[i], out[i], plan.weights, plan.lo, plan.hi, plan.off)
+    return out.reshape(lead + out.shape[1:])
+
+
 class NumbaBackend(Backend):
     """Fused Numba kernels: framing, real FFT, power, band-limited Mel, then a vectorised log.
 
@@ -191,38 +229,6 @@ class NumbaBackend(Backend):
         self.workers = workers
         self._fallback = NumpyBackend()
 
-    # ------------------------------------------------------------ stages
-    def power_spectrum(self, frames: np.ndarray, n_fft: int, *, power: float = 2.0) -> np.ndarray:
-        """See :func:`amser_dsp.frontend.power_spectrum` (hand-written FFT when supported)."""
-        if frames.shape[-1] > n_fft or not fft_supported(n_fft) or frames.dtype not in (np.float32, np.float64):
-            return super().power_spectrum(frames, n_fft, power=power)
-        plan = _fft_plan(n_fft, frames.dtype)
-        rows = np.ascontiguousarray(frames.reshape(-1, frames.shape[-1]))
-        out = np.empty((rows.shape[0], n_fft // 2 + 1), frames.dtype)
-        if rows.shape[0]:
-            K.frames_power(rows, out, plan.radices, plan.twr, plan.twi, plan.twoff, plan.rtr, plan.rti, power == 1.0)
-        return out.reshape((*frames.shape[:-1], n_fft // 2 + 1))
-
-    def apply_mel(self, power: np.ndarray, filterbank: np.ndarray) -> np.ndarray:
-        """See :func:`amser_dsp.frontend.apply_mel`; only the nonzero span of each band is summed."""
-        if power.ndim < 2 or power.dtype not in (np.float32, np.float64):
-            return super().apply_mel(power, filterbank)
-        plan = _mel_plan_from(np.asarray(filterbank, power.dtype))
-        lead, (frames, _) = power.shape[:-2], power.shape[-2:]
-        rows = np.ascontiguousarray(power).reshape((-1, *power.shape[-2:]))
-        out = np.empty((rows.shape[0], filterbank.shape[0], frames), power.dtype)
-        for i in range(rows.shape[0]):
-            K.mel_energies_kernel(rows[i], out[i], plan.weights, plan.lo, plan.hi, plan.off)
-        return out.reshape(lead + out.shape[1:])
-
-    def log_compress(self, mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
-        """See :func:`amser_dsp.frontend.log_compress`: vectorised log, then one fused clamp-and-affine pass."""
-        if mel.ndim < 2 or mel.dtype not in (np.float32, np.float64):
-            return super().log_compress(mel, config)
-        out = np.maximum(mel, mel.dtype.type(config.log_floor))
-        self._finish_log(out, config)
-        return out
-
     @staticmethod
     def _finish_log(clamped: np.ndarray, config: FeatureConfig) -> None:
         # np.log/np.log10 are SIMD-vectorised; scalar math.log inside a Numba loop is not.
@@ -234,16 +240,14 @@ class NumbaBackend(Backend):
             K.log_post(rows, peaks, dyn, config.dynamic_range or 0.0, config.log_offset, config.log_scale)
 
     # -------------------------------------------------------- fused path
-    def mel_energies(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
-        """Clamped Mel energies ``max(mel, log_floor)``, shape ``(..., n_mels, n_frames)``."""
+    def _clamped_mel_energies(
+        self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None
+    ) -> np.ndarray:
+        """Mel energies clamped to ``config.log_floor`` (the log stage's first step), ``(..., n_mels, n_frames)``."""
+        check_padding(samples.shape[-1], config)
         samples, config = with_trailing_silence(samples, config)
-        if samples.dtype not in (np.float32, np.float64) or not fft_supported(config.n_fft):
-            out = self._fallback.mel_energies(samples, config)
-            return np.maximum(out, out.dtype.type(config.log_floor), out=out)
         n = samples.shape[-1]
         n_frames = config.num_frames(n)
-        if config.padding == "center" and config.pad_mode == "reflect" and n <= config.center_pad:
-            raise AudioError(f"reflect padding needs more than {config.center_pad} samples, got {n}")
         dtype = samples.dtype
         x = np.ascontiguousarray(samples).reshape(-1, n)
         out = np.empty((x.shape[0], config.n_mels, n_frames), dtype)
@@ -279,7 +283,7 @@ class NumbaBackend(Backend):
         """
         if samples.dtype not in (np.float32, np.float64) or not fft_supported(config.n_fft):
             return self._fallback.log_mel(samples, config)
-        out = self.mel_energies(samples, config, workers=workers)
+        out = self._clamped_mel_energies(samples, config, workers=workers)
         if out.size:
             self._finish_log(out, config)
         return out

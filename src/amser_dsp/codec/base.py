@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import CodecError, CorruptContainerError, UnsupportedVersionError
 
-__all__ = ["Codec", "RawCodec", "codec_from_config", "register", "registered"]
+__all__ = ["Codec", "RawCodec", "codec_from_config", "option", "register", "registered"]
 
 _REGISTRY: dict[str, type[Codec]] = {}
+
+
+def option(default: Any, help: str, *, type: Callable[[str], Any] | None = None, choices: tuple = ()) -> Any:
+    """A codec parameter users may set (a dataclass field with what the CLI needs to offer it).
+
+    Every field declared with ``option`` becomes a keyword of
+    :func:`~amser_dsp.codec.make_codec` (and so of ``encode``, ``encode_audio``,
+    ``StreamEncoder``, the client) and a ``--name`` option of the ``amser``
+    commands that encode: adding a codec option is this one declaration.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "type": type, "choices": choices})
 
 
 class Codec:
@@ -30,6 +42,11 @@ class Codec:
         return {"codec": self.name, **dataclasses.asdict(self)}  # type: ignore[call-overload]
 
     @classmethod
+    def options(cls) -> dict[str, dataclasses.Field]:
+        """The user-settable parameters (declared with :func:`option`), by name."""
+        return {f.name: f for f in dataclasses.fields(cls) if "help" in f.metadata}  # type: ignore[arg-type]
+
+    @classmethod
     def from_config(cls, config: dict[str, Any]) -> Codec:
         """Rebuild from :meth:`get_config` output."""
         params = {k: v for k, v in config.items() if k != "codec"}
@@ -41,6 +58,9 @@ class Codec:
 
     def check_config(self, config: Any) -> None:
         """Raise :class:`CodecError` if this codec cannot code features made with ``config`` (a FeatureConfig)."""
+
+    def check_container(self, n_bytes: int, n_frames: int, n_chunks: int, payload_bytes: int) -> None:
+        """Called with a finished container's sizes and counts; warns if a target of the codec is out of reach."""
 
     def encode_chunk(self, x: np.ndarray) -> bytes:
         raise NotImplementedError
@@ -90,7 +110,7 @@ class RawCodec(Codec):
     """Uncompressed features, float32 (lossless) or float16 (relative error <= 2**-11)."""
 
     name: ClassVar[str] = "raw"
-    dtype: str = "float16"
+    dtype: str = option("float16", "raw codec: float32 (lossless) or float16", choices=("float32", "float16"))
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float16"):

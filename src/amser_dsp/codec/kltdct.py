@@ -26,6 +26,7 @@ import io
 import json
 import math
 import struct
+import warnings
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import ClassVar, NamedTuple
@@ -33,9 +34,9 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from ..config import FeatureConfig, get_preset
-from ..errors import CodecError, CorruptContainerError, LimitExceededError, UnknownTablesError
+from ..errors import CodecError, CorruptContainerError, LimitExceededError, TargetNotMetWarning, UnknownTablesError
 from . import rans
-from .base import Codec, register
+from .base import Codec, option, register
 
 __all__ = [
     "DEFAULT_TABLES",
@@ -383,10 +384,10 @@ class KltDctCodec(Codec):
     name: ClassVar[str] = "kltdct"
     DEFAULT_STEP: ClassVar[int] = -4  # the default codec (amser_dsp.codec.DEFAULT_CODEC)
 
-    tables: str = DEFAULT_TABLES
-    step: int | None = None
-    kbps: float | None = None
-    quality: float | None = None
+    tables: str = option(DEFAULT_TABLES, f"kltdct codec tables (default {DEFAULT_TABLES})")
+    step: int | None = option(None, "kltdct codec with this step index (-64..63; +8 halves the precision)", type=int)
+    kbps: float | None = option(None, "kltdct codec at this bitrate (kilobits per audio second)", type=float)
+    quality: float | None = option(None, "kltdct codec at this RMS error (feature units)", type=float)
     tables_sha256: str | None = None
 
     def __post_init__(self) -> None:
@@ -434,6 +435,27 @@ class KltDctCodec(Codec):
                 "use the svd codec for them (rank=14, factor_dtype='int8'; amser encode --rank 14 --dtype int8)"
             )
 
+    def check_container(self, n_bytes: int, n_frames: int, n_chunks: int, payload_bytes: int) -> None:
+        """Warn (:class:`TargetNotMetWarning`) if the ``kbps`` target is out of reach for this container.
+
+        Rate control fits each chunk's coded coefficients to the target (and
+        warns per chunk when even the coarsest step does not fit); the header,
+        the chunk framing and each chunk's head come on top.  When those alone
+        exceed the target (very low rates, short audio), no step could meet it.
+        """
+        if self.kbps is None or not n_frames:
+            return
+        seconds = n_frames / self.table_data.frames_per_second
+        fixed = n_bytes - payload_bytes + n_chunks * _CHUNK_HEAD.size
+        if fixed * 8 / seconds / 1000 >= self.kbps:
+            warnings.warn(
+                f"kbps={self.kbps:g} cannot be met: the header and framing alone are {fixed} bytes, "
+                f"{fixed * 8 / seconds / 1000:.2f} kbps over {seconds:.2f} s of audio (the container is "
+                f"{n_bytes * 8 / seconds / 1000:.2f} kbps)",
+                TargetNotMetWarning,
+                stacklevel=3,
+            )
+
     def choose_step(self, coeffs: np.ndarray, n_frames: int) -> int:
         """The step index for one chunk's coefficients (``step``, or found by search)."""
         if self.step is not None:
@@ -446,12 +468,31 @@ class KltDctCodec(Codec):
             def coarse_enough(i: int, c: np.ndarray) -> bool:
                 return rans.cost_bits(*_quantised(c, _coding_plan(tables, i))) <= budget * c.shape[1]
 
-            return min(_boundary(coarse_enough, coeffs), STEP_INDEX_MAX)
+            found = _boundary(coarse_enough, coeffs)
+            if found > STEP_INDEX_MAX:
+                bits = rans.cost_bits(*_quantised(coeffs, _coding_plan(tables, STEP_INDEX_MAX)))
+                kbps = (bits + 8 * (_CHUNK_HEAD.size + 8)) * tables.frames_per_second / max(n_frames, 1) / 1000
+                warnings.warn(
+                    f"kbps={self.kbps:g} cannot be met: the coarsest step ({STEP_INDEX_MAX}) gives about "
+                    f"{kbps:.2f} kbps for a chunk of {n_frames} frames",
+                    TargetNotMetWarning,
+                    stacklevel=4,
+                )
+            return min(found, STEP_INDEX_MAX)
 
         def too_coarse(i: int, c: np.ndarray) -> bool:
             return _coefficient_rms_error(c, _coding_plan(tables, i)) > self.quality
 
-        return max(_boundary(too_coarse, coeffs) - 1, STEP_INDEX_MIN)
+        found = _boundary(too_coarse, coeffs)
+        if found == STEP_INDEX_MIN:
+            rms = _coefficient_rms_error(coeffs, _coding_plan(tables, STEP_INDEX_MIN))
+            warnings.warn(
+                f"quality={self.quality:g} cannot be met: the finest step ({STEP_INDEX_MIN}) gives RMS error "
+                f"{rms:.3g} for this chunk",
+                TargetNotMetWarning,
+                stacklevel=2,
+            )
+        return max(found - 1, STEP_INDEX_MIN)
 
     def encode_chunk(self, x: np.ndarray) -> bytes:
         tables = self.table_data

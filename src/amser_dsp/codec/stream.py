@@ -8,10 +8,12 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import container as fmt
-from ..config import FeatureConfig, get_preset
+from ..config import DEFAULT_PRESET, FeatureConfig, get_preset
 from ..errors import CodecError, CorruptContainerError
 from ..frontend.streaming import ChunkedFeatures, chunked_features
-from . import Codec, codec_from_config, decode_chunk, header_config, make_codec
+from .api import decode_chunk, header_config, write_container
+from .base import Codec, codec_from_config
+from .settings import make_codec
 
 __all__ = ["StreamDecoder", "StreamEncoder", "encode_audio"]
 
@@ -30,84 +32,79 @@ class StreamEncoder:
     Parameters
     ----------
     config : FeatureConfig or preset name
-        How features are made (stored in the header).
+        How features are made (stored in the header); default ``"whisper"``.
     chunk_seconds : float
-        Audio per container chunk; each chunk is factorised on its own.  The
-        added latency is at most one chunk plus one frame.
-    codec : Codec or dict, optional
-        Codec (default :data:`~amser_dsp.codec.DEFAULT_CODEC`); or give the SVD
-        keywords ``rank``/``ratio``/``energy``/``factor_dtype``/``entropy``.
+        Audio per container chunk; each chunk is coded on its own.  The added
+        latency is at most one chunk plus one frame.
+    codec : Codec, dict or str, optional
+        The codec (see :func:`~amser_dsp.codec.make_codec`); default
+        :data:`~amser_dsp.codec.DEFAULT_CODEC`.
+    **options
+        Codec options, as for :func:`~amser_dsp.encode` (``kbps=4``, ``rank=20``, ...).
 
     Notes
     -----
-    ``write(samples)`` returns the bytes ready now: the header on the first
-    call, then every completed chunk; ``close()`` returns the last chunk and the
-    end record.  The output equals ``encode_audio(whole_audio, ...)`` byte for
-    byte, whatever the block sizes.
+    ``write(samples)`` takes 1-D float samples (or int16 / int32 PCM, scaled as
+    :func:`~amser_dsp.features` scales it) and returns the bytes ready now: the
+    header on the first call, then every completed chunk; ``close()`` returns the rest and the end record.  The output equals
+    ``encode_audio(whole_audio, ...)`` byte for byte, whatever the block sizes.
     """
 
     def __init__(
         self,
-        config: FeatureConfig | str = "whisper",
+        config: FeatureConfig | str = DEFAULT_PRESET,
         *,
         chunk_seconds: float = 5.0,
-        codec: Codec | dict[str, Any] | None = None,
-        **codec_params: Any,
+        codec: Codec | dict[str, Any] | str | None = None,
+        **options: Any,
     ) -> None:
         self.config = get_preset(config)
-        self.codec = make_codec(codec, config=self.config, **codec_params)
+        self.codec = make_codec(codec, config=self.config, **options)
         self.chunk_frames = _chunk_frames(self.config, chunk_seconds)
         self._features = ChunkedFeatures(self.config, self.chunk_frames)
-        self._header_sent = False
-        self._chunks = 0
-        self._frames = 0
-        self.closed = False
+        self._writer = fmt.Writer(self.config.to_dict(), self.codec.get_config(), self.config.n_mels)
+
+    @property
+    def closed(self) -> bool:
+        return self._writer.closed
 
     def _records(self, chunks: list[np.ndarray]) -> bytes:
-        parts = []
-        if not self._header_sent:
-            parts.append(fmt.header_bytes(self.config.to_dict(), self.codec.get_config(), self.config.n_mels))
-            self._header_sent = True
-        for feats in chunks:
-            parts.append(fmt.chunk_bytes(feats.shape[1], self.codec.encode_chunk(feats)))
-            self._chunks += 1
-            self._frames += feats.shape[1]
-        return b"".join(parts)
+        return b"".join(self._writer.write(c.shape[1], self.codec.encode_chunk(c)) for c in chunks)
 
     def write(self, samples: np.ndarray) -> bytes:
-        """Add audio (1-D float samples at the config's rate); return the bytes ready."""
+        """Add audio (1-D samples at the config's rate); return the bytes ready."""
         if self.closed:
             raise CodecError("write() after close()")
-        return self._records(self._features.accept(samples))
+        return self._writer.start() + self._records(self._features.accept(samples))
 
     def close(self) -> bytes:
         """End the recording; return the remaining bytes (last chunk and end record)."""
         if self.closed:
             return b""
-        self.closed = True
-        return self._records(self._features.finish()) + fmt.end_bytes(self._chunks, self._frames)
+        tail = self._records(self._features.finish()) + self._writer.close()
+        w = self._writer
+        self.codec.check_container(w.n_bytes, w.n_frames, w.n_chunks, w.payload_bytes)
+        return tail
 
 
 def encode_audio(
     audio: np.ndarray,
-    config: FeatureConfig | str = "whisper",
+    config: FeatureConfig | str = DEFAULT_PRESET,
     *,
     chunk_seconds: float | None = None,
-    codec: Codec | dict[str, Any] | None = None,
-    **codec_params: Any,
+    codec: Codec | dict[str, Any] | str | None = None,
+    **options: Any,
 ) -> bytes:
     """Features of a whole signal, chunked as a :class:`StreamEncoder` would, in one container.
 
     With ``chunk_seconds=None`` the whole signal is one chunk and its features
-    equal :func:`amser_dsp.features` (up to the back end's rounding).
+    equal :func:`amser_dsp.features` (up to the back end's rounding).  Codec
+    choice as for :func:`~amser_dsp.encode`.
     """
     cfg = get_preset(config)
-    chosen = make_codec(codec, config=cfg, **codec_params)
+    chosen = make_codec(codec, config=cfg, **options)
     chunks = chunked_features(audio, cfg, _chunk_frames(cfg, chunk_seconds))
-    parts = [fmt.header_bytes(cfg.to_dict(), chosen.get_config(), cfg.n_mels)]
-    parts += [fmt.chunk_bytes(c.shape[1], chosen.encode_chunk(c)) for c in chunks]
-    parts.append(fmt.end_bytes(len(chunks), sum(c.shape[1] for c in chunks)))
-    return b"".join(parts)
+    return write_container(cfg, chosen, cfg.n_mels, chunks)
 
 
 class StreamDecoder:

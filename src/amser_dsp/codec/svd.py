@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import CodecError, CorruptContainerError, LimitExceededError
-from .base import Codec, register
+from .base import Codec, option, register
 
 __all__ = ["SvdCodec", "choose_rank", "truncated_svd"]
 
@@ -216,11 +216,13 @@ class SvdCodec(Codec):
     """
 
     name: ClassVar[str] = "svd"
-    rank: int | None = None
-    ratio: float | None = None
-    energy: float | None = None
-    factor_dtype: str = "float16"
-    entropy: str | None = "zlib"
+    rank: int | None = option(None, "SVD codec, rank r", type=int)
+    ratio: float | None = option(
+        None, "SVD codec, rank as the paper's ratio r / min(m, n) (0.125 keeps 10 of 80)", type=float
+    )
+    energy: float | None = option(None, "SVD codec keeping at least this fraction of the energy", type=float)
+    factor_dtype: str = option("float16", "SVD factor storage (default float16)", choices=FACTOR_DTYPES)
+    entropy: str | None = option("zlib", "SVD lossless stage (default zlib)", choices=("zlib", "zstd", "none"))
 
     def __post_init__(self) -> None:
         chosen = [k for k in ("rank", "ratio", "energy") if getattr(self, k) is not None]
@@ -234,6 +236,8 @@ class SvdCodec(Codec):
             raise CodecError(f"energy={self.energy!r} is invalid: expected a number in (0, 1]")
         if self.factor_dtype not in FACTOR_DTYPES:
             raise CodecError(f"factor_dtype={self.factor_dtype!r} is invalid: expected one of {list(FACTOR_DTYPES)}")
+        if self.entropy == "none":  # the option's spelling of None (command lines have no None)
+            object.__setattr__(self, "entropy", None)
         if self.entropy not in ENTROPY:
             raise CodecError(f"entropy={self.entropy!r} is invalid: expected 'zlib', 'zstd' or None")
         if self.entropy == "zstd":

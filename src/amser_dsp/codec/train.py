@@ -1,6 +1,7 @@
-"""Train the tables of the KLT-DCT codec from speech features.
+"""Train the tables of the KLT-DCT codec from speech features (build-time code; the runtime never imports it).
 
-``python -m amser_dsp.codec.train --manifest ../shared/data/asr/manifest.tsv --out TABLES.npz``
+The command is ``amser train-codec --manifest ../shared/data/asr/manifest.tsv --out TABLES.npz``
+(the server extra: measuring Whisper's sensitivity needs its encoder).
 
 Steps: features of every clip with the preset; mean and KLT basis (eigenvectors
 of the 80 x 80 covariance, by decreasing variance, sign fixed so the largest
@@ -13,16 +14,12 @@ estimate), stored as the integer entropy-table index at step 1.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import itertools
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from ..config import get_preset
 from .kltdct import KltDctTables, analyse, synthesise, tables_from_bytes
 
 __all__ = ["fit_tables", "measure_sensitivity", "speaker_folds"]
@@ -149,63 +146,3 @@ def speaker_folds(rows: Sequence[dict[str, str]], n_folds: int = 2) -> dict[str,
     speakers = sorted({r["speaker"] for r in rows})
     fold_of = {s: i % n_folds for i, s in enumerate(speakers)}
     return {r["id"]: fold_of[r["speaker"]] for r in rows}
-
-
-def _read_manifest(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ..frontend import features
-    from ..io import load_audio
-
-    parser = argparse.ArgumentParser(
-        prog="python -m amser_dsp.codec.train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--manifest", type=Path, required=True, help="TSV with a 'path' column (relative to it)")
-    parser.add_argument("--out", type=Path, required=True, help="output .npz")
-    parser.add_argument("--name", default="whisper-kltdct16-v1", help="table name written in containers")
-    parser.add_argument("--preset", default="whisper")
-    parser.add_argument("--block", type=int, default=16)
-    parser.add_argument("--ids", type=Path, help="train only on the clip ids listed in this file")
-    parser.add_argument(
-        "--exclude-fold",
-        metavar="I/K",
-        help="train on every speaker-disjoint fold but I of K (see speaker_folds), for out-of-fold evaluation",
-    )
-    parser.add_argument("--weights-from", type=Path, help="reuse the sensitivity weights of these tables")
-    args = parser.parse_args(argv)
-
-    config = get_preset(args.preset)
-    rows = _read_manifest(args.manifest)
-    if args.ids:
-        keep = set(args.ids.read_text().split())
-        rows = [r for r in rows if r["id"] in keep]
-    if args.exclude_fold:
-        index, n_folds = (int(v) for v in args.exclude_fold.split("/"))
-        folds = speaker_folds(rows, n_folds)
-        rows = [r for r in rows if folds[r["id"]] != index]
-    print(f"training {args.name} on {len(rows)} clips ({args.preset} features)", file=sys.stderr)
-    feats = [features(load_audio(args.manifest.parent / r["path"]), config.sample_rate, config) for r in rows]
-    weight, encode = None, None
-    if args.weights_from:
-        weight = tables_from_bytes(args.weights_from.read_bytes()).weight
-    else:
-        from ..server.asr import Transcriber
-
-        encode = Transcriber().encoder_outputs
-    meta = {"clips": [r["id"] for r in rows], "manifest": args.manifest.name, "preset": args.preset}
-    tables = fit_tables(
-        feats, name=args.name, config_digest=config.digest(), block=args.block, encode=encode, weight=weight, meta=meta
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(tables.to_bytes())
-    print(f"wrote {args.out} sha256 {tables.sha256}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

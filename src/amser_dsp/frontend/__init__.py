@@ -1,25 +1,23 @@
-"""The NumPy reference front end: stages and their composition."""
+"""The NumPy reference front end: stages, their composition, and streaming extraction."""
 
-from .extract import check_audio, features, log_mel, mel_energies
+from ..filterbank import hz_to_mel, mel_filterbank, mel_filterbank_for, mel_to_hz
+from .extract import check_audio, log_mel, mel_energies, padded_signal
 from .stages import (
     apply_mel,
     frame_signal,
-    hz_to_mel,
     log_compress,
-    mel_filterbank,
-    mel_filterbank_for,
-    mel_to_hz,
     power_spectrum,
     preemphasis,
     remove_dc_offset,
     window,
     window_for,
 )
+from .streaming import OnlineFeatures
 
 __all__ = [
+    "OnlineFeatures",
     "apply_mel",
     "check_audio",
-    "features",
     "frame_signal",
     "hz_to_mel",
     "log_compress",
@@ -28,6 +26,7 @@ __all__ = [
     "mel_filterbank",
     "mel_filterbank_for",
     "mel_to_hz",
+    "padded_signal",
     "power_spectrum",
     "preemphasis",
     "remove_dc_offset",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import FeatureConfig, get_preset
+from ..config import DEFAULT_PRESET, FeatureConfig, get_preset
 from ..errors import AudioError
 from .extract import check_audio, compress, condition_signal, frame_energies
 from .stages import frame_signal
@@ -85,7 +85,8 @@ class ChunkedFeatures:
             raise AudioError(f"streamed audio blocks must be 1-D, got shape {x.shape}")
         if x.size == 0:
             return []
-        x = check_audio(x.astype(self.dtype, copy=False), self.config.sample_rate, self.config)
+        # int16 / int32 PCM is scaled as features() scales it (check_audio), then brought to the working dtype.
+        x = check_audio(x, self.config.sample_rate, self.config).astype(self.dtype, copy=False)
         self.n_samples += x.size
         self._append(x)
         if self.chunk_frames is None and not self.emit_ready:
@@ -185,42 +186,71 @@ def chunked_features(audio: np.ndarray, config: FeatureConfig | str, chunk_frame
 
 
 class OnlineFeatures:
-    """kaldi-native-fbank's ``OnlineFbank`` shape over :class:`ChunkedFeatures`.
+    """Streaming features with kaldi-native-fbank's ``OnlineFbank`` interface.
 
-    ``accept_waveform(samples)`` adds audio, ``input_finished()`` ends it,
-    ``num_frames_ready`` counts frames available, ``get_frames(start, stop)``
-    returns ``(n_mels, stop - start)`` of them.  Frames equal offline
-    :func:`~amser_dsp.features` up to float rounding (the Mel product runs on
-    different batch shapes); configs with ``dynamic_range`` get no clamp here,
-    since it needs the whole utterance.
+    ``accept_waveform(samples)`` adds audio (1-D, any block size; float or
+    int16 / int32 PCM), ``input_finished()`` ends it, ``num_frames_ready`` counts
+    the frames computed so far, and ``get_frames(start, stop)`` returns
+    ``(n_mels, stop - start)`` of them (a read-only view).  A frame is ready as
+    soon as the audio it covers has arrived.
+
+    Frames equal offline :func:`~amser_dsp.features` up to float rounding (the
+    Mel product runs on different batch shapes).  Configs with a per-utterance
+    ``dynamic_range`` clamp (the ``whisper`` preset's ``max - 8``) get no clamp
+    here, since it needs the whole utterance: apply it afterwards if needed.
+    Not thread-safe: one object per stream.
+
+    Parameters
+    ----------
+    config : FeatureConfig or preset name
+        How features are made (default :data:`~amser_dsp.config.DEFAULT_PRESET`).
     """
 
-    def __init__(self, config: FeatureConfig | str = "amser") -> None:
-        cfg = get_preset(config)
-        self.config = cfg
-        self._stream = ChunkedFeatures(cfg.replace(dynamic_range=None), None, emit_ready=True)
-        self._frames: list[np.ndarray] = []
+    def __init__(self, config: FeatureConfig | str = DEFAULT_PRESET) -> None:
+        self.config = get_preset(config)
+        self._stream = ChunkedFeatures(self.config.replace(dynamic_range=None), None, emit_ready=True)
+        self._frames = np.empty((self.config.n_mels, 0), np.float32)  # capacity grows by doubling
         self._ready = 0
 
     @property
     def num_frames_ready(self) -> int:
+        """Frames available to :meth:`get_frames`."""
         return self._ready
 
+    @property
+    def finished(self) -> bool:
+        """Whether :meth:`input_finished` was called."""
+        return self._stream.finished
+
     def accept_waveform(self, samples: np.ndarray) -> None:
+        """Add audio samples at the config's sample rate."""
         self._add(self._stream.accept(samples))
 
     def input_finished(self) -> None:
+        """Declare the end of the audio: the last frames (end padding, trailing silence) become ready."""
         self._add(self._stream.finish())
 
     def _add(self, chunks: list[np.ndarray]) -> None:
-        self._frames.extend(chunks)
-        self._ready += sum(c.shape[1] for c in chunks)
+        new = sum(c.shape[1] for c in chunks)
+        if self._ready + new > self._frames.shape[1]:
+            grown = np.empty((self.config.n_mels, max(2 * self._frames.shape[1], self._ready + new, 64)), np.float32)
+            grown[:, : self._ready] = self._frames[:, : self._ready]
+            self._frames = grown
+        for c in chunks:
+            self._frames[:, self._ready : self._ready + c.shape[1]] = c
+            self._ready += c.shape[1]
 
     def get_frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        if self._frames and len(self._frames) > 1:
-            self._frames = [np.concatenate(self._frames, axis=1)]
-        allf = self._frames[0] if self._frames else np.empty((self.config.n_mels, 0), np.float32)
+        """Frames ``[start, stop)`` (default: all ready), ``(n_mels, stop - start)`` float32.
+
+        Raises
+        ------
+        AudioError
+            If the range is not within the frames ready.
+        """
         stop = self._ready if stop is None else stop
         if not 0 <= start <= stop <= self._ready:
             raise AudioError(f"frames [{start}, {stop}) are not ready; {self._ready} are")
-        return allf[:, start:stop]
+        view = self._frames[:, start:stop]
+        view.flags.writeable = False
+        return view

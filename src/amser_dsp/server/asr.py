@@ -23,10 +23,19 @@ require_extra("ctranslate2", "tokenizers")
 import ctranslate2  # noqa: E402
 import tokenizers  # noqa: E402
 
-__all__ = ["WINDOW_FRAMES", "Transcriber", "check_whisper_config", "default_model_path", "window_features"]
+__all__ = [
+    "DEFAULT_BEAM_SIZE",
+    "WINDOW_FRAMES",
+    "Transcriber",
+    "check_whisper_config",
+    "default_model_path",
+    "window_features",
+]
 
 #: Frames in one Whisper input window (30 s at 100 frames per second).
 WINDOW_FRAMES = 3000
+#: Beam size of every recogniser the package makes unless told otherwise (Whisper's own default).
+DEFAULT_BEAM_SIZE = 5
 
 
 def default_model_path() -> Path:
@@ -109,7 +118,7 @@ class Transcriber:
 
     model_path: str | os.PathLike[str] | None = None
     compute_type: str = "int8"
-    beam_size: int = 5
+    beam_size: int = DEFAULT_BEAM_SIZE
     batch_size: int = 8
     threads: int = 1
     max_length: int = 224

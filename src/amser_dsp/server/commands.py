@@ -1,62 +1,79 @@
-"""Subcommands of ``amser`` that need the server extra: ``transcribe`` and ``eval-asr``.
+"""Subcommands of ``amser`` that need the server extra: transcribe, send, serve, eval-asr, train-codec.
 
-Only argument definitions live here; the heavy modules load when a command runs.
+Registered through the ``amser_dsp.commands`` entry point; only argument
+definitions live here, and the heavy modules load when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from ..cli import AUDIO_SUFFIXES, Progress, _codec_args, codec_kwargs
+from ..cli import (
+    AUDIO_SUFFIXES,
+    CONTAINER_SUFFIX,
+    Done,
+    Job,
+    add_codec_arguments,
+    codec_arguments,
+    container_from,
+    jobs_for,
+    run_jobs,
+)
 from ..errors import AmserError
 
 __all__ = ["add_parsers"]
 
+INPUT_SUFFIXES = (*AUDIO_SUFFIXES, CONTAINER_SUFFIX)
 
-def _audio_files(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise AmserError(f"input not found: {item}")
-    if not files:
-        raise AmserError("no audio files given")
-    return files
+
+def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bool, **extra: object) -> Done:
+    if seconds is None:  # a container: its own framing says how long it is
+        from .. import inspect
+
+        seconds = inspect(blob).seconds or 0.0
+    kbps = len(blob) * 8 / seconds / 1000 if seconds else None
+    line = json.dumps({"path": str(job.src), "text": text, "bytes": len(blob), "kbps": kbps, **extra})
+    return Done(line if as_json else f"{job.src}: {text}", {"seconds": seconds, "bytes": len(blob)})
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from .. import decode, encode_audio, load_audio
+    from .. import decode, encode_audio
     from .asr import Transcriber
 
-    files = _audio_files(args.inputs)
-    transcriber = Transcriber(model_path=args.model, beam_size=args.beam)
-    progress = Progress(len(files), "transcribe", enabled=sys.stderr.isatty() and not args.json)
-    for path in files:
-        audio = load_audio(path)
-        blob = encode_audio(audio, "whisper", **codec_kwargs(args))
-        text = transcriber.transcribe(decode(blob))
-        progress.step(path.name)
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "path": str(path),
-                        "text": text,
-                        "bytes": len(blob),
-                        "kbps": len(blob) * 8 / (audio.size / 16000) / 1000,
-                    }
-                )
-            )
-        else:
-            print(f"{path}: {text}")
-    progress.close()
-    return 0
+    options = codec_arguments(args)
+    jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
+    transcriber = Transcriber(model_path=args.model, **({"beam_size": args.beam} if args.beam else {}))
+
+    def work(job: Job) -> Done:
+        blob, seconds = container_from(
+            job.src, lambda audio: encode_audio(audio, "whisper", chunk_seconds=args.chunk_seconds, **options),
+            options, args.chunk_seconds,
+        )  # fmt: skip
+        return _report(job, transcriber.transcribe(decode(blob)), blob, seconds, args.json)
+
+    return run_jobs(jobs, work, "transcribe", progress=not args.json)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    options = codec_arguments(args)
+    jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
+    with Client(args.url, api_key=args.api_key) as client:
+
+        def work(job: Job) -> Done:
+            blob, seconds = container_from(
+                job.src, lambda audio: client.encode(audio, chunk_seconds=args.chunk_seconds, **options),
+                options, args.chunk_seconds,
+            )  # fmt: skip
+            answer = client.transcribe(blob)
+            return _report(job, answer["text"], blob, seconds, args.json, request_id=answer.get("request_id"))
+
+        return run_jobs(jobs, work, "send", progress=not args.json)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -81,56 +98,91 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_send(args: argparse.Namespace) -> int:
-    from .client import Client
-
-    files = _audio_files(args.inputs)
-    # An explicit codec setting overrides the codec the service asks for.
-    chosen = any(getattr(args, k) is not None for k in ("rank", "ratio", "energy", "kbps", "quality", "step"))
-    params = {k: v for k, v in codec_kwargs(args).items() if v is not None} if chosen else {}
-    with Client(args.url, api_key=args.api_key) as client:
-        progress = Progress(len(files), "send", enabled=sys.stderr.isatty() and not args.json)
-        for path in files:
-            result = client.transcribe_file(path, **params)
-            progress.step(path.name)
-            print(json.dumps(result) if args.json else f"{path}: {result['text']}")
-        progress.close()
-    return 0
-
-
 def cmd_eval_asr(args: argparse.Namespace) -> int:
     from .evaluate import main
 
     return main(args)
 
 
+def cmd_train_codec(args: argparse.Namespace) -> int:
+    from ..api import features
+    from ..codec.kltdct import tables_from_bytes
+    from ..codec.train import fit_tables, speaker_folds
+    from ..config import get_preset
+    from ..io import load_audio
+    from .eval_modes import read_manifest
+
+    config = get_preset(args.preset)
+    clips = read_manifest(args.manifest)
+    if args.ids:
+        keep = set(args.ids.read_text().split())
+        clips = [c for c in clips if c.id in keep]
+    if args.exclude_fold:
+        try:
+            index, n_folds = (int(v) for v in args.exclude_fold.split("/"))
+        except ValueError:
+            raise AmserError(f"--exclude-fold {args.exclude_fold!r} is not of the form I/K") from None
+        folds = speaker_folds([{"id": c.id, "speaker": c.speaker} for c in clips], n_folds)
+        clips = [c for c in clips if folds[c.id] != index]
+    if not clips:
+        raise AmserError(f"no clips to train on in {args.manifest}")
+    print(f"training {args.name} on {len(clips)} clips ({args.preset} features)", file=sys.stderr)
+    feats = [features(load_audio(c.path), config.sample_rate, config) for c in clips]
+    weight, encode = None, None
+    if args.weights_from:
+        weight = tables_from_bytes(args.weights_from.read_bytes()).weight
+    else:
+        from .asr import Transcriber
+
+        encode = Transcriber().encoder_outputs
+    meta = {"clips": [c.id for c in clips], "manifest": args.manifest.name, "preset": args.preset}
+    tables = fit_tables(
+        feats, name=args.name, config_digest=config.digest(), block=args.block, encode=encode, weight=weight, meta=meta
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(tables.to_bytes())
+    print(f"wrote {args.out} sha256 {tables.sha256}", file=sys.stderr)
+    return 0
+
+
+def _default(settings_field: str) -> object:
+    from .settings import ServiceSettings
+
+    return {f.name: f.default for f in dataclasses.fields(ServiceSettings)}[settings_field]
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the server's commands to the ``amser`` parser."""
     p = sub.add_parser("transcribe", help="encode, decode and transcribe audio locally (no server)")
-    p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders")
-    _codec_args(p)
+    p.add_argument("inputs", type=Path, nargs="+", help="audio or .amser files, folders, or - (standard input)")
+    add_codec_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
-    p.add_argument("--beam", type=int, default=5, help="beam size (1: greedy)")
-    p.set_defaults(run=cmd_transcribe, chunk_seconds=None)
+    p.add_argument("--beam", type=int, help=f"beam size (1: greedy; default {_default('beam_size')})")
+    p.set_defaults(run=cmd_transcribe)
 
     p = sub.add_parser("serve", help="run the HTTP service (containers in, transcripts out)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-body-bytes", type=int, help="largest request body (default 4 MiB)")
-    p.add_argument("--max-audio-seconds", type=float, help="longest audio per request (default 600)")
-    p.add_argument("--timeout", type=float, help="seconds per request before 504 (default 60)")
-    p.add_argument("--queue", type=int, help="requests admitted at once before 503 (default 8)")
-    p.add_argument("--workers", type=int, help="recogniser threads (default 1)")
+    p.add_argument("--max-body-bytes", type=int, help=f"largest request body (default {_default('max_body_bytes')})")
+    p.add_argument(
+        "--max-audio-seconds", type=float, help=f"longest audio per request (default {_default('max_audio_seconds')})"
+    )
+    p.add_argument(
+        "--timeout", type=float, help=f"seconds per request before 504 (default {_default('request_timeout')})"
+    )
+    p.add_argument("--queue", type=int, help=f"requests admitted at once before 503 (default {_default('queue_size')})")
+    p.add_argument("--workers", type=int, help=f"recogniser threads (default {_default('workers')})")
     p.add_argument("--api-key-file", help="file of accepted API keys, one per line (or AMSER_API_KEY)")
     p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
-    p.add_argument("--beam", type=int, help="beam size (default 5)")
+    p.add_argument("--beam", type=int, help=f"beam size (default {_default('beam_size')})")
     p.set_defaults(run=cmd_serve)
 
-    p = sub.add_parser("send", help="encode audio locally and send it to a service")
-    p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders")
+    p = sub.add_parser("send", help="encode audio locally and send it (or send .amser containers) to a service")
+    p.add_argument("inputs", type=Path, nargs="+", help="audio or .amser files, folders, or - (standard input)")
     p.add_argument("--url", required=True, help="service URL, e.g. http://127.0.0.1:8000")
     p.add_argument("--api-key", help="API key (default: AMSER_API_KEY)")
-    _codec_args(p)
+    add_codec_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON answer per file")
     p.set_defaults(run=cmd_send)
 
@@ -140,7 +192,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="first N clips only")
     p.add_argument("--modes", help="regular expression selecting modes (reference and uncompressed always run)")
     p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
-    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--beam", type=int, default=_default("beam_size"), help="beam size (default %(default)s)")
     p.add_argument("--json", help="also write the rows as JSON here")
     p.add_argument("--markdown", help="also write the table and the Opus comparison (markdown) here")
     p.add_argument("--plot", help="also draw the rate-distortion plot (PNG, needs matplotlib) here")
@@ -148,7 +200,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--fold-tables",
         nargs="+",
         metavar="NPZ",
-        help="kltdct tables trained without fold 0, 1, ... (python -m amser_dsp.codec.train --exclude-fold I/K): "
+        help="kltdct tables trained without fold 0, 1, ... (amser train-codec --exclude-fold I/K): "
         "evaluate the kltdct modes out of fold (default: the shipped, in-sample tables)",
     )
     p.set_defaults(run=cmd_eval_asr)
+
+    p = sub.add_parser("train-codec", help="train kltdct tables on a manifest's clips (Whisper-weighted)")
+    p.add_argument("--manifest", type=Path, required=True, help="TSV with id, path, speaker (paths relative to it)")
+    p.add_argument("--out", type=Path, required=True, help="output .npz")
+    p.add_argument("--name", default="whisper-kltdct16-v1", help="table name written in containers")
+    p.add_argument("--preset", default="whisper")
+    p.add_argument("--block", type=int, default=16)
+    p.add_argument("--ids", type=Path, help="train only on the clip ids listed in this file")
+    p.add_argument(
+        "--exclude-fold",
+        metavar="I/K",
+        help="train on every speaker-disjoint fold but I of K (see speaker_folds), for out-of-fold evaluation",
+    )
+    p.add_argument("--weights-from", type=Path, help="reuse the sensitivity weights of these tables")
+    p.set_defaults(run=cmd_train_codec)

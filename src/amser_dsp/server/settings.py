@@ -1,0 +1,91 @@
+"""The service's settings: limits, access control, recogniser options (``amser serve`` options or ``AMSER_*``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .asr import DEFAULT_BEAM_SIZE
+
+__all__ = ["ServiceSettings", "read_api_keys"]
+
+
+def read_api_keys(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The keys of a key file, one per line (blank lines and ``#`` comments ignored).
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or holds no key: a service asked to check
+        keys must never start with authentication silently off.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the API key file {path}: {exc}") from None
+    keys = tuple(s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#"))
+    if not keys:
+        raise ConfigError(f"the API key file {path} holds no key (one key per line); refusing to start without auth")
+    return keys
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Limits and access control of the service (``amser serve`` options, or :meth:`from_env`)."""
+
+    max_body_bytes: int = 4 << 20
+    max_audio_seconds: float = 600.0
+    request_timeout: float = 60.0
+    queue_size: int = 8
+    workers: int = 1
+    retry_after: int = 1
+    #: Seconds a WebSocket stream may stay silent before it is closed.
+    idle_timeout: float = 30.0
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    beam_size: int = DEFAULT_BEAM_SIZE
+    model_path: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "queue_size", "workers", "beam_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"service setting {name}={value!r} is invalid: expected a positive integer")
+        for name in ("max_audio_seconds", "request_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"service setting {name}={value!r} is invalid: expected a positive number")
+        if any(not isinstance(k, str) or not k for k in self.api_keys):
+            raise ConfigError("API keys must be non-empty strings")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ServiceSettings:
+        """Settings from ``AMSER_*`` variables (``AMSER_API_KEY``, ``AMSER_API_KEY_FILE``, ``AMSER_QUEUE_SIZE``, ...).
+
+        ``overrides`` (``None`` values ignored) win over the environment;
+        ``api_key_file`` adds the keys of a file (:func:`read_api_keys`).
+        """
+        keys = [k for k in (os.environ.get("AMSER_API_KEY"),) if k]
+        key_file = overrides.pop("api_key_file", None) or os.environ.get("AMSER_API_KEY_FILE")
+        if key_file:
+            keys += read_api_keys(key_file)
+        types = {f.name: f.type for f in fields(cls) if f.name not in ("api_keys", "model_path")}
+        values: dict[str, Any] = {}
+        for name, kind in types.items():
+            raw = os.environ.get(f"AMSER_{name.upper()}")
+            if raw is not None:
+                try:
+                    values[name] = float(raw) if kind == "float" else int(raw)
+                except ValueError:
+                    raise ConfigError(f"AMSER_{name.upper()}={raw!r} is not a {kind}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(api_keys=tuple(keys), **values)
+
+    def public(self) -> dict[str, Any]:
+        """The settings a client may see (no keys)."""
+        out = asdict(self)
+        out.pop("api_keys")
+        out["auth"] = "api-key" if self.api_keys else "none"
+        return out
