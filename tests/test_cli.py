@@ -125,3 +125,98 @@ def test_unreachable_rate_is_a_warning_naming_the_file(
     assert main(["encode", str(clip), str(tmp_path / "c.amser"), "--kbps", "0.1"]) == 0
     err = capsys.readouterr().err
     assert f"amser: warning: {clip}: kbps=0.1 cannot be met" in err
+
+
+def test_features_defaults_to_the_same_preset_as_everything_else(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f.npy"
+    assert main(["features", str(clip), str(out)]) == 0
+    expected = amser_dsp.features(amser_dsp.load_audio(clip), 16000)
+    np.testing.assert_array_equal(np.load(out), expected)
+    assert expected.shape == amser_dsp.features(amser_dsp.load_audio(clip), 16000, "whisper").shape
+    assert amser_dsp.DEFAULT_PRESET == "whisper"
+
+
+def test_outputs_that_would_collide_are_refused_not_overwritten(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(clip, src / "x.flac")
+    amser_dsp.load_audio(clip)
+    import soundfile as sf
+
+    sf.write(src / "x.wav", amser_dsp.load_audio(clip)[:8000], 16000)
+    shutil.copy(clip, src / "y.flac")
+    assert main(["encode", str(src), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "x.flac, " in err and "x.wav would all be written to" in err and "encode: 1 of 3 files (2 failed)" in err
+    assert not (tmp_path / "out" / "x.amser").exists() and (tmp_path / "out" / "y.amser").is_file()
+
+
+def test_info_carries_on_past_bad_files(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "c"
+    folder.mkdir()
+    assert main(["encode", str(clip), str(folder / "good.amser")]) == 0
+    (folder / "bad.amser").write_bytes(b"AMSR garbage")
+    capsys.readouterr()
+    assert main(["info", str(folder), "--json"]) == 1
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [Path(i["path"]).name for i in lines] == ["good.amser"]
+    assert "bad.amser" in err and "info: 1 of 2 files (1 failed)" in err
+
+
+def test_dash_means_standard_input_and_output(clip: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
+
+    def amser(*args: str, data: bytes) -> bytes:
+        out = subprocess.run([sys.executable, "-m", "amser_dsp", *args], input=data, capture_output=True, env=env)
+        assert out.returncode == 0, out.stderr.decode()
+        return out.stdout
+
+    blob = amser("encode", "-", "-", data=clip.read_bytes())
+    assert blob == amser_dsp.encode_audio(amser_dsp.load_audio(clip))
+    feats = np.load(__import__("io").BytesIO(amser("decode", "-", "-", data=blob)))
+    np.testing.assert_array_equal(feats, amser_dsp.decode(blob))
+    assert json.loads(amser("info", "-", "--json", data=blob))["bytes"] == len(blob)
+    npy = amser("features", "-", "-", data=clip.read_bytes())
+    np.testing.assert_array_equal(
+        np.load(__import__("io").BytesIO(npy)), amser_dsp.features(amser_dsp.load_audio(clip), 16000)
+    )
+
+
+def test_a_closed_pipe_stops_quietly(clip: Path, tmp_path: Path) -> None:
+    # `amser info DIR | head -1`: no "Broken pipe" error, the exit status of a process killed by SIGPIPE.
+    folder = tmp_path / "many"
+    folder.mkdir()
+    blob = amser_dsp.encode_audio(amser_dsp.load_audio(clip))
+    for i in range(600):
+        (folder / f"c{i:03d}.amser").write_bytes(blob)
+    env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amser_dsp", "info", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert b"c000.amser" in first and "Broken pipe" not in err and "Traceback" not in err
+
+
+def test_progress_lines_do_not_mix_with_the_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    from amser_dsp.cli import Progress
+
+    bar = Progress(3, "transcribe", enabled=True)
+    bar.step("a.flac")
+    bar.write("a.flac: some text")
+    bar.close()
+    out, err = capsys.readouterr()
+    assert out == "a.flac: some text\n"
+    # The bar is cleared (carriage return + erase line) before the line is printed, then redrawn.
+    assert err.count("\r\033[K") == 2 and err.endswith("\r\033[K")
+    first_bar, cleared = err.index("1/3 a.flac"), err.index("\r\033[K")
+    assert first_bar < cleared < err.index("1/3", cleared)  # drawn, cleared for the line, drawn again

@@ -226,3 +226,24 @@ def test_header_dictionary_holds_the_presets() -> None:
     # dictionary no longer matches (headers stay decodable, just longer).
     presets = b"".join(amser_dsp.get_preset(n).to_json().encode() for n in ("amser", "whisper", "kaldi"))
     assert fmt.HEADER_DICTIONARY.startswith(presets)
+
+
+def test_decode_and_inspect_take_bytes_a_path_or_a_file(sample_audio: np.ndarray, tmp_path: Path) -> None:
+    blob = amser_dsp.encode_audio(sample_audio)
+    path = tmp_path / "c.amser"
+    path.write_bytes(blob)
+    expected = amser_dsp.decode(blob)
+    for source in (path, str(path), bytearray(blob), memoryview(blob)):
+        np.testing.assert_array_equal(amser_dsp.decode(source), expected)
+        assert amser_dsp.inspect(source).n_bytes == len(blob)
+    with path.open("rb") as fh:
+        np.testing.assert_array_equal(amser_dsp.decode(fh), expected)
+    with path.open("rb") as fh:
+        assert amser_dsp.decode_container(fh).info.n_frames == expected.shape[1]
+    with path.open("r") as text, pytest.raises(ContainerError, match="binary mode"):
+        amser_dsp.decode(text)
+    with pytest.raises(ContainerError, match="cannot read container"):
+        amser_dsp.inspect(tmp_path / "missing.amser")
+    small = amser_dsp.Limits(max_decoded_bytes=100, max_chunks=1, max_header_bytes=100)
+    with pytest.raises(amser_dsp.LimitExceededError, match="larger than any container"):
+        amser_dsp.decode(path, limits=small)

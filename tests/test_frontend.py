@@ -267,3 +267,41 @@ def test_input_not_modified(sample_audio: np.ndarray, backend: str) -> None:
     for preset in PRESET_NAMES:
         features(x, 16000, preset, backend=backend)
     np.testing.assert_array_equal(x, sample_audio)
+
+
+# ------------------------------------------------------------ OnlineFeatures
+@pytest.mark.parametrize("preset", ["amser", "kaldi", "whisper"])
+def test_online_features_equal_offline_whatever_the_blocks(sample_audio: np.ndarray, preset: str, rng) -> None:
+    config = amser_dsp.get_preset(preset)
+    offline_config = config.replace(dynamic_range=None)  # the per-utterance clamp needs the whole utterance
+    expected = features(sample_audio, 16000, offline_config, backend="numpy")
+    online = amser_dsp.OnlineFeatures(preset)
+    ready, pos = [], 0
+    while pos < sample_audio.size:
+        n = int(rng.integers(1, 4000))
+        online.accept_waveform(sample_audio[pos : pos + n])
+        pos += n
+        ready.append(online.num_frames_ready)
+        # Every frame whose samples have all arrived is ready (the end padding waits for input_finished).
+        padded = min(pos, sample_audio.size) + config.center_pad
+        assert online.num_frames_ready >= min(
+            expected.shape[1], max(0, 1 + (padded - config.frame_length - config.center_pad) // config.hop_length)
+        )
+    assert ready == sorted(ready)
+    online.input_finished()
+    assert online.finished and online.num_frames_ready == expected.shape[1]
+    np.testing.assert_allclose(online.get_frames(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(online.get_frames(10, 20), online.get_frames()[:, 10:20])
+    assert not online.get_frames().flags.writeable
+
+
+def test_online_features_refuse_frames_not_ready() -> None:
+    online = amser_dsp.OnlineFeatures()
+    online.accept_waveform(np.zeros(1000, np.float32))
+    with pytest.raises(AudioError, match="not ready"):
+        online.get_frames(0, online.num_frames_ready + 1)
+    with pytest.raises(AudioError, match="must be 1-D"):
+        online.accept_waveform(np.zeros((2, 100), np.float32))
+    online.input_finished()
+    with pytest.raises(AudioError, match="after finish"):
+        online.accept_waveform(np.zeros(10, np.float32))

@@ -28,3 +28,13 @@ def test_public_api_is_exported() -> None:
         assert hasattr(amser_dsp, name), name
     assert issubclass(amser_dsp.ConfigError, ValueError)
     assert amser_dsp.__version__
+
+
+def test_the_readme_fuzzing_command_has_an_extra() -> None:
+    import tomllib
+
+    root = Path(amser_dsp.__file__).parents[2]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("atheris") for dep in extras["fuzz"])
+    readme = (root / "README.md").read_text()
+    assert "'.[fuzz]'" in readme and "tests/fuzz/fuzz_container.py" in readme

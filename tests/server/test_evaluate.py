@@ -9,6 +9,9 @@ import pytest
 
 import amser_dsp
 from amser_dsp import AmserError
+
+pytest.importorskip("ctranslate2", reason="the server extra is not installed (pip install 'amser-dsp[server]')")
+
 from amser_dsp.codec import kltdct
 from amser_dsp.codec.train import fit_tables
 from amser_dsp.server.eval_modes import Clip, Mode, held_out_tables, kltdct_mode

@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +164,67 @@ def test_schemathesis_finds_no_server_error(server: str) -> None:
     )
     assert out.returncode == 0, out.stdout[-2000:]
     assert " passed" in out.stdout
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])
+def test_the_auth_scheme_is_case_insensitive(server: str, container: bytes, scheme: str) -> None:
+    r = httpx.post(
+        f"{server}/v1/transcribe", content=container, headers={"Authorization": f"{scheme} {KEY}"}, timeout=60
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_openapi_declares_the_security_schemes(server: str) -> None:
+    spec = httpx.get(f"{server}/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert {s["type"] for s in schemes.values()} == {"http", "apiKey"}
+    assert any(s.get("scheme", "").lower() == "bearer" for s in schemes.values())
+    assert spec["paths"]["/v1/transcribe"]["post"]["security"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nowhere", 404, "not_found"),
+        ("POST", "/v1/info", 405, "method_not_allowed"),  # routing before auth: 405, not 401
+        ("GET", "/v1/transcribe", 405, "method_not_allowed"),
+        ("POST", "/v1/nowhere", 404, "not_found"),
+    ],
+)
+def test_routing_errors_use_the_json_envelope(server: str, method: str, path: str, status: int, code: str) -> None:
+    r = httpx.request(method, f"{server}{path}", headers=auth(), timeout=30)
+    assert r.status_code == status
+    body = r.json()["error"]
+    assert body["code"] == code and body["message"] and body["request_id"] == r.headers["X-Request-ID"]
+    r = httpx.request(method, f"{server}{path}", timeout=30)  # no key: still the routing answer
+    assert r.status_code == status
+
+
+def test_garbage_is_answered_before_recognition_finishes(server: str) -> None:
+    # Decoding runs on its own threads, before admission: a bad container never waits behind Whisper.
+    speech = np.concatenate([amser_dsp.load_audio(amser_dsp.sample_path())] * 8)
+    blob = amser_dsp.encode_audio(speech, "whisper")
+    order = []
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(httpx.post, f"{server}/v1/transcribe", content=blob, headers=auth(), timeout=120)
+        slow.add_done_callback(lambda f: order.append("speech"))
+        time.sleep(0.5)  # let the slow request reach the recogniser
+        bad = httpx.post(f"{server}/v1/transcribe", content=b"AMSR" + b"\x01" * 40, headers=auth(), timeout=120)
+        order.append("garbage")
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_container"
+        assert slow.result().status_code in (200, 503)
+    assert order[0] == "garbage", order
+
+
+def test_an_api_key_file_without_keys_refuses_to_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from amser_dsp.cli import main
+    from amser_dsp.server.settings import ServiceSettings, read_api_keys
+
+    empty = tmp_path / "keys.txt"
+    empty.write_text("\n  \n# a comment\n")
+    with pytest.raises(amser_dsp.ConfigError, match="holds no key"):
+        ServiceSettings.from_env(api_key_file=str(empty))
+    assert main(["serve", "--api-key-file", str(empty), "--port", "1"]) == 1
+    assert "holds no key" in capsys.readouterr().err
+    (tmp_path / "two.txt").write_text("k1\n\nk2  \n")
+    assert read_api_keys(tmp_path / "two.txt") == ("k1", "k2")

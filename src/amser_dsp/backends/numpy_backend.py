@@ -11,7 +11,7 @@ faster on long audio:
   nothing to condition are framed straight from the caller's array; only the
   blocks at the ends are padded);
 * DC removal, per-frame pre-emphasis and the window run in place in one buffer
-  per block;
+  per block, ``input_scale`` folded into the window (all linear);
 * the power spectrum is never formed: the complex spectrum is viewed as
   interleaved (re, im) floats, squared in place, and multiplied by a filter
   bank whose columns are duplicated for re and im, so ``re**2 + im**2`` and
@@ -95,6 +95,15 @@ def _groups_for(config: FeatureConfig, dtype: np.dtype) -> tuple[_Group, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=32)
+def _folded(config: FeatureConfig, dtype: np.dtype) -> tuple[FeatureConfig, np.ndarray]:
+    """``config`` without ``input_scale``, and the window times it: scaling is linear, so it folds into the
+    window and no block of samples is copied only to be scaled."""
+    w = (window_for(config, np.float64) * config.input_scale).astype(dtype)
+    w.flags.writeable = False
+    return config.replace(input_scale=1.0), w
+
+
 class NumpyBackend(Backend):
     """Reference arithmetic (NumPy + scipy.fft), blocked, fused in place, band-limited Mel.
 
@@ -114,15 +123,15 @@ class NumpyBackend(Backend):
         dtype = samples.dtype
         n_frames = config.num_frames(samples.shape[-1])
         out = np.empty((*samples.shape[:-1], config.n_mels, n_frames), dtype)
-        win = window_for(config, dtype)
         groups = _groups_for(config, dtype)
+        unscaled, win = _folded(config, dtype)
         c = dtype.type(config.preemphasis)
         frame_preemphasis = bool(config.preemphasis) and config.preemphasis_scope == "frame"
         magnitude = config.power == 1.0
         hop, length = config.hop_length, config.frame_length
         for t0 in range(0, n_frames, self.block_frames):
             t1 = min(t0 + self.block_frames, n_frames)
-            signal = padded_signal(samples, config, t0 * hop, (t1 - 1) * hop + length)
+            signal = padded_signal(samples, unscaled, t0 * hop, (t1 - 1) * hop + length)
             block = np.lib.stride_tricks.sliding_window_view(signal, length, axis=-1)[..., ::hop, :]
             if config.remove_dc or frame_preemphasis:
                 buf = block - block.mean(axis=-1, keepdims=True, dtype=dtype) if config.remove_dc else block.copy()

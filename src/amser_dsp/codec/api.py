@@ -66,9 +66,15 @@ def read_container(source: Source, limits: fmt.Limits | None = None) -> bytes:
 
 def _read_capped(fh: Any, cap: int, name: object) -> bytes:
     data = bytearray()
-    while part := fh.read(1 << 20):  # in pieces: read(cap) could allocate the whole cap at once
+    while True:
+        try:
+            part = fh.read(1 << 20)  # in pieces: read(cap) could allocate the whole cap at once
+        except UnicodeDecodeError:
+            part = ""
         if not isinstance(part, (bytes, bytearray)):
             raise ContainerError(f"{name} is not opened in binary mode")
+        if not part:
+            break
         data += part
         if len(data) > cap:
             raise LimitExceededError(f"{name} is larger than any container the limits allow ({cap} bytes)")

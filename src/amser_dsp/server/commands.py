@@ -31,12 +31,14 @@ INPUT_SUFFIXES = (*AUDIO_SUFFIXES, CONTAINER_SUFFIX)
 
 
 def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bool, **extra: object) -> Done:
-    if seconds is None:  # a container: its own framing says how long it is
-        from .. import inspect
+    from .. import inspect
 
-        seconds = inspect(blob).seconds or 0.0
+    info = inspect(blob)
+    if seconds is None:  # a container: its framing says how long it is
+        seconds = info.seconds or 0.0
     kbps = len(blob) * 8 / seconds / 1000 if seconds else None
-    line = json.dumps({"path": str(job.src), "text": text, "bytes": len(blob), "kbps": kbps, **extra})
+    fields = {"path": str(job.src), "text": text, "bytes": len(blob), "kbps": kbps, "chunks": info.n_chunks, **extra}
+    line = json.dumps(fields)
     return Done(line if as_json else f"{job.src}: {text}", {"seconds": seconds, "bytes": len(blob)})
 
 

