@@ -17,6 +17,7 @@ import numpy as np
 from ..config import FeatureConfig, get_preset
 from ..errors import ConfigError
 from . import require_extra
+from .settings import DEFAULT_BEAM_SIZE
 
 require_extra("ctranslate2", "tokenizers")
 
@@ -34,8 +35,6 @@ __all__ = [
 
 #: Frames in one Whisper input window (30 s at 100 frames per second).
 WINDOW_FRAMES = 3000
-#: Beam size of every recogniser the package makes unless told otherwise (Whisper's own default).
-DEFAULT_BEAM_SIZE = 5
 
 
 def default_model_path() -> Path:

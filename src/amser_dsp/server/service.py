@@ -12,17 +12,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-from fastapi import Request
-from fastapi.responses import JSONResponse
+from . import require_extra
 
-from .. import codec
-from .. import container as fmt
-from ..config import get_preset
-from ..errors import AmserError, LimitExceededError
-from .asr import Transcriber, check_whisper_config
-from .batcher import RecogniserBatcher
-from .settings import ServiceSettings
+require_extra("fastapi", "uvicorn", "ctranslate2")
+
+import numpy as np  # noqa: E402
+from fastapi import Request  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
+
+from .. import codec  # noqa: E402
+from .. import container as fmt  # noqa: E402
+from ..config import get_preset  # noqa: E402
+from ..errors import AmserError, LimitExceededError  # noqa: E402
+from .asr import Transcriber, check_whisper_config  # noqa: E402
+from .batcher import RecogniserBatcher  # noqa: E402
+from .settings import ServiceSettings  # noqa: E402
 
 __all__ = ["Service", "ServiceError", "bearer_token", "error_body", "error_response"]
 

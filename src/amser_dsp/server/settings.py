@@ -1,4 +1,7 @@
-"""The service's settings: limits, access control, recogniser options (``amser serve`` options or ``AMSER_*``)."""
+"""The service's settings: limits, access control, recogniser options (``amser serve`` options or ``AMSER_*``).
+
+Light on purpose (no CTranslate2, no FastAPI): the ``amser`` command reads its defaults for ``--help``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .asr import DEFAULT_BEAM_SIZE
 
-__all__ = ["ServiceSettings", "read_api_keys"]
+__all__ = ["DEFAULT_BEAM_SIZE", "ServiceSettings", "read_api_keys"]
+
+#: Beam size of every recogniser the package makes unless told otherwise (Whisper's own default).
+DEFAULT_BEAM_SIZE = 5
 
 
 def read_api_keys(path: str | os.PathLike[str]) -> tuple[str, ...]:
