@@ -19,12 +19,18 @@ from amser_dsp import AmserError, ContainerError, CorruptContainerError, LimitEx
 from amser_dsp import container as fmt
 from amser_dsp.codec import decode_container, inspect
 
+from . import containers
+
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = sorted(FIXTURES.glob("v*.amser"))
 
 
-def test_golden_files_exist_for_format_1_0() -> None:
-    assert any(p.name.startswith("v1.0-") for p in GOLDEN)
+def test_golden_files_exist_for_every_format_version() -> None:
+    for version in ("1.0", "1.1"):
+        assert any(p.name.startswith(f"v{version}-") for p in GOLDEN), version
+        assert all(
+            inspect(p.read_bytes()).format_version == version for p in GOLDEN if p.name.startswith(f"v{version}-")
+        )
 
 
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
@@ -140,10 +146,10 @@ def test_trailing_bytes_and_count_mismatch() -> None:
     blob = amser_dsp.encode(np.zeros((80, 10), np.float32), rank=1)
     with pytest.raises(CorruptContainerError, match="after the end"):
         amser_dsp.decode(blob + b"\x00")
-    body = struct.pack("<BIQ", fmt.KIND_END, 1, 11)
-    wrong_end = body + struct.pack("<I", zlib.crc32(body))
+    header, records = containers.split(blob)
+    wrong_end = containers.assemble(header, [*records[:-1], containers.end_body(1, 11)])
     with pytest.raises(CorruptContainerError, match="end record says"):
-        amser_dsp.decode(blob[: -len(wrong_end)] + wrong_end)
+        amser_dsp.decode(wrong_end)
 
 
 def test_inspect_reports_sizes(sample_audio: np.ndarray) -> None:

@@ -251,7 +251,8 @@ class FeatureConfig:
 
 # ---------------------------------------------------------------- validation
 def _fail(name: str, value: Any, expected: str) -> ConfigError:
-    return ConfigError(f"FeatureConfig.{name}={value!r} is invalid: expected {expected}")
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."  # a container may hold anything
+    return ConfigError(f"FeatureConfig.{name}={shown} is invalid: expected {expected}")
 
 
 def _check_int(cfg: FeatureConfig, name: str, lo: int, hi: int) -> None:
@@ -262,7 +263,12 @@ def _check_int(cfg: FeatureConfig, name: str, lo: int, hi: int) -> None:
 
 def _check_real(cfg: FeatureConfig, name: str, lo: float, hi: float, *, open_lo: bool = False) -> None:
     value = getattr(cfg, name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        try:
+            ok = math.isfinite(value)
+        except OverflowError:  # an integer too large for a float (from a container's JSON)
+            ok = False
     if ok:
         ok = (lo < value if open_lo else lo <= value) and value <= hi
     if not ok:

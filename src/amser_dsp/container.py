@@ -35,7 +35,9 @@ __all__ = [
 
 MAGIC = b"AMSR"
 MAJOR = 1
-MINOR = 0
+MINOR = 1
+#: The first minor version whose chunk and end-record checksums are chained (docs/format.md).
+CHAINED_MINOR = 1
 
 TAG_CONFIG = 0x01
 TAG_CODEC = 0x02
@@ -77,15 +79,22 @@ HEADER_DICTIONARY = (
 
 @dataclass(frozen=True)
 class Limits:
-    """Safety limits a reader enforces before allocating (see docs/format.md)."""
+    """Safety limits a reader enforces before allocating (docs/format.md, "Limits").
+
+    The defaults let a phone or a server decode any container that passes them in well under 300 MB:
+    at most 1 h of features (360,000 frames, 115 MB at 80 bands) in chunks of at most 5 min.  Raise them
+    for longer audio.  ``max_expansion`` bounds the bytes a chunk decodes to per payload byte (a chunk may
+    always decode to 1 MiB).
+    """
 
     max_header_bytes: int = 64 << 10
     max_chunk_bytes: int = 16 << 20
-    max_chunk_frames: int = 360_000
-    max_total_frames: int = 1_080_000
+    max_chunk_frames: int = 30_000
+    max_total_frames: int = 360_000
     max_chunks: int = 100_000
-    max_decoded_bytes: int = 512 << 20
+    max_decoded_bytes: int = 128 << 20
     max_n_mels: int = 1024
+    max_expansion: int = 1 << 20
 
 
 DEFAULT_LIMITS = Limits()
@@ -139,16 +148,21 @@ def header_bytes(config: dict[str, Any] | None, codec: dict[str, Any], n_mels: i
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def chunk_bytes(n_frames: int, payload: bytes) -> bytes:
-    """One chunk record."""
+def chunk_bytes(n_frames: int, payload: bytes, previous: int = 0) -> bytes:
+    """One chunk record; ``previous`` is the CRC of the record before it (0: unchained, as in minor 0)."""
     body = _CHUNK.pack(KIND_CHUNK, n_frames, len(payload)) + payload
-    return body + _CRC.pack(zlib.crc32(body))
+    return body + _CRC.pack(zlib.crc32(body, previous))
 
 
-def end_bytes(n_chunks: int, n_frames: int) -> bytes:
-    """The end record."""
+def end_bytes(n_chunks: int, n_frames: int, previous: int = 0) -> bytes:
+    """The end record; ``previous`` is the CRC of the record before it (0: unchained, as in minor 0)."""
     body = _END.pack(KIND_END, n_chunks, n_frames)
-    return body + _CRC.pack(zlib.crc32(body))
+    return body + _CRC.pack(zlib.crc32(body, previous))
+
+
+def record_crc(record: bytes) -> int:
+    """The CRC stored at the end of a record (the next record's chain value)."""
+    return _CRC.unpack_from(record, len(record) - _CRC.size)[0]
 
 
 class Writer:
@@ -163,6 +177,7 @@ class Writer:
 
     def __init__(self, config: dict[str, Any] | None, codec: dict[str, Any], n_mels: int) -> None:
         self._header: bytes | None = header_bytes(config, codec, n_mels)
+        self._chain = record_crc(self._header)  # each record's CRC continues from the one before
         self.n_chunks = 0
         self.n_frames = 0
         self.n_bytes = 0  # written so far
@@ -179,7 +194,8 @@ class Writer:
         """The record of one chunk of ``n_frames`` frames (preceded by the header the first time)."""
         if self.closed:
             raise ContainerError("write() after close(): the end record is already written")
-        record = chunk_bytes(n_frames, payload)
+        record = chunk_bytes(n_frames, payload, self._chain)
+        self._chain = record_crc(record)
         self.n_chunks += 1
         self.n_frames += n_frames
         self.n_bytes += len(record)
@@ -191,12 +207,15 @@ class Writer:
         if self.closed:
             return b""
         self.closed = True
-        header, end = self.start(), end_bytes(self.n_chunks, self.n_frames)
+        header, end = self.start(), end_bytes(self.n_chunks, self.n_frames, self._chain)
         self.n_bytes += len(end)
         return header + end
 
 
 # ------------------------------------------------------------------- reading
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _decompress_json(data: bytes, what: str, limit: int) -> Any:
     dec = zlib.decompressobj(-15, zdict=HEADER_DICTIONARY)
     try:
@@ -208,9 +227,12 @@ def _decompress_json(data: bytes, what: str, limit: int) -> Any:
     if not dec.eof or dec.unused_data:
         raise CorruptContainerError(f"header {what} field is not one complete deflate stream")
     try:
-        return json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptContainerError(f"header {what} field is not valid JSON: {exc}") from None
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, an over-long integer, deep nesting
+        raise CorruptContainerError(f"header {what} field is not valid JSON: {str(exc)[:200]}") from None
+    if isinstance(value, dict) and not all(isinstance(v, _SCALARS) for v in value.values()):
+        raise CorruptContainerError(f"header {what} field holds nested values; expected an object of scalars")
+    return value
 
 
 def _parse_fields(area: bytes, limits: Limits) -> tuple[dict[int, bytes], tuple[int, ...]]:
@@ -257,16 +279,34 @@ class Reader:
         self._pos = 0  # bytes of _buf already consumed (compacted after each feed)
         self._chunks = 0
         self._frames = 0
+        self._offset = 0  # container bytes consumed before _buf[0]
+        self._chain = 0  # initial CRC of the next record: the previous record's CRC from minor 1 on
 
     def feed(self, data: bytes) -> list[Header | Chunk | End]:
+        """Parse more bytes; return the records they complete.
+
+        Raises
+        ------
+        ContainerError
+            (or a subclass) for anything wrong; any other exception while parsing is a bug, turned into a
+            :class:`CorruptContainerError` that names the record, so no builtin escapes to a caller.
+        """
         if data and self.ended:
             raise CorruptContainerError("bytes after the end record")
-        self._buf += data
         out: list[Header | Chunk | End] = []
         try:
+            self._buf += data
             while (record := self._next()) is not None:
                 out.append(record)
+        except ContainerError:
+            raise
+        except Exception as exc:
+            where = "the header" if self.header is None else f"record {self._chunks + 1}"
+            raise CorruptContainerError(
+                f"{where} at byte {self._offset + self._pos} could not be read ({type(exc).__name__}: {exc})"
+            ) from exc
         finally:
+            self._offset += self._pos
             del self._buf[: self._pos]
             self._pos = 0
         return out
@@ -331,6 +371,7 @@ class Reader:
         (crc,) = _CRC.unpack_from(raw, total - _CRC.size)
         if zlib.crc32(raw[: total - _CRC.size]) != crc:
             raise CorruptContainerError("header checksum mismatch: the header is damaged")
+        self._chain = crc if minor >= CHAINED_MINOR else 0
         fields, skipped = _parse_fields(raw[_PREFIX.size : total - _CRC.size], lim)
         config = _decompress_json(fields[TAG_CONFIG], "config", lim.max_header_bytes)
         codec = _decompress_json(fields[TAG_CODEC], "codec", lim.max_header_bytes)
@@ -359,24 +400,46 @@ class Reader:
             raise LimitExceededError(f"container has more than {lim.max_chunks} chunks")
         if self._frames + n_frames > lim.max_total_frames:
             raise LimitExceededError(f"container has more than {lim.max_total_frames} frames")
+        assert self.header is not None  # chunks come after the header
+        decoded = 4 * self.header.n_mels * n_frames
+        if 4 * self.header.n_mels * (self._frames + n_frames) > lim.max_decoded_bytes:
+            raise LimitExceededError(
+                f"container decodes to more than {lim.max_decoded_bytes} bytes (limit max_decoded_bytes)"
+            )
+        if decoded > max(1 << 20, lim.max_expansion * length):
+            raise LimitExceededError(
+                f"chunk {self._chunks} of {length} payload bytes claims {n_frames} frames ({decoded} bytes decoded): "
+                f"over the expansion limit of {lim.max_expansion} per byte"
+            )
         total = _CHUNK.size + length + _CRC.size
         if self._pending() < total:
             return None
         raw = self._take(total)
         (crc,) = _CRC.unpack_from(raw, total - _CRC.size)
-        if zlib.crc32(memoryview(raw)[: total - _CRC.size]) != crc:
-            raise CorruptContainerError(f"chunk {self._chunks} checksum mismatch: the chunk is damaged")
+        if zlib.crc32(memoryview(raw)[: total - _CRC.size], self._chain) != crc:
+            raise CorruptContainerError(f"chunk {self._chunks} checksum mismatch: {self._damage()}")
+        self._chain = crc if self._chain_on() else 0
         self._chunks += 1
         self._frames += n_frames
         return Chunk(n_frames=n_frames, payload=raw[_CHUNK.size : total - _CRC.size], size=total)
+
+    def _chain_on(self) -> bool:
+        return self.header is not None and self.header.minor >= CHAINED_MINOR
+
+    def _damage(self) -> str:
+        if self._chain_on():
+            return (
+                "the record is damaged, or out of order (a chunk moved, dropped, duplicated or from another container)"
+            )
+        return "the record is damaged"
 
     def _read_end(self) -> End | None:
         if self._pending() < _END.size + _CRC.size:
             return None
         raw = self._take(_END.size + _CRC.size)
         (crc,) = _CRC.unpack_from(raw, _END.size)
-        if zlib.crc32(raw[: _END.size]) != crc:
-            raise CorruptContainerError("end record checksum mismatch")
+        if zlib.crc32(raw[: _END.size], self._chain) != crc:
+            raise CorruptContainerError(f"end record checksum mismatch: {self._damage()}")
         _, n_chunks, n_frames = _END.unpack_from(raw)
         if (n_chunks, n_frames) != (self._chunks, self._frames):
             raise CorruptContainerError(

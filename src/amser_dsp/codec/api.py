@@ -6,10 +6,11 @@ is :mod:`amser_dsp.container` (docs/format.md).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from .. import container as fmt
 from ..config import FeatureConfig, get_preset
-from ..errors import CodecError, ConfigError, ContainerError, CorruptContainerError, LimitExceededError
+from ..errors import AmserError, CodecError, ConfigError, ContainerError, CorruptContainerError, LimitExceededError
 from .base import Codec, codec_from_config
 from .settings import make_codec
 
@@ -28,6 +29,8 @@ __all__ = [
     "decode_chunk",
     "decode_container",
     "encode",
+    "guarded",
+    "header_codec",
     "header_config",
     "inspect",
     "read_container",
@@ -112,7 +115,8 @@ def encode(
         The config that made the features; stored in the header (and checked
         against the codec: kltdct tables belong to one preset).
     chunk_frames : int, optional
-        Frames per self-contained chunk (default: one chunk).
+        Frames per self-contained chunk (default: one chunk, split every
+        :attr:`~amser_dsp.Limits.max_chunk_frames` frames of the default limits, 5 minutes).
     codec : Codec, dict or str, optional
         The codec (see :func:`make_codec`); default :data:`DEFAULT_CODEC`.
     **options
@@ -130,7 +134,7 @@ def encode(
     x = _check_features(features, cfg)
     chosen = make_codec(codec, config=cfg, **options)
     n_frames = x.shape[1]
-    step = max(n_frames, 1) if chunk_frames is None else chunk_frames
+    step = min(max(n_frames, 1), fmt.DEFAULT_LIMITS.max_chunk_frames) if chunk_frames is None else chunk_frames
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise CodecError(f"chunk_frames={chunk_frames!r} is invalid: expected a positive integer")
     return write_container(cfg, chosen, x.shape[0], (x[:, t : t + step] for t in range(0, n_frames, step)))
@@ -210,13 +214,29 @@ def _config_from_json(text: str) -> FeatureConfig:
     return FeatureConfig.from_dict(json.loads(text))
 
 
+@contextlib.contextmanager
+def guarded(what: str) -> Iterator[None]:
+    """Turn any exception but an :class:`AmserError` into a :class:`CorruptContainerError` naming ``what``.
+
+    The last line of defence of every decoding entry point: a bug, or an input no check foresaw, must
+    never leak a builtin exception to a service that parses containers from the network.
+    """
+    try:
+        yield
+    except AmserError:
+        raise
+    except Exception as exc:
+        raise CorruptContainerError(f"{what} could not be read ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
 def header_config(header: fmt.Header) -> FeatureConfig | None:
     """The header's FeatureConfig (None if it carries none)."""
     if header.config is None:
         return None
     try:
-        cfg = _config_from_json(json.dumps(header.config, sort_keys=True))
-    except (ConfigError, TypeError) as exc:
+        with guarded("the header's feature config"):
+            cfg = _config_from_json(json.dumps(header.config, sort_keys=True))
+    except ConfigError as exc:
         raise CorruptContainerError(f"container header holds an invalid feature config: {exc}") from None
     if cfg.n_mels != header.n_mels:
         raise CorruptContainerError(f"header n_mels={header.n_mels} disagrees with its config's {cfg.n_mels}")
@@ -236,37 +256,52 @@ def _info(header: fmt.Header, chunks: list[fmt.Chunk], end: fmt.End, n_bytes: in
     )
 
 
+def header_codec(header: fmt.Header) -> Codec:
+    """The codec the header names, with its parameters (:func:`codec_from_config`, guarded)."""
+    with guarded("the header's codec"):
+        return codec_from_config(header.codec)
+
+
 def inspect(source: Source, *, limits: fmt.Limits | None = None) -> Info:
     """Check a container's framing and checksums and return its :class:`Info` (no numerics).
 
     ``source`` is the container's bytes, a path, or a binary file object.
     """
     blob = read_container(source, limits)
-    header, chunks, end = fmt.read_all(blob, limits)
-    codec_from_config(header.codec)
-    return _info(header, chunks, end, len(blob))
+    with guarded("the container"):
+        header, chunks, end = fmt.read_all(blob, limits)
+        header_codec(header)
+        return _info(header, chunks, end, len(blob))
 
 
-def decode_chunk(header: fmt.Header, codec: Codec, chunk: fmt.Chunk, limits: fmt.Limits) -> np.ndarray:
-    """Features of one chunk record."""
-    return codec.decode_chunk(chunk.payload, header.n_mels, chunk.n_frames, limits.max_decoded_bytes)
+def decode_chunk(header: fmt.Header, codec: Codec, chunk: fmt.Chunk, limits: fmt.Limits, index: int = 0) -> np.ndarray:
+    """Features ``(n_mels, n_frames)`` of chunk record number ``index``."""
+    with guarded(f"chunk {index} ({codec.name})"):
+        out = codec.decode_chunk(chunk.payload, header.n_mels, chunk.n_frames, limits.max_decoded_bytes)
+        if out.shape != (header.n_mels, chunk.n_frames):
+            raise CorruptContainerError(
+                f"chunk {index} decoded to shape {out.shape}, expected {(header.n_mels, chunk.n_frames)}"
+            )
+        return out
 
 
 def decode_container(source: Source, *, limits: fmt.Limits | None = None) -> Decoded:
-    """Decode a container (bytes, a path, or a binary file object) into features plus its :class:`Info`."""
+    """Decode a container (bytes, a path, or a binary file object) into features plus its :class:`Info`.
+
+    The chunks are decoded one by one into one preallocated array, so the working memory is the output
+    and one chunk's buffers, whatever the number of chunks.
+    """
     lim = limits or fmt.DEFAULT_LIMITS
     blob = read_container(source, lim)
-    header, chunks, end = fmt.read_all(blob, lim)
-    info = _info(header, chunks, end, len(blob))
-    codec = codec_from_config(header.codec)
-    total = header.n_mels * end.n_frames * 4
-    if total > lim.max_decoded_bytes:
-        raise LimitExceededError(f"container decodes to {total} bytes, over the limit of {lim.max_decoded_bytes}")
-    parts = [decode_chunk(header, codec, chunk, lim) for chunk in chunks]
-    if len(parts) == 1:
-        out = np.ascontiguousarray(parts[0], dtype=np.float32)
-    else:
-        out = np.concatenate(parts, axis=1) if parts else np.empty((header.n_mels, 0), np.float32)
+    with guarded("the container"):
+        header, chunks, end = fmt.read_all(blob, lim)
+        info = _info(header, chunks, end, len(blob))
+        codec = header_codec(header)
+        out = np.empty((header.n_mels, end.n_frames), np.float32)
+        start = 0
+        for index, chunk in enumerate(chunks):
+            out[:, start : start + chunk.n_frames] = decode_chunk(header, codec, chunk, lim, index)
+            start += chunk.n_frames
     return Decoded(features=out, info=info)
 
 

@@ -173,15 +173,22 @@ def load_tables(name: str) -> KltDctTables:
     return _REGISTERED.get(name) or _load_shipped(name)
 
 
+@functools.cache
+def shipped_tables() -> tuple[str, ...]:
+    """Names of the tables that ship with the package (``amser_dsp/codec/data/kltdct/*.npz``)."""
+    folder = files(__package__).joinpath("data", "kltdct")
+    return tuple(sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".npz"))) if folder.is_dir() else ()
+
+
 @functools.lru_cache(maxsize=8)
 def _load_shipped(name: str) -> KltDctTables:
-    """Load shipped tables from ``amser_dsp/codec/data/kltdct/<name>.npz``."""
-    folder = files(__package__).joinpath("data", "kltdct")
-    resource = folder.joinpath(f"{name}.npz")
-    if "/" in name or "\\" in name or name.startswith(".") or not resource.is_file():
-        shipped = sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".npz")) if folder.is_dir() else []
-        raise UnknownTablesError(f"no codec tables named {name!r} ship with amser_dsp; available: {shipped}")
-    tables = tables_from_bytes(resource.read_bytes())
+    """Load shipped tables by name; a name from a container is only compared, never made into a path."""
+    if name not in shipped_tables():
+        shown = name if len(name) <= 80 else name[:80] + "..."
+        raise UnknownTablesError(
+            f"no codec tables named {shown!r} ship with amser_dsp; available: {list(shipped_tables())}"
+        )
+    tables = tables_from_bytes(files(__package__).joinpath("data", "kltdct", f"{name}.npz").read_bytes())
     if tables.name != name:
         raise CodecError(f"codec table file {name}.npz declares the name {tables.name!r}")
     return tables

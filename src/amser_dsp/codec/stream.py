@@ -11,16 +11,17 @@ from .. import container as fmt
 from ..config import DEFAULT_PRESET, FeatureConfig, get_preset
 from ..errors import CodecError, CorruptContainerError
 from ..frontend.streaming import ChunkedFeatures, chunked_features
-from .api import decode_chunk, header_config, write_container
-from .base import Codec, codec_from_config
+from .api import decode_chunk, guarded, header_codec, header_config, write_container
+from .base import Codec
 from .settings import make_codec
 
 __all__ = ["StreamDecoder", "StreamEncoder", "encode_audio"]
 
 
-def _chunk_frames(config: FeatureConfig, chunk_seconds: float | None) -> int | None:
+def _chunk_frames(config: FeatureConfig, chunk_seconds: float | None) -> int:
+    """Frames per chunk; ``None``: one chunk, up to the default reader limit (longer audio is split there)."""
     if chunk_seconds is None:
-        return None
+        return fmt.DEFAULT_LIMITS.max_chunk_frames
     if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, (int, float)) or not chunk_seconds > 0:
         raise CodecError(f"chunk_seconds={chunk_seconds!r} is invalid: expected a positive number of seconds")
     return max(1, round(chunk_seconds * config.sample_rate / config.hop_length))
@@ -97,8 +98,10 @@ def encode_audio(
 ) -> bytes:
     """Features of a whole signal, chunked as a :class:`StreamEncoder` would, in one container.
 
-    With ``chunk_seconds=None`` the whole signal is one chunk and its features
-    equal :func:`amser_dsp.features` (up to the back end's rounding).  Codec
+    With ``chunk_seconds=None`` the whole signal is one chunk (up to 5 minutes,
+    :attr:`~amser_dsp.Limits.max_chunk_frames` of the default limits: longer audio
+    is split there, so the container decodes under the default limits) and its
+    features equal :func:`amser_dsp.features` (up to the back end's rounding).  Codec
     choice as for :func:`~amser_dsp.encode`.
     """
     cfg = get_preset(config)
@@ -124,6 +127,7 @@ class StreamDecoder:
         self.config: FeatureConfig | None = None
         self.codec: Codec | None = None
         self.n_frames = 0
+        self.n_chunks = 0
 
     @property
     def finished(self) -> bool:
@@ -132,15 +136,17 @@ class StreamDecoder:
     def feed(self, data: bytes) -> list[np.ndarray]:
         """Parse more bytes; return the features of the chunks they complete."""
         out = []
-        for record in self._reader.feed(data):
-            if isinstance(record, fmt.Header):
-                self.header = record
-                self.config = header_config(record)
-                self.codec = codec_from_config(record.codec)
-            elif isinstance(record, fmt.Chunk):
-                assert self.header is not None and self.codec is not None  # the reader yields the header first
-                out.append(decode_chunk(self.header, self.codec, record, self.limits))
-                self.n_frames += record.n_frames
+        with guarded("the stream"):
+            for record in self._reader.feed(data):
+                if isinstance(record, fmt.Header):
+                    self.header = record
+                    self.config = header_config(record)
+                    self.codec = header_codec(record)
+                elif isinstance(record, fmt.Chunk):
+                    assert self.header is not None and self.codec is not None  # the reader yields the header first
+                    out.append(decode_chunk(self.header, self.codec, record, self.limits, self.n_chunks))
+                    self.n_chunks += 1
+                    self.n_frames += record.n_frames
         return out
 
     def close(self) -> None:

@@ -118,6 +118,10 @@ def _entropy_decode(data: bytes, entropy: str | None, expected: int, limit: int)
     elif entropy == "zstd":
         zstd = _zstd()
         try:
+            # A frame that declares its size is decompressed into that much memory: check it first.
+            declared = zstd.frame_content_size(data)
+            if declared not in (-1, expected):
+                raise CorruptContainerError(f"zstd frame declares {declared} bytes, expected {expected}")
             out = zstd.ZstdDecompressor().decompress(data, max_output_size=expected + 1)
         except zstd.ZstdError as exc:
             raise CorruptContainerError(f"chunk is not a valid zstd frame: {exc}") from None
