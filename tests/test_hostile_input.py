@@ -243,3 +243,12 @@ def test_a_bug_in_the_reader_names_the_record(monkeypatch: pytest.MonkeyPatch) -
         amser_dsp.decode(blob)
     with contextlib.suppress(CorruptContainerError), pytest.raises(CorruptContainerError):
         amser_dsp.inspect(blob)
+
+
+def test_a_short_run_of_the_structured_fuzzer_finds_nothing() -> None:
+    # The long run (1,000,000 mutants) is a command: see docs/fuzzing.md.
+    from .fuzz import fuzz_structured
+
+    summary = fuzz_structured.run(1500, seed=20261126, max_seconds=1.0, findings=None, progress=False)
+    assert summary["findings"] == 0, summary["first_findings"]
+    assert summary["checksums_recomputed"] > 0.5 and len(summary["mutations"]) >= 15

