@@ -19,21 +19,20 @@ if TYPE_CHECKING:
 __all__ = ["hz_to_mel", "mel_filterbank", "mel_filterbank_for", "mel_to_hz"]
 
 
+# The Slaney scale: linear (3 Mel per 200 Hz) below 1 kHz, logarithmic above.
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
 def hz_to_mel(hz: np.ndarray | float, scale: str = "htk") -> np.ndarray:
     """Convert Hz to Mel on the ``htk`` or ``slaney`` scale."""
     hz = np.asarray(hz, dtype=np.float64)
     if scale == "htk":
         return 2595.0 * np.log10(1.0 + hz / 700.0)
-    # Slaney: linear (3 per 200 Hz) below 1 kHz, logarithmic above.
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(
-        hz >= min_log_hz,
-        min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep,
-        hz / f_sp,
-    )
+    logs = _MIN_LOG_MEL + np.log(np.maximum(hz, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(hz >= _MIN_LOG_HZ, logs, hz / _F_SP)
 
 
 def mel_to_hz(mel: np.ndarray | float, scale: str = "htk") -> np.ndarray:
@@ -41,15 +40,8 @@ def mel_to_hz(mel: np.ndarray | float, scale: str = "htk") -> np.ndarray:
     mel = np.asarray(mel, dtype=np.float64)
     if scale == "htk":
         return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(
-        mel >= min_log_mel,
-        min_log_hz * np.exp(logstep * (np.maximum(mel, min_log_mel) - min_log_mel)),
-        f_sp * mel,
-    )
+    exps = _MIN_LOG_HZ * np.exp(_LOGSTEP * (np.maximum(mel, _MIN_LOG_MEL) - _MIN_LOG_MEL))
+    return np.where(mel >= _MIN_LOG_MEL, exps, _F_SP * mel)
 
 
 @functools.lru_cache(maxsize=64)
