@@ -1,0 +1,144 @@
+// amser_dsp on the page: features, kltdct encoding and containers, with the shipped tables.
+//
+//   const amser = await loadAmser("static/tables.json");
+//   const feats = amser.features(samples16k);                   // {features, nMels, nFrames}
+//   const {container} = amser.encodeAudio(samples16k);          // one container, as amser_dsp.encode_audio
+//   const enc = amser.streamEncoder({chunkSeconds: 0.5});       // as amser_dsp.StreamEncoder
+//   socket.send(enc.write(block)); ... socket.send(enc.close());
+
+import { ContainerWriter, canonicalJson } from "./container.js";
+import { AmserError, FeatureStream, checkConfig, features } from "./frontend.js";
+import { KltDctEncoder, KltDctTables } from "./kltdct.js";
+import { LaplaceTables } from "./rans.js";
+
+export { AmserError };
+
+const ARRAYS = { float32: Float32Array, int16: Int16Array, int32: Int32Array, uint8: Uint8Array };
+
+/** A typed array from tables.json's {dtype, shape, data: base64 of the little-endian bytes}. */
+export function decodeArray({ dtype, shape, data }) {
+  const Type = ARRAYS[dtype];
+  if (!Type) throw new AmserError(`unknown array dtype ${dtype}`);
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new AmserError("this page needs a little-endian machine");
+  const raw = atob(data);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  const out = new Type(bytes.buffer);
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (out.length !== size) throw new AmserError(`array of shape ${shape} holds ${out.length} values`);
+  return out;
+}
+
+/** Python's round() (half to even), as amser_dsp turns chunk_seconds into frames. */
+function roundHalfEven(v) {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+export class Amser {
+  /** @param {object} asset the parsed tables.json (amser_dsp.server.web.build_asset) */
+  constructor(asset) {
+    if (asset.format !== 1) throw new AmserError(`tables.json format ${asset.format} is not supported`);
+    this.asset = asset;
+    this.configJson = asset.config.json;
+    this.config = checkConfig(JSON.parse(this.configJson));
+    this.dictionary = decodeArray(asset.header_dictionary);
+    this.laplace = new LaplaceTables(asset.rans, decodeArray);
+    this.tables = new KltDctTables(asset.kltdct, decodeArray);
+    if (this.tables.nMels !== this.config.n_mels) throw new AmserError("tables and config differ in n_mels");
+    this.maxChunkFrames = asset.max_chunk_frames;
+    this.sampleRate = this.config.sample_rate;
+    this.framesPerSecond = this.config.sample_rate / this.config.hop_length;
+  }
+
+  /** Log-Mel features of whole audio (Float32Array at the config's rate), as amser_dsp.features. */
+  features(samples) {
+    return features(samples, this.config);
+  }
+
+  /** A stream encoder (amser_dsp.StreamEncoder); chunkSeconds null: one chunk per 5 minutes. */
+  streamEncoder({ chunkSeconds = null, step } = {}) {
+    return new StreamEncoder(this, chunkSeconds, step);
+  }
+
+  /** One container of whole audio (amser_dsp.encode_audio) with its features and timings. */
+  encodeAudio(samples, { chunkSeconds = null, step } = {}) {
+    const enc = this.streamEncoder({ chunkSeconds, step });
+    const parts = [enc.write(samples), enc.close()];
+    const container = new Uint8Array(parts[0].length + parts[1].length);
+    container.set(parts[0]);
+    container.set(parts[1], parts[0].length);
+    return { container, chunks: enc.chunks, timings: enc.timings, nFrames: enc.nFrames };
+  }
+}
+
+export class StreamEncoder {
+  constructor(amser, chunkSeconds, step) {
+    let frames = amser.maxChunkFrames;
+    if (chunkSeconds !== null && chunkSeconds !== undefined) {
+      if (!(typeof chunkSeconds === "number" && chunkSeconds > 0)) {
+        throw new AmserError(`chunkSeconds=${chunkSeconds} is invalid: expected a positive number of seconds`);
+      }
+      frames = Math.max(1, roundHalfEven((chunkSeconds * amser.config.sample_rate) / amser.config.hop_length));
+    }
+    this.amser = amser;
+    this.chunkFrames = frames;
+    this.codec = new KltDctEncoder(amser.tables, amser.laplace, { step });
+    this.stream = new FeatureStream(amser.config, frames);
+    this.writer = new ContainerWriter(amser.configJson, canonicalJson(this.codec.config()), amser.config.n_mels, amser.dictionary);
+    this.chunks = []; // {features, nFrames} of every chunk written
+    this.timings = { features_ms: 0, encode_ms: 0 };
+    this.nFrames = 0;
+  }
+
+  get closed() {
+    return this.writer.closed;
+  }
+
+  _records(chunks) {
+    const parts = [];
+    for (const c of chunks) {
+      const t0 = performance.now();
+      parts.push(this.writer.write(c.nFrames, this.codec.encodeChunk(c.features, c.nFrames)));
+      this.timings.encode_ms += performance.now() - t0;
+      this.chunks.push(c);
+      this.nFrames += c.nFrames;
+    }
+    return parts;
+  }
+
+  _join(parts) {
+    const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+    let pos = 0;
+    for (const p of parts) {
+      out.set(p, pos);
+      pos += p.length;
+    }
+    return out;
+  }
+
+  /** Add audio; returns the bytes ready (the header on the first call, then completed chunks). */
+  write(samples) {
+    if (this.closed) throw new AmserError("write() after close()");
+    const t0 = performance.now();
+    const chunks = this.stream.accept(samples);
+    this.timings.features_ms += performance.now() - t0;
+    return this._join([this.writer.start(), ...this._records(chunks)]);
+  }
+
+  /** End of the recording: the last chunk and the end record. */
+  close() {
+    if (this.closed) return new Uint8Array(0);
+    const t0 = performance.now();
+    const chunks = this.stream.finish();
+    this.timings.features_ms += performance.now() - t0;
+    return this._join([...this._records(chunks), this.writer.close()]);
+  }
+}
+
+/** Fetch tables.json and build the page's encoder. */
+export async function loadAmser(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new AmserError(`could not load the codec tables (${url}: HTTP ${response.status})`);
+  return new Amser(await response.json());
+}
