@@ -33,6 +33,16 @@ ASSET_NAME = "tables.json"
 #: Bump when the layout of tables.json changes (the page checks it).
 ASSET_FORMAT = 1
 
+#: What the page compares its bytes with (docs/rd.md, 87 clips, Whisper tiny.en): the lowest Opus bitrate
+#: within 0.5 WER points of uncompressed features, where the default codec (kltdct step -4, 3.82 kbps) is.
+#: tests/web holds these numbers against docs/rd.md.
+REFERENCE = {
+    "opus_kbps": 12.09,
+    "codec_kbps": 3.82,
+    "criterion": "within 0.5 WER points of uncompressed features",
+    "source": "docs/rd.md",
+}
+
 #: What the page's responses allow: its own files only (no CDN), the service's API and WebSocket.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -75,6 +85,7 @@ def build_asset() -> bytes:
         "config": {"name": DEFAULT_PRESET, "json": config.to_json(), "digest": config.digest()},
         "header_dictionary": _array(np.frombuffer(fmt.HEADER_DICTIONARY, np.uint8), "uint8"),
         "max_chunk_frames": fmt.DEFAULT_LIMITS.max_chunk_frames,
+        "reference": REFERENCE,
         "format_version": f"{fmt.MAJOR}.{fmt.MINOR}",
         "kltdct": {
             "name": tables.name,
