@@ -1,62 +1,15 @@
-"""Headless Chromium (Debian's, driven by Playwright; no browser download) and the page's files.
-
-Every browser test is skipped, with the reason, when Playwright or Chromium is missing
-(``make test`` installs Chromium with apt when it runs as root).
-"""
+"""Fixtures for the browser tests; every one is skipped, with the reason, when Playwright or Chromium is missing
+(``make test`` installs Chromium with apt when it runs as root)."""
 
 from __future__ import annotations
 
-import base64
-import functools
-import http.server
-import os
-import shutil
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from amser_dsp.server.web import web_root
-
-#: Flags for a quiet, sandbox-free headless run on a CI machine (root, no GPU, no network).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-
-#: Helpers the tests call in the page: arrays travel as base64 of their little-endian bytes.
-PAGE_HELPERS = """
-window.t = {
-  b64(bytes) {
-    const u8 = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    let s = "";
-    for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000));
-    return btoa(s);
-  },
-  bytes(text) {
-    const raw = atob(text);
-    const out = new Uint8Array(raw.length);
-    for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
-    return out;
-  },
-  f32(text) { return new Float32Array(window.t.bytes(text).buffer); },
-  i32(text) { return new Int32Array(window.t.bytes(text).buffer); },
-};
-"""
-
-
-def chromium_path() -> str | None:
-    """Debian's Chromium (or AMSER_CHROMIUM): the only browser these tests use."""
-    path = os.environ.get("AMSER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    return path if Path(path).is_file() else None
+from . import browser as web_browser
+from .browser import chromium_path, launch, open_page
 
 
 def need_browser() -> str:
@@ -77,12 +30,6 @@ def playwright_session() -> Iterator[Any]:
         yield p
 
 
-def launch(playwright: Any, extra_args: list[str] | None = None) -> Any:
-    return playwright.chromium.launch(
-        executable_path=chromium_path(), headless=True, args=[*CHROMIUM_ARGS, *(extra_args or [])]
-    )
-
-
 @pytest.fixture(scope="session")
 def browser(playwright_session: Any) -> Iterator[Any]:
     b = launch(playwright_session)
@@ -90,45 +37,10 @@ def browser(playwright_session: Any) -> Iterator[Any]:
     b.close()
 
 
-class _PageFiles(http.server.SimpleHTTPRequestHandler):
-    """The page's routes without the service: / is index.html, /static/ the package's web folder."""
-
-    def translate_path(self, path: str) -> str:
-        path = path.split("?", 1)[0]
-        if path == "/":
-            path = "/static/index.html"
-        if not path.startswith("/static/"):
-            return str(web_root() / "__missing__")
-        return super().translate_path(path[len("/static") :])
-
-    def log_message(self, *args: Any) -> None:  # quiet
-        pass
-
-
 @pytest.fixture(scope="session")
 def static_site() -> Iterator[str]:
-    """The page's files on 127.0.0.1 (no service behind them: the page says it is not connected)."""
-    handler = functools.partial(_PageFiles, directory=str(web_root()))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def open_page(browser: Any, url: str) -> Any:
-    """A new page at ``url`` with the page loaded (its codec ready) and the test helpers installed."""
-    page = browser.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(url)
-    page.wait_for_function("window.amserPage !== undefined")
-    page.evaluate("async () => { await window.amserPage.ready.catch(() => {}); }")
-    page.evaluate(PAGE_HELPERS)
-    page.page_errors = errors
-    assert page.evaluate("window.amserPage.state.amser !== null"), f"the page did not load its codec: {errors}"
-    return page
+    with web_browser.static_site() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -136,11 +48,3 @@ def page(browser: Any, static_site: str) -> Iterator[Any]:
     p = open_page(browser, static_site + "/")
     yield p
     p.close()
-
-
-def b64(a: np.ndarray | bytes) -> str:
-    return base64.b64encode(a if isinstance(a, bytes) else np.ascontiguousarray(a).tobytes()).decode()
-
-
-def unb64(text: str, dtype: Any = np.uint8) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype=dtype)

@@ -22,10 +22,10 @@ from amser_dsp import container as fmt
 from amser_dsp.codec import kltdct, rans
 from amser_dsp.config import get_preset
 from amser_dsp.filterbank import mel_filterbank_for
-from amser_dsp.frontend.streaming import ChunkedFeatures
 from amser_dsp.frontend.stages import window_for
+from amser_dsp.frontend.streaming import ChunkedFeatures
 
-from .conftest import b64, unb64
+from .browser import b64, unb64
 
 WHISPER = get_preset("whisper")
 TABLES = kltdct.load_tables(kltdct.DEFAULT_TABLES)
@@ -58,7 +58,9 @@ def page_encode_features(page: Any, feats: np.ndarray, step: int | None = None) 
     )
 
 
-def page_encode_audio(page: Any, audio: np.ndarray, chunk_seconds: float | None = None, blocks: list[int] | None = None) -> dict:
+def page_encode_audio(
+    page: Any, audio: np.ndarray, chunk_seconds: float | None = None, blocks: list[int] | None = None
+) -> dict:
     """The page's StreamEncoder over audio written in the given block sizes (whole audio: one block)."""
     out = page.evaluate(
         """([a, chunkSeconds, blocks]) => {
@@ -112,7 +114,9 @@ def assert_same_container(page_blob: bytes, python_blob: bytes, feats_chunks: li
         assert page_blob[: page_header.size] == python_blob[: py_header.size]
     assert [c.n_frames for c in page_chunks] == [c.n_frames for c in py_chunks]
     flips = total = 0
-    for x, a, b, qa, qb in zip(feats_chunks, page_chunks, py_chunks, symbols(page_blob), symbols(python_blob)):
+    for x, a, b, qa, qb in zip(
+        feats_chunks, page_chunks, py_chunks, symbols(page_blob), symbols(python_blob), strict=True
+    ):
         assert a.payload[:9] == b.payload[:9]  # step, min, max
         total += qa.size
         differ = qa != qb
@@ -176,7 +180,7 @@ def test_page_streams_features_as_python_does(page: Any, sample_audio: np.ndarra
     py = ChunkedFeatures(WHISPER, 50)
     ref = py.accept(sample_audio) + py.finish()
     assert [c.shape for c in page_out["chunks"]] == [c.shape for c in ref]
-    for got, want in zip(page_out["chunks"], ref):
+    for got, want in zip(page_out["chunks"], ref, strict=True):
         assert np.abs(got - want).max() < 1e-3
     # The page's bytes do not depend on the block sizes.
     assert page_encode_audio(page, sample_audio, 0.5)["container"] == page_out["container"]
@@ -214,7 +218,7 @@ def test_page_stream_container_decodes_to_its_chunks(page: Any, sample_audio: np
     assert info.n_chunks == len(out["chunks"]) == -(-WHISPER.num_frames(sample_audio.size) // 50)
     assert info.format_version == "1.1"
     chunks = list(amser_dsp.StreamDecoder().feed(out["container"]))
-    for got, sent in zip(chunks, out["chunks"]):
+    for got, sent in zip(chunks, out["chunks"], strict=True):
         assert got.shape == sent.shape and float(((got - sent) ** 2).sum()) <= error_bound(sent)
 
 
@@ -281,7 +285,10 @@ def test_page_crc_and_empty_container_equal_pythons(page: Any, rng: np.random.Ge
         ("a.streamEncoder({step: 64})", "step=64 is invalid"),
         ("a.streamEncoder({chunkSeconds: -1})", "chunkSeconds=-1 is invalid"),
         ("a.streamEncoder({}).close()", "the stream ended without any audio"),
-        ("(() => { const e = a.streamEncoder({}); e.write(new Float32Array(800)); e.close(); e.write(new Float32Array(8)); })()", "write\\(\\) after close\\(\\)"),
+        (
+            "(() => { const e = a.streamEncoder({}); e.write(new Float32Array(800)); e.close(); e.write(new Float32Array(8)); })()",
+            "write\\(\\) after close\\(\\)",
+        ),
     ],
 )
 def test_page_refuses_bad_input(page: Any, script: str, message: str) -> None:
@@ -295,7 +302,9 @@ def test_page_resampler(page: Any) -> None:
     """48 kHz -> 16 kHz in blocks: resample_poly's length, band-limited tones kept, the 9 kHz one removed."""
     sr, n = 48000, 48000
     t = np.arange(n) / sr
-    x = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.3 * np.sin(2 * np.pi * 3000 * t) + 0.2 * np.sin(2 * np.pi * 9000 * t)).astype(np.float32)
+    x = (
+        0.5 * np.sin(2 * np.pi * 440 * t) + 0.3 * np.sin(2 * np.pi * 3000 * t) + 0.2 * np.sin(2 * np.pi * 9000 * t)
+    ).astype(np.float32)
     got = page.evaluate(
         """async ([a, block]) => {
             const {Resampler} = await import("/static/amser/resample.js");
