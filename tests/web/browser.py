@@ -14,6 +14,7 @@ import http.server
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,27 @@ def static_site() -> Iterator[str]:
         server.server_close()
 
 
+def wait_for(page: Any, expression: str, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll a JavaScript expression until it is truthy (Playwright's wait_for_function compiles its predicate
+    with eval, which the page's Content-Security-Policy forbids; evaluate() is not subject to it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(f"() => {expression}")
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{expression!r} stayed false for {timeout} s")
+        time.sleep(interval)
+
+
 def open_page(browser: Any, url: str) -> Any:
     """A new page at ``url`` with the page loaded (its codec ready) and the test helpers installed."""
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(url)
-    page.wait_for_function("window.amserPage !== undefined")
+    wait_for(page, "window.amserPage !== undefined")
     page.evaluate("async () => { await window.amserPage.ready.catch(() => {}); }")
     page.evaluate(PAGE_HELPERS)
     page.page_errors = errors

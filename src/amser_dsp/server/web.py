@@ -26,7 +26,7 @@ from .. import container as fmt
 from ..codec import kltdct, make_codec, rans
 from ..config import DEFAULT_PRESET, get_preset
 
-__all__ = ["ASSET_NAME", "asset_path", "build_asset", "main", "mount_page", "web_root"]
+__all__ = ["ASSET_NAME", "asset_path", "build_asset", "encoded_array", "main", "mount_page", "web_root"]
 
 #: The table file of the page, in ``amser_dsp/web/``.
 ASSET_NAME = "tables.json"
@@ -60,8 +60,12 @@ def asset_path() -> Path:
     return web_root() / ASSET_NAME
 
 
-def _array(a: np.ndarray, dtype: str) -> dict[str, Any]:
-    """A little-endian array as ``{dtype, shape, data: base64}`` (the page's ``decodeArray``)."""
+def encoded_array(a: np.ndarray, dtype: str) -> dict[str, Any]:
+    """An array as JSON: ``{dtype, shape, data}``, data the base64 of its little-endian values in C order.
+
+    The layout of the arrays in tables.json and of the decoded features ``POST /v1/analyze?features=``
+    returns; the page reads both with its ``decodeArray``.
+    """
     arr = np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("<"))
     return {"dtype": dtype, "shape": list(arr.shape), "data": base64.b64encode(arr.tobytes()).decode()}
 
@@ -83,7 +87,7 @@ def build_asset() -> bytes:
     asset = {
         "format": ASSET_FORMAT,
         "config": {"name": DEFAULT_PRESET, "json": config.to_json(), "digest": config.digest()},
-        "header_dictionary": _array(np.frombuffer(fmt.HEADER_DICTIONARY, np.uint8), "uint8"),
+        "header_dictionary": encoded_array(np.frombuffer(fmt.HEADER_DICTIONARY, np.uint8), "uint8"),
         "max_chunk_frames": fmt.DEFAULT_LIMITS.max_chunk_frames,
         "reference": REFERENCE,
         "format_version": f"{fmt.MAJOR}.{fmt.MINOR}",
@@ -97,10 +101,10 @@ def build_asset() -> bytes:
             "step_index_min": kltdct.STEP_INDEX_MIN,
             "step_index_max": kltdct.STEP_INDEX_MAX,
             "default_step": codec.step,
-            "mean": _array(tables.mean, "float32"),
-            "basis": _array(tables.basis, "float32"),
-            "weight": _array(tables.weight, "float32"),
-            "scale_index": _array(tables.scale_index, "int16"),
+            "mean": encoded_array(tables.mean, "float32"),
+            "basis": encoded_array(tables.basis, "float32"),
+            "weight": encoded_array(tables.weight, "float32"),
+            "scale_index": encoded_array(tables.scale_index, "int16"),
         },
         "rans": {
             "sha256": laplace.sha256,
@@ -108,8 +112,8 @@ def build_asset() -> bytes:
             "alphabet": rans.ALPHABET,
             "scale_index_min": rans.SCALE_INDEX_MIN,
             "scale_index_max": rans.SCALE_INDEX_MAX,
-            "freq": _array(laplace.freq, "int32"),
-            "escape_k": _array(laplace.escape_k, "int32"),
+            "freq": encoded_array(laplace.freq, "int32"),
+            "escape_k": encoded_array(laplace.escape_k, "int32"),
         },
     }
     return (json.dumps(asset, sort_keys=True, indent=1) + "\n").encode()

@@ -2,7 +2,7 @@
 // The codec and front end are in ./amser/ (a port of amser_dsp); this file is the user interface.
 // window.amserPage is the page's state, read by the browser tests.
 
-import { AmserError, loadAmser } from "./amser/index.js";
+import { AmserError, decodeArray, loadAmser } from "./amser/index.js";
 import { Resampler } from "./amser/resample.js";
 
 const $ = (id) => document.getElementById(id);
@@ -133,32 +133,11 @@ function drawSpectrogram(canvas, feats, nMels, n, lo, hi, label) {
   canvas.setAttribute("aria-label", label);
 }
 
-function fromFloat16(bits) {
-  const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) {
-    const h = bits[i];
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    out[i] = exp === 0 ? sign * 2 ** -14 * (frac / 1024) : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
-  }
-  return out;
-}
-
-function base64Bytes(text) {
-  const raw = atob(text);
-  const bytes = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-  return bytes;
-}
-
 /** The decoded features of an /v1/analyze?features=float16 answer, or null. */
 function serverFeatures(body) {
   const f = body.features;
   if (!f || !Array.isArray(f.shape)) return null;
-  const bytes = base64Bytes(f.data);
-  const values = f.dtype === "float16" ? fromFloat16(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer);
-  return { values, nMels: f.shape[0], nFrames: f.shape[1] };
+  return { values: decodeArray(f), nMels: f.shape[0], nFrames: f.shape[1] };
 }
 
 function fmtBytes(n) {
@@ -418,6 +397,7 @@ async function openContext(stream) {
     let ctx;
     try {
       ctx = new AudioContext(options);
+      if (ctx.state === "suspended") await ctx.resume(); // started from the click, as autoplay rules require
       await ctx.audioWorklet.addModule("static/capture-worklet.js");
       const source = ctx.createMediaStreamSource(stream);
       return { ctx, source };

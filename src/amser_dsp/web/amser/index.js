@@ -13,9 +13,27 @@ import { LaplaceTables } from "./rans.js";
 
 export { AmserError };
 
-const ARRAYS = { float32: Float32Array, int16: Int16Array, int32: Int32Array, uint8: Uint8Array };
+const ARRAYS = { float32: Float32Array, float16: Uint16Array, int16: Int16Array, int32: Int32Array, uint8: Uint8Array };
 
-/** A typed array from tables.json's {dtype, shape, data: base64 of the little-endian bytes}. */
+/** IEEE half-precision bit patterns as float32 values (every half is exact in float32). */
+function halfToFloat(bits) {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i];
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    if (exp === 0) out[i] = sign * 2 ** -24 * frac;
+    else if (exp === 31) out[i] = frac ? NaN : sign * Infinity;
+    else out[i] = sign * 2 ** (exp - 15) * (1 + frac / 1024);
+  }
+  return out;
+}
+
+/**
+ * A typed array from {dtype, shape, data: base64 of the little-endian values} (amser_dsp.server.web.encoded_array:
+ * the arrays of tables.json and the decoded features of /v1/analyze?features=).  float16 comes back as float32.
+ */
 export function decodeArray({ dtype, shape, data }) {
   const Type = ARRAYS[dtype];
   if (!Type) throw new AmserError(`unknown array dtype ${dtype}`);
@@ -23,7 +41,8 @@ export function decodeArray({ dtype, shape, data }) {
   const raw = atob(data);
   const bytes = new Uint8Array(raw.length);
   for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-  const out = new Type(bytes.buffer);
+  const stored = new Type(bytes.buffer);
+  const out = dtype === "float16" ? halfToFloat(stored) : stored;
   const size = shape.reduce((a, b) => a * b, 1);
   if (out.length !== size) throw new AmserError(`array of shape ${shape} holds ${out.length} values`);
   return out;
