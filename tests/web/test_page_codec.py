@@ -335,3 +335,25 @@ def test_vendored_deflate_is_the_pinned_release() -> None:
     data = (web.web_root() / "vendor" / "pako_deflate.min.js").read_bytes()
     assert data.startswith(b"/*! pako 2.1.0 ")
     assert hashlib.sha256(data).hexdigest() == "9429785d1e7f805d46640c4155957fd0f286144dec05cea09f6f2eaa646adb21"
+
+
+def test_every_page_file_ships_with_the_package() -> None:
+    """Each file of amser_dsp/web matches a package-data pattern of pyproject.toml (a wheel would miss it)."""
+    import fnmatch
+    from pathlib import Path
+
+    import tomllib
+
+    from amser_dsp.server import web
+
+    root = Path(amser_dsp.__file__).parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["amser_dsp"]
+    package = Path(amser_dsp.__file__).parent
+    files = [
+        p.relative_to(package).as_posix()
+        for p in web.web_root().rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
+    assert "web/index.html" in files and "web/tables.json" in files
+    missing = [f for f in files if not any(fnmatch.fnmatchcase(f, pat) for pat in patterns)]
+    assert not missing, f"not in package-data: {missing}"

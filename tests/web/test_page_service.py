@@ -195,10 +195,17 @@ def test_recording_from_the_microphone(mic_browser: Any, server: str, sample_aud
     page.click("#key-save")
     wait_for(page, "document.querySelector('#server-status').textContent.startsWith('Connected')")
     page.click("#record")
-    wait_for(page, "document.querySelector('#record').getAttribute('aria-pressed') === 'true' || !document.querySelector('#error').hidden")
+    wait_for(
+        page,
+        "document.querySelector('#record').getAttribute('aria-pressed') === 'true' || !document.querySelector('#error').hidden",
+    )
     assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
     seconds = sample_audio.size / 16000
-    wait_for(page, f"window.amserPage.state.recording && window.amserPage.state.recording.n > {int((seconds + 0.7) * 16000)}", 60)
+    wait_for(
+        page,
+        f"window.amserPage.state.recording && window.amserPage.state.recording.n > {int((seconds + 0.7) * 16000)}",
+        60,
+    )
     shot(page, "recording", "main > section:nth-child(2)")
     page.keyboard.press("Tab")  # focus leaves; the button still works from the keyboard
     page.focus("#record")
@@ -245,3 +252,21 @@ def test_no_microphone_permission_is_said_plainly(browser: Any, server: str) -> 
     message = page.locator("#error").inner_text()
     assert "Microphone permission was denied" in message or "No microphone was found" in message, message
     context.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "key"),
+    [
+        ({"x-api-key": "a"}, "a"),
+        ({"authorization": "bearer b"}, "b"),
+        ({"cookie": "x=1; amser_api_key=c%20d", "origin": "http://127.0.0.1:8000", "host": "127.0.0.1:8000"}, "c d"),
+        ({"cookie": "amser_api_key=c", "origin": "https://evil.example", "host": "127.0.0.1:8000"}, None),
+        ({"cookie": "amser_api_key=c", "host": "127.0.0.1:8000"}, None),
+        ({"cookie": '"broken', "origin": "http://h", "host": "h"}, None),
+        ({"cookie": "amser_api_key=", "origin": "http://h", "host": "h"}, None),
+    ],
+)
+def test_websocket_key_takes_the_cookie_only_from_the_services_own_pages(headers: dict, key: str | None) -> None:
+    from amser_dsp.server.web import websocket_key
+
+    assert websocket_key(headers) == key

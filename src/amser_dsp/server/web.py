@@ -15,10 +15,12 @@ import base64
 import hashlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from http.cookies import CookieError, SimpleCookie
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
@@ -26,7 +28,17 @@ from .. import container as fmt
 from ..codec import kltdct, make_codec, rans
 from ..config import DEFAULT_PRESET, get_preset
 
-__all__ = ["ASSET_NAME", "asset_path", "build_asset", "encoded_array", "main", "mount_page", "web_root"]
+__all__ = [
+    "ASSET_NAME",
+    "KEY_COOKIE",
+    "asset_path",
+    "build_asset",
+    "encoded_array",
+    "main",
+    "mount_page",
+    "web_root",
+    "websocket_key",
+]
 
 #: The table file of the page, in ``amser_dsp/web/``.
 ASSET_NAME = "tables.json"
@@ -117,6 +129,35 @@ def build_asset() -> bytes:
         },
     }
     return (json.dumps(asset, sort_keys=True, indent=1) + "\n").encode()
+
+
+#: The cookie that carries the API key of the page's WebSocket handshakes (path /v1/stream, SameSite=Strict).
+KEY_COOKIE = "amser_api_key"
+
+
+def websocket_key(headers: Mapping[str, str]) -> str | None:
+    """The API key of a WebSocket handshake: ``X-API-Key``, ``Authorization: Bearer``, or the page's cookie.
+
+    A browser cannot set headers on a WebSocket, so the page puts its key in the :data:`KEY_COOKIE`
+    cookie (SameSite=Strict, path ``/v1/stream``).  The cookie is honoured only on a handshake whose
+    ``Origin`` is this service's own host (a page of the service), so another site's page cannot use a
+    visitor's key (cross-site WebSocket hijacking); the HTTP endpoints never read it (no CSRF).
+    """
+    from .service import bearer_token
+
+    key = headers.get("x-api-key") or bearer_token(headers.get("authorization"))
+    if key:
+        return key
+    origin, host = headers.get("origin"), headers.get("host")
+    if not origin or not host or urlsplit(origin).netloc.lower() != host.lower():
+        return None
+    cookies = SimpleCookie()
+    try:
+        cookies.load(headers.get("cookie") or "")
+    except CookieError:
+        return None
+    morsel = cookies.get(KEY_COOKIE)
+    return unquote(morsel.value) if morsel is not None and morsel.value else None
 
 
 def mount_page(app: Any) -> None:

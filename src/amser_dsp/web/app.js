@@ -314,7 +314,8 @@ function openLive(step) {
   const enc = state.amser.streamEncoder({ chunkSeconds: LIVE_CHUNK_SECONDS, step });
   const url = new URL("v1/stream", location.href);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  // Browsers cannot set headers on a WebSocket: the key travels in a same-site cookie for this path only.
+  // Browsers cannot set headers on a WebSocket: the key travels in a same-site cookie for this path only
+  // (the service reads it on handshakes from its own origin: amser_dsp.server.web.websocket_key).
   document.cookie = state.key
     ? `amser_api_key=${encodeURIComponent(state.key)}; path=${url.pathname}; SameSite=Strict${location.protocol === "https:" ? "; Secure" : ""}`
     : `amser_api_key=; path=${url.pathname}; max-age=0`;
