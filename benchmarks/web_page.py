@@ -22,22 +22,24 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-import amser_dsp
 from tests.web import browser as wb
 from tests.web.test_page_codec import assert_same_container, page_encode_audio, page_features
+
+import amser_dsp
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "asr" / "manifest.tsv"
 
 
 def cpu_model() -> str:
+    """Model name, family and model of the first CPU (the name alone can be as vague as "AMD EPYC")."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')})"
 
 
 def clips(manifest: Path, limit: int | None) -> list[Path]:
@@ -62,7 +64,10 @@ def agreement(page, paths: list[Path]) -> dict:
         symbols += counts["symbols"]
         identical += counts["flips"] == 0
         identical_pipeline += out["container"] == amser_dsp.encode_audio(audio)
-        print(f"{path.name}: max |page - python| {np.abs(got - ref).max():.2e}, symbols differing {counts['flips']}", file=sys.stderr)
+        print(
+            f"{path.name}: max |page - python| {np.abs(got - ref).max():.2e}, symbols differing {counts['flips']}",
+            file=sys.stderr,
+        )
     return {
         "clips": len(paths),
         "minutes": round(seconds / 60, 2),

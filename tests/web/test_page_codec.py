@@ -357,3 +357,44 @@ def test_every_page_file_ships_with_the_package() -> None:
     assert "web/index.html" in files and "web/tables.json" in files
     missing = [f for f in files if not any(fnmatch.fnmatchcase(f, pat) for pat in patterns)]
     assert not missing, f"not in package-data: {missing}"
+
+
+#: WCAG 2 contrast of every visible text against the colour behind it, computed in the page.
+CONTRAST = """() => {
+    const lum = (c) => { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                         return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const rgba = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+    const background = (el) => { for (; el; el = el.parentElement) { const c = rgba(getComputedStyle(el).backgroundColor);
+                                  if (c.length === 3 || c[3] > 0.99) return c.slice(0, 3); } return [255, 255, 255]; };
+    const worst = [];
+    for (const el of document.querySelectorAll("body *")) {
+        const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+        const box = el.getBoundingClientRect();
+        if (!own || !box.width || getComputedStyle(el).visibility === "hidden" || el.closest("[hidden]")) continue;
+        if (el.disabled || el.closest(":disabled")) continue;
+        const fg = lum(rgba(getComputedStyle(el).color).slice(0, 3)), bg = lum(background(el));
+        const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+        worst.push([ratio, el.tagName + (el.id ? "#" + el.id : "") + ": " + el.textContent.trim().slice(0, 30)]);
+    }
+    return worst.sort((a, b) => a[0] - b[0]).slice(0, 3);
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_page_is_accessible(browser: Any, static_site: str, scheme: str) -> None:
+    """Labels on every control, WCAG AA contrast (4.5:1) for all text, no sideways scrolling at 320 px."""
+    from .browser import open_page
+
+    page = open_page(browser, static_site + "/")
+    page.emulate_media(color_scheme=scheme)
+    page.set_viewport_size({"width": 320, "height": 640})
+    unlabeled = page.evaluate(
+        """() => [...document.querySelectorAll("input, select, button, textarea, meter, canvas")]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !e.textContent.trim())
+            .map(e => e.outerHTML.slice(0, 80))"""
+    )
+    assert unlabeled == []
+    worst = page.evaluate(CONTRAST)
+    assert worst and worst[0][0] >= 4.5, worst
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    page.close()

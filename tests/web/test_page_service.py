@@ -118,8 +118,11 @@ def shot(page: Any, name: str, selector: str | None = None) -> None:
     if not SHOTS:
         return
     Path(SHOTS).mkdir(parents=True, exist_ok=True)
-    target = page.locator(selector) if selector else page
-    target.screenshot(path=str(Path(SHOTS) / f"web-{name}.png"))
+    path = str(Path(SHOTS) / f"web-{name}.png")
+    if selector:
+        page.locator(selector).screenshot(path=path)
+    else:
+        page.screenshot(path=path, full_page=True)
 
 
 def page_state(page: Any) -> dict:

@@ -258,6 +258,8 @@ async function analyse(samples, live) {
   setBusy("");
   $("final-text").textContent = body.text.trim() || "(no speech recognised)";
   $("partial-text").textContent = "";
+  $("live-transcript").hidden = !live;
+  if (live) $("live-transcript").textContent = `Live, while recording: ${live.text.trim() || "(nothing)"}`;
   showEmotion(body.emotion);
   const server = serverFeatures(body);
   if (server && server.nFrames === n) {
@@ -283,7 +285,10 @@ async function analyse(samples, live) {
   ];
   if (t.emotion_ms !== undefined && t.emotion_ms !== null) rows.push(["Server: emotion", `${t.emotion_ms.toFixed(1)} ms`]);
   rows.push(["Server: total", `${(t.total_ms ?? 0).toFixed(1)} ms`]);
-  if (live?.end?.timings) rows.push(["Live: server time for the stream", `${live.end.timings.wall_ms?.toFixed?.(0) ?? "?"} ms`]);
+  const lt = live?.end?.timings;
+  if (lt?.commit_latency_p50 !== undefined && lt.commit_latency_p50 !== null) {
+    rows.push(["Live: words final after (median, 90th percentile)", `${lt.commit_latency_p50.toFixed(2)} s, ${lt.commit_latency_p90.toFixed(2)} s`]);
+  }
   table("timings", rows);
   state.analysis.roundTrip = roundTrip;
   return body;
@@ -454,6 +459,7 @@ async function startRecording() {
   $("record").setAttribute("aria-pressed", "true");
   $("final-text").textContent = "";
   $("partial-text").textContent = "";
+  $("live-transcript").hidden = true;
   rec.timer = setInterval(() => {
     $("rec-time").textContent = `${(rec.n / 16000).toFixed(1)} s`;
   }, 100);
@@ -516,6 +522,7 @@ async function analyseFile(file) {
   const samples = await decodeFile(file);
   $("final-text").textContent = "";
   $("partial-text").textContent = "";
+  $("live-transcript").hidden = true;
   $("rec-time").textContent = `${(samples.length / 16000).toFixed(1)} s`;
   return analyse(samples, null);
 }
