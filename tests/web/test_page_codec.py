@@ -9,9 +9,11 @@ documented error bound.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -339,9 +341,6 @@ def test_vendored_deflate_is_the_pinned_release() -> None:
 
 def test_every_page_file_ships_with_the_package() -> None:
     """Each file of amser_dsp/web matches a package-data pattern of pyproject.toml (a wheel would miss it)."""
-    import fnmatch
-    from pathlib import Path
-
     import tomllib
 
     from amser_dsp.server import web
@@ -398,3 +397,16 @@ def test_page_is_accessible(browser: Any, static_site: str, scheme: str) -> None
     assert worst and worst[0][0] >= 4.5, worst
     assert page.evaluate("document.documentElement.scrollWidth") <= 320
     page.close()
+
+
+def test_the_pages_opus_reference_is_docs_rd() -> None:
+    """The Opus rate the page compares with is the lowest Opus rate of docs/rd.md within 0.5 WER points of
+    uncompressed features; the default codec's rate is its row there."""
+    from amser_dsp.server import web
+
+    rd = (Path(amser_dsp.__file__).parents[2] / "docs" / "rd.md").read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in rd.splitlines() if line.startswith("| ")]
+    opus = [float(r[1]) for r in rows if r[0].startswith("Opus") and float(r[4].split()[0]) <= 0.5]
+    default = [float(r[1]) for r in rows if r[0].startswith(f"KLT-DCT step {kltdct.KltDctCodec.DEFAULT_STEP} ")]
+    assert web.REFERENCE["opus_kbps"] == min(opus)
+    assert [web.REFERENCE["codec_kbps"]] == default
