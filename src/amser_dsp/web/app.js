@@ -2,7 +2,7 @@
 // The codec and front end are in ./amser/ (a port of amser_dsp); this file is the user interface.
 // window.amserPage is the page's state, read by the browser tests.
 
-import { AmserError, decodeArray, loadAmser } from "./amser/index.js";
+import { AmserError, concat, decodeArray, loadAmser } from "./amser/index.js";
 import { Resampler } from "./amser/resample.js";
 
 const $ = (id) => document.getElementById(id);
@@ -210,16 +210,6 @@ function showEmotion(emotion) {
 }
 
 // ---------------------------------------------------------------------------- analysis of whole audio
-function concatFloat(parts) {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
-}
-
 /** Features, container and /v1/analyze for whole audio at 16 kHz; shows everything. */
 async function analyse(samples, live) {
   const amser = state.amser;
@@ -489,7 +479,7 @@ async function stopRecording() {
   $("record").textContent = "Start recording";
   $("record").setAttribute("aria-pressed", "false");
   $("level").value = 0;
-  const samples = concatFloat(rec.blocks);
+  const samples = concat(rec.blocks, Float32Array);
   $("rec-time").textContent = `${(samples.length / 16000).toFixed(1)} s`;
   let live = null;
   if (rec.live) {

@@ -48,8 +48,9 @@ export function canonicalJson(obj) {
   return `{${parts.join(",")}}`;
 }
 
-function concat(parts) {
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+/** The arrays one after the other, in a new typed array of `Type`. */
+export function concat(parts, Type = Uint8Array) {
+  const out = new Type(parts.reduce((a, p) => a + p.length, 0));
   let pos = 0;
   for (const p of parts) {
     out.set(p, pos);

@@ -6,12 +6,12 @@
 //   const enc = amser.streamEncoder({chunkSeconds: 0.5});       // as amser_dsp.StreamEncoder
 //   socket.send(enc.write(block)); ... socket.send(enc.close());
 
-import { ContainerWriter, canonicalJson } from "./container.js";
+import { ContainerWriter, canonicalJson, concat } from "./container.js";
 import { AmserError, FeatureStream, checkConfig, features } from "./frontend.js";
-import { KltDctEncoder, KltDctTables } from "./kltdct.js";
+import { KltDctEncoder, KltDctTables, rint } from "./kltdct.js";
 import { LaplaceTables } from "./rans.js";
 
-export { AmserError };
+export { AmserError, concat };
 
 const ARRAYS = { float32: Float32Array, float16: Uint16Array, int16: Int16Array, int32: Int32Array, uint8: Uint8Array };
 
@@ -48,12 +48,6 @@ export function decodeArray({ dtype, shape, data }) {
   return out;
 }
 
-/** Python's round() (half to even), as amser_dsp turns chunk_seconds into frames. */
-function roundHalfEven(v) {
-  const r = Math.round(v);
-  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
 export class Amser {
   /** @param {object} asset the parsed tables.json (amser_dsp.server.web.build_asset) */
   constructor(asset) {
@@ -83,10 +77,7 @@ export class Amser {
   /** One container of whole audio (amser_dsp.encode_audio) with its features and timings. */
   encodeAudio(samples, { chunkSeconds = null, step } = {}) {
     const enc = this.streamEncoder({ chunkSeconds, step });
-    const parts = [enc.write(samples), enc.close()];
-    const container = new Uint8Array(parts[0].length + parts[1].length);
-    container.set(parts[0]);
-    container.set(parts[1], parts[0].length);
+    const container = concat([enc.write(samples), enc.close()]);
     return { container, chunks: enc.chunks, timings: enc.timings, nFrames: enc.nFrames };
   }
 }
@@ -98,7 +89,7 @@ export class StreamEncoder {
       if (!(typeof chunkSeconds === "number" && chunkSeconds > 0)) {
         throw new AmserError(`chunkSeconds=${chunkSeconds} is invalid: expected a positive number of seconds`);
       }
-      frames = Math.max(1, roundHalfEven((chunkSeconds * amser.config.sample_rate) / amser.config.hop_length));
+      frames = Math.max(1, rint((chunkSeconds * amser.config.sample_rate) / amser.config.hop_length));
     }
     this.amser = amser;
     this.chunkFrames = frames;
@@ -126,23 +117,13 @@ export class StreamEncoder {
     return parts;
   }
 
-  _join(parts) {
-    const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-    let pos = 0;
-    for (const p of parts) {
-      out.set(p, pos);
-      pos += p.length;
-    }
-    return out;
-  }
-
   /** Add audio; returns the bytes ready (the header on the first call, then completed chunks). */
   write(samples) {
     if (this.closed) throw new AmserError("write() after close()");
     const t0 = performance.now();
     const chunks = this.stream.accept(samples);
     this.timings.features_ms += performance.now() - t0;
-    return this._join([this.writer.start(), ...this._records(chunks)]);
+    return concat([this.writer.start(), ...this._records(chunks)]);
   }
 
   /** End of the recording: the last chunk and the end record. */
@@ -151,7 +132,7 @@ export class StreamEncoder {
     const t0 = performance.now();
     const chunks = this.stream.finish();
     this.timings.features_ms += performance.now() - t0;
-    return this._join([...this._records(chunks), this.writer.close()]);
+    return concat([...this._records(chunks), this.writer.close()]);
   }
 }
 

@@ -24,8 +24,8 @@ export function stepSize(stepIndex) {
   return OCTAVE_EIGHTHS[k] * 2 ** ((stepIndex - k) / 8);
 }
 
-/** numpy.rint: round half to even. */
-function rint(v) {
+/** numpy.rint (and Python's round()): round half to even. */
+export function rint(v) {
   const r = Math.round(v);
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
