@@ -7,7 +7,8 @@
 difference), and the page's container against Python's ``encode`` of the same features (symbols that
 differ, containers that are byte-identical), and against Python's whole pipeline (``encode_audio``).
 ``speed``: features and encode of ``--seconds`` of speech on the page (``Amser.encodeAudio``, one
-chunk, the default codec), the first call in a fresh page and then the median of ``--rounds`` calls;
+chunk, the default codec), the first call in a fresh page (after the page's warm-up on one second of
+noise at load, timed too) and then the median of ``--rounds`` calls;
 features alone and encode alone alongside.  The CPU model is printed with the numbers.
 """
 
@@ -91,7 +92,7 @@ SPEED = """async ([a, rounds]) => {
         const e = amser.streamEncoder({});
         enc.push(time(() => e.codec.encodeChunk(f.features, f.nFrames))[0]);
     }
-    return {first, both, feats, enc};
+    return {first, both, feats, enc, warm: window.amserPage.state.warmUpMs};
 }"""
 
 
@@ -114,6 +115,7 @@ def speed(page, seconds: float, rounds: int, manifest: Path) -> dict:
     return {
         "audio_seconds": seconds,
         "rounds": rounds,
+        "page_load_warm_up_ms": round(out["warm"], 2),
         "first_call_ms": round(out["first"], 2),
         "features_and_encode": summary(out["both"]),
         "features": summary(out["feats"]),

@@ -577,6 +577,7 @@ async function main() {
     throw err;
   }
   $("format-version").textContent = state.amser.asset.format_version;
+  state.warmUpMs = state.amser.warmUp();
   try {
     await loadInfo();
   } catch (err) {

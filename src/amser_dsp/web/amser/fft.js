@@ -5,6 +5,12 @@
 // into the N/2 + 1 bins of the real spectrum.  Everything is float64 with precomputed
 // twiddles; the reference (scipy.fft.rfft in float32) agrees to float32 rounding.
 
+// Radix-5 butterfly constants: cos and sin of 2 pi / 5 and 4 pi / 5.
+const C1 = Math.cos((2 * Math.PI) / 5);
+const C2 = Math.cos((4 * Math.PI) / 5);
+const S1 = Math.sin((2 * Math.PI) / 5);
+const S2 = Math.sin((4 * Math.PI) / 5);
+
 function factorise(n) {
   const factors = [];
   for (const p of [4, 2, 3, 5]) {
@@ -152,6 +158,34 @@ export class RealFFT {
             zi[i0 + 2 * prev] = ai - ci;
             zr[i0 + 3 * prev] = br - di; // b + i d
             zi[i0 + 3 * prev] = bi + dr;
+          } else if (p === 5) {
+            const i0 = base + k;
+            const t1r = tr[1] + tr[4];
+            const t1i = ti[1] + ti[4];
+            const t2r = tr[2] + tr[3];
+            const t2i = ti[2] + ti[3];
+            const t3r = tr[1] - tr[4];
+            const t3i = ti[1] - ti[4];
+            const t4r = tr[2] - tr[3];
+            const t4i = ti[2] - ti[3];
+            const b1r = tr[0] + C1 * t1r + C2 * t2r;
+            const b1i = ti[0] + C1 * t1i + C2 * t2i;
+            const b2r = tr[0] + C2 * t1r + C1 * t2r;
+            const b2i = ti[0] + C2 * t1i + C1 * t2i;
+            const s3r = S1 * t3r + S2 * t4r; // y1, y4 = b1 -+ i (S1 t3 + S2 t4)
+            const s3i = S1 * t3i + S2 * t4i;
+            const s4r = S2 * t3r - S1 * t4r; // y2, y3 = b2 -+ i (S2 t3 - S1 t4)
+            const s4i = S2 * t3i - S1 * t4i;
+            zr[i0] = tr[0] + t1r + t2r;
+            zi[i0] = ti[0] + t1i + t2i;
+            zr[i0 + prev] = b1r + s3i;
+            zi[i0 + prev] = b1i - s3r;
+            zr[i0 + 4 * prev] = b1r - s3i;
+            zi[i0 + 4 * prev] = b1i + s3r;
+            zr[i0 + 2 * prev] = b2r + s4i;
+            zi[i0 + 2 * prev] = b2i - s4r;
+            zr[i0 + 3 * prev] = b2r - s4i;
+            zi[i0 + 3 * prev] = b2i + s4r;
           } else {
             for (let s = 0; s < p; s++) {
               let sr = 0;

@@ -64,6 +64,24 @@ export class Amser {
     this.framesPerSecond = this.config.sample_rate / this.config.hop_length;
   }
 
+  /**
+   * Run features and encoding once on a second of noise, so that the first recording does not wait for
+   * the JavaScript engine to compile the hot loops (measured: the first 10 s took twice the later ones).
+   * Returns the milliseconds it took.
+   */
+  warmUp() {
+    const t0 = performance.now();
+    const x = new Float32Array(this.sampleRate);
+    let seed = 1;
+    for (let i = 0; i < x.length; i++) {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      x[i] = (seed / 2147483648 - 0.5) * 0.1;
+    }
+    this.encodeAudio(x);
+    this.encodeAudio(x, { chunkSeconds: 0.5 });
+    return performance.now() - t0;
+  }
+
   /** Log-Mel features of whole audio (Float32Array at the config's rate), as amser_dsp.features. */
   features(samples) {
     return features(samples, this.config);

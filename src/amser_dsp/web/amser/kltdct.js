@@ -94,7 +94,14 @@ export class KltDctTables {
       }
     }
     const components = [...new Set(coded.map((i) => Math.floor(i / b)))];
-    p = { coded: Int32Array.from(coded), step: Float32Array.from(step), table: Int32Array.from(table), components };
+    const componentRow = coded.map((i) => components.indexOf(Math.floor(i / b))); // row of each coded coefficient's component
+    p = {
+      coded: Int32Array.from(coded),
+      step: Float32Array.from(step),
+      table: Int32Array.from(table),
+      components: Int32Array.from(components),
+      componentRow: Int32Array.from(componentRow),
+    };
     this.plans.set(stepIndex, p);
     return p;
   }
@@ -117,38 +124,44 @@ export class KltDctEncoder {
   }
 
   /**
-   * Transform coefficients of features (n_mels x T, row-major Float32Array): Float32Array
-   * (n_mels, n_blocks, block) as kltdct.analyse returns them.
+   * The coded coefficients of features (n_mels x T, row-major Float32Array) in symbol order, Float32Array
+   * (n_coded, n_blocks): kltdct._picked(kltdct.analyse(x)), computed for the coded coefficients only (the
+   * same sums, so the same values as computing all of them).
    */
-  analyse(x, T) {
+  codedCoefficients(x, T, plan) {
     const { nMels: n, block: b, mean, basisT, dct } = this.tables;
     const nBlocks = Math.ceil(T / b);
-    // Centred features, float32 as the reference subtracts in float32.
-    const centred = new Float32Array(n * T);
+    const L = nBlocks * b;
+    // Frame-major centred features, float32 as the reference subtracts in float32.
+    const xt = new Float32Array(T * n);
     for (let m = 0; m < n; m++) {
       const mu = mean[m];
-      for (let t = 0; t < T; t++) centred[m * T + t] = x[m * T + t] - mu;
+      for (let t = 0; t < T; t++) xt[t * n + m] = x[m * T + t] - mu;
     }
-    // z = K^T (X - mu): (n, nBlocks * b), the edge frames repeated; then the DCT of each block.
-    const coeffs = new Float32Array(n * nBlocks * b);
-    const z = new Float32Array(nBlocks * b);
-    const col = new Float64Array(n);
-    for (let k = 0; k < n; k++) {
-      const row = k * n;
+    // z = K^T (X - mu) for the components with a coded coefficient, the last frame repeated to a whole block.
+    const comps = plan.components;
+    const z = new Float32Array(comps.length * L);
+    for (let ci = 0; ci < comps.length; ci++) {
+      const row = comps[ci] * n;
+      const zo = ci * L;
       for (let t = 0; t < T; t++) {
-        for (let m = 0; m < n; m++) col[m] = centred[m * T + t];
+        const off = t * n;
         let s = 0;
-        for (let m = 0; m < n; m++) s += basisT[row + m] * col[m];
-        z[t] = s;
+        for (let m = 0; m < n; m++) s += basisT[row + m] * xt[off + m];
+        z[zo + t] = s;
       }
-      for (let t = T; t < nBlocks * b; t++) z[t] = z[T - 1];
+      for (let t = T; t < L; t++) z[zo + t] = z[zo + T - 1];
+    }
+    // The DCT of each block, for the coded time-DCT indices only.
+    const coeffs = new Float32Array(plan.coded.length * nBlocks);
+    for (let c = 0; c < plan.coded.length; c++) {
+      const zo = plan.componentRow[c] * L;
+      const d = (plan.coded[c] % b) * b;
       for (let blk = 0; blk < nBlocks; blk++) {
-        const off = blk * b;
-        for (let j = 0; j < b; j++) {
-          let s = 0;
-          for (let m = 0; m < b; m++) s += z[off + m] * dct[j * b + m];
-          coeffs[(k * nBlocks + blk) * b + j] = s;
-        }
+        const off = zo + blk * b;
+        let s = 0;
+        for (let m = 0; m < b; m++) s += z[off + m] * dct[d + m];
+        coeffs[c * nBlocks + blk] = s;
       }
     }
     return { coeffs, nBlocks };
@@ -159,18 +172,14 @@ export class KltDctEncoder {
     if (x.length !== this.tables.nMels * T) throw new AmserError(`features of ${x.length} values are not ${this.tables.nMels} x ${T}`);
     const lt = this.laplace;
     const plan = this.tables.plan(this.step, lt.scaleIndexMin, lt.scaleIndexMax);
-    const { coeffs, nBlocks } = this.analyse(x, T);
-    const b = this.tables.block;
+    const { coeffs, nBlocks } = this.codedCoefficients(x, T, plan);
     const nCoded = plan.coded.length;
     const q = new Int32Array(nCoded * nBlocks);
     const tab = new Int32Array(nCoded * nBlocks);
     for (let c = 0; c < nCoded; c++) {
-      const kj = plan.coded[c];
-      const k = Math.floor(kj / b);
-      const j = kj % b;
       const s = plan.step[c];
       for (let blk = 0; blk < nBlocks; blk++) {
-        q[c * nBlocks + blk] = rint(f32(coeffs[(k * nBlocks + blk) * b + j] / s));
+        q[c * nBlocks + blk] = rint(f32(coeffs[c * nBlocks + blk] / s));
         tab[c * nBlocks + blk] = plan.table[c];
       }
     }
