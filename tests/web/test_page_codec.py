@@ -410,3 +410,72 @@ def test_the_pages_opus_reference_is_docs_rd() -> None:
     default = [float(r[1]) for r in rows if r[0].startswith(f"KLT-DCT step {kltdct.KltDctCodec.DEFAULT_STEP} ")]
     assert web.REFERENCE["opus_kbps"] == min(opus)
     assert [web.REFERENCE["codec_kbps"]] == default
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "message"),
+    [
+        (
+            503,
+            {"Retry-After": "7"},
+            {"error": {"code": "busy", "message": "the queue of 4 requests is full"}},
+            "The server is busy (the queue of 4 requests is full). Try again in 7 s.",
+        ),
+        (
+            401,
+            {},
+            {"error": {"code": "unauthorized", "message": "a valid API key is required"}},
+            "The server needs an API key",
+        ),
+        (
+            413,
+            {},
+            {"error": {"code": "too_long", "message": "audio longer than 120 s"}},
+            "Too much for the server: audio longer than 120 s",
+        ),
+        (
+            400,
+            {},
+            {"error": {"code": "bad_container", "message": "checksum mismatch"}},
+            "The server could not use the container (bad_container): checksum mismatch",
+        ),
+        (502, {}, "<html>bad gateway</html>", "The server could not use the container (502): HTTP 502"),
+        (None, {}, None, "Cannot reach the server"),
+    ],
+)
+def test_page_says_server_errors_plainly(
+    browser: Any,
+    static_site: str,
+    tmp_path: Path,
+    sample_audio: np.ndarray,
+    status: int | None,
+    headers: dict,
+    body: Any,
+    message: str,
+) -> None:
+    """What /v1/analyze answers (or a dropped connection) becomes one plain sentence on the page."""
+    import json
+
+    import soundfile as sf
+
+    from .browser import open_page, wait_for
+
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, sample_audio, 16000, subtype="PCM_16")
+    page = open_page(browser, static_site + "/")
+
+    def answer(route: Any) -> None:
+        if status is None:
+            route.abort()
+        else:
+            text = body if isinstance(body, str) else json.dumps(body)
+            route.fulfill(status=status, headers=headers, body=text, content_type="application/json")
+
+    page.route("**/v1/analyze*", answer)
+    page.set_input_files("#file", str(wav))
+    wait_for(
+        page, "document.querySelector('#error').textContent.length > 0 && !document.querySelector('#error').hidden"
+    )
+    assert message in page.locator("#error").inner_text()
+    assert page.evaluate("document.querySelector('#record').disabled") is False  # the page is usable again
+    page.close()

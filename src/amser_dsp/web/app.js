@@ -80,7 +80,8 @@ async function loadInfo() {
   } catch {
     throw new UserError("Cannot reach the server. Is `amser serve` running?");
   }
-  if (!response.ok) throw await serverError(response);
+  if (response.status === 401 || response.status === 503) throw await serverError(response);
+  if (!response.ok) throw new UserError(`This address does not answer as an amser server does (GET v1/info: HTTP ${response.status}).`);
   const info = await response.json();
   state.info = info;
   if (!(info.presets || []).includes("whisper")) throw new UserError("This server does not read the whisper preset's features.");
