@@ -146,7 +146,9 @@ def page_state(page: Any) -> dict:
 def test_the_page_asks_for_the_key_and_transcribes_a_file(mic_browser: Any, server: str, clip_wav: Path) -> None:
     page = open_page(mic_browser, server + "/")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
-    assert "Connected" in page.locator("#server-status").inner_text()
+    status = page.locator("#server-status").inner_text()
+    assert "Connected" in status and "needs an API key" in status
+    assert page.evaluate("document.activeElement.id") == "api-key"  # the page asks for the key
     # No key: the server's 401 becomes a plain request for one.
     page.set_input_files("#file", str(clip_wav))
     wait_for(page, "!document.querySelector('#error').hidden")

@@ -86,10 +86,13 @@ async function loadInfo() {
   state.info = info;
   if (!(info.presets || []).includes("whisper")) throw new UserError("This server does not read the whisper preset's features.");
   const parts = [`Connected: ${info.model}`, `format ${info.format}`];
+  const needsKey = info.limits?.auth === "api-key";
+  parts.push(needsKey ? (state.key ? "API key entered" : "needs an API key: enter it below") : "no API key needed");
   parts.push(info.stream ? "live transcript available" : "no live transcript on this server");
   const emotion = info.emotion;
   parts.push(emotion ? `emotion: ${emotion.status}` : "no emotion classifier on this server");
   $("server-status").textContent = parts.join(" · ");
+  if (needsKey && !state.key) $("api-key").focus();
   $("live").disabled = !info.stream;
   if (!info.stream) $("live").checked = false;
   return info;
@@ -451,8 +454,14 @@ async function startRecording() {
   $("final-text").textContent = "";
   $("partial-text").textContent = "";
   $("live-transcript").hidden = true;
+  // The server refuses audio longer than its limit: stop there rather than record what it will not take.
+  const limit = state.info?.limits?.max_audio_seconds;
   rec.timer = setInterval(() => {
     $("rec-time").textContent = `${(rec.n / 16000).toFixed(1)} s`;
+    if (limit && rec.n / 16000 >= limit - 0.5 && state.recording === rec) {
+      setBusy(`Stopped at the server's limit of ${limit} s of audio.`);
+      guarded(stopRecording);
+    }
   }, 100);
 }
 
