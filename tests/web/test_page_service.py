@@ -188,6 +188,7 @@ def test_the_page_asks_for_the_key_and_transcribes_a_file(mic_browser: Any, serv
     assert f"{len(state['container'])} B" in bytes_table and "16-bit PCM" in bytes_table and "Opus" in bytes_table
     assert "Features (this page)" in page.locator("#timings").inner_text()
     assert "RMS" in page.locator("#spec-diff").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
     shot(page, "phone-result")
     assert not page.page_errors, page.page_errors
     page.close()

@@ -157,7 +157,16 @@ function table(id, rows) {
       th.scope = "row";
       th.textContent = name;
       const td = document.createElement("td");
-      td.textContent = value;
+      // Parts of a value ("1546 B", "3.78 kbps") stay whole; a narrow screen wraps between them.
+      td.append(
+        ...String(value)
+          .split(" · ")
+          .map((part, i) => {
+            const span = document.createElement("span");
+            span.textContent = i ? ` · ${part}` : part;
+            return span;
+          }),
+      );
       tr.append(th, td);
       return tr;
     }),
