@@ -401,8 +401,10 @@ function micError(err) {
 }
 
 async function openContext(stream) {
-  // 16 kHz straight from the browser where it can; otherwise the device's rate and our resampler.
-  for (const options of [{ sampleRate: 16000 }, {}]) {
+  // 16 kHz straight from the browser where it can; otherwise the device's rate and our resampler
+  // (?resample=page forces the latter, to test it).
+  const choices = new URLSearchParams(location.search).get("resample") === "page" ? [{}] : [{ sampleRate: 16000 }, {}];
+  for (const options of choices) {
     let ctx;
     try {
       ctx = new AudioContext(options);
