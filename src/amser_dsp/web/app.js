@@ -192,11 +192,10 @@ function showEmotion(emotion) {
   const box = $("emotion");
   if (!emotion) {
     const status = state.info?.emotion?.status;
-    box.innerHTML = "";
     const p = document.createElement("p");
     p.className = "hint";
     p.textContent = status && status !== "ready" ? `No emotion: the server's classifier is ${status}.` : "No emotion: the server has no emotion classifier.";
-    box.append(p);
+    box.replaceChildren(p);
     return;
   }
   const label = document.createElement("p");
@@ -204,12 +203,10 @@ function showEmotion(emotion) {
   label.id = "emotion-label";
   label.textContent = emotion.label;
   const bars = document.createElement("div");
-  bars.className = "bars";
-  bars.setAttribute("role", "list");
+  bars.className = "bars"; // read in order: "angry 43.8% happy 24.2% ..."; the bars are decoration
   for (const [name, p] of Object.entries(emotion.probabilities)) {
     const n = document.createElement("span");
     n.textContent = name;
-    n.setAttribute("role", "listitem");
     const bar = document.createElement("div");
     bar.className = "bar";
     bar.style.width = `${(100 * p).toFixed(1)}%`;
@@ -227,7 +224,7 @@ function showEmotion(emotion) {
 async function analyse(samples, live) {
   const amser = state.amser;
   const seconds = samples.length / amser.sampleRate;
-  if (samples.length < amser.config.frame_length) throw new UserError("The audio is too short: record or choose at least a second of speech.");
+  if (samples.length < amser.sampleRate / 10) throw new UserError("The audio is shorter than 0.1 s: record or choose some speech.");
   const step = Number($("step").value);
   const encoded = amser.encodeAudio(samples, { step });
   const nMels = amser.config.n_mels;
@@ -384,7 +381,12 @@ function openLive(step) {
     write: (samples) => send(enc.write(samples)),
     close: () => {
       send(enc.close());
-      return done;
+      // The server answers `end` once it has decoded everything; do not wait for ever if it does not.
+      const timeout = setTimeout(() => {
+        live.error = live.error || { code: "timeout", message: "no end of the live transcript within 60 s" };
+        ws.close();
+      }, 60000);
+      return done.finally(() => clearTimeout(timeout));
     },
     abort: () => ws.close(),
   };
@@ -434,7 +436,14 @@ async function startRecording() {
   } catch (err) {
     throw micError(err);
   }
-  const { ctx, source } = await openContext(stream);
+  let ctx;
+  let source;
+  try {
+    ({ ctx, source } = await openContext(stream));
+  } catch (err) {
+    for (const track of stream.getTracks()) track.stop(); // do not leave the microphone open
+    throw new UserError(`This browser could not process the microphone's audio: ${err?.message || err}`);
+  }
   const node = new AudioWorkletNode(ctx, "amser-capture", { numberOfInputs: 1, numberOfOutputs: 1 });
   const rec = {
     stream,
