@@ -479,3 +479,56 @@ def test_page_says_server_errors_plainly(
     assert message in page.locator("#error").inner_text()
     assert page.evaluate("document.querySelector('#record').disabled") is False  # the page is usable again
     page.close()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # The other branches the port implements: HTK Mel, Hamming, natural log without clamp, no padding, 512-point FFT.
+        {
+            "window": "hamming",
+            "periodic_window": False,
+            "mel_scale": "htk",
+            "mel_norm": None,
+            "log": "ln",
+            "dynamic_range": None,
+            "log_offset": 0.0,
+            "log_scale": 1.0,
+            "padding": "snip",
+            "trailing_silence": 0,
+            "drop_last_frame": False,
+            "n_fft": 512,
+        },
+        {"n_mels": 40, "f_min": 20.0, "f_max": 7600.0, "hop_length": 100, "frame_length": 320, "n_fft": 480},
+    ],
+)
+def test_page_features_of_other_configs(page: Any, sample_audio: np.ndarray, changes: dict) -> None:
+    config = WHISPER.replace(**changes)
+    ref = amser_dsp.features(sample_audio, 16000, config, backend="numpy")
+    out = page.evaluate(
+        """async ([a, cfg]) => {
+            const fe = await import("/static/amser/frontend.js");
+            const f = fe.features(window.t.f32(a), JSON.parse(cfg));
+            return [window.t.b64(f.features), f.nFrames];
+        }""",
+        [b64(sample_audio.astype("<f4")), config.to_json()],
+    )
+    got = unb64(out[0], "<f4").reshape(config.n_mels, out[1])
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("preemphasis", 0.97), ("remove_dc", True), ("pad_mode", "constant"), ("mel_triangles", "mel")]
+)
+def test_page_refuses_configs_it_does_not_implement(page: Any, field: str, value: Any) -> None:
+    config = WHISPER.replace(**{field: value})
+    message = page.evaluate(
+        """async (cfg) => {
+            const fe = await import("/static/amser/frontend.js");
+            try { fe.features(new Float32Array(1000), JSON.parse(cfg)); return "computed"; }
+            catch (e) { return e.name + ": " + e.message; }
+        }""",
+        config.to_json(),
+    )
+    assert message.startswith(f"AmserError: config {field}=") and "not supported on the page" in message

@@ -39,7 +39,7 @@ export function checkConfig(config) {
     }
   }
   if (config.version !== 1) throw new AmserError(`config version ${config.version} is not supported; expected 1`);
-  if (config.n_fft !== config.frame_length && config.n_fft < config.frame_length) {
+  if (config.n_fft < config.frame_length) {
     throw new AmserError(`n_fft=${config.n_fft} is shorter than the frame length ${config.frame_length}`);
   }
   return config;
