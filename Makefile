@@ -12,7 +12,7 @@ ASR ?= ../shared/data/asr/manifest.tsv
 FOLDS := .cache/kltdct-folds
 FOLD_TABLES := $(FOLDS)/whisper-kltdct16-v1-oof0.npz $(FOLDS)/whisper-kltdct16-v1-oof1.npz
 
-.PHONY: demo test bench lint clean rd tables
+.PHONY: demo test bench lint clean rd tables chromium web-assets web-screenshots
 
 $(VENV)/.stamp-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,26 @@ $(VENV)/.stamp-%: pyproject.toml
 demo: $(VENV)/.stamp-fast,plot,server
 	$(PY) -m amser_dsp.demo
 
-test: $(VENV)/.stamp-fast,server,test
+test: $(VENV)/.stamp-fast,server,test chromium
 	$(PY) -m pytest -q
+
+# Debian's Chromium for the web page's browser tests (tests/web): installed only when missing and only as
+# root; otherwise (or if apt cannot reach its mirror) those tests are skipped and say why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (apt) for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "could not install chromium: the browser tests will be skipped"; \
+	else echo "chromium is missing (apt-get install chromium as root): the browser tests will be skipped"; fi
+
+# The page's table file, from the package's codec tables (committed; a test checks it is up to date).
+web-assets: $(VENV)/.stamp-server
+	$(PY) -m amser_dsp.server.web
+
+# The screenshots of docs/web.md, taken by the end-to-end browser test.
+web-screenshots: $(VENV)/.stamp-fast,server,test chromium
+	AMSER_WEB_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/web/test_page_service.py
 
 bench: $(VENV)/.stamp-fast,bench
 	mkdir -p out

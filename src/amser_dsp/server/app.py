@@ -2,8 +2,8 @@
 
 Endpoints: ``POST /v1/transcribe`` and ``POST /v1/analyze`` (body: a
 container), ``WS /v1/stream`` (the bytes of a :class:`~amser_dsp.StreamEncoder`
-as they are recorded), ``GET /healthz``, ``GET /v1/info``, and the OpenAPI
-document at ``/openapi.json``.
+as they are recorded), ``GET /healthz``, ``GET /v1/info``, the OpenAPI
+document at ``/openapi.json``, and the web page at ``/`` (docs/web.md).
 
 Every error, 404 and 405 included, is JSON ``{"error": {"code", "message",
 "request_id"}}``.  Routing comes first, then authentication (a key is checked
@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from . import require_extra
 
 require_extra("fastapi", "uvicorn", "ctranslate2")
 
-from fastapi import Depends, FastAPI, Request, Security, WebSocket, WebSocketDisconnect  # noqa: E402
+from fastapi import Depends, FastAPI, Query, Request, Security, WebSocket, WebSocketDisconnect  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer  # noqa: E402
@@ -38,6 +38,7 @@ from ..errors import AmserError  # noqa: E402
 from .asr import Transcriber, check_whisper_config  # noqa: E402
 from .service import Service, ServiceError, bearer_token, error_body, error_response  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
+from .web import encoded_array, mount_page  # noqa: E402
 
 __all__ = ["ServiceSettings", "app_from_env", "create_app"]
 
@@ -60,8 +61,15 @@ class TranscribeResponse(BaseModel):
     request_id: str
 
 
+class DecodedFeatures(BaseModel):
+    dtype: str
+    shape: list[int]
+    data: str
+
+
 class AnalyzeResponse(TranscribeResponse):
     emotion: dict[str, Any] | None = None
+    features: DecodedFeatures | None = None
 
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
@@ -150,9 +158,17 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         return await service.transcribe(request)
 
     @app.post("/v1/analyze", response_model=AnalyzeResponse, **protected)
-    async def analyze(request: Request) -> dict[str, Any]:
-        """Transcript, emotion (null until a classifier is installed) and per-stage timings."""
-        return {**await service.transcribe(request), "emotion": None}
+    async def analyze(
+        request: Request,
+        features: Literal["float16", "float32"] | None = Query(
+            None, description="also return the decoded features in this dtype (base64 of little-endian values, C order)"
+        ),
+    ) -> dict[str, Any]:
+        """Transcript, emotion (null until a classifier is installed), per-stage timings, and the decoded features on request."""
+        result = await service.transcribe(request, keep_features=features is not None)
+        if features is not None:
+            result["features"] = encoded_array(result["features"], features)
+        return {**result, "emotion": None}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -208,6 +224,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         except WebSocketDisconnect:
             log.info("%s stream closed by the client after %d chunks", request_id, index)
 
+    mount_page(app)
     app.state.settings = service.settings
     app.state.transcriber = service.asr
     app.state.service = service

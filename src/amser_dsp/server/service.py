@@ -152,12 +152,13 @@ class Service:
         finally:
             self.admitted -= 1
 
-    async def transcribe(self, request: Request) -> dict[str, Any]:
-        """Read, decode (before admission), then recognise one request's container."""
+    async def transcribe(self, request: Request, *, keep_features: bool = False) -> dict[str, Any]:
+        """Read, decode (before admission), then recognise one request's container (``keep_features``: in the result)."""
         start = time.perf_counter()
         result = await self.decode(await self.read_body(request))
+        features = result["features"] if keep_features else result.pop("features")
         t0 = time.perf_counter()
-        result["text"] = await self.admit(self.batcher.recognise, result.pop("features"))
+        result["text"] = await self.admit(self.batcher.recognise, features)
         result["timings"]["asr_ms"] = 1000 * (time.perf_counter() - t0)
         result["timings"]["total_ms"] = 1000 * (time.perf_counter() - start)
         result["request_id"] = request.state.request_id
