@@ -26,13 +26,18 @@ import numpy as np
 from amser_dsp import get_preset
 from amser_dsp.backends import _numba_kernels as K
 from amser_dsp.backends import numba_backend as NB
+from amser_dsp.backends import variants
 from conftest import speech_seconds
+
+
+# The kernel variant the back end uses on this CPU.
+_MEL_BLOCK = K.MEL_BLOCK[variants.select().lanes]
 
 
 @numba.njit(parallel=True, nogil=True)
 def _prange_blocks(x, silence, out, bounds, args):
     for i in numba.prange(bounds.shape[0] - 1):
-        K.mel_block(x, silence, out, bounds[i], bounds[i + 1], *args)
+        _MEL_BLOCK(x, silence, out, bounds[i], bounds[i + 1], *args)
 
 
 def prange_mel_energies(x: np.ndarray, config, threads: int) -> np.ndarray:

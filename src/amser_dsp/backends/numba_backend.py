@@ -28,6 +28,7 @@ from ..filterbank import mel_filterbank_for
 from ..frontend.extract import check_padding
 from ..frontend.stages import window_for
 from . import _numba_kernels as K
+from . import variants
 from .base import Backend
 from .numpy_backend import NumpyBackend
 
@@ -138,7 +139,7 @@ def _scaled_window(config: FeatureConfig, dtype: np.dtype) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _block_args(config: FeatureConfig, dtype: np.dtype) -> tuple:
-    """Arguments of :func:`_numba_kernels.mel_block` after the frame range, for ``config``.
+    """Arguments of the ``_numba_kernels.mel_block_*`` entry points after the frame range, for ``config``.
 
     Cached: building them costs more than a 1 s clip's FFTs' worth of plan look-ups.
     """
@@ -219,18 +220,24 @@ class NumbaBackend(Backend):
         run truly in parallel).  Default: ``AMSER_DSP_NUMBA_WORKERS`` or 1.
         One thread is the right default on a busy or small machine; see
         docs/benchmarks.md for the scaling measured.
+    variant : str, optional
+        Kernel variant (:data:`amser_dsp.backends.variants.VARIANTS`); default:
+        the one chosen for this CPU (:func:`amser_dsp.backends.variants.select`).
+        Every variant computes the same features.
     """
 
     name = "numba"
     #: Below this many frames per worker, threads cost more than they save.
     min_frames_per_worker = 1024
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, variant: str | None = None) -> None:
         if workers is None:
             workers = int(os.environ.get("AMSER_DSP_NUMBA_WORKERS", "1"))
         if workers < 1:
             raise BackendError(f"workers must be >= 1, got {workers}")
         self.workers = workers
+        self.variant = variants.select() if variant is None else variants.get(variant)
+        self._mel_block = K.MEL_BLOCK[self.variant.lanes]
         self._fallback = NumpyBackend()
 
     @staticmethod
@@ -270,12 +277,12 @@ class NumbaBackend(Backend):
                 starts = range(0, n_frames, chunk)
                 pool = _pool(workers)
                 futures = [
-                    pool.submit(K.mel_block, x, silence, out, t, min(t + chunk, n_frames), *args) for t in starts
+                    pool.submit(self._mel_block, x, silence, out, t, min(t + chunk, n_frames), *args) for t in starts
                 ]
                 for f in futures:
                     f.result()
             else:
-                K.mel_block(x, silence, out, 0, n_frames, *args)
+                self._mel_block(x, silence, out, 0, n_frames, *args)
         return out.reshape((*samples.shape[:-1], config.n_mels, n_frames))
 
     def log_mel(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
