@@ -41,9 +41,7 @@ def table(data: dict) -> str:
     ]
     for r in rows:
         call = f"{r['seconds'] * 1000:g} ms block" if r["kind"] == "stream" else f"{r['seconds']:g} s clip"
-        lines.append(
-            f"| {call} | {r['what']} | {r['kind']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['rtf']:.2e} |"
-        )
+        lines.append(f"| {call} | {r['what']} | {r['kind']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['rtf']:.2e} |")
     return "\n".join(lines)
 
 

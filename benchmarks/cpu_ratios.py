@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         calls = max(3, min(200, round(20 / seconds)))
         for preset in args.preset or sorted(ANCHORS):
             config = get_preset(preset)
-            fns = {f"numba {n}": (lambda be=be: be.log_mel(x, config)) for n, be in contenders.items()}
+            fns = {f"numba {n}": (lambda be=be, x=x, c=config: be.log_mel(x, c)) for n, be in contenders.items()}
             if asrfront is not None:
                 label, call = ANCHORS[preset]
-                fns[label] = lambda call=call: call(asrfront, x)
+                fns[label] = lambda call=call, x=x: call(asrfront, x)
             for fn in fns.values():
                 fn()  # compile / load and warm up outside the timed rounds
             per_round = {k: [] for k in fns}

@@ -29,7 +29,6 @@ from amser_dsp.backends import numba_backend as NB
 from amser_dsp.backends import variants
 from conftest import speech_seconds
 
-
 # The kernel variant the back end uses on this CPU.
 _MEL_BLOCK = K.MEL_BLOCK[variants.select().lanes]
 

@@ -23,7 +23,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BackendError
+from ..errors import UnknownBackendError
 
 __all__ = ["ENV_VAR", "VARIANTS", "Variant", "cpu_features", "cpu_model", "describe", "get", "select"]
 
@@ -73,9 +73,7 @@ def cpu_model() -> str:
         if key and key not in info:
             info[key] = value.strip()
     if "model name" in info:
-        ids = ", ".join(
-            f"{k} {info[k]}" for k in ("vendor_id", "cpu family", "model", "stepping") if k in info
-        )
+        ids = ", ".join(f"{k} {info[k]}" for k in ("vendor_id", "cpu family", "model", "stepping") if k in info)
         return f"{info['model name']} ({ids})" if ids else info["model name"]
     if "CPU part" in info:  # ARM: implementer and part numbers identify the core
         return f"{platform.machine()} CPU implementer {info.get('CPU implementer', '?')} part {info['CPU part']}"
@@ -87,13 +85,13 @@ def get(name: str) -> Variant:
 
     Raises
     ------
-    BackendError
-        If there is no such variant.
+    UnknownBackendError
+        If there is no such variant (a ``LookupError``).
     """
     try:
         return VARIANTS[name]
     except KeyError:
-        raise BackendError(f"unknown Numba kernel variant {name!r}; variants: {sorted(VARIANTS)}") from None
+        raise UnknownBackendError(f"unknown Numba kernel variant {name!r}; variants: {sorted(VARIANTS)}") from None
 
 
 def select(features: frozenset[str] | None = None) -> Variant:

@@ -1,0 +1,108 @@
+"""Every Numba kernel variant against the NumPy reference, on this machine, and the choice among them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amser_dsp import FeatureConfig, UnknownBackendError, get_preset
+from amser_dsp.backends import variants
+from amser_dsp.frontend.extract import log_mel as reference_log_mel
+
+from .test_backends import PRESETS, assert_log_mel_close
+
+pytest.importorskip("numba")
+
+from amser_dsp.backends.numba_backend import NumbaBackend
+
+# Frame counts around every block and tail size (16, 32, 48, 64 lanes) and a few blocks long.
+FRAME_COUNTS = (1, 2, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 80, 97, 127, 128, 129, 200, 301)
+
+
+@pytest.fixture(params=sorted(variants.VARIANTS))
+def variant(request: pytest.FixtureRequest) -> NumbaBackend:
+    return NumbaBackend(variant=request.param)
+
+
+def samples_for(config: FeatureConfig, n_frames: int) -> int:
+    """The fewest samples that make ``n_frames`` frames with ``config``."""
+    n = max(1, config.min_samples)
+    while config.num_frames(n) < n_frames:
+        n += max(1, (n_frames - config.num_frames(n)) * config.hop_length // 2)
+    return n
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_variant_on_speech(speech: list[np.ndarray], variant: NumbaBackend, preset: str) -> None:
+    config = get_preset(preset)
+    for x in speech[:3]:
+        assert_log_mel_close(variant.log_mel(x, config), reference_log_mel(x, config), x, config)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_variant_at_every_tail_size(sample_audio: np.ndarray, variant: NumbaBackend, preset: str, dtype) -> None:
+    config = get_preset(preset)
+    for frames in FRAME_COUNTS:
+        x = sample_audio[: samples_for(config, frames)].astype(dtype)
+        ref = reference_log_mel(x, config)
+        assert ref.shape[-1] >= frames
+        assert_log_mel_close(variant.log_mel(x, config), ref, x, config)
+
+
+def test_variant_batches_and_threads(sample_audio: np.ndarray, variant: NumbaBackend) -> None:
+    config = get_preset("whisper")
+    x = np.tile(sample_audio, 8)[: 16000 * 25]  # 2,500 frames: enough for two workers
+    one = variant.log_mel(x, config)
+    np.testing.assert_array_equal(variant.log_mel(x, config, workers=2), one)
+    batch = np.stack([x[:16000], x[16000:32000]])
+    out = variant.log_mel(batch, config)
+    for i in range(2):
+        np.testing.assert_allclose(out[i], variant.log_mel(batch[i], config), rtol=1e-6, atol=1e-6)
+
+
+def test_variants_agree_with_each_other(sample_audio: np.ndarray) -> None:
+    # Same arithmetic in every variant, only the blocking differs: equal up to float rounding.
+    config = get_preset("kaldi")
+    outs = [NumbaBackend(variant=v).log_mel(sample_audio, config) for v in sorted(variants.VARIANTS)]
+    for out in outs[1:]:
+        np.testing.assert_allclose(out, outs[0], rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------- the choice
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        ({"avx512f", "avx2", "fma"}, "lanes64"),
+        ({"avx2", "fma", "avx"}, "lanes32"),
+        ({"neon", "fp-armv8"}, "lanes16"),
+        ({"sse4.2"}, "lanes16"),
+        (set(), "lanes64"),
+    ],
+)
+def test_select_by_features(monkeypatch: pytest.MonkeyPatch, features: set[str], expected: str) -> None:
+    monkeypatch.delenv(variants.ENV_VAR, raising=False)
+    assert variants.select(frozenset(features)).name == expected
+
+
+def test_environment_overrides_the_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(variants.ENV_VAR, "lanes16")
+    assert variants.select(frozenset({"avx512f"})).name == "lanes16"
+    assert NumbaBackend().variant.name == "lanes16"
+    monkeypatch.setenv(variants.ENV_VAR, "lanes7")
+    with pytest.raises(UnknownBackendError, match=r"unknown Numba kernel variant 'lanes7'.*lanes16"):
+        variants.select()
+
+
+def test_unknown_variant_is_refused() -> None:
+    with pytest.raises(UnknownBackendError, match="unknown Numba kernel variant 'wide'"):
+        NumbaBackend(variant="wide")
+    with pytest.raises(LookupError):  # the builtin it stands in for
+        variants.get("wide")
+
+
+def test_describe_names_the_cpu_and_the_variant() -> None:
+    text = variants.describe()
+    assert variants.cpu_model() in text
+    assert variants.select().name in text
+    assert variants.cpu_features(), "llvmlite reports no CPU features on this host"
