@@ -215,8 +215,20 @@ def _fill_transposed(x, n, nr, first, count, hop, flen, pad, mode, c_sig, tflat,
         dst = seg[lo:hi]
         for i in range(hi - lo):
             dst[i] = src[i] - c_sig * prev[i]
-    for i in range(hi, span):
-        seg[i] = _padded_sample(x, n, nr, origin + i + pad, pad, mode, c_sig)
+    # Past the samples: the silence (zeros after its first, pre-emphasised,
+    # sample), the right padding, then nothing (zeros).  Only the padding goes
+    # through the general path; a short clip's last blocks are mostly zeros.
+    i = hi
+    while i < span and origin + i < n + pad:
+        s = origin + i
+        if nr < s < n:
+            seg[i] = 0
+        else:
+            seg[i] = _padded_sample(x, n, nr, s + pad, pad, mode, c_sig)
+        i += 1
+    rest = seg[i:span]
+    for k in range(span - i):
+        rest[k] = 0
     _transpose_rows(seg, 0, used, hop, tflat, rp)
     return c_sig * 0
 
