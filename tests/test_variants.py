@@ -71,23 +71,33 @@ def test_variants_agree_with_each_other(sample_audio: np.ndarray) -> None:
 
 # ------------------------------------------------------------- the choice
 @pytest.mark.parametrize(
-    ("features", "expected"),
+    ("l2", "expected"),
     [
-        ({"avx512f", "avx2", "fma"}, "lanes64"),
-        ({"avx2", "fma", "avx"}, "lanes32"),
-        ({"neon", "fp-armv8"}, "lanes16"),
-        ({"sse4.2"}, "lanes16"),
-        (set(), "lanes64"),
+        (2 << 20, "lanes64"),  # Zen 4/5, Intel Xeon, Apple, Neoverse: 1-2 MB per core
+        (1 << 20, "lanes64"),
+        (512 << 10, "lanes32"),  # Cortex-A72/A76 class
+        (256 << 10, "lanes16"),  # older Intel clients, small cores
+        (64 << 10, "lanes16"),
+        (None, "lanes64"),  # not reported: the width measured best
     ],
 )
-def test_select_by_features(monkeypatch: pytest.MonkeyPatch, features: set[str], expected: str) -> None:
+def test_select_by_l2(monkeypatch: pytest.MonkeyPatch, l2: int | None, expected: str) -> None:
     monkeypatch.delenv(variants.ENV_VAR, raising=False)
-    assert variants.select(frozenset(features)).name == expected
+    chosen = variants.select(l2)
+    assert chosen.name == expected
+    if l2:
+        assert variants.buffer_bytes(chosen.lanes) <= l2 // 2 or chosen.lanes == 16
+
+
+def test_buffer_bytes_grow_with_lanes() -> None:
+    sizes = [variants.buffer_bytes(v.lanes) for v in sorted(variants.VARIANTS.values(), key=lambda v: v.lanes)]
+    assert sizes == sorted(sizes)
+    assert 400_000 < variants.buffer_bytes(64) < 500_000  # the 440 KB the module doc quotes
 
 
 def test_environment_overrides_the_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(variants.ENV_VAR, "lanes16")
-    assert variants.select(frozenset({"avx512f"})).name == "lanes16"
+    assert variants.select(4 << 20).name == "lanes16"
     assert NumbaBackend().variant.name == "lanes16"
     monkeypatch.setenv(variants.ENV_VAR, "lanes7")
     with pytest.raises(UnknownBackendError, match=r"unknown Numba kernel variant 'lanes7'.*lanes16"):
@@ -106,3 +116,5 @@ def test_describe_names_the_cpu_and_the_variant() -> None:
     assert variants.cpu_model() in text
     assert variants.select().name in text
     assert variants.cpu_features(), "llvmlite reports no CPU features on this host"
+    l2 = variants.l2_bytes()
+    assert l2 is None or l2 >= 64 << 10

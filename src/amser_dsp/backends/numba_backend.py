@@ -71,6 +71,7 @@ def _radices(half: int) -> list[int] | None:
     return out if half == 1 else None
 
 
+@functools.lru_cache(maxsize=64)
 def fft_supported(n_fft: int) -> bool:
     """Whether the hand-written FFT handles ``n_fft`` (else scipy.fft via the NumPy back end)."""
     return n_fft % 2 == 0 and _radices(n_fft // 2) is not None

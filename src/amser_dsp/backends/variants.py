@@ -2,18 +2,24 @@
 
 The fused kernel (:mod:`._numba_kernels`) processes frames in blocks of
 ``lanes`` frames stored lane-major; every lane loop is one SIMD loop over
-``lanes`` contiguous values.  The best block width depends on the vector unit:
-64 lanes share each butterfly's index and twiddle work among four 512-bit
-vectors, but on a narrower unit the same loop is 8 or 16 vectors long and the
-block's buffers (about 400 KB) compete with the L2 of a small core.  Every
+``lanes`` contiguous values.  Wider blocks share each butterfly's index and
+twiddle work among more vectors (64 lanes are four 512-bit or eight 256-bit
+vectors), but the block's buffers grow with them: five ``(n_fft / 2, lanes + 4)``
+planes plus the transposed samples, about 440 KB at 64 lanes and ``n_fft = 512``.
+Measured on Zen 4 (1 MB L2 per core), both with its own AVX-512 code and with
+AVX2-only code (``NUMBA_CPU_NAME=haswell``), 64 lanes beat 32 and 16 at 1 s and
+60 s; on Zen 5, 128 lanes were slower than 64 once the buffers left L2
+(docs/benchmarks.md).  So the choice is the widest block whose buffers fit in
+half the per-core L2 (the other half holds the signal, the output and the
+filter bank): 64 lanes on most desktop, server and recent ARM cores, 32 or 16
+on cores with 256-512 KB of L2 (older Intel clients, small ARM cores).  Every
 variant computes the same features (tested against the NumPy reference, one by
 one, in ``tests/test_variants.py``); they differ only in speed.
 
-The choice reads the features LLVM compiles for (``llvmlite``'s view of the
-host, which is what the machine code targets) and can be overridden with
-``AMSER_DSP_NUMBA_VARIANT`` or ``NumbaBackend(variant=...)``.
-``python -m amser_dsp.backends.variants`` prints the CPU, its vector features
-and the variant chosen.
+``AMSER_DSP_NUMBA_VARIANT`` or ``NumbaBackend(variant=...)`` overrides the
+choice; ``python -m benchmarks.cpu_ratios --all-variants`` times them all on
+the machine at hand.  ``python -m amser_dsp.backends.variants`` prints the CPU,
+its vector features, its L2 and the variant chosen.
 """
 
 from __future__ import annotations
@@ -25,7 +31,18 @@ from pathlib import Path
 
 from ..errors import UnknownBackendError
 
-__all__ = ["ENV_VAR", "VARIANTS", "Variant", "cpu_features", "cpu_model", "describe", "get", "select"]
+__all__ = [
+    "ENV_VAR",
+    "VARIANTS",
+    "Variant",
+    "buffer_bytes",
+    "cpu_features",
+    "cpu_model",
+    "describe",
+    "get",
+    "l2_bytes",
+    "select",
+]
 
 ENV_VAR = "AMSER_DSP_NUMBA_VARIANT"
 
@@ -36,17 +53,32 @@ class Variant:
 
     name: str
     lanes: int  # frames per full block (tails use 32 and 16)
-    when: str  # the CPUs it is chosen for
 
 
 VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant("lanes64", 64, "512-bit vectors (AVX-512F)"),
-        Variant("lanes32", 32, "256-bit vectors (AVX2 without AVX-512)"),
-        Variant("lanes16", 16, "128-bit vectors (NEON/ASIMD, SSE)"),
-    )
+    v.name: v for v in (Variant("lanes64", 64), Variant("lanes32", 32), Variant("lanes16", 16))
 }
+
+
+def buffer_bytes(lanes: int, n_fft: int = 512, hop: int = 160, itemsize: int = 4) -> int:
+    """Bytes of one block's working buffers (FFT ping-pong planes, power, transposed samples)."""
+    planes = 5 * (n_fft // 2 + 1) * (lanes + 16 // itemsize) * itemsize
+    samples = 2 * hop * (lanes + 16) * itemsize
+    return planes + samples
+
+
+def l2_bytes() -> int | None:
+    """Per-core L2 cache size from sysfs (Linux), or ``None`` where it is not reported."""
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    try:
+        for index in sorted(base.glob("index*")):
+            if (index / "level").read_text().strip() == "2" and (index / "type").read_text().strip() != "Instruction":
+                text = (index / "size").read_text().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+                return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def cpu_features() -> frozenset[str]:
@@ -94,19 +126,22 @@ def get(name: str) -> Variant:
         raise UnknownBackendError(f"unknown Numba kernel variant {name!r}; variants: {sorted(VARIANTS)}") from None
 
 
-def select(features: frozenset[str] | None = None) -> Variant:
-    """The variant for this CPU (or for ``features``): ``AMSER_DSP_NUMBA_VARIANT`` if set, else by vector width."""
+def select(l2: int | None = -1) -> Variant:
+    """The variant for this CPU: ``AMSER_DSP_NUMBA_VARIANT`` if set, else the widest whose buffers fit half the L2.
+
+    ``l2`` is the per-core L2 in bytes (default: :func:`l2_bytes`; ``None``:
+    unknown, which chooses 64 lanes, the width measured best where measured).
+    """
     chosen = os.environ.get(ENV_VAR)
     if chosen:
         return get(chosen)
-    feats = cpu_features() if features is None else features
-    if "avx512f" in feats:
+    size = l2_bytes() if l2 == -1 else l2
+    if size is None:
         return VARIANTS["lanes64"]
-    if "avx2" in feats:
-        return VARIANTS["lanes32"]
-    if feats:
-        return VARIANTS["lanes16"]
-    return VARIANTS["lanes64"]  # unknown host: the variant measured best on the machines we have
+    for variant in sorted(VARIANTS.values(), key=lambda v: -v.lanes):
+        if buffer_bytes(variant.lanes) <= size // 2:
+            return variant
+    return VARIANTS["lanes16"]
 
 
 def describe() -> str:
@@ -119,16 +154,20 @@ def describe() -> str:
         target = llvm.get_host_cpu_name()
     except Exception:
         target = "?"
+    if os.environ.get("NUMBA_CPU_NAME"):  # Numba compiles for that CPU instead of the host
+        target = f"{os.environ['NUMBA_CPU_NAME']} (NUMBA_CPU_NAME; host {target})"
     variant = select()
+    l2 = l2_bytes()
     return (
         f"CPU: {cpu_model()}; machine {platform.machine()}; LLVM target {target}\n"
-        f"vector features: {' '.join(vector) or 'unknown'}\n"
-        f"Numba kernel variant: {variant.name} ({variant.lanes} lanes; for {variant.when})"
-        + (f" [from {ENV_VAR}]" if os.environ.get(ENV_VAR) else "")
+        f"vector features: {' '.join(vector) or 'unknown'}; L2 per core: "
+        + (f"{l2 // 1024} KiB" if l2 else "unknown")
+        + f"\nNumba kernel variant: {variant.name} ({variant.lanes} lanes, buffers "
+        f"{buffer_bytes(variant.lanes) // 1024} KiB)" + (f" [from {ENV_VAR}]" if os.environ.get(ENV_VAR) else "")
     )
 
 
 if __name__ == "__main__":
     print(describe())
     for v in VARIANTS.values():
-        print(f"  {v.name}: {v.lanes} lanes, for {v.when}")
+        print(f"  {v.name}: {v.lanes} lanes, buffers {buffer_bytes(v.lanes) // 1024} KiB")
