@@ -55,10 +55,18 @@ def time_it(benchmark, fn, seconds: float, *, kind: str, what: str, setup=None, 
         benchmark.extra_info.update(p50_ms=float(p50), p99_ms=float(p99), rtf=float(p50 / 1e3 / seconds))
 
 
-@pytest.fixture(scope="module", params=CLIPS, ids=[f"{c:g}s" for c in CLIPS])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # --benchmark-disable (make test): the output checks on one clip length and one block size.
+    clips, blocks = ((1,), BLOCKS_MS[:1]) if quick(metafunc.config) else (CLIPS, BLOCKS_MS)
+    if "clip" in metafunc.fixturenames:
+        metafunc.parametrize("clip", clips, ids=[f"{c:g}s" for c in clips], indirect=True, scope="module")
+    if "block_ms" in metafunc.fixturenames:
+        metafunc.parametrize("block_ms", blocks)
+
+
+@pytest.fixture(scope="module")
 def clip(request: pytest.FixtureRequest) -> tuple[float, np.ndarray]:
-    if quick(request.config) and request.param != 1:
-        pytest.skip("--benchmark-disable: output checks on the 1 s clip only")
+    """(seconds, audio) for each clip length."""
     return request.param, speech_seconds(request.param)
 
 
@@ -163,12 +171,9 @@ def streaming_config(preset: str):
     return get_preset(preset).replace(padding="snip", trailing_silence=0, dynamic_range=None)
 
 
-@pytest.mark.parametrize("block_ms", BLOCKS_MS)
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("name", backends.available())
-def test_stream(benchmark, request: pytest.FixtureRequest, name: str, preset: str, block_ms: int) -> None:
-    if quick(request.config) and block_ms != BLOCKS_MS[0]:
-        pytest.skip("--benchmark-disable: output checks on one block size only")
+def test_stream(benchmark, name: str, preset: str, block_ms: int) -> None:
     x = speech_seconds(STREAM_SECONDS)
     config = streaming_config(preset)
     be = backends.get(name)
