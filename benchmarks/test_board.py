@@ -25,7 +25,7 @@ from amser_dsp import backends, get_preset
 from amser_dsp.frontend.extract import log_mel as reference_log_mel
 
 from .conftest import quick, speech_seconds
-from .test_frontend_speed import as_whisper_sees, check_against
+from .test_frontend_speed import as_whisper_sees, check_against, knf_fbank, librosa_whisper
 
 CLIPS = (0.5, 1, 3, 10)
 BLOCKS_MS = (10, 20, 40, 160)
@@ -109,35 +109,15 @@ def test_clip_asrfront_fbank(benchmark, clip) -> None:
 def test_clip_kaldi_native_fbank(benchmark, clip) -> None:
     knf = pytest.importorskip("kaldi_native_fbank", reason="kaldi-native-fbank is not installed")
     seconds, x = clip
-    opts = knf.FbankOptions()
-    opts.frame_opts.dither = 0.0
-    opts.mel_opts.num_bins = 80
-
-    def compute() -> np.ndarray:
-        fbank = knf.OnlineFbank(opts)
-        fbank.accept_waveform(16000, x * 32768)
-        fbank.input_finished()
-        return np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)])
-
-    check_against(compute().T, reference_log_mel(x, get_preset("kaldi")), atol=1e-3, fraction=0.99)
-    time_it(benchmark, compute, seconds, kind="anchor", what="kaldi-native-fbank OnlineFbank (kaldi)")
+    time_it(benchmark, knf_fbank(knf, x), seconds, kind="anchor", what="kaldi-native-fbank OnlineFbank (kaldi)")
 
 
 def test_clip_librosa(benchmark, clip) -> None:
     librosa = pytest.importorskip("librosa", reason="librosa is not installed")
     seconds, x = clip
-    xp = as_whisper_sees(x)
-
-    def compute() -> np.ndarray:
-        mel = librosa.feature.melspectrogram(
-            y=xp, sr=16000, n_fft=400, hop_length=160, window="hann", center=True, pad_mode="reflect",
-            power=2.0, n_mels=80, htk=False, norm="slaney",
-        )  # fmt: skip
-        logs = np.log10(np.maximum(mel, 1e-10))
-        return (np.maximum(logs, logs.max() - 8.0) + 4.0) / 4.0
-
-    check_against(compute()[:, :-1], reference_log_mel(x, get_preset("whisper")), atol=1e-3)
-    time_it(benchmark, compute, seconds, kind="anchor", what="librosa melspectrogram + log (whisper)")
+    time_it(
+        benchmark, librosa_whisper(librosa, x), seconds, kind="anchor", what="librosa melspectrogram + log (whisper)"
+    )
 
 
 # ------------------------------------------------------------ streaming

@@ -101,9 +101,8 @@ def test_asrfront_fbank(benchmark, speech) -> None:
     run(benchmark, lambda: asrfront.sensevoice.fbank_raw(x), seconds, kind="anchor", what="asrfront fbank_raw (kaldi)")
 
 
-def test_kaldi_native_fbank(benchmark, speech) -> None:
-    knf = pytest.importorskip("kaldi_native_fbank")
-    seconds, x = speech
+def knf_fbank(knf, x: np.ndarray) -> Callable[[], np.ndarray]:
+    """kaldi-native-fbank's ``OnlineFbank`` on ``x`` as the ``kaldi`` preset computes it (dither 0, 80 bins)."""
     opts = knf.FbankOptions()
     opts.frame_opts.dither = 0.0
     opts.mel_opts.num_bins = 80
@@ -115,7 +114,13 @@ def test_kaldi_native_fbank(benchmark, speech) -> None:
         return np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)])
 
     check_against(compute().T, reference_log_mel(x, get_preset("kaldi")), atol=1e-3, fraction=0.99)
-    run(benchmark, compute, seconds, kind="anchor", what="kaldi-native-fbank OnlineFbank (kaldi)")
+    return compute
+
+
+def test_kaldi_native_fbank(benchmark, speech) -> None:
+    knf = pytest.importorskip("kaldi_native_fbank")
+    seconds, x = speech
+    run(benchmark, knf_fbank(knf, x), seconds, kind="anchor", what="kaldi-native-fbank OnlineFbank (kaldi)")
 
 
 def test_openai_whisper(benchmark, speech) -> None:
@@ -149,13 +154,11 @@ def test_faster_whisper(benchmark, speech) -> None:
     run(benchmark, lambda: extractor(x), seconds, kind="anchor", what="faster-whisper FeatureExtractor (whisper)")
 
 
-def test_librosa(benchmark, speech) -> None:
-    librosa = pytest.importorskip("librosa")
-    seconds, x = speech
+def librosa_whisper(librosa, x: np.ndarray) -> Callable[[], np.ndarray]:
+    """The Whisper recipe in librosa on ``x``: centred reflect-padded Hann STFT, Slaney Mel, log10, 8-decade clamp."""
     xp = as_whisper_sees(x)
 
     def compute() -> np.ndarray:
-        # The Whisper recipe in librosa: centred reflect-padded Hann STFT, Slaney Mel, log10, 8-decade clamp.
         mel = librosa.feature.melspectrogram(
             y=xp, sr=16000, n_fft=400, hop_length=160, window="hann", center=True, pad_mode="reflect",
             power=2.0, n_mels=80, htk=False, norm="slaney",
@@ -164,7 +167,13 @@ def test_librosa(benchmark, speech) -> None:
         return (np.maximum(logs, logs.max() - 8.0) + 4.0) / 4.0
 
     check_against(compute()[:, :-1], reference_log_mel(x, get_preset("whisper")), atol=1e-3)
-    run(benchmark, compute, seconds, kind="anchor", what="librosa melspectrogram + log (whisper)")
+    return compute
+
+
+def test_librosa(benchmark, speech) -> None:
+    librosa = pytest.importorskip("librosa")
+    seconds, x = speech
+    run(benchmark, librosa_whisper(librosa, x), seconds, kind="anchor", what="librosa melspectrogram + log (whisper)")
 
 
 def test_python_speech_features(benchmark, speech) -> None:
