@@ -118,3 +118,61 @@ def test_describe_names_the_cpu_and_the_variant() -> None:
     assert variants.cpu_features(), "llvmlite reports no CPU features on this host"
     l2 = variants.l2_bytes()
     assert l2 is None or l2 >= 64 << 10
+
+
+# ------------------------------------------------- Intel code generation
+@pytest.mark.parametrize(
+    ("cpu", "features", "wide"),
+    [
+        ("skylake-avx512", {"avx512f", "avx2"}, True),
+        ("sapphirerapids", {"avx512f", "avx2"}, True),
+        ("znver4", {"avx512f", "avx2"}, False),  # AMD: LLVM already uses 512-bit vectors
+        ("alderlake", {"avx2"}, False),  # no AVX-512
+        ("icelake-server", {"avx2"}, False),  # AVX-512 switched off (features say so)
+        ("neoverse-n1", {"neon"}, False),
+    ],
+)
+def test_wide_vectors_only_for_intel_avx512(cpu: str, features: set[str], wide: bool) -> None:
+    assert variants.wide_vectors_wanted(cpu, frozenset(features)) is wide
+
+
+_INTEL_SCRIPT = """
+import json, sys
+import numpy as np
+from amser_dsp import get_preset
+from amser_dsp.backends import variants
+from amser_dsp.backends.numba_backend import NumbaBackend
+import numba.core.config as numba_config
+x = np.load(sys.argv[1])
+out = {p: NumbaBackend().log_mel(x, get_preset(p)).tolist() for p in ("whisper", "kaldi")}
+print(json.dumps({"note": variants.describe().splitlines()[-1], "features": numba_config.CPU_FEATURES, "out": out}))
+"""
+
+
+@pytest.mark.skipif("avx512f" not in variants.cpu_features(), reason="needs an AVX-512 CPU to run Intel-tuned code")
+def test_intel_tuned_code_matches_reference(tmp_path, sample_audio: np.ndarray) -> None:
+    # The kernels compiled as for an Intel Xeon (skylake-avx512 tuning, 512-bit vectors asked for), run here.
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import amser_dsp
+
+    x = sample_audio[:48000]
+    np.save(tmp_path / "x.npy", x)
+    env = {**os.environ, "NUMBA_CPU_NAME": "skylake-avx512", "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
+    env.pop("NUMBA_CPU_FEATURES", None)
+    env.pop(variants.WIDE_ENV_VAR, None)
+    run = subprocess.run(
+        [sys.executable, "-c", _INTEL_SCRIPT, str(tmp_path / "x.npy")], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "512-bit vectors preferred" in result["note"]
+    assert result["features"].endswith("-prefer-256-bit")
+    for preset, values in result["out"].items():
+        config = get_preset(preset)
+        ours = np.asarray(values, np.float32)
+        assert_log_mel_close(ours, reference_log_mel(x, config), x, config)

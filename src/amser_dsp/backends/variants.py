@@ -16,6 +16,16 @@ on cores with 256-512 KB of L2 (older Intel clients, small ARM cores).  Every
 variant computes the same features (tested against the NumPy reference, one by
 one, in ``tests/test_variants.py``); they differ only in speed.
 
+Code generation is the second choice.  For Intel's AVX-512 server and client
+cores LLVM's tuning prefers 256-bit vectors (``prefer-256-bit``): compiled for
+``skylake-avx512`` or ``icelake-server`` every lane loop of the FFT, power and
+Mel stages uses ymm registers only, half the width the same code gets on Zen 4
+(``python -m benchmarks.kernel_asm`` counts them).  On those CPUs, and only
+when nothing else in the process has set Numba's target yet,
+:func:`configure_numba` asks for 512-bit vectors (``-prefer-256-bit``) before
+Numba is imported; ``AMSER_DSP_NUMBA_WIDE=0`` keeps LLVM's default.  AMD and ARM
+targets are left alone.
+
 ``AMSER_DSP_NUMBA_VARIANT`` or ``NumbaBackend(variant=...)`` overrides the
 choice; ``python -m benchmarks.cpu_ratios --all-variants`` times them all on
 the machine at hand.  ``python -m amser_dsp.backends.variants`` prints the CPU,
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +47,7 @@ __all__ = [
     "VARIANTS",
     "Variant",
     "buffer_bytes",
+    "configure_numba",
     "cpu_features",
     "cpu_model",
     "describe",
@@ -45,6 +57,19 @@ __all__ = [
 ]
 
 ENV_VAR = "AMSER_DSP_NUMBA_VARIANT"
+WIDE_ENV_VAR = "AMSER_DSP_NUMBA_WIDE"
+
+#: LLVM CPU names with AVX-512 whose tuning prefers 256-bit vectors (X86.td's ``TuningPrefer256Bit``).
+PREFER_256 = frozenset(
+    {
+        "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
+        "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
+        "diamondrapids",
+    }
+)  # fmt: skip
+
+#: What :func:`configure_numba` did in this process (for :func:`describe`).
+_codegen_note = "LLVM defaults"
 
 
 @dataclass(frozen=True)
@@ -144,6 +169,45 @@ def select(l2: int | None = -1) -> Variant:
     return VARIANTS["lanes16"]
 
 
+def wide_vectors_wanted(cpu_name: str, features: frozenset[str]) -> bool:
+    """Whether to ask LLVM for 512-bit vectors: an AVX-512 CPU whose tuning would prefer 256-bit ones."""
+    return cpu_name in PREFER_256 and "avx512f" in features
+
+
+def configure_numba() -> str:
+    """Set Numba's target features for this CPU before Numba is imported; return what was done.
+
+    On Intel AVX-512 CPUs (:data:`PREFER_256`) the host's features plus
+    ``-prefer-256-bit`` go to ``NUMBA_CPU_FEATURES``, so the lane loops compile
+    to 512-bit vectors (the variable stays set: Numba re-reads its environment
+    before compiling; child processes inherit it, which on the same machine is
+    what they want).  Does nothing if
+    Numba is already imported, if ``NUMBA_CPU_FEATURES`` is set, if
+    ``AMSER_DSP_NUMBA_WIDE=0``, or on any other CPU.  The kernels' disk cache
+    is keyed by the features, so both code generations can be cached side by side.
+    """
+    global _codegen_note
+    if "numba" in sys.modules:
+        return _codegen_note
+    if os.environ.get("NUMBA_CPU_FEATURES") or os.environ.get(WIDE_ENV_VAR, "1") == "0":
+        _codegen_note = "LLVM defaults (NUMBA_CPU_FEATURES or AMSER_DSP_NUMBA_WIDE=0 set)"
+        return _codegen_note
+    try:
+        import llvmlite.binding as llvm
+
+        name = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
+        raw = llvm.get_host_cpu_features()
+    except Exception:
+        return _codegen_note
+    if not wide_vectors_wanted(name, frozenset(f for f, on in raw.items() if on)):
+        return _codegen_note
+    # Left set: Numba re-reads its environment before compiling, and child processes
+    # on this machine want the same code.
+    os.environ["NUMBA_CPU_FEATURES"] = raw.flatten() + ",-prefer-256-bit"
+    _codegen_note = f"512-bit vectors preferred (-prefer-256-bit; {name} would prefer 256)"
+    return _codegen_note
+
+
 def describe() -> str:
     """CPU model, its vector features and the chosen variant, for benchmark reports."""
     feats = cpu_features()
@@ -163,7 +227,9 @@ def describe() -> str:
         f"vector features: {' '.join(vector) or 'unknown'}; L2 per core: "
         + (f"{l2 // 1024} KiB" if l2 else "unknown")
         + f"\nNumba kernel variant: {variant.name} ({variant.lanes} lanes, buffers "
-        f"{buffer_bytes(variant.lanes) // 1024} KiB)" + (f" [from {ENV_VAR}]" if os.environ.get(ENV_VAR) else "")
+        f"{buffer_bytes(variant.lanes) // 1024} KiB)"
+        + (f" [from {ENV_VAR}]" if os.environ.get(ENV_VAR) else "")
+        + f"\nNumba code generation: {_codegen_note}"
     )
 
 
