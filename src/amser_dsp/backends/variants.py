@@ -6,10 +6,10 @@ The fused kernel (:mod:`._numba_kernels`) processes frames in blocks of
 twiddle work among more vectors (64 lanes are four 512-bit or eight 256-bit
 vectors), but the block's buffers grow with them: five ``(n_fft / 2, lanes + 4)``
 planes plus the transposed samples, about 440 KB at 64 lanes and ``n_fft = 512``.
-Measured on Zen 4 (1 MB L2 per core), both with its own AVX-512 code and with
-AVX2-only code (``NUMBA_CPU_NAME=haswell``), 64 lanes beat 32 and 16 at 1 s and
-60 s; on Zen 5, 128 lanes were slower than 64 once the buffers left L2
-(docs/benchmarks.md).  So the choice is the widest block whose buffers fit in
+Measured on Zen 4 (1 MB L2 per core), both with its own 512-bit code and with the
+256-bit-only code LLVM builds for Intel Xeons (``NUMBA_CPU_NAME=skylake-avx512``),
+64 lanes beat 32 and 16 at 1, 10 and 60 s; on Zen 5, 128 lanes were slower
+than 64 once the buffers left L2 (docs/benchmarks.md, sections 5 and 8).  So the choice is the widest block whose buffers fit in
 half the per-core L2 (the other half holds the signal, the output and the
 filter bank): 64 lanes on most desktop, server and recent ARM cores, 32 or 16
 on cores with 256-512 KB of L2 (older Intel clients, small ARM cores).  Every
