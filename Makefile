@@ -12,7 +12,7 @@ ASR ?= ../shared/data/asr/manifest.tsv
 FOLDS := .cache/kltdct-folds
 FOLD_TABLES := $(FOLDS)/whisper-kltdct16-v1-oof0.npz $(FOLDS)/whisper-kltdct16-v1-oof1.npz
 
-.PHONY: demo test bench lint clean rd tables chromium web-assets web-screenshots
+.PHONY: demo test bench bench-board lint clean rd tables chromium web-assets web-screenshots
 
 $(VENV)/.stamp-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,8 @@ demo: $(VENV)/.stamp-fast,plot,server
 
 test: $(VENV)/.stamp-fast,server,test chromium
 	$(PY) -m pytest -q
+	# Every benchmark's output checks, untimed (anchors that are not installed skip with the reason).
+	$(PY) -m pytest -q -ra benchmarks --benchmark-disable -p no:cacheprovider
 
 # Debian's Chromium for the web page's browser tests (tests/web): installed only when missing and only as
 # root; otherwise (or if apt cannot reach its mirror) those tests are skipped and say why.
@@ -48,6 +50,11 @@ bench: $(VENV)/.stamp-fast,bench
 	mkdir -p out
 	$(PY) -m pytest benchmarks -q --benchmark-json=out/bench.json
 	$(PY) benchmarks/report.py out/bench.json
+
+# The board benchmark: short clips and streaming blocks, no torch; anchors only where they install.
+bench-board: $(VENV)/.stamp-bench-board
+	-$(PIP) install --quiet asrfront kaldi-native-fbank || echo "bench-board: anchors not installable here; they will be skipped"
+	$(PY) benchmarks/board.py --json out/board.json
 
 # The shipped KLT-DCT tables, trained on every clip of $(ASR) (about 6 min).
 tables: | $(VENV)/.stamp-numba,plot,eval

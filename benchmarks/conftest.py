@@ -22,6 +22,7 @@ os.environ.setdefault("AMSER_DSP_NUMBA_WORKERS", "1")
 
 import csv  # noqa: E402
 import functools  # noqa: E402
+import importlib.util  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -61,10 +62,37 @@ def speech_seconds(seconds: float) -> np.ndarray:
     return np.array(x, dtype=np.float32)  # a private, writable copy (torch.from_numpy warns on read-only)
 
 
-@pytest.fixture(scope="session", params=DURATIONS, ids=[f"{d}s" for d in DURATIONS])
+#: With ``--benchmark-disable`` (the output checks only, as ``make test`` runs them): one short length.
+QUICK_DURATIONS = (1,)
+
+
+def quick(config: pytest.Config) -> bool:
+    """Whether this run checks outputs only (``--benchmark-disable``) instead of timing."""
+    return bool(config.getoption("benchmark_disable", default=False))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "speech" in metafunc.fixturenames:
+        durations = QUICK_DURATIONS if quick(metafunc.config) else DURATIONS
+        metafunc.parametrize("speech", durations, ids=[f"{d}s" for d in durations], indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def speech(request: pytest.FixtureRequest) -> tuple[int, np.ndarray]:
-    """(seconds, audio) for each benchmark duration."""
+    """(seconds, audio) for each benchmark duration (parametrised by :func:`pytest_generate_tests`)."""
     return request.param, speech_seconds(request.param)
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """CPU model, vector features and the Numba kernel variant, in every benchmark JSON."""
+    from amser_dsp.backends import variants
+
+    machine_info["amser_dsp"] = {
+        "cpu_model": variants.cpu_model(),
+        "cpu_features": sorted(variants.cpu_features()),
+        "numba_variant": variants.select().name if importlib.util.find_spec("numba") else None,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
 
 
 def rounds_for(seconds: float) -> int:

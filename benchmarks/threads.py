@@ -26,13 +26,17 @@ import numpy as np
 from amser_dsp import get_preset
 from amser_dsp.backends import _numba_kernels as K
 from amser_dsp.backends import numba_backend as NB
+from amser_dsp.backends import variants
 from conftest import speech_seconds
+
+# The kernel variant the back end uses on this CPU.
+_MEL_BLOCK = K.MEL_BLOCK[variants.select().lanes]
 
 
 @numba.njit(parallel=True, nogil=True)
-def _prange_blocks(x, out, bounds, args):
+def _prange_blocks(x, silence, out, bounds, args):
     for i in numba.prange(bounds.shape[0] - 1):
-        K.mel_block(x, out, bounds[i], bounds[i + 1], *args)
+        _MEL_BLOCK(x, silence, out, bounds[i], bounds[i + 1], *args)
 
 
 def prange_mel_energies(x: np.ndarray, config, threads: int) -> np.ndarray:
@@ -42,7 +46,7 @@ def prange_mel_energies(x: np.ndarray, config, threads: int) -> np.ndarray:
     chunk = -(-n_frames // (2 * threads))
     chunk = -(-chunk // K.LANES) * K.LANES
     bounds = np.array([*range(0, n_frames, chunk), n_frames], dtype=np.int64)
-    _prange_blocks(x.reshape(1, -1), out, bounds, NB._block_args(config, x.dtype))
+    _prange_blocks(x.reshape(1, -1), config.trailing_silence, out, bounds, NB._block_args(config, x.dtype))
     return out[0]
 
 

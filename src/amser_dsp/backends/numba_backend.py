@@ -25,9 +25,10 @@ import numpy as np
 
 from ..errors import BackendError
 from ..filterbank import mel_filterbank_for
-from ..frontend.extract import check_padding, with_trailing_silence
+from ..frontend.extract import check_padding
 from ..frontend.stages import window_for
 from . import _numba_kernels as K
+from . import variants
 from .base import Backend
 from .numpy_backend import NumpyBackend
 
@@ -70,6 +71,7 @@ def _radices(half: int) -> list[int] | None:
     return out if half == 1 else None
 
 
+@functools.lru_cache(maxsize=64)
 def fft_supported(n_fft: int) -> bool:
     """Whether the hand-written FFT handles ``n_fft`` (else scipy.fft via the NumPy back end)."""
     return n_fft % 2 == 0 and _radices(n_fft // 2) is not None
@@ -136,8 +138,12 @@ def _scaled_window(config: FeatureConfig, dtype: np.dtype) -> np.ndarray:
     return w
 
 
+@functools.lru_cache(maxsize=64)
 def _block_args(config: FeatureConfig, dtype: np.dtype) -> tuple:
-    """Arguments of :func:`_numba_kernels.mel_block` after the frame range, for ``config``."""
+    """Arguments of the ``_numba_kernels.mel_block_*`` entry points after the frame range, for ``config``.
+
+    Cached: building them costs more than a 1 s clip's FFTs' worth of plan look-ups.
+    """
     fft = _fft_plan(config.n_fft, dtype)
     mel = _mel_plan(config, dtype)
     c = float(config.preemphasis)
@@ -215,18 +221,24 @@ class NumbaBackend(Backend):
         run truly in parallel).  Default: ``AMSER_DSP_NUMBA_WORKERS`` or 1.
         One thread is the right default on a busy or small machine; see
         docs/benchmarks.md for the scaling measured.
+    variant : str, optional
+        Kernel variant (:data:`amser_dsp.backends.variants.VARIANTS`); default:
+        the one chosen for this CPU (:func:`amser_dsp.backends.variants.select`).
+        Every variant computes the same features.
     """
 
     name = "numba"
     #: Below this many frames per worker, threads cost more than they save.
     min_frames_per_worker = 1024
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, variant: str | None = None) -> None:
         if workers is None:
             workers = int(os.environ.get("AMSER_DSP_NUMBA_WORKERS", "1"))
         if workers < 1:
             raise BackendError(f"workers must be >= 1, got {workers}")
         self.workers = workers
+        self.variant = variants.select() if variant is None else variants.get(variant)
+        self._mel_block = K.MEL_BLOCK[self.variant.lanes]
         self._fallback = NumpyBackend()
 
     @staticmethod
@@ -243,16 +255,20 @@ class NumbaBackend(Backend):
     def _clamped_mel_energies(
         self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None
     ) -> np.ndarray:
-        """Mel energies clamped to ``config.log_floor`` (the log stage's first step), ``(..., n_mels, n_frames)``."""
+        """Mel energies clamped to ``config.log_floor`` (the log stage's first step), ``(..., n_mels, n_frames)``.
+
+        The config's trailing silence is read as zeros past the end of
+        ``samples`` by the kernel, never appended (a copy of the whole signal).
+        """
         check_padding(samples.shape[-1], config)
-        samples, config = with_trailing_silence(samples, config)
         n = samples.shape[-1]
         n_frames = config.num_frames(n)
         dtype = samples.dtype
-        x = np.ascontiguousarray(samples).reshape(-1, n)
+        x = samples.reshape(-1, n) if samples.flags.c_contiguous else np.ascontiguousarray(samples).reshape(-1, n)
         out = np.empty((x.shape[0], config.n_mels, n_frames), dtype)
         if n_frames:
             args = _block_args(config, dtype)
+            silence = config.trailing_silence
             workers = self.workers if workers is None else workers
             total = n_frames * x.shape[0]
             if workers > 1 and total >= 2 * self.min_frames_per_worker:
@@ -260,13 +276,14 @@ class NumbaBackend(Backend):
                 chunk = -(-n_frames // (2 * workers))
                 chunk = -(-chunk // K.LANES) * K.LANES
                 starts = range(0, n_frames, chunk)
+                pool = _pool(workers)
                 futures = [
-                    _pool(workers).submit(K.mel_block, x, out, t, min(t + chunk, n_frames), *args) for t in starts
+                    pool.submit(self._mel_block, x, silence, out, t, min(t + chunk, n_frames), *args) for t in starts
                 ]
                 for f in futures:
                     f.result()
             else:
-                K.mel_block(x, out, 0, n_frames, *args)
+                self._mel_block(x, silence, out, 0, n_frames, *args)
         return out.reshape((*samples.shape[:-1], config.n_mels, n_frames))
 
     def log_mel(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
