@@ -205,7 +205,7 @@ def fit(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             seen += len(idx)
             correct += int((logits.argmax(-1) == labels[idx]).sum())
             if progress and sys.stderr.isatty():
