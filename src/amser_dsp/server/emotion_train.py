@@ -337,7 +337,7 @@ def train(
         "manifest_sha256": manifest_digest(data["train"]),
         "split": {s: p for s, p in sorted(data["split"].items())},
         "train_config": asdict(cfg),
-        "versions": {"amser_dsp": __version__, "torch": torch.__version__},
+        "versions": {"amser_dsp": __version__, "torch": str(torch.__version__)},
         "seconds": {"prepare": prepared - started, "fit": time.perf_counter() - prepared},
     }
     if save:
