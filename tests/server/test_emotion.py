@@ -134,18 +134,18 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 def test_damaged_checkpoints_are_refused(tmp_path: Path) -> None:
-    make_checkpoint(tmp_path / "m.pt")
+    model = make_checkpoint(tmp_path / "m.pt")
     blob = bytearray((tmp_path / "m.pt").read_bytes())
     (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(CheckpointError, match="not a readable emotion checkpoint"):
         load_checkpoint(tmp_path / "cut.pt")
     # One flipped bit inside the weights: the zip still reads, the digest catches it.
-    data = bytes(blob)
-    at = data.index(b"data/0") + 200
-    flipped = bytearray(data)
+    weights = model.state_dict()["classifier.1.weight"].numpy().tobytes()
+    at = bytes(blob).index(weights) + len(weights) // 2
+    flipped = bytearray(blob)
     flipped[at] ^= 0x10
     (tmp_path / "flip.pt").write_bytes(bytes(flipped))
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="damaged"):
         load_checkpoint(tmp_path / "flip.pt")
     (tmp_path / "other.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="damaged or another format"):

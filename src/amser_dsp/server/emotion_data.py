@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from .. import codec as codecs
+from ..api import features
 from ..config import get_preset
 from ..errors import AmserError, ConfigError
-from ..frontend import features
 from ..io import load_audio
 from .asr import Transcriber, window_features
 from .augment import Augmenter
-from .evaluate import _cache_file
+from .transcripts import input_digest
 
 __all__ = [
     "DEFAULT_SETTING",
@@ -265,7 +265,8 @@ def build_examples(
                 others = [load(c) for c, cid in zip(babble_pool, pool_ids, strict=True) if cid != v.clip.id]
                 x = augmenter(x, rng, others)
             mel = codec_features(x, v.setting)
-            path = _cache_file(cache, key, window_features(mel, cfg)).with_suffix(".npz")
+            digest = input_digest(key, window_features(mel, cfg))
+            path = cache / digest[:2] / f"{digest[2:40]}.npz"
             if path.exists():
                 with np.load(path) as z:
                     out[i] = Example(v, z["states"], mel.astype(np.float16), str(z["text"]))

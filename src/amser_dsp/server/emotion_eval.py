@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from .. import codec as codecs
+from ..api import features
 from ..errors import AmserError
-from ..frontend import features
 from ..io import load_audio
 from .emotion import EmotionNet, EmotionRecogniser, load_checkpoint, save_checkpoint
 from .emotion_data import (
