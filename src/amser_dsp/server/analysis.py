@@ -41,18 +41,6 @@ class Analyzer:
     def labels(self) -> tuple[str, ...]:
         return self.recogniser.labels
 
-    def info(self) -> dict[str, Any]:
-        """What ``/v1/info`` says about the emotion model."""
-        meta = self.recogniser.meta
-        return {
-            "name": self.recogniser.name,
-            "labels": list(self.labels),
-            "fusion": self.recogniser.cfg.fusion,
-            "audio_input": self.recogniser.cfg.audio_input,
-            "text_encoder": meta["text_encoder"]["name"],
-            "license": meta["license"],
-        }
-
     def analyze(self, features: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         """Per ``(80, T)`` whisper-preset feature matrix: ``text``, ``label``, ``probabilities``, ``timings`` (ms)."""
         items = [np.asarray(f, np.float32) for f in features]

@@ -47,6 +47,7 @@ log = logging.getLogger("amser_dsp.server")
 class Timings(BaseModel):
     decode_ms: float
     asr_ms: float
+    emotion_ms: float | None = None
     total_ms: float
 
 
@@ -60,8 +61,13 @@ class TranscribeResponse(BaseModel):
     request_id: str
 
 
+class Emotion(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+
+
 class AnalyzeResponse(TranscribeResponse):
-    emotion: dict[str, Any] | None = None
+    emotion: Emotion | None = None
 
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
@@ -151,8 +157,11 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
 
     @app.post("/v1/analyze", response_model=AnalyzeResponse, **protected)
     async def analyze(request: Request) -> dict[str, Any]:
-        """Transcript, emotion (null until a classifier is installed) and per-stage timings."""
-        return {**await service.transcribe(request), "emotion": None}
+        """Transcript, emotion (label and the probability of each class; null without an emotion model), timings.
+
+        The Whisper encoder runs once: its states feed both the transcript and the emotion network.
+        """
+        return await service.transcribe(request, emotion=True)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -169,7 +178,13 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             "default_codec": codec.DEFAULT_CODEC,
             "format": f"{fmt.MAJOR}.{fmt.MINOR}",
             "limits": service.settings.public(),
+            "emotion": emotion_info(),
         }
+
+    def emotion_info() -> dict[str, Any]:
+        if service.emotion is None:
+            return {"status": service.emotion_status, "model": None, "labels": None}
+        return {"status": service.emotion_status, **service.emotion.info()}
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:

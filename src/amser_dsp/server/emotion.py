@@ -465,6 +465,17 @@ class EmotionRecogniser:
         # The first forward pass sets up torch's kernels (about 2 s): pay it here, not in the first request.
         self.predict([np.zeros((4, self.cfg.audio_dim), np.float32)], [np.zeros((80, 8), np.float32)], ["warm up"])
 
+    def info(self) -> dict[str, Any]:
+        """The model's name, labels, configuration and licence caution (``/v1/info`` shows it)."""
+        return {
+            "model": self.name,
+            "labels": list(self.labels),
+            "fusion": self.cfg.fusion,
+            "audio_input": self.cfg.audio_input,
+            "text_encoder": self.meta["text_encoder"]["name"],
+            "license": self.meta.get("license", LICENSE_CAUTION),
+        }
+
     def text_features(self, texts: Sequence[str]) -> list[np.ndarray]:
         """What the text branch reads for each transcript (token states, or the pooled embedding as one row)."""
         if not self.cfg.uses_text:
