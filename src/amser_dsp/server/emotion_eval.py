@@ -226,6 +226,7 @@ def report(
             f"| {s} | {kbps[s]:.2f} | {_fmt(sc.scores(), 'accuracy', bootstrap(sc.correct))} | "
             f"{sc.scores()['uar']:.1f} | {sc.scores()['macro_f1']:.1f} | {d:+.1f} ({lo:+.1f}, {hi:+.1f}) |"
         )
+    lines += ["", *method_note(meta)]
     lines += [
         "",
         "## Ablations (default codec and uncompressed)",
@@ -260,6 +261,41 @@ def report(
     if "text only" in results and "audio only" in results:
         lines += ["", "## What the text branch adds", "", *text_branch_note(results, main_name)]
     return "\n".join(lines) + "\n"
+
+
+def method_note(meta: dict[str, Any]) -> list[str]:
+    """How the shipped model was made, from its checkpoint."""
+    cfg = meta.get("train_config", {})
+    m = meta["model_config"]
+    best = meta.get("metrics", {}).get("best_epoch", {})
+    secs = meta.get("seconds", {})
+    return [
+        "## How the model was made",
+        "",
+        f"`amser train-emotion --config {Path(cfg.get('out', 'emotion-v1.pt')).with_suffix('.json').name}` "
+        f"(seed {cfg.get('seed')}, split seed {cfg.get('split_seed')}). Every training clip reaches the model the way "
+        "a device's clip reaches the service: audio -> whisper features -> container -> decoded features -> Whisper "
+        f"tiny.en (int8, beam {cfg.get('beam_size')}), whose one encoder pass per window gives both the encoder states "
+        "(audio branch) and the transcript (text branch). Per training clip: "
+        f"{', '.join(cfg.get('clean_settings', []))} (clean), plus {cfg.get('augmented_versions')} augmented "
+        "version(s) (seeded: pitch shift +-3 semitones and time stretch 0.85-1.15 by phase vocoder, each with "
+        "probability 0.5; white or babble noise at 5-30 dB SNR with probability 0.8, babble summed from other "
+        "training clips) at a codec setting drawn from the sweep (default codec weighted 3, others 1). Validation and "
+        "test clips are clean, at the setting of each row. Recogniser outputs are cached on disk keyed by the exact "
+        "recogniser input, so codec or front-end changes never reuse stale entries.",
+        "",
+        f"Network: audio branch {m['conv_blocks']} x Conv1d(kernel {m['conv_kernel']})-BatchNorm-ReLU "
+        f"(first stride {m['conv_stride']}) over time, bidirectional LSTM ({m['lstm_hidden']} per direction); "
+        f"text branch linear on the {m['text_input']} output of {meta['text_encoder']['name']}; "
+        f"{m['fusion']} fusion ({m['layers']} self-attention layers on the {m['guide']} side, {m['layers']} "
+        f"self + guided attention layers on the other, {m['heads']} heads, d = {m['d_model']}); attention pooling "
+        "per modality, concatenation, a two-layer classifier. Adam "
+        f"(lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}), batch {cfg.get('batch_size')}, "
+        "class-weighted cross-entropy, early stopping on the validation speakers' UAR "
+        f"(patience {cfg.get('patience')}); best epoch {best.get('epoch')} of {meta.get('metrics', {}).get('epochs_run')}. "
+        f"Preparing the examples took {secs.get('prepare', 0) / 60:.1f} min (mostly Whisper; cached afterwards), "
+        f"fitting {secs.get('fit', 0) / 60:.1f} min on {cfg.get('threads')} threads.",
+    ]
 
 
 def text_branch_note(results: dict[str, dict[str, Scored]], main_name: str) -> list[str]:
