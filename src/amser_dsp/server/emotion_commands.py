@@ -85,7 +85,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="emotion checkpoint (default: the packaged one)")
     p.add_argument("--manifest", help="emotion manifest (default: the one the checkpoint was trained from)")
     p.add_argument("--cache", help="cache folder of recogniser outputs (default: the training config's)")
-    p.add_argument("--no-ablations", action="store_true", help="score the checkpoint only (no ablation training)")
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        metavar="NAME",
+        help="codec settings to score (default: all; default and uncompressed always)",
+    )
+    p.add_argument(
+        "--ablations", nargs="*", metavar="NAME", help="ablations to train and score (default: all; none: give no name)"
+    )
     p.add_argument("--markdown", help="write the report here (docs/emotion.md)")
     p.add_argument("--plot", help="write the confusion-matrix PNG here (docs/img/emotion-confusion.png)")
     p.add_argument("--json", help="also write every score as JSON here")
