@@ -200,6 +200,8 @@ def report(
         f"text encoder {meta['text_encoder']['name']}. Intervals: 95% bootstrap over clips (2,000 resamples); "
         "differences are paired. On a couple of hundred clips an accuracy is known to about +-5 points.",
         "",
+        *targets_note(shipped),
+        "",
         "## Accuracy (%) by codec setting (the paper's Table I)",
         "",
         "| setting | kbps | " + " | ".join(results) + " |",
@@ -261,6 +263,17 @@ def report(
         lines += ["", f"![confusion matrix, shipped model, default codec]({picture})"]
     lines += ["", "## What the text branch adds", "", *text_branch_note(results, main_name)]
     return "\n".join(lines) + "\n"
+
+
+def targets_note(shipped: dict[str, Scored]) -> list[str]:
+    """The issue's targets, met or not, in one paragraph."""
+    d, u = shipped[DEFAULT_SETTING], shipped["uncompressed"]
+    acc, gap = 100 * d.correct.mean(), 100 * (u.correct.mean() - d.correct.mean())
+    return [
+        f"Targets: accuracy at the default codec >= 78% (aim 85%): {acc:.1f}%, "
+        f"{'met' if acc >= 78 else '**not met**'}; at most 1.5 points below uncompressed: {gap:+.1f} points below, "
+        f"{'met' if gap <= 1.5 else '**not met**'}."
+    ]
 
 
 def method_note(meta: dict[str, Any]) -> list[str]:
