@@ -12,7 +12,7 @@ ASR ?= ../shared/data/asr/manifest.tsv
 FOLDS := .cache/kltdct-folds
 FOLD_TABLES := $(FOLDS)/whisper-kltdct16-v1-oof0.npz $(FOLDS)/whisper-kltdct16-v1-oof1.npz
 
-.PHONY: demo test bench bench-board lint clean rd tables chromium web-assets web-screenshots
+.PHONY: demo test bench bench-board lint clean rd tables chromium web-assets web-screenshots emotion-model emotion-eval
 
 $(VENV)/.stamp-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,10 @@ $(VENV)/.stamp-%: pyproject.toml
 	$(PIP) install --quiet -e ".[$*]"
 	touch $@
 
-demo: $(VENV)/.stamp-fast,plot,server
+demo: $(VENV)/.stamp-fast,plot,emotion
 	$(PY) -m amser_dsp.demo
 
-test: $(VENV)/.stamp-fast,server,test chromium
+test: $(VENV)/.stamp-fast,emotion,test chromium
 	$(PY) -m pytest -q
 	# Every benchmark's output checks, untimed (anchors that are not installed skip with the reason).
 	$(PY) -m pytest -q -ra benchmarks --benchmark-disable -p no:cacheprovider
@@ -70,6 +70,15 @@ rd: $(VENV)/.stamp-numba,plot,eval $(FOLD_TABLES)
 	mkdir -p out
 	$(PY) -m amser_dsp.cli eval-asr --manifest $(ASR) --fold-tables $(FOLD_TABLES) \
 		--markdown docs/rd.md --plot docs/img/rd.png --json out/rd.json
+
+EMOTION ?= ../shared/data/emotion/manifest.tsv
+# The packaged emotion model (src/amser_dsp/server/data/emotion-v1.pt; recogniser outputs cached in .cache/emotion).
+emotion-model: $(VENV)/.stamp-fast,emotion
+	$(VENV)/bin/amser train-emotion --config src/amser_dsp/server/data/emotion-v1.json
+
+# docs/emotion.md and docs/img/emotion-confusion.png: the packaged model on held-out speakers, codec sweep, ablations.
+emotion-eval: $(VENV)/.stamp-fast,plot,emotion
+	$(VENV)/bin/amser eval-emotion --manifest $(EMOTION) --markdown docs/emotion.md --plot docs/img/emotion-confusion.png
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -109,7 +109,7 @@ def run_pipeline(audio: np.ndarray) -> int:
         t1 = time.perf_counter()
         blob = encode_audio(audio, info["presets"][0], codec=info["default_codec"])
         t2 = time.perf_counter()
-        answer = client.transcribe(blob)
+        answer = client.transcribe(blob, analyze=True)  # /v1/analyze: transcript and emotion
         t3 = time.perf_counter()
     seconds = audio.size / 16_000
     pcm = 2 * audio.size
@@ -117,6 +117,14 @@ def run_pipeline(audio: np.ndarray) -> int:
     print(f"server at {url} ready in {ready:.1f} s; model {info['model']}; codec {info['default_codec']}")
     print(f"transcript:  {answer['text']!r}")
     print(f"reference:   {sample_transcript()!r}")
+    emotion = answer.get("emotion")
+    if emotion:
+        probs = ", ".join(f"{k} {v:.2f}" for k, v in emotion["probabilities"].items())
+        caution = " (packaged model trained on RAVDESS: non-commercial use only)"
+        print(f"emotion:     {emotion['label']} ({probs}){caution}")
+    else:
+        status = info.get("emotion", {}).get("status", "no emotion model")
+        print(f"emotion:     none ({status}; pip install 'amser-dsp[emotion]')")
     print(
         f"sent {len(blob)} bytes for {seconds:.2f} s of audio: {meta.kbps:.2f} kbps, "
         f"{100 * len(blob) / pcm:.2f}% of 16-bit PCM ({pcm} bytes)"
@@ -126,7 +134,8 @@ def run_pipeline(audio: np.ndarray) -> int:
         "stage timings (ms): "
         f"device features + encode {1000 * (t2 - t1):.1f} ({meta.n_mels} x {meta.n_frames}), "
         f"server decode {tm['decode_ms']:.1f}, server Whisper {tm['asr_ms']:.1f}, "
-        f"round trip {1000 * (t3 - t2):.1f}"
+        + (f"server emotion {tm['emotion_ms']:.1f}, " if tm.get("emotion_ms") is not None else "")
+        + f"round trip {1000 * (t3 - t2):.1f}"
     )
     return 0
 

@@ -14,6 +14,7 @@ __all__ = [
     "AudioError",
     "BackendError",
     "BackendUnavailableError",
+    "CheckpointError",
     "CodecError",
     "ConfigError",
     "ContainerError",
@@ -77,6 +78,10 @@ class UnknownTablesError(CodecError, UnsupportedVersionError):
 
 class LimitExceededError(ContainerError):
     """A container declares a size beyond a configured safety limit."""
+
+
+class CheckpointError(AmserError, ValueError):
+    """A model checkpoint is damaged, of another format, or made for other inputs (labels, preset, encoders)."""
 
 
 class AmserWarning(UserWarning):

@@ -62,6 +62,17 @@ def test_encoder_outputs_shape(transcriber: Transcriber, sample_audio: np.ndarra
     assert out[0].shape[0] == (feats.shape[1] + 1) // 2 and np.isfinite(out[0]).all()
 
 
+def test_one_encoder_pass_gives_transcript_and_states(transcriber: Transcriber, sample_audio: np.ndarray) -> None:
+    feats = amser_dsp.features(sample_audio, 16000, "whisper")
+    long = np.tile(feats, (1, -(-(WINDOW_FRAMES + 1) // feats.shape[1])))  # two windows, the second partly padding
+    assert WINDOW_FRAMES < long.shape[1] < 2 * WINDOW_FRAMES
+    (text, states), (long_text, long_states) = transcriber.transcribe_with_states([feats, long])
+    assert text == transcriber.transcribe(feats)
+    np.testing.assert_allclose(states, transcriber.encoder_outputs([feats])[0], atol=1e-5)
+    assert long_states.shape == ((WINDOW_FRAMES + 1) // 2 + (long.shape[1] - WINDOW_FRAMES + 1) // 2, states.shape[1])
+    assert long_text.startswith(text.split()[0])
+
+
 def test_bad_model_path(tmp_path) -> None:
     with pytest.raises(ConfigError, match="not a CTranslate2 model"):
         Transcriber(model_path=tmp_path)

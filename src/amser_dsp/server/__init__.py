@@ -14,11 +14,11 @@ __all__ = ["require_extra"]
 _EXTRA_MODULES = ("ctranslate2", "tokenizers")
 
 
-def require_extra(*modules: str) -> None:
-    """Raise an ImportError naming the ``server`` extra if any module is missing."""
+def require_extra(*modules: str, extra: str = "server") -> None:
+    """Raise an ImportError naming the ``extra`` (default ``server``) if any module is missing."""
     missing = [m for m in (modules or _EXTRA_MODULES) if importlib.util.find_spec(m) is None]
     if missing:
         raise ImportError(
-            f"amser_dsp.server needs {', '.join(missing)}: pip install 'amser-dsp[server]'",
+            f"amser_dsp.server needs {', '.join(missing)}: pip install 'amser-dsp[{extra}]'",
             name=missing[0],
         )

@@ -48,6 +48,7 @@ log = logging.getLogger("amser_dsp.server")
 class Timings(BaseModel):
     decode_ms: float
     asr_ms: float
+    emotion_ms: float | None = None
     total_ms: float
 
 
@@ -67,8 +68,13 @@ class DecodedFeatures(BaseModel):
     data: str
 
 
+class Emotion(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+
+
 class AnalyzeResponse(TranscribeResponse):
-    emotion: dict[str, Any] | None = None
+    emotion: Emotion | None = None
     features: DecodedFeatures | None = None
 
 
@@ -164,11 +170,15 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             None, description="also return the decoded features in this dtype (base64 of little-endian values, C order)"
         ),
     ) -> dict[str, Any]:
-        """Transcript, emotion (null until a classifier is installed), per-stage timings, and the decoded features on request."""
-        result = await service.transcribe(request, keep_features=features is not None)
+        """Transcript, emotion (label and the probability of each class; null without an emotion model), timings,
+        and the decoded features on request.
+
+        The Whisper encoder runs once: its states feed both the transcript and the emotion network.
+        """
+        result = await service.transcribe(request, emotion=True, keep_features=features is not None)
         if features is not None:
             result["features"] = encoded_array(result["features"], features)
-        return {**result, "emotion": None}
+        return result
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -185,7 +195,13 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             "default_codec": codec.DEFAULT_CODEC,
             "format": f"{fmt.MAJOR}.{fmt.MINOR}",
             "limits": service.settings.public(),
+            "emotion": emotion_info(),
         }
+
+    def emotion_info() -> dict[str, Any]:
+        if service.emotion is None:
+            return {"status": service.emotion_status, "model": None, "labels": None}
+        return {"status": service.emotion_status, **service.emotion.info()}
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:

@@ -141,20 +141,32 @@ class Transcriber:
 
     def transcribe_windows(self, windows: Sequence[np.ndarray], beam_size: int | None = None) -> list[str]:
         """Text of each ready-made ``(80, 3000)`` window, decoded in batches."""
+        return self.recognise_windows(windows, beam_size)[0]
+
+    def recognise_windows(
+        self, windows: Sequence[np.ndarray], beam_size: int | None = None, *, states: bool = False
+    ) -> tuple[list[str], list[np.ndarray]]:
+        """Text of each ``(80, 3000)`` window and, with ``states``, its encoder states ``(1500, d)`` float32.
+
+        The encoder runs once per window: ``generate`` decodes from its output,
+        so the emotion classifier gets the states the transcript was made from
+        at no extra encoder cost.
+        """
         beam_size = beam_size or self.beam_size
         texts: list[str] = []
+        kept: list[np.ndarray] = []
         for start in range(0, len(windows), self.batch_size):
             batch = np.ascontiguousarray(np.stack(windows[start : start + self.batch_size]), dtype=np.float32)
+            encoded = self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
             results = self.model.generate(
-                ctranslate2.StorageView.from_array(batch),
-                [self._prompt] * len(batch),
-                beam_size=beam_size,
-                max_length=self.max_length,
+                encoded, [self._prompt] * len(batch), beam_size=beam_size, max_length=self.max_length
             )
+            if states:
+                kept += list(np.array(encoded, dtype=np.float32, copy=True))
             for result in results:
                 ids = [t for t in result.sequences_ids[0] if t < self._eot]
                 texts.append(self.tokenizer.decode(ids).strip())
-        return texts
+        return texts, kept
 
     def transcribe(
         self,
@@ -164,17 +176,43 @@ class Transcriber:
         beam_size: int | None = None,
     ) -> str | list[str]:
         """Transcribe one ``(80, T)`` feature matrix (a str) or a list of them (a list), batched together."""
-        cfg = check_whisper_config(get_preset(config))
         single = isinstance(features, np.ndarray)
         items = [features] if single else list(features)
-        windows, owner = [], []
+        joined = [text for text, _ in self._recognise(items, config, beam_size, states=False)]
+        return joined[0] if single else joined
+
+    def transcribe_with_states(
+        self, features: Sequence[np.ndarray], config: FeatureConfig | str = "whisper", *, beam_size: int | None = None
+    ) -> list[tuple[str, np.ndarray]]:
+        """Per ``(80, T)`` item: its transcript and the encoder states of its frames, ``(ceil(T / 2), d)``.
+
+        Long items span several windows: their states are concatenated, padding
+        frames left out.  One encoder pass per window serves both outputs.
+        """
+        return self._recognise(list(features), config, beam_size, states=True)
+
+    def _recognise(
+        self, items: list[np.ndarray], config: FeatureConfig | str, beam_size: int | None, *, states: bool
+    ) -> list[tuple[str, np.ndarray]]:
+        cfg = check_whisper_config(get_preset(config))
+        windows, owner, used = [], [], []
         for i, f in enumerate(items):
-            for w in window_features(np.asarray(f, np.float32), cfg):
+            f = np.asarray(f, np.float32)
+            for k, w in enumerate(window_features(f, cfg)):
                 windows.append(w)
                 owner.append(i)
-        texts = self.transcribe_windows(windows, beam_size)
-        joined = [" ".join(t for t, o in zip(texts, owner, strict=True) if o == i and t) for i in range(len(items))]
-        return joined[0] if single else joined
+                used.append((min(f.shape[1] - k * WINDOW_FRAMES, WINDOW_FRAMES) + 1) // 2)
+        texts, encoded = self.recognise_windows(windows, beam_size, states=states)
+        out = []
+        for i in range(len(items)):
+            mine = [j for j, o in enumerate(owner) if o == i]
+            text = " ".join(texts[j] for j in mine if texts[j])
+            if states:
+                kept = np.concatenate([encoded[j][: max(used[j], 0)] for j in mine])
+            else:
+                kept = np.zeros((0, 0), np.float32)
+            out.append((text, kept))
+        return out
 
     def encoder_outputs(
         self, features: Sequence[np.ndarray], config: FeatureConfig | str = "whisper"

@@ -17,13 +17,16 @@ class RecogniserBatcher:
     ``recognise(features)`` queues one item; a background task hands every
     item waiting at that moment (up to the Transcriber's batch size) to one
     Transcriber call on the pool, keeping up to ``workers`` calls in flight.
+    ``recognise(features, states=True)`` also returns the Whisper encoder
+    states the transcript was decoded from (for the emotion model: the
+    encoder runs once for both).
     Created per application; its asyncio objects are made on first use, inside
     the server's event loop.
     """
 
     def __init__(self, asr: Transcriber, pool: ThreadPoolExecutor, workers: int) -> None:
         self.asr, self.pool, self.workers = asr, pool, workers
-        self.pending: list[tuple[Any, asyncio.Future[str]]] = []
+        self.pending: list[tuple[Any, bool, asyncio.Future[Any]]] = []
         self.wakeup: asyncio.Event | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
@@ -32,15 +35,18 @@ class RecogniserBatcher:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def recognise(self, features: Any) -> str:
-        """Transcript of one ``(80, T)`` feature matrix, decoded in a batch with whatever else waits."""
-        if not features.shape[1]:
+    async def recognise(self, features: Any, *, states: bool = False) -> Any:
+        """Transcript of one ``(80, T)`` feature matrix, decoded in a batch with whatever else waits.
+
+        With ``states``: ``(transcript, encoder states (ceil(T / 2), d))``.
+        """
+        if not features.shape[1] and not states:
             return ""
         if self.wakeup is None:
             self.wakeup = asyncio.Event()
             self._spawn(self._run())
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.pending.append((features, future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((features, states, future))
         self.wakeup.set()
         return await future
 
@@ -56,18 +62,19 @@ class RecogniserBatcher:
                 del self.pending[: len(batch)]
                 self._spawn(self._decode(batch, slots))
 
-    async def _decode(self, batch: list[tuple[Any, asyncio.Future[str]]], slots: asyncio.Semaphore) -> None:
+    async def _decode(self, batch: list[tuple[Any, bool, asyncio.Future[Any]]], slots: asyncio.Semaphore) -> None:
+        feats = [f for f, _, _ in batch]
+        keep = any(s for _, s, _ in batch)
+        run = self.asr.transcribe_with_states if keep else self.asr.transcribe
         try:
-            texts = await asyncio.get_running_loop().run_in_executor(
-                self.pool, self.asr.transcribe, [f for f, _ in batch]
-            )
+            results = await asyncio.get_running_loop().run_in_executor(self.pool, run, feats)
         except Exception as exc:
-            for _, fut in batch:
+            for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
         else:
-            for (_, fut), text in zip(batch, texts, strict=True):
+            for (_, wants_states, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
-                    fut.set_result(text)
+                    fut.set_result(result if wants_states or not keep else result[0])
         finally:
             slots.release()

@@ -95,6 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         api_key_file=args.api_key_file,
         beam_size=args.beam,
         model_path=args.model,
+        emotion_model=args.emotion_model,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
@@ -178,6 +179,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key-file", help="file of accepted API keys, one per line (or AMSER_API_KEY)")
     p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
     p.add_argument("--beam", type=int, help=f"beam size (default {_default('beam_size')})")
+    p.add_argument(
+        "--emotion-model",
+        help="emotion checkpoint for /v1/analyze (default: the packaged one, with the emotion extra; none: off)",
+    )
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("send", help="encode audio locally and send it (or send .amser containers) to a service")

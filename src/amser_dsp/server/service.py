@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -29,6 +30,8 @@ from .batcher import RecogniserBatcher  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
 
 __all__ = ["Service", "ServiceError", "bearer_token", "error_body", "error_response"]
+
+log = logging.getLogger("amser_dsp.server")
 
 #: Frames per second of the features the service reads (the whisper preset's hop).
 FRAME_RATE = get_preset("whisper").sample_rate / get_preset("whisper").hop_length
@@ -69,6 +72,7 @@ class Service:
         # Decoding has its own threads: a bad container is answered at once, never behind recognition.
         self.decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="amser-decode")
         self.batcher = RecogniserBatcher(self.asr, self.pool, settings.workers)
+        self.emotion, self.emotion_status = self._load_emotion(settings.emotion_model)
         self.admitted = 0
         frames = int(settings.max_audio_seconds * FRAME_RATE) + 1
         self.limits = fmt.Limits(
@@ -77,6 +81,22 @@ class Service:
             max_chunk_bytes=settings.max_body_bytes,
             max_header_bytes=min(1 << 16, settings.max_body_bytes),
         )
+
+    def _load_emotion(self, choice: str | None) -> tuple[Any, str]:
+        """The emotion recogniser and a status line; a checkpoint named by the operator must load."""
+        if choice == "none":
+            return None, "disabled (--emotion-model none)"
+        try:
+            from .emotion import EmotionRecogniser, default_checkpoint
+        except ImportError as exc:
+            if choice:
+                raise
+            log.warning("no emotion model: %s", exc)
+            return None, f"unavailable: {exc}"
+        if choice is None and not default_checkpoint().exists():
+            return None, f"unavailable: no packaged checkpoint at {default_checkpoint()}"
+        recogniser = EmotionRecogniser(choice, recogniser=self.asr.model_id)
+        return recogniser, "ready"
 
     # ------------------------------------------------------------ access
     def check_key(self, given_key: str | None) -> None:
@@ -152,14 +172,37 @@ class Service:
         finally:
             self.admitted -= 1
 
-    async def transcribe(self, request: Request, *, keep_features: bool = False) -> dict[str, Any]:
-        """Read, decode (before admission), then recognise one request's container (``keep_features``: in the result)."""
+    async def transcribe(self, request: Request, *, emotion: bool = False, keep_features: bool = False) -> dict[str, Any]:
+        """Read, decode (before admission), then recognise one request's container (``keep_features``: in the result).
+
+        With ``emotion`` (``/v1/analyze``) the encoder states of the same
+        recogniser pass go to the emotion model, whose answer is added as
+        ``emotion`` (None when the service has no emotion model).
+        """
         start = time.perf_counter()
         result = await self.decode(await self.read_body(request))
-        features = result["features"] if keep_features else result.pop("features")
-        t0 = time.perf_counter()
-        result["text"] = await self.admit(self.batcher.recognise, features)
-        result["timings"]["asr_ms"] = 1000 * (time.perf_counter() - t0)
-        result["timings"]["total_ms"] = 1000 * (time.perf_counter() - start)
+        feats = result["features"] if keep_features else result.pop("features")
+        timings = result["timings"]
+        classify = emotion and self.emotion is not None and feats.shape[1] > 0
+
+        async def work() -> str:
+            t0 = time.perf_counter()
+            if not classify:
+                text = await self.batcher.recognise(feats)
+                timings["asr_ms"] = 1000 * (time.perf_counter() - t0)
+                return text
+            text, states = await self.batcher.recognise(feats, states=True)
+            t1 = time.perf_counter()
+            timings["asr_ms"] = 1000 * (t1 - t0)
+            loop = asyncio.get_running_loop()
+            probs = await loop.run_in_executor(self.decode_pool, self.emotion.predict, [states], [feats], [text])
+            result["emotion"] = self.emotion.describe(probs[0])
+            timings["emotion_ms"] = 1000 * (time.perf_counter() - t1)
+            return text
+
+        if emotion:
+            result["emotion"] = None
+        result["text"] = await self.admit(work)
+        timings["total_ms"] = 1000 * (time.perf_counter() - start)
         result["request_id"] = request.state.request_id
         return result

@@ -52,6 +52,9 @@ class ServiceSettings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     beam_size: int = DEFAULT_BEAM_SIZE
     model_path: str | None = None
+    #: Emotion checkpoint for ``/v1/analyze``: None for the packaged one (if the
+    #: ``emotion`` extra is installed), ``"none"`` to run without emotion.
+    emotion_model: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "queue_size", "workers", "beam_size"):
@@ -76,7 +79,7 @@ class ServiceSettings:
         key_file = overrides.pop("api_key_file", None) or os.environ.get("AMSER_API_KEY_FILE")
         if key_file:
             keys += read_api_keys(key_file)
-        types = {f.name: f.type for f in fields(cls) if f.name not in ("api_keys", "model_path")}
+        types = {f.name: f.type for f in fields(cls) if f.name not in ("api_keys", "model_path", "emotion_model")}
         values: dict[str, Any] = {}
         for name, kind in types.items():
             raw = os.environ.get(f"AMSER_{name.upper()}")
@@ -85,6 +88,8 @@ class ServiceSettings:
                     values[name] = float(raw) if kind == "float" else int(raw)
                 except ValueError:
                     raise ConfigError(f"AMSER_{name.upper()}={raw!r} is not a {kind}") from None
+        if os.environ.get("AMSER_EMOTION_MODEL"):
+            values["emotion_model"] = os.environ["AMSER_EMOTION_MODEL"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(api_keys=tuple(keys), **values)
 

@@ -1,0 +1,194 @@
+"""The emotion network: shapes, determinism, learning, checkpoints and their checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import amser_dsp  # noqa: E402
+from amser_dsp import CheckpointError, ConfigError  # noqa: E402
+from amser_dsp.server.emotion import (  # noqa: E402
+    FUSIONS,
+    EmotionNet,
+    ModelConfig,
+    collate,
+    default_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from amser_dsp.server.emotion_data import LABELS  # noqa: E402
+from amser_dsp.server.emotion_train import Inputs, fit, predict, scores  # noqa: E402
+
+from ..conftest import SHARED_DATA  # noqa: E402
+
+SMALL = {"d_model": 32, "lstm_hidden": 16, "heads": 2, "ffn": 32, "layers": 1, "audio_dim": 20, "text_dim": 12}
+
+
+def synthetic(n: int, seed: int, cfg: ModelConfig) -> Inputs:
+    """Items whose class shifts the audio frames' mean: learnable, variable lengths."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, cfg.n_classes, n)
+    audio = [
+        (rng.standard_normal((int(rng.integers(5, 40)), cfg.audio_dim)) + 0.8 * y).astype(np.float32) for y in labels
+    ]
+    text = [rng.standard_normal((int(rng.integers(1, 6)), cfg.text_dim)).astype(np.float32) for _ in labels]
+    return Inputs(audio, text, labels)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("guide", ["text", "audio"])
+def test_forward_shapes_batch_and_single(fusion: str, guide: str) -> None:
+    cfg = ModelConfig(fusion=fusion, guide=guide, **SMALL)
+    model = EmotionNet(cfg).eval()
+    data = synthetic(5, 0, cfg)
+    with torch.no_grad():
+        batch = model(*collate(data.audio, data.text))
+        single = model(*collate(data.audio[2:3], data.text[2:3]))
+    assert batch.shape == (5, 4) and single.shape == (1, 4)
+    # Padding never leaks: a clip scores the same alone as inside a padded batch.
+    torch.testing.assert_close(batch[2:3], single, atol=1e-5, rtol=1e-5)
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match="fusion='late'"):
+        ModelConfig(fusion="late")
+    with pytest.raises(ConfigError, match="divisible"):
+        ModelConfig(d_model=30, heads=4, lstm_hidden=15)
+    with pytest.raises(ConfigError, match="unknown model settings"):
+        ModelConfig.from_dict({"fusoin": "audio"})
+
+
+def test_same_seed_same_weights() -> None:
+    cfg = ModelConfig(**SMALL)
+    train, val = synthetic(24, 1, cfg), synthetic(8, 2, cfg)
+    runs = [fit(cfg, train, val, seed=7, epochs=2, batch_size=8, progress=False)[0].state_dict() for _ in range(2)]
+    other = fit(cfg, train, val, seed=8, epochs=2, batch_size=8, progress=False)[0].state_dict()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not all(torch.equal(runs[0][k], other[k]) for k in runs[0])
+
+
+def test_scores_against_hand_counts() -> None:
+    s = scores([0, 0, 1, 1, 2, 3], [0, 1, 1, 1, 2, 0])
+    assert s["accuracy"] == pytest.approx(100 * 4 / 6)
+    assert s["uar"] == pytest.approx(100 * (0.5 + 1 + 1 + 0) / 4)
+    # F1 per class: 0: p=1/2 r=1/2 -> .5; 1: p=2/3 r=1 -> .8; 2: 1; 3: 0
+    assert s["macro_f1"] == pytest.approx(100 * (0.5 + 0.8 + 1 + 0) / 4)
+    assert s["confusion"][0] == [1, 1, 0, 0]
+
+
+def test_tiny_run_on_real_clips_drives_the_loss_down() -> None:
+    manifest = SHARED_DATA / "emotion" / "manifest.tsv"
+    if not manifest.exists():
+        pytest.skip("../shared/data/emotion is absent")
+    from amser_dsp.server.emotion_data import codec_features, read_manifest
+
+    clips = read_manifest(manifest)
+    chosen = [
+        next(c for c in clips if c.label == lab and c.speaker == sp)
+        for lab in LABELS
+        for sp in ("ravdess_01", "ravdess_02")
+    ]
+    small = {k: v for k, v in SMALL.items() if k != "audio_dim"}
+    cfg = ModelConfig(fusion="audio", audio_input="mel", audio_dim=80, dropout=0.0, **small)
+    mel = [codec_features(amser_dsp.load_audio(c.path), "kltdct default").T.copy() for c in chosen]
+    data = Inputs(
+        mel, [np.zeros((1, cfg.text_dim), np.float32)] * len(mel), np.array([LABELS.index(c.label) for c in chosen])
+    )
+    _, history = fit(cfg, data, None, seed=0, epochs=30, batch_size=8, lr=1e-2, progress=False)
+    assert history[-1]["loss"] < 0.25 * history[0]["loss"], [round(h["loss"], 3) for h in history]
+
+
+def make_checkpoint(path: Path, **meta_changes: object) -> EmotionNet:
+    cfg = ModelConfig(**SMALL)
+    torch.manual_seed(0)
+    model = EmotionNet(cfg).eval()
+    meta = {
+        "name": "test",
+        "labels": list(LABELS),
+        "preset": amser_dsp.get_preset("whisper").to_dict(),
+        "text_encoder": {"name": "all-MiniLM-L6-v2", "dim": cfg.text_dim},
+        "recogniser": "tiny.en",
+        **meta_changes,
+    }
+    save_checkpoint(path, model, meta)
+    return model
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    model = make_checkpoint(tmp_path / "m.pt")
+    loaded, meta = load_checkpoint(
+        tmp_path / "m.pt",
+        labels=LABELS,
+        preset=amser_dsp.get_preset("whisper").to_dict(),
+        text_encoder="all-MiniLM-L6-v2",
+        recogniser="tiny.en",
+    )
+    assert meta["labels"] == list(LABELS) and "non-commercial" in meta["license"]
+    assert loaded.cfg == model.cfg
+    data = synthetic(3, 3, model.cfg)
+    np.testing.assert_array_equal(predict(model, data), predict(loaded, data))
+
+
+def test_damaged_checkpoints_are_refused(tmp_path: Path) -> None:
+    model = make_checkpoint(tmp_path / "m.pt")
+    blob = bytearray((tmp_path / "m.pt").read_bytes())
+    (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match="not a readable emotion checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+    # One flipped bit inside the weights: the zip still reads, the digest catches it.
+    weights = model.state_dict()["classifier.1.weight"].numpy().tobytes()
+    at = bytes(blob).index(weights) + len(weights) // 2
+    flipped = bytearray(blob)
+    flipped[at] ^= 0x10
+    (tmp_path / "flip.pt").write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(tmp_path / "flip.pt")
+    (tmp_path / "other.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="damaged or another format"):
+        load_checkpoint(tmp_path / "other.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not an amser-emotion checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_for_other_inputs_is_refused(tmp_path: Path) -> None:
+    whisper = amser_dsp.get_preset("whisper").to_dict()
+    make_checkpoint(tmp_path / "labels.pt", labels=["happy", "sad", "angry", "neutral"])
+    with pytest.raises(CheckpointError, match="trained for labels"):
+        load_checkpoint(tmp_path / "labels.pt", labels=LABELS)
+    make_checkpoint(tmp_path / "preset.pt", preset=amser_dsp.get_preset("kaldi").to_dict())
+    with pytest.raises(CheckpointError, match="another preset"):
+        load_checkpoint(tmp_path / "preset.pt", preset=whisper)
+    make_checkpoint(tmp_path / "text.pt", text_encoder={"name": "roberta-large", "dim": 1024})
+    with pytest.raises(CheckpointError, match="text encoder 'roberta-large'"):
+        load_checkpoint(tmp_path / "text.pt", text_encoder="all-MiniLM-L6-v2")
+    make_checkpoint(tmp_path / "asr.pt", recogniser="whisper-base")
+    with pytest.raises(CheckpointError, match="encoder states of Whisper 'whisper-base'"):
+        load_checkpoint(tmp_path / "asr.pt", recogniser="tiny.en")
+
+
+def test_shipped_checkpoint_loads_with_its_caution() -> None:
+    if not default_checkpoint().exists():
+        pytest.skip("no packaged emotion checkpoint in this checkout")
+    assert default_checkpoint().stat().st_size <= 20 * 2**20
+    _, meta = load_checkpoint(default_checkpoint(), labels=LABELS, preset=amser_dsp.get_preset("whisper").to_dict())
+    assert "CC BY-NC-SA 4.0" in meta["license"] and meta["manifest_sha256"]
+    assert meta["metrics"]["test"]["kltdct default"]["accuracy"] > 60  # well above chance (25%); docs/emotion.md has the target
+    assert (default_checkpoint().parent / "LICENSE.md").exists()
+
+
+def test_bootstrap_intervals() -> None:
+    from amser_dsp.server.emotion_eval import bootstrap
+
+    correct = np.array([1] * 80 + [0] * 20)
+    lo, hi = bootstrap(correct)
+    assert lo < 80 < hi and hi - lo < 20
+    assert bootstrap(correct, correct) == (0.0, 0.0)  # paired: a model against itself differs by nothing
+    lo, hi = bootstrap(correct, np.zeros(100, int))
+    assert 65 < lo < 80 < hi < 95
