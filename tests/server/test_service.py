@@ -144,29 +144,6 @@ def test_client_retries_and_transcribes(server: str, tmp_path: Path) -> None:
         client.transcribe(b"x")
 
 
-def test_websocket_streams_one_transcript_per_chunk(server: str) -> None:
-    websockets = pytest.importorskip("websockets.sync.client")
-    audio = np.concatenate([amser_dsp.load_audio(amser_dsp.sample_path())] * 2)
-    enc = amser_dsp.StreamEncoder("whisper", chunk_seconds=2.0)
-    messages = [enc.write(audio[i : i + 320]) for i in range(0, audio.size, 320)] + [enc.close()]
-    messages = [m for m in messages if m]
-    n_chunks = amser_dsp.inspect(b"".join(messages)).n_chunks
-    assert n_chunks >= 3
-    url = server.replace("http", "ws") + "/v1/stream"
-    with websockets.connect(url, additional_headers=auth()) as ws:
-        for m in messages:
-            ws.send(m)
-        answers = []
-        while True:
-            answer = json.loads(ws.recv(timeout=60))
-            answers.append(answer)
-            if answer.get("done") or "error" in answer:
-                break
-    chunks = [a for a in answers if "chunk" in a]
-    assert [a["chunk"] for a in chunks] == list(range(n_chunks)) and answers[-1]["done"]
-    assert any("belly" in a["text"].lower() for a in chunks)
-
-
 def test_schemathesis_finds_no_server_error(server: str) -> None:
     st = Path(sys.executable).parent / "st"
     if not st.exists():

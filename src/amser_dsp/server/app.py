@@ -2,7 +2,7 @@
 
 Endpoints: ``POST /v1/transcribe`` and ``POST /v1/analyze`` (body: a
 container), ``WS /v1/stream`` (the bytes of a :class:`~amser_dsp.StreamEncoder`
-as they are recorded), ``GET /healthz``, ``GET /v1/info``, the OpenAPI
+as they are recorded; live words back, docs/streaming.md), ``GET /healthz``, ``GET /v1/info``, the OpenAPI
 document at ``/openapi.json``, and the web page at ``/`` (docs/web.md).
 
 Every error, 404 and 405 included, is JSON ``{"error": {"code", "message",
@@ -25,7 +25,7 @@ from . import require_extra
 
 require_extra("fastapi", "uvicorn", "ctranslate2")
 
-from fastapi import Depends, FastAPI, Query, Request, Security, WebSocket, WebSocketDisconnect  # noqa: E402
+from fastapi import Depends, FastAPI, Query, Request, Security, WebSocket  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer  # noqa: E402
@@ -34,9 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa
 
 from .. import __version__, codec  # noqa: E402
 from .. import container as fmt  # noqa: E402
-from ..errors import AmserError  # noqa: E402
-from .asr import Transcriber, check_whisper_config  # noqa: E402
-from .service import Service, ServiceError, bearer_token, error_body, error_response  # noqa: E402
+from .asr import Transcriber  # noqa: E402
+from .service import Service, ServiceError, error_response  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
 from .web import encoded_array, mount_page  # noqa: E402
 
@@ -196,6 +195,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             "format": f"{fmt.MAJOR}.{fmt.MINOR}",
             "limits": service.settings.public(),
             "emotion": emotion_info(),
+            "stream": service.streams.settings.public(),
         }
 
     def emotion_info() -> dict[str, Any]:
@@ -205,40 +205,8 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
-        """Binary messages carry a container's bytes in order; each decoded chunk is answered with its text."""
-        request_id = uuid.uuid4().hex[:16]
-        try:
-            service.check_key(ws.headers.get("x-api-key") or bearer_token(ws.headers.get("authorization")))
-        except ServiceError:
-            await ws.close(code=1008, reason="a valid API key is required")
-            return
-        await ws.accept()
-        decoder = codec.StreamDecoder(limits=service.limits)
-        index = 0
-        try:
-            while not decoder.finished:
-                data = await ws.receive_bytes()
-                if len(data) > service.settings.max_body_bytes:
-                    raise ServiceError(413, "too_large", "message too large")
-                try:
-                    chunks = decoder.feed(data)
-                    if decoder.config is not None:
-                        check_whisper_config(decoder.config)
-                except (AmserError, ValueError) as exc:
-                    raise ServiceError(400, "bad_container", str(exc)) from None
-                for feats in chunks:
-                    result = await service.admit(service.batcher.recognise, feats)
-                    await ws.send_json(
-                        {"chunk": index, "text": result, "n_frames": int(feats.shape[1]), "request_id": request_id}
-                    )
-                    index += 1
-            await ws.send_json({"done": True, "chunks": index, "request_id": request_id})
-            await ws.close()
-        except ServiceError as exc:
-            await ws.send_json(error_body(exc.code, exc.message, request_id))
-            await ws.close(code=1003 if exc.status == 400 else 1011)
-        except WebSocketDisconnect:
-            log.info("%s stream closed by the client after %d chunks", request_id, index)
+        """Binary messages carry a container's bytes in order; JSON partial, final and end messages come back."""
+        await service.streams.serve(ws, ws.headers.get("x-request-id") or uuid.uuid4().hex[:16])
 
     mount_page(app)
     app.state.settings = service.settings

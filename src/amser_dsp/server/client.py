@@ -3,18 +3,27 @@
 from amser_dsp.server.client import Client
 with Client("http://127.0.0.1:8000") as client:
     print(client.transcribe_file("speech.flac")["text"])
+
+Live (``WS /v1/stream``, docs/streaming.md):
+
+async for message in stream_transcript("http://127.0.0.1:8000", audio, realtime=True):
+    print(message["type"], message.get("text"))
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import encode_audio, load_audio
+from .. import StreamEncoder, encode_audio, load_audio
 from ..errors import AmserError
 from . import require_extra
 
@@ -22,11 +31,122 @@ require_extra("httpx")
 
 import httpx  # noqa: E402
 
-__all__ = ["Client", "ServiceUnavailableError"]
+__all__ = ["Client", "ServiceUnavailableError", "StreamFailedError", "stream_transcript"]
 
 
 class ServiceUnavailableError(AmserError, ConnectionError):
     """The service stayed busy (503) or unreachable through every retry, or answered an error."""
+
+
+class StreamFailedError(ServiceUnavailableError):
+    """A live stream ended without its ``end`` message: ``code`` is the server's error code (or ``closed``)."""
+
+    def __init__(self, message: str, code: str = "closed", close_code: int | None = None) -> None:
+        super().__init__(message)
+        self.code, self.close_code = code, close_code
+
+
+def stream_url(url: str) -> str:
+    """``http(s)://host[:port]`` (or ``ws(s)://...``) to the live endpoint's URL."""
+    base = url.rstrip("/")
+    if base.startswith("http"):
+        base = "ws" + base[4:]
+    return base if base.endswith("/v1/stream") else base + "/v1/stream"
+
+
+async def stream_transcript(
+    url: str,
+    audio: np.ndarray,
+    *,
+    chunk_seconds: float = 0.5,
+    realtime: bool = False,
+    api_key: str | None = None,
+    codec: Any = None,
+    open_timeout: float = 30.0,
+) -> AsyncIterator[dict[str, Any]]:
+    """Send ``audio`` as a device records it; yield the server's messages as they come.
+
+    Parameters
+    ----------
+    url : str
+        The service (``http://127.0.0.1:8000``) or the stream endpoint (``ws://.../v1/stream``).
+    audio : ndarray
+        16 kHz mono float samples.
+    chunk_seconds : float
+        Audio per container chunk (one message each).
+    realtime : bool
+        Send each chunk when its audio would have been recorded; else as fast as the server takes them.
+    api_key : str, optional
+        Sent as ``Authorization: Bearer``; default ``AMSER_API_KEY``.
+    codec : optional
+        The StreamEncoder's codec (default: the library's default codec).
+
+    Yields
+    ------
+    dict
+        ``partial``, ``final``, ``lag`` and lastly ``end`` messages (docs/streaming.md).  Each
+        ``final`` also gets ``latencies``: per word, seconds from sending the chunk that held
+        the word's end to receiving the word.
+
+    Raises
+    ------
+    StreamFailedError
+        The server sent an ``error`` (its ``code`` is kept) or closed before ``end``.
+    """
+    import websockets
+
+    key = api_key if api_key is not None else os.environ.get("AMSER_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    encoder = StreamEncoder("whisper", chunk_seconds=chunk_seconds, codec=codec)
+    block = encoder.chunk_frames * encoder.config.hop_length
+    sent_seconds: list[float] = []  # audio seconds sent after each message
+    sent_times: list[float] = []
+    try:
+        ws = await websockets.connect(
+            stream_url(url), additional_headers=headers, open_timeout=open_timeout, max_size=1 << 22
+        )
+    except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
+        raise StreamFailedError(f"cannot open {stream_url(url)}: {exc}") from None
+
+    async def send() -> None:
+        start = time.monotonic()
+        for i in range(0, max(audio.size, 1), block):
+            part = audio[i : i + block]
+            data = encoder.write(part) + (encoder.close() if i + block >= audio.size else b"")
+            if realtime:
+                await asyncio.sleep(max(0.0, start + (i + part.size) / 16000 - time.monotonic()))
+            if data:
+                await ws.send(data)
+                sent_seconds.append((i + part.size) / 16000)
+                sent_times.append(time.monotonic())
+
+    sender = asyncio.get_running_loop().create_task(send())
+    try:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("type") == "final":
+                now = time.monotonic()
+                message["latencies"] = []
+                for word in message["words"]:
+                    k = next((j for j, s in enumerate(sent_seconds) if s >= word["end"] - 1e-3), len(sent_times) - 1)
+                    message["latencies"].append(round(now - sent_times[k], 3) if sent_times else None)
+            if message.get("type") == "error":
+                error = message["error"]
+                raise StreamFailedError(f"{error['code']}: {error['message']}", error["code"])
+            yield message
+            if message.get("type") == "end":
+                return
+        raise StreamFailedError(
+            f"the server closed the stream ({ws.close_code} {ws.close_reason or ''}) before its end",
+            close_code=ws.close_code,
+        )
+    except websockets.exceptions.ConnectionClosed as exc:
+        raise StreamFailedError(f"the stream was closed before its end: {exc}", close_code=exc.code) from None
+    finally:
+        sender.cancel()
+        with contextlib.suppress(BaseException):
+            await sender
+        await ws.close()
 
 
 class Client:

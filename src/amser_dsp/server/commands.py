@@ -1,4 +1,4 @@
-"""Subcommands of ``amser`` that need the server extra: transcribe, send, serve, eval-asr, train-codec.
+"""Subcommands of ``amser`` that need the server extra: transcribe, send, stream, serve, eval-asr, train-codec.
 
 Registered through the ``amser_dsp.commands`` entry point; only argument
 definitions live here, and the heavy modules load when a command runs.
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..cli import (
     AUDIO_SUFFIXES,
@@ -96,9 +99,104 @@ def cmd_serve(args: argparse.Namespace) -> int:
         beam_size=args.beam,
         model_path=args.model,
         emotion_model=args.emotion_model,
+        idle_timeout=args.idle_timeout,
+        max_streams=args.max_streams,
+        max_stream_seconds=args.max_stream_seconds,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+class LiveLine:
+    """The transcript so far on one terminal line: committed words, then the tentative ones dimmed."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.committed = enabled, ""
+
+    def show(self, partial: str = "") -> None:
+        if not self.enabled:
+            return
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        tail = partial and (" " if self.committed else "") + partial
+        whole = self.committed + tail
+        text = whole[-width:]
+        done = max(0, len(self.committed) - (len(whole) - len(text)))
+        sys.stdout.write(f"\r\x1b[K{text[:done]}\x1b[2m{text[done:]}\x1b[0m")
+        sys.stdout.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stdout.write("\r\x1b[K")
+            sys.stdout.flush()
+
+
+async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) -> dict[str, Any]:
+    """Stream one signal; the live line follows it; return the file's summary (without its path)."""
+    import numpy as np
+
+    from .client import stream_transcript
+
+    latencies: list[float] = []
+    counts: dict[str, int] = {}
+    end: dict[str, Any] = {}
+    line.committed = ""
+    try:
+        async for message in stream_transcript(
+            args.url, audio, chunk_seconds=args.chunk_seconds, realtime=args.realtime, api_key=args.api_key
+        ):
+            kind = message["type"]
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind == "final":
+                latencies += [x for x in message["latencies"] if x is not None]
+                line.committed += message["text"]
+                line.show()
+            elif kind == "partial":
+                line.show(message["text"])
+            elif kind == "end":
+                end = message
+    finally:
+        line.clear()
+
+    def pct(q: float) -> float | None:
+        return round(float(np.percentile(latencies, q)), 3) if latencies else None
+
+    return {
+        "text": end.get("text", ""),
+        "seconds": round(audio.size / 16_000, 3),
+        "latency": {"p50": pct(50), "p90": pct(90), "max": pct(100), "words": len(latencies)},
+        "messages": counts,
+        "server": end.get("timings", {}),
+    }
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..cli import read_input
+
+    jobs = jobs_for(args.inputs, AUDIO_SUFFIXES)
+    line = LiveLine(sys.stdout.isatty() and not args.json)
+
+    def work(job: Job) -> Done:
+        from .. import load_audio
+
+        data = read_input(job.src)
+        audio = load_audio(io.BytesIO(data) if isinstance(data, bytes) else data, sample_rate=16_000)
+        result = {"path": str(job.src), **asyncio.run(_stream_audio(audio, args, line))}
+        return Done(json.dumps(result) if args.json else f"{job.src}: {result['text']}", {"seconds": result["seconds"]})
+
+    # The live line is the progress display: no progress bar beside it.
+    return run_jobs(jobs, work, "stream", progress=False)
 
 
 def cmd_eval_asr(args: argparse.Namespace) -> int:
@@ -183,7 +281,31 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--emotion-model",
         help="emotion checkpoint for /v1/analyze (default: the packaged one, with the emotion extra; none: off)",
     )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        help=f"seconds a WebSocket stream may send nothing before it ends (default {_default('idle_timeout')})",
+    )
+    p.add_argument(
+        "--max-streams", type=int, help=f"WebSocket streams open at once (default {_default('max_streams')})"
+    )
+    p.add_argument(
+        "--max-stream-seconds",
+        type=float,
+        help=f"longest WebSocket stream in seconds of audio (default {_default('max_stream_seconds')})",
+    )
     p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("stream", help="send audio to a service's live endpoint; show the words as they come")
+    p.add_argument("inputs", type=Path, nargs="+", help="audio files, folders, or - (standard input)")
+    p.add_argument("--url", required=True, help="service URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--api-key", help="API key (default: AMSER_API_KEY)")
+    p.add_argument(
+        "--chunk-seconds", type=_positive_seconds, default=0.5, help="audio per container chunk (default %(default)s)"
+    )
+    p.add_argument("--realtime", action="store_true", help="send each chunk when it would have been recorded")
+    p.add_argument("--json", action="store_true", help="one JSON object per file: path, text, latency statistics")
+    p.set_defaults(run=cmd_stream)
 
     p = sub.add_parser("send", help="encode audio locally and send it (or send .amser containers) to a service")
     p.add_argument("inputs", type=Path, nargs="+", help="audio or .amser files, folders, or - (standard input)")

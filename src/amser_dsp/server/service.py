@@ -25,9 +25,12 @@ from .. import codec  # noqa: E402
 from .. import container as fmt  # noqa: E402
 from ..config import get_preset  # noqa: E402
 from ..errors import AmserError, LimitExceededError  # noqa: E402
-from .asr import Transcriber, check_whisper_config  # noqa: E402
+from .asr import Transcriber, WhisperRecogniser, check_whisper_config  # noqa: E402
 from .batcher import RecogniserBatcher  # noqa: E402
+from .live import LiveSettings, StreamHub  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
+from .streaming import StreamingSettings  # noqa: E402
+from .web import websocket_key  # noqa: E402
 
 __all__ = ["Service", "ServiceError", "bearer_token", "error_body", "error_response"]
 
@@ -74,12 +77,29 @@ class Service:
         self.batcher = RecogniserBatcher(self.asr, self.pool, settings.workers)
         self.emotion, self.emotion_status = self._load_emotion(settings.emotion_model)
         self.admitted = 0
-        frames = int(settings.max_audio_seconds * FRAME_RATE) + 1
-        self.limits = fmt.Limits(
+        self.limits = self._limits(settings.max_audio_seconds)
+        # Live streams (WS /v1/stream): their decodes share the recogniser threads, batched across streams.
+        self.streams = StreamHub(
+            WhisperRecogniser(self.asr, final_beam_size=settings.beam_size),
+            self.pool,
+            LiveSettings(
+                max_streams=settings.max_streams,
+                idle_timeout=settings.idle_timeout,
+                max_message_bytes=settings.max_body_bytes,
+                policy=StreamingSettings(max_stream_seconds=settings.max_stream_seconds),
+            ),
+            self._limits(settings.max_stream_seconds),
+            lambda headers: self.check_key(websocket_key(headers)),  # headers, or the page's cookie
+            decode_pool=self.decode_pool,
+        )
+
+    def _limits(self, seconds: float) -> fmt.Limits:
+        frames = int(seconds * FRAME_RATE) + 1
+        return fmt.Limits(
             max_total_frames=frames,
             max_chunk_frames=frames,
-            max_chunk_bytes=settings.max_body_bytes,
-            max_header_bytes=min(1 << 16, settings.max_body_bytes),
+            max_chunk_bytes=self.settings.max_body_bytes,
+            max_header_bytes=min(1 << 16, self.settings.max_body_bytes),
         )
 
     def _load_emotion(self, choice: str | None) -> tuple[Any, str]:

@@ -49,6 +49,10 @@ class ServiceSettings:
     retry_after: int = 1
     #: Seconds a WebSocket stream may stay silent before it is closed.
     idle_timeout: float = 30.0
+    #: WebSocket streams open at once.
+    max_streams: int = 8
+    #: Longest WebSocket stream, in seconds of audio.
+    max_stream_seconds: float = 3600.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     beam_size: int = DEFAULT_BEAM_SIZE
     model_path: str | None = None
@@ -57,11 +61,11 @@ class ServiceSettings:
     emotion_model: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "queue_size", "workers", "beam_size"):
+        for name in ("max_body_bytes", "queue_size", "workers", "beam_size", "max_streams"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"service setting {name}={value!r} is invalid: expected a positive integer")
-        for name in ("max_audio_seconds", "request_timeout", "idle_timeout"):
+        for name in ("max_audio_seconds", "request_timeout", "idle_timeout", "max_stream_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"service setting {name}={value!r} is invalid: expected a positive number")

@@ -1,0 +1,295 @@
+"""Live transcription measured: WER against offline, word commit latency, partial churn, streams sustained.
+
+    python benchmarks/streaming.py [--chunks 0.16 0.5 1 2] [--limit N] [--json out/streaming.json]
+    python benchmarks/streaming.py --capacity 1 2 3 4 [--chunk 0.5] [--seconds 40]
+
+The first form runs every clip of ``../shared/data/asr`` through the live policy
+(:mod:`amser_dsp.server.streaming`) with the service's recogniser, paced in real
+time on a simulated clock: chunk k of a clip arrives when its audio has been
+recorded, a decode starts when the recogniser is free and covers every chunk
+that has arrived by then, and it takes as long as it really took here (each
+decode is timed).  That is what one real-time stream on an otherwise idle
+server sees, without waiting through the idle time between chunks.
+
+- ``wer``: final transcript against the reference text, Whisper's English normaliser;
+  ``offline``: the same container's features transcribed whole (the HTTP path),
+  ``vs offline``: final transcript scored against the offline transcript.
+- commit latency: for each committed word, the time from the moment the chunk
+  holding the word's end (by its aligned end time) was sent to the moment the
+  word was committed (p50, p90 over all words).
+- churn: words taken back from the displayed text (committed + partial) per final word.
+- ``rtf``: recogniser time per second of audio.
+
+The second form (``--capacity``) starts ``amser serve`` on 127.0.0.1 and runs N
+WebSocket clients at once, each sending clips in real time, and reports commit
+latency and lag per N: the streams one server sustains are those whose p90
+latency stays bounded and whose lag does not grow.
+
+Timings depend on the machine's load: run under ``flock /work/.bench.lock`` and
+note the load average (printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import amser_dsp
+from amser_dsp.server.asr import Transcriber, WhisperRecogniser
+from amser_dsp.server.eval_modes import read_manifest
+from amser_dsp.server.scoring import normaliser, word_errors
+from amser_dsp.server.streaming import FRAMES_PER_SECOND, LiveTranscript, StreamingSettings
+
+MANIFEST = Path(__file__).resolve().parents[1] / "../shared/data/asr/manifest.tsv"
+
+
+def chunked(audio: np.ndarray, chunk_seconds: float) -> list[np.ndarray]:
+    """The feature chunks a StreamEncoder sends (through the container and back, as the server sees them)."""
+    blob = amser_dsp.encode_audio(audio, "whisper", chunk_seconds=chunk_seconds)
+    decoder = amser_dsp.StreamDecoder()
+    return decoder.feed(blob)
+
+
+def erased(before: list[str], after: list[str]) -> int:
+    """Words of ``before`` that ``after`` does not keep (everything past their common prefix)."""
+    n = 0
+    while n < min(len(before), len(after)) and before[n] == after[n]:
+        n += 1
+    return len(before) - n
+
+
+def simulate(recogniser, chunks: list[np.ndarray], settings: StreamingSettings) -> dict:  # type: ignore[no-untyped-def]
+    """One clip through the live policy on a simulated real-time clock."""
+    arrivals = np.cumsum([c.shape[1] for c in chunks]) / FRAMES_PER_SECOND  # when each chunk has been recorded
+    live = LiveTranscript(settings)
+    clock, k, busy = 0.0, 0, 0.0
+    latencies, churn, shown = [], 0, []
+    while not live.done:
+        while k < len(chunks) and arrivals[k] <= clock + 1e-9:
+            live.add(chunks[k])
+            k += 1
+        if k == len(chunks) and not live.finished:
+            live.finish()
+        request = live.request()
+        if request is None:
+            if k < len(chunks):
+                clock = max(clock, arrivals[k])
+                continue
+            if live.done:
+                break
+            raise AssertionError("the policy neither finished nor asked for a decode")
+        t0 = time.perf_counter()
+        (hypothesis,) = recogniser.hypotheses([request])
+        spent = time.perf_counter() - t0
+        busy += spent
+        clock += spent
+        update = live.apply(hypothesis)
+        for word in update.final:
+            sent = arrivals[min(np.searchsorted(arrivals, word.end - 1e-6), len(arrivals) - 1)]
+            latencies.append(clock - sent)
+        display = [w.text for w in live.committed] + [w.text for w in update.partial]
+        churn += erased(shown, display)
+        shown = display
+    return {
+        "text": live.text,
+        "latencies": latencies,
+        "churn": churn,
+        "busy": busy,
+        "seconds": float(arrivals[-1]),
+        "decodes": live.decodes,
+    }
+
+
+def run_chunk_size(transcriber, recogniser, clips, chunk_seconds, settings, offline_cache):  # type: ignore[no-untyped-def]
+    norm, _ = normaliser()
+    rows = []
+    for clip in clips:
+        audio = amser_dsp.load_audio(clip.path)
+        chunks = chunked(audio, chunk_seconds)
+        key = (clip.id, chunk_seconds)
+        if key not in offline_cache:
+            offline_cache[key] = transcriber.transcribe(np.concatenate(chunks, axis=1))
+        result = simulate(recogniser, chunks, settings)
+        result["offline"] = offline_cache[key]
+        result["reference"] = clip.text
+        result["id"] = clip.id
+        rows.append(result)
+        print(f"  {clip.id}: {result['text']}", file=sys.stderr)
+    errors = np.array([word_errors(norm(r["reference"]), norm(r["text"])) for r in rows])
+    offline = np.array([word_errors(norm(r["reference"]), norm(r["offline"])) for r in rows])
+    vs_offline = np.array([word_errors(norm(r["offline"]), norm(r["text"])) for r in rows])
+    latencies = np.concatenate([r["latencies"] for r in rows]) if rows else np.zeros(0)
+    finals = sum(len(r["text"].split()) for r in rows)
+    seconds = sum(r["seconds"] for r in rows)
+    return {
+        "chunk_seconds": chunk_seconds,
+        "clips": len(rows),
+        "wer": 100 * errors[:, 0].sum() / errors[:, 1].sum(),
+        "offline_wer": 100 * offline[:, 0].sum() / offline[:, 1].sum(),
+        "vs_offline": 100 * vs_offline[:, 0].sum() / max(1, vs_offline[:, 1].sum()),
+        "latency_p50": float(np.percentile(latencies, 50)) if latencies.size else float("nan"),
+        "latency_p90": float(np.percentile(latencies, 90)) if latencies.size else float("nan"),
+        "churn": sum(r["churn"] for r in rows) / max(1, finals),
+        "rtf": sum(r["busy"] for r in rows) / seconds,
+        "decodes_per_second": sum(r["decodes"] for r in rows) / seconds,
+        "rows": rows,
+    }
+
+
+async def _client(url: str, audios: list[np.ndarray], chunk_seconds: float, deadline: float) -> dict:
+    from amser_dsp.server.client import stream_transcript
+
+    latencies, lags, streams = [], 0, 0
+    i = 0
+    while time.monotonic() < deadline:
+        audio = audios[i % len(audios)]
+        i += 1
+        async for message in stream_transcript(url, audio, chunk_seconds=chunk_seconds, realtime=True):
+            if message["type"] == "final":
+                latencies += message["latencies"]
+            elif message["type"] == "lag":
+                lags += 1
+        streams += 1
+    return {"latencies": latencies, "lags": lags, "streams": streams}
+
+
+def capacity(clips, counts: list[int], chunk_seconds: float, seconds: float, serve_args: list[str]) -> list[dict]:  # type: ignore[no-untyped-def]
+    """N real-time WebSocket streams at once against one local server, for each N."""
+    import asyncio
+
+    from amser_dsp.server.local import LocalServer
+
+    audios = [amser_dsp.load_audio(c.path) for c in clips]
+    rows = []
+    with LocalServer(serve_args, env={"AMSER_API_KEY": ""}) as url:
+        for n in counts:
+            deadline = time.monotonic() + seconds
+
+            async def crowd(n: int = n, deadline: float = deadline) -> list[dict]:
+                # Each client starts on a different clip so that chunks do not arrive in lockstep.
+                return await asyncio.gather(
+                    *(_client(url, audios[k:] + audios[:k], chunk_seconds, deadline) for k in range(n))
+                )
+
+            results = asyncio.run(crowd())
+            latencies = np.array([x for r in results for x in r["latencies"]])
+            row = {
+                "streams": n,
+                "latency_p50": float(np.percentile(latencies, 50)),
+                "latency_p90": float(np.percentile(latencies, 90)),
+                "lag_messages": sum(r["lags"] for r in results),
+                "clips": sum(r["streams"] for r in results),
+                "load": os.getloadavg()[0],
+            }
+            print(row, file=sys.stderr)
+            rows.append(row)
+    return rows
+
+
+def capacity_table(rows: list[dict]) -> str:
+    lines = ["| real-time streams | latency p50 (s) | p90 (s) | lag messages | clips streamed | load (1 min) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"| {r['streams']} | {r['latency_p50']:.2f} | {r['latency_p90']:.2f} | {r['lag_messages']} | "
+            f"{r['clips']} | {r['load']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def noise_table(recogniser, settings: StreamingSettings, chunk_seconds: float) -> str:  # type: ignore[no-untyped-def]
+    """10 s of silence and of noises at low levels through the policy: the text each gives (should be none)."""
+    rng = np.random.default_rng(1)
+    n = 160_000
+    white = rng.standard_normal(n)
+    brown = np.cumsum(rng.standard_normal(n))
+    brown -= np.convolve(brown, np.ones(400) / 400, "same")  # no drift
+    hum = np.sin(2 * np.pi * 50 * np.arange(n) / 16000)
+    signals = [("digital silence", np.zeros(n))]
+    for kind, sig in (("white noise", white), ("brown noise", brown), ("50 Hz hum", hum)):
+        signals += [(f"{kind} {db} dBFS", sig / np.sqrt(np.mean(sig**2)) * 10 ** (db / 20)) for db in (-60, -50, -40)]
+    lines = ["| 10 s of | decodes | decodes skipped (no speech energy) | text |", "|---|---|---|---|"]
+    for name, sig in signals:
+        chunks = chunked(sig.astype(np.float32), chunk_seconds)
+        live = LiveTranscript(settings)
+        for c in chunks:
+            live.add(c)
+            if (r := live.request()) is not None:
+                live.apply(recogniser.hypotheses([r])[0])
+        live.finish()
+        while (r := live.request()) is not None:
+            live.apply(recogniser.hypotheses([r])[0])
+        lines.append(f"| {name} | {live.decodes} | {live.skipped} | {live.text!r} |")
+    return "\n".join(lines)
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| chunk (s) | WER % | offline WER % | vs offline % | latency p50 (s) | p90 (s) | churn | decodes/s | RTF |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['chunk_seconds']:g} | {r['wer']:.2f} | {r['offline_wer']:.2f} | {r['vs_offline']:.2f} | "
+            f"{r['latency_p50']:.2f} | {r['latency_p90']:.2f} | {r['churn']:.3f} | {r['decodes_per_second']:.2f} | "
+            f"{r['rtf']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, default=MANIFEST)
+    parser.add_argument("--chunks", type=float, nargs="+", default=[0.16, 0.5, 1.0, 2.0])
+    parser.add_argument("--limit", type=int, help="first N clips only")
+    parser.add_argument("--beam", type=int, default=5, help="beam of the interim decodes")
+    parser.add_argument("--final-beam", type=int, default=5, help="beam of the last decode and of offline")
+    parser.add_argument("--min-window", type=int, default=1000, help="encoder frames at least (3000: as offline)")
+    parser.add_argument("--trim", type=float, default=StreamingSettings.trim_seconds)
+    parser.add_argument("--threads", type=int, default=1, help="recogniser CPU threads")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--capacity", type=int, nargs="+", metavar="N", help="measure N concurrent streams instead")
+    parser.add_argument("--chunk", type=float, default=0.5, help="chunk seconds of the capacity run")
+    parser.add_argument("--seconds", type=float, default=40.0, help="duration of each capacity step")
+    parser.add_argument("--noise", action="store_true", help="also run silence and low-level noises (no text expected)")
+    args = parser.parse_args(argv)
+    if not args.manifest.is_file():
+        print(f"no manifest at {args.manifest}: the shared speech data is needed", file=sys.stderr)
+        return 2
+    clips = read_manifest(args.manifest, args.limit)
+    if args.capacity:
+        print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+        serve = ["--beam", str(args.final_beam), "--max-streams", str(max(args.capacity))]
+        rows = capacity(clips, args.capacity, args.chunk, args.seconds, serve)
+        print(capacity_table(rows))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(rows))
+        return 0
+    transcriber = Transcriber(beam_size=args.final_beam, threads=args.threads)
+    recogniser = WhisperRecogniser(
+        transcriber, beam_size=args.beam, final_beam_size=args.final_beam, min_window_frames=args.min_window
+    )
+    settings = StreamingSettings(trim_seconds=args.trim)
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    cache: dict = {}
+    results = [run_chunk_size(transcriber, recogniser, clips, c, settings, cache) for c in args.chunks]
+    print(f"load average after: {os.getloadavg()}", file=sys.stderr)
+    print(table(results))
+    if args.noise:
+        print()
+        print(noise_table(recogniser, settings, args.chunks[0]))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

