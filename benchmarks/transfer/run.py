@@ -36,6 +36,8 @@ from .netlab import PROFILES, SRV_ADDR
 REPO = Path(__file__).resolve().parents[2]
 TRANSPORTS = ("paper", "keepalive-nagle", "keepalive", "ws")
 PORT = 8000
+# One BLAS/OpenMP thread per process, as `make` sets it: the machine has two cores and other work on them.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def cpu_model() -> str:
@@ -50,7 +52,7 @@ def start_server(lab: netlab.Lab, recognise: bool, log: Path) -> subprocess.Pope
            "--queue", "512", "--timeout", "900", "--max-body-bytes", str(16 << 20)]
     if not recognise:
         cmd.append("--no-recognise")
-    env = {**os.environ, "AMSER_API_KEY": ""}
+    env = {**os.environ, **ONE_THREAD, "AMSER_API_KEY": ""}
     proc = lab.popen(lab.srv, cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     probe = (
         "import httpx,time,sys\n"
@@ -70,7 +72,8 @@ def upload(lab: netlab.Lab, cache: Path, method: str, transport: str, count: int
     if method in payloads.AUDIO_METHODS:
         cmd.append("--audio")
     before, dropped = lab.counters(), lab.dropped()
-    out = lab.netns_exec(lab.dev, *cmd, timeout=timeout, check=False)
+    out = lab.netns_exec(lab.dev, "env", *(f"{k}={v}" for k, v in ONE_THREAD.items()), *cmd, timeout=timeout,
+                         check=False)
     after = lab.counters()
     if out.returncode:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}

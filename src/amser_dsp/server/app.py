@@ -1,9 +1,16 @@
 """The HTTP service's routes (``amser serve``): containers in, transcripts out.
 
 Endpoints: ``POST /v1/transcribe`` and ``POST /v1/analyze`` (body: a
-container), ``WS /v1/stream`` (the bytes of a :class:`~amser_dsp.StreamEncoder`
-as they are recorded), ``GET /healthz``, ``GET /v1/info``, the OpenAPI
-document at ``/openapi.json``, and the web page at ``/`` (docs/web.md).
+container), ``POST /v1/transcribe/audio`` (body: a WAV, FLAC or Ogg Opus file,
+the baseline a device without amser would send), ``WS /v1/stream`` (the bytes
+of a :class:`~amser_dsp.StreamEncoder` as they are recorded), ``WS /v1/files``
+(many whole files on one connection, sent without waiting; one answer per file
+as it is ready), ``GET /healthz``, ``GET /v1/info``, the OpenAPI document at
+``/openapi.json``, and the web page at ``/`` (docs/web.md).
+
+With ``recognise=False`` (``amser serve --no-recognise``, a benchmark mode that
+``/v1/info`` reports) every file is received, checked and decoded to features
+but not transcribed: answers carry an empty text.
 
 Every error, 404 and 405 included, is JSON ``{"error": {"code", "message",
 "request_id"}}``.  Routing comes first, then authentication (a key is checked
@@ -16,6 +23,7 @@ The plumbing is :mod:`.service`; the settings :mod:`.settings`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -157,6 +165,17 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         """Transcribe the features in a container (whisper preset)."""
         return await service.transcribe(request)
 
+    @app.post(
+        "/v1/transcribe/audio",
+        response_model=TranscribeResponse,
+        openapi_extra=container_body,
+        responses={**error_responses, 400: {"description": "not an audio file libsndfile reads"}},
+        dependencies=[Depends(authorised)],
+    )
+    async def transcribe_audio(request: Request) -> dict[str, Any]:
+        """Transcribe an uploaded audio file (WAV, FLAC, Ogg Opus): the baseline of docs/transfer.md."""
+        return await service.transcribe(request, audio=True)
+
     @app.post("/v1/analyze", response_model=AnalyzeResponse, **protected)
     async def analyze(
         request: Request,
@@ -184,6 +203,10 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             "codecs": sorted(codec.registered()),
             "default_codec": codec.DEFAULT_CODEC,
             "format": f"{fmt.MAJOR}.{fmt.MINOR}",
+            "recognition": service.settings.recognise,
+            "recognition_note": None
+            if service.settings.recognise
+            else "benchmark mode: files are received, checked and decoded, not transcribed (texts are empty)",
             "limits": service.settings.public(),
         }
 
@@ -211,7 +234,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
                 except (AmserError, ValueError) as exc:
                     raise ServiceError(400, "bad_container", str(exc)) from None
                 for feats in chunks:
-                    result = await service.admit(service.batcher.recognise, feats)
+                    result = await service.admit(service.recognise, feats)
                     await ws.send_json(
                         {"chunk": index, "text": result, "n_frames": int(feats.shape[1]), "request_id": request_id}
                     )
@@ -223,6 +246,67 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             await ws.close(code=1003 if exc.status == 400 else 1011)
         except WebSocketDisconnect:
             log.info("%s stream closed by the client after %d chunks", request_id, index)
+
+    @app.websocket("/v1/files")
+    async def files(ws: WebSocket, kind: str = "container") -> None:
+        """Many whole files on one connection: each binary message is one file (``?kind=audio`` for audio
+        files), sent without waiting for answers; then a text message ``{"done": true}``.  Each file is
+        answered as soon as it is ready (``{"index", "text", ...}`` or ``{"index", "error"}``, index in
+        arrival order), then ``{"done": true, "files": n}``.  At most ``queue_size`` files of one connection
+        are in work at once; past that the service stops reading, so TCP holds the sender back."""
+        request_id = uuid.uuid4().hex[:16]
+        try:
+            service.check_key(ws.headers.get("x-api-key") or bearer_token(ws.headers.get("authorization")))
+        except ServiceError:
+            await ws.close(code=1008, reason="a valid API key is required")
+            return
+        if kind not in ("container", "audio"):
+            await ws.close(code=1003, reason="kind must be 'container' or 'audio'")
+            return
+        await ws.accept()
+        slots = asyncio.Semaphore(service.settings.queue_size)
+        send_lock = asyncio.Lock()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def answer(index: int, blob: bytes) -> None:
+            try:
+                if len(blob) > service.settings.max_body_bytes:
+                    raise ServiceError(413, "too_large", f"file exceeds {service.settings.max_body_bytes} bytes")
+                message = {"index": index, **await service.transcribe_blob(blob, audio=kind == "audio")}
+            except ServiceError as exc:
+                message = {"index": index, **error_body(exc.code, exc.message, request_id)}
+            finally:
+                slots.release()
+            async with send_lock:
+                await ws.send_json({**message, "request_id": request_id})
+
+        count = 0
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(ws.receive(), service.settings.idle_timeout)
+                except asyncio.TimeoutError:
+                    await ws.close(code=1001, reason=f"no message for {service.settings.idle_timeout} s")
+                    return
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000))
+                if message.get("bytes") is not None:
+                    await slots.acquire()
+                    task = asyncio.create_task(answer(count, message["bytes"]))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    count += 1
+                elif message.get("text") is not None:
+                    break  # the client has sent everything
+            if tasks:
+                await asyncio.gather(*tasks)
+            async with send_lock:
+                await ws.send_json({"done": True, "files": count, "request_id": request_id})
+            await ws.close()
+        except WebSocketDisconnect:
+            for task in tasks:
+                task.cancel()
+            log.info("%s files connection closed by the client after %d files", request_id, count)
 
     mount_page(app)
     app.state.settings = service.settings

@@ -52,6 +52,9 @@ class ServiceSettings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     beam_size: int = DEFAULT_BEAM_SIZE
     model_path: str | None = None
+    #: False: a benchmark mode that receives, checks and decodes every file but does not transcribe it
+    #: (``amser serve --no-recognise``; ``/v1/info`` says so; texts are empty).
+    recognise: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "queue_size", "workers", "beam_size"):
@@ -76,7 +79,7 @@ class ServiceSettings:
         key_file = overrides.pop("api_key_file", None) or os.environ.get("AMSER_API_KEY_FILE")
         if key_file:
             keys += read_api_keys(key_file)
-        types = {f.name: f.type for f in fields(cls) if f.name not in ("api_keys", "model_path")}
+        types = {f.name: f.type for f in fields(cls) if f.name not in ("api_keys", "model_path", "recognise")}
         values: dict[str, Any] = {}
         for name, kind in types.items():
             raw = os.environ.get(f"AMSER_{name.upper()}")
