@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -78,7 +77,11 @@ PROFILES: dict[str, Profile] = {
 def missing_tools() -> list[str]:
     """What the lab needs and this machine lacks (root, ip, tc, nft, /dev/net/tun); empty when it can run."""
     missing = [] if os.geteuid() == 0 else ["root (network namespaces need it)"]
-    missing += [f"{t} (apt-get install {pkg})" for t, pkg in (("ip", "iproute2"), ("tc", "iproute2"), ("nft", "nftables")) if shutil.which(t) is None]
+    missing += [
+        f"{t} (apt-get install {pkg})"
+        for t, pkg in (("ip", "iproute2"), ("tc", "iproute2"), ("nft", "nftables"))
+        if shutil.which(t) is None
+    ]
     if not Path("/dev/net/tun").exists():
         missing.append("/dev/net/tun")
     return missing
@@ -188,8 +191,12 @@ class Lab:
         # The link namespace forwards; whatever arrives on either veth goes to the relay's TUN first.
         self.ip(link, "tuntap", "add", "dev", self.tun, "mode", "tun")
         self.ip(link, "link", "set", self.tun, "up")
-        for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
-                    f"net.ipv4.conf.{self.tun}.rp_filter=0"):
+        for key in (
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+            f"net.ipv4.conf.{self.tun}.rp_filter=0",
+        ):
             self.netns_exec(link, "sysctl", "-qw", key)
         self.ip(link, "route", "add", "default", "dev", self.tun, "table", "100")
         for ifname in (f"{p}-d1", f"{p}-s1"):
@@ -199,7 +206,9 @@ class Lab:
     def ip(self, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
         return run("ip", "-n", ns, *args)
 
-    def netns_exec(self, ns: str, *args: str, check: bool = True, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    def netns_exec(
+        self, ns: str, *args: str, check: bool = True, timeout: float = CMD_TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
         return run("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
 
     def popen(self, ns: str, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
@@ -217,8 +226,23 @@ class Lab:
             burst = max(3028, int(rate_bytes * 0.004))
             limit = max(32 * 1514, int(rate_bytes * 0.2))
             self.ip(ns, "link", "set", ifname, "txqueuelen", "1000")
-            run("tc", "-n", ns, "qdisc", "replace", "dev", ifname, "root", "tbf", "rate", f"{kbit}kbit",
-                "burst", str(burst), "limit", str(limit))
+            run(
+                "tc",
+                "-n",
+                ns,
+                "qdisc",
+                "replace",
+                "dev",
+                ifname,
+                "root",
+                "tbf",
+                "rate",
+                f"{kbit}kbit",
+                "burst",
+                str(burst),
+                "limit",
+                str(limit),
+            )
         self._set_loss(profile.loss_pct)
         self._restart_relay(profile.rtt_ms / 2)
         self.profile = profile
@@ -243,7 +267,16 @@ class Lab:
             ready = Path(tmp) / "ready"
             self.relay = self.popen(
                 self.link,
-                [sys.executable, str(RELAY), "--tun", self.tun, "--delay-ms", str(delay_ms), "--ready-file", str(ready)],
+                [
+                    sys.executable,
+                    str(RELAY),
+                    "--tun",
+                    self.tun,
+                    "--delay-ms",
+                    str(delay_ms),
+                    "--ready-file",
+                    str(ready),
+                ],
             )
             deadline = time.monotonic() + CMD_TIMEOUT
             while not ready.exists():
@@ -255,8 +288,12 @@ class Lab:
     def counters(self) -> dict[str, int]:
         """Bytes and packets on the device's interface (Ethernet frames, headers and retransmissions included)."""
         out = json.loads(self.ip(self.dev, "-s", "-j", "link", "show", self.dev_if).stdout)[0]["stats64"]
-        return {"tx_bytes": out["tx"]["bytes"], "tx_packets": out["tx"]["packets"],
-                "rx_bytes": out["rx"]["bytes"], "rx_packets": out["rx"]["packets"]}
+        return {
+            "tx_bytes": out["tx"]["bytes"],
+            "tx_packets": out["tx"]["packets"],
+            "rx_bytes": out["rx"]["bytes"],
+            "rx_packets": out["rx"]["packets"],
+        }
 
     def dropped(self) -> int:
         """Packets the loss rule has dropped so far in this profile."""
@@ -283,11 +320,7 @@ class Lab:
 
 def _echo_server(lab: Lab) -> tuple[subprocess.Popen[bytes], int]:
     port = 9009
-    code = (
-        "import socket\n"
-        f"s=socket.create_server(('{SRV_ADDR}',{port}))\n"
-        "while True:\n    c,_=s.accept(); c.close()\n"
-    )
+    code = f"import socket\ns=socket.create_server(('{SRV_ADDR}',{port}))\nwhile True:\n    c,_=s.accept(); c.close()\n"
     proc = lab.popen(lab.srv, [sys.executable, "-c", code])
     time.sleep(0.3)
     return proc, port

@@ -87,8 +87,29 @@ def _opus(audio: np.ndarray, kbps: int) -> bytes:
     if ffmpeg is None:
         raise RuntimeError("the Opus baselines need ffmpeg (apt-get install ffmpeg)")
     pcm = (np.clip(audio, -1, 1 - 2**-15) * 32768).astype("<i2").tobytes()
-    cmd = [ffmpeg, "-nostdin", "-loglevel", "error", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", "pipe:0",
-           "-c:a", "libopus", "-b:a", f"{kbps}k", "-application", "voip", "-f", "ogg", "pipe:1"]
+    cmd = [
+        ffmpeg,
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-f",
+        "s16le",
+        "-ar",
+        "16000",
+        "-ac",
+        "1",
+        "-i",
+        "pipe:0",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        f"{kbps}k",
+        "-application",
+        "voip",
+        "-f",
+        "ogg",
+        "pipe:1",
+    ]
     return subprocess.run(cmd, input=pcm, capture_output=True, check=True, timeout=60).stdout
 
 
@@ -106,9 +127,11 @@ def encode(audio: np.ndarray, method: str) -> bytes:
 
 
 def _cpu() -> float:
-    return time.process_time() + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + resource.getrusage(
-        resource.RUSAGE_CHILDREN
-    ).ru_stime
+    return (
+        time.process_time()
+        + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+        + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+    )
 
 
 def prepare(clips: list[Clip], methods: tuple[str, ...], out: Path) -> dict:
@@ -117,8 +140,11 @@ def prepare(clips: list[Clip], methods: tuple[str, ...], out: Path) -> dict:
     warm = amser_dsp.load_audio(clips[0].path)
     for method in methods:  # first calls (Numba's cache, tables, ffmpeg's libraries) outside the timing
         encode(warm, method)
-    index: dict = {"clips": [asdict(c) | {"path": str(c.path)} for c in clips], "methods": {},
-                   "backend": backends.current()}
+    index: dict = {
+        "clips": [asdict(c) | {"path": str(c.path)} for c in clips],
+        "methods": {},
+        "backend": backends.current(),
+    }
     audios = [amser_dsp.load_audio(c.path) for c in clips]
     for method in methods:
         (out / method).mkdir(exist_ok=True)

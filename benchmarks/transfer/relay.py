@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import os
 import signal
@@ -44,10 +45,9 @@ def open_tun(name: str) -> int:
 
 
 def write_packet(fd: int, packet: bytes) -> None:
-    try:
+    # The kernel may refuse a packet (e.g. the device went down during teardown): then it is lost.
+    with contextlib.suppress(OSError):
         os.write(fd, packet)
-    except OSError:
-        pass  # the kernel refused it (e.g. the device went down during teardown): a lost packet
 
 
 async def relay(tun: str, delay: float, ready_file: str | None) -> None:

@@ -48,8 +48,22 @@ def cpu_model() -> str:
 
 
 def start_server(lab: netlab.Lab, recognise: bool, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "amser_dsp.cli", "serve", "--host", SRV_ADDR, "--port", str(PORT),
-           "--queue", "512", "--timeout", "900", "--max-body-bytes", str(16 << 20)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "amser_dsp.cli",
+        "serve",
+        "--host",
+        SRV_ADDR,
+        "--port",
+        str(PORT),
+        "--queue",
+        "512",
+        "--timeout",
+        "900",
+        "--max-body-bytes",
+        str(16 << 20),
+    ]
     if not recognise:
         cmd.append("--no-recognise")
     env = {**os.environ, **ONE_THREAD, "AMSER_API_KEY": ""}
@@ -67,13 +81,26 @@ def start_server(lab: netlab.Lab, recognise: bool, log: Path) -> subprocess.Pope
 
 
 def upload(lab: netlab.Lab, cache: Path, method: str, transport: str, count: int, timeout: float) -> dict:
-    cmd = [sys.executable, str(Path(__file__).with_name("client_run.py")), "--url", f"http://{SRV_ADDR}:{PORT}",
-           "--payloads", str(cache), "--method", method, "--transport", transport, "--count", str(count)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).with_name("client_run.py")),
+        "--url",
+        f"http://{SRV_ADDR}:{PORT}",
+        "--payloads",
+        str(cache),
+        "--method",
+        method,
+        "--transport",
+        transport,
+        "--count",
+        str(count),
+    ]
     if method in payloads.AUDIO_METHODS:
         cmd.append("--audio")
     before, dropped = lab.counters(), lab.dropped()
-    out = lab.netns_exec(lab.dev, "env", *(f"{k}={v}" for k, v in ONE_THREAD.items()), *cmd, timeout=timeout,
-                         check=False)
+    out = lab.netns_exec(
+        lab.dev, "env", *(f"{k}={v}" for k, v in ONE_THREAD.items()), *cmd, timeout=timeout, check=False
+    )
     after = lab.counters()
     if out.returncode:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
@@ -103,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
     missing = netlab.missing_tools()
     if missing:
-        print("the transfer benchmark needs " + ", ".join(missing) + "; run it as root (sudo make transfer)",
-              file=sys.stderr)
+        print(
+            "the transfer benchmark needs " + ", ".join(missing) + "; run it as root (sudo make transfer)",
+            file=sys.stderr,
+        )
         return 2
     methods = tuple(m for m in args.methods.split(",") if m)
     transports = tuple(t for t in args.transports.split(",") if t)
@@ -133,10 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     combos = [(m, t) for m in methods for t in transports]
     record = {
-        "cpu": cpu_model(), "dataset": args.dataset, "count": args.count, "recognise": args.recognise,
-        "english_only": args.english_only, "audio_seconds": sum(c.seconds for c in clips),
-        "clips": [c.id for c in clips], "texts": [c.text for c in clips], "payloads": index["methods"],
-        "encode_backend": index.get("backend"), "profiles": {}, "runs": runs,
+        "cpu": cpu_model(),
+        "dataset": args.dataset,
+        "count": args.count,
+        "recognise": args.recognise,
+        "english_only": args.english_only,
+        "audio_seconds": sum(c.seconds for c in clips),
+        "clips": [c.id for c in clips],
+        "texts": [c.text for c in clips],
+        "payloads": index["methods"],
+        "encode_backend": index.get("backend"),
+        "profiles": {},
+        "runs": runs,
         "command": "python -m benchmarks.transfer.run " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     with netlab.Lab() as lab:
@@ -155,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                     res.update(profile=name, method=method, transport=transport, round=r)
                     runs.append(res)
                     took = res["answer_s"][-1] if "answer_s" in res else float("nan")
-                    print(f"  {method:10s} {transport:16s} {took:8.2f} s  tx {res.get('wire', {}).get('tx_bytes', 0):>10,} B"
-                          f"  ({time.perf_counter() - t:.0f} s){'  ' + res['error'] if 'error' in res else ''}",
-                          file=sys.stderr)
+                    print(
+                        f"  {method:10s} {transport:16s} {took:8.2f} s  tx {res.get('wire', {}).get('tx_bytes', 0):>10,} B"
+                        f"  ({time.perf_counter() - t:.0f} s){'  ' + res['error'] if 'error' in res else ''}",
+                        file=sys.stderr,
+                    )
         server.terminate()
     mode = "asr" if args.recognise else "tx"
     profiles = "+".join(args.profile or ["all"])

@@ -35,7 +35,9 @@ def audio_features(blob: bytes, *, max_seconds: float) -> tuple[np.ndarray, floa
     try:
         info = sf.info(io.BytesIO(blob))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"the body is not an audio file libsndfile reads (WAV, FLAC, Ogg Opus): {str(exc).rsplit(': ', 1)[-1]}") from None
+        raise AudioError(
+            f"the body is not an audio file libsndfile reads (WAV, FLAC, Ogg Opus): {str(exc).rsplit(': ', 1)[-1]}"
+        ) from None
     if not info.samplerate or info.frames < 0:
         raise AudioError(f"audio header has no usable length or rate (rate {info.samplerate}, frames {info.frames})")
     seconds = info.frames / info.samplerate

@@ -190,8 +190,15 @@ class Client:
         failure: queue.SimpleQueue[BaseException] = queue.SimpleQueue()
         try:
             # Payloads are compressed already (or are the raw-audio baseline): no permessage-deflate.
-            ws = connect(uri, sock=sock, additional_headers=self.headers, compression=None, max_size=None,
-                         open_timeout=self.timeout, close_timeout=5)
+            ws = connect(
+                uri,
+                sock=sock,
+                additional_headers=self.headers,
+                compression=None,
+                max_size=None,
+                open_timeout=self.timeout,
+                close_timeout=5,
+            )
         except (OSError, WebSocketException) as exc:
             sock.close()
             raise ServiceUnavailableError(f"cannot open {uri}: {exc}") from None

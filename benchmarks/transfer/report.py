@@ -1,0 +1,273 @@
+"""docs/transfer.md tables and docs/img/transfer.png from the JSON files of ``run.py``.
+
+    python -m benchmarks.transfer.report out/transfer --markdown out/transfer/tables.md --plot docs/img/transfer.png
+
+Medians over rounds where a combination ran more than once.  Energy follows ``energy.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from . import energy
+from .netlab import PROFILES
+from .payloads import LABELS, METHODS
+
+PAPER_FILES = 22_366
+PAPER = {"raw": (406.58, 0.0056), "amser": (180.75, 0.0025)}  # seconds, kWh (the paper's Table III)
+TRANSPORT_LABEL = {
+    "paper": "new connection per file",
+    "keepalive-nagle": "kept-alive, Nagle on (old client)",
+    "keepalive": "kept-alive, TCP_NODELAY",
+    "ws": "one WebSocket, no waiting (client now)",
+}
+
+
+def load(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def grouped(records: list[dict], recognise: bool) -> dict[tuple, dict]:
+    """(profile, method, transport) -> medians of one combination over its rounds (largest --count wins)."""
+    runs: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
+    for rec in records:
+        if rec["recognise"] != recognise or rec["dataset"] != "emotion":
+            continue
+        for run in rec["runs"]:
+            if "answer_s" in run:
+                runs[(run["profile"], run["method"], run["transport"])].append((rec, run))
+    out = {}
+    for key, items in runs.items():
+        count = max(rec["count"] for rec, _ in items)
+        items = [(rec, run) for rec, run in items if rec["count"] == count]
+        rec = items[0][0]
+        seconds = statistics.median(run["answer_s"][-1] for _, run in items)
+        first = statistics.median(min(run["answer_s"]) for _, run in items)
+        up = statistics.median(run["wire"]["tx_bytes"] for _, run in items)
+        down = statistics.median(run["wire"]["rx_bytes"] for _, run in items)
+        payload = sum(rec["payloads"][key[1]]["bytes"][:count])
+        radio = energy.radio_for_profile(key[0])
+        out[key] = {
+            "count": count,
+            "rounds": len(items),
+            "seconds": seconds,
+            "first": first,
+            "up": up,
+            "down": down,
+            "payload": payload,
+            "audio_s": rec["audio_seconds"],
+            "packets": statistics.median(run["wire"]["tx_packets"] for _, run in items),
+            "dropped": statistics.median(run["dropped_packets"] for _, run in items),
+            "radio_j": energy.radio_energy_j(radio, seconds, up, down),
+            "rtt": rec["profiles"][key[0]]["measured_rtt_ms"],
+            "texts": items[0][1]["texts"],
+            "rec": rec,
+        }
+    return out
+
+
+def extrapolated(row: dict, profile: str) -> tuple[float, float]:
+    """Seconds and radio joules for the paper's 22,366 files at this row's measured per-file cost."""
+    scale = PAPER_FILES / row["count"]
+    seconds = row["seconds"] * scale
+    return seconds, energy.radio_energy_j(
+        energy.radio_for_profile(profile), seconds, row["up"] * scale, row["down"] * scale
+    )
+
+
+def transmission_tables(groups: dict[tuple, dict]) -> list[str]:
+    lines = []
+    for profile in PROFILES:
+        rows = {k[1:]: v for k, v in groups.items() if k[0] == profile}
+        if not rows:
+            continue
+        base = rows.get(("wav", "paper"))
+        p = PROFILES[profile]
+        any_row = next(iter(rows.values()))
+        radio = energy.radio_for_profile(profile)
+        lines += [
+            f"### {profile}: {p.up_kbit:g} kbit/s up, {p.down_kbit:g} down, RTT {p.rtt_ms:g} ms "
+            f"(measured {any_row['rtt']:.0f} ms), loss {p.loss_pct:g}%; {any_row['count']} clips, "
+            f"{any_row['audio_s']:.0f} s of audio; radio model {radio.name}",
+            "",
+            "| payload | transport | bytes up on the wire (payload) | packets up (lost) | time s | ms/file "
+            "| speed-up vs WAV per file | radio J | saving vs WAV | 22,366 files: s | kWh |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for method in METHODS:
+            for transport in TRANSPORT_LABEL:
+                r = rows.get((method, transport))
+                if r is None:
+                    continue
+                speed = f"{base['seconds'] / r['seconds']:.1f} x" if base else "-"
+                saving = f"{100 * (1 - r['radio_j'] / base['radio_j']):.0f}%" if base else "-"
+                xs, xj = extrapolated(r, profile)
+                lines.append(
+                    f"| {LABELS[method]} | {TRANSPORT_LABEL[transport]} | {r['up']:,.0f} ({r['payload']:,}) | "
+                    f"{r['packets']:,.0f} ({r['dropped']:.0f}) | {r['seconds']:.2f} | {1000 * r['seconds'] / r['count']:.0f} | "
+                    f"{speed} | {r['radio_j']:.1f} | {saving} | {xs:,.0f} | {xj / 3.6e6:.5f} |"
+                )
+        lines.append("")
+    return lines
+
+
+def encode_table(records: list[dict]) -> list[str]:
+    rec = max((r for r in records if r["dataset"] == "emotion"), key=lambda r: (len(r["payloads"]), r["count"]))
+    lines = [
+        f"Payloads of the first {rec['count']} emotion clips ({rec['audio_seconds']:.0f} s of audio); device encode "
+        f"time on {rec['cpu']} (one thread, back end `{rec['encode_backend']}`), median per clip; CPU energy "
+        "bound per clip (energy.py: the worse of a little and a big phone core).",
+        "",
+        "| payload | bytes per clip (median) | kbps | % of WAV | encode ms per clip | ms per audio s | CPU energy mJ per clip |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    n = rec["count"]
+    wav = statistics.median(rec["payloads"]["wav"]["bytes"][:n]) if "wav" in rec["payloads"] else None
+    for method in METHODS:
+        if method not in rec["payloads"]:
+            continue
+        sizes = rec["payloads"][method]["bytes"][:n]
+        cpu = rec["payloads"][method]["encode_cpu_s"][:n]
+        kbps = sum(sizes) * 8 / rec["audio_seconds"] / 1000
+        share = f"{100 * statistics.median(sizes) / wav:.1f}%" if wav else "-"
+        lines.append(
+            f"| {LABELS[method]} | {statistics.median(sizes):,.0f} | {kbps:.2f} | {share} | "
+            f"{1000 * statistics.median(cpu):.2f} | {1000 * sum(cpu) / rec['audio_seconds']:.2f} | "
+            f"{1000 * energy.cpu_energy_j(statistics.median(cpu)):.1f} |"
+        )
+    return lines
+
+
+def recognition_table(groups: dict[tuple, dict]) -> list[str]:
+    lines = [
+        "| profile | payload | transport | clips | first transcript s | all transcripts s |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for (profile, method, transport), r in sorted(
+        groups.items(), key=lambda kv: (list(PROFILES).index(kv[0][0]), METHODS.index(kv[0][1]))
+    ):
+        lines.append(
+            f"| {profile} | {LABELS[method]} | {TRANSPORT_LABEL[transport]} | {r['count']} | {r['first']:.2f} | "
+            f"{r['seconds']:.2f} |"
+        )
+    return lines
+
+
+def wer_table(records: list[dict]) -> list[str]:
+    from amser_dsp.server.evaluate import normaliser, word_errors
+
+    norm, norm_name = normaliser()
+    recs = [r for r in records if r["recognise"] and r["dataset"] == "asr"]
+    if not recs:
+        return ["(no end-to-end run on the asr clips yet)"]
+    rec = recs[0]
+    lines = [
+        f"{rec['count']} clips of shared/data/asr, transcribed by the service after crossing the `"
+        f"{rec['runs'][0]['profile']}` link (TCP delivers every byte, so the link does not change a transcript); "
+        f"{norm_name}.",
+        "",
+        "| payload | WER % | words |",
+        "|---|---:|---:|",
+    ]
+    for run in rec["runs"]:
+        if "texts" not in run:
+            continue
+        errors = words = 0
+        for ref, hyp in zip(rec["texts"], run["texts"], strict=True):
+            e, w = word_errors(norm(ref), norm(hyp))
+            errors, words = errors + e, words + w
+        lines.append(f"| {LABELS[run['method']]} | {100 * errors / words:.2f} | {words} |")
+    return lines
+
+
+def plot(groups: dict[tuple, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    profiles = [p for p in PROFILES if any(k[0] == p for k in groups)]
+    fig, axes = plt.subplots(1, len(profiles), figsize=(4 * len(profiles), 4), squeeze=False)
+    markers = dict(zip(METHODS, "osD^v*P", strict=True))
+    colours = dict(zip(TRANSPORT_LABEL, ("tab:red", "tab:orange", "tab:olive", "tab:blue"), strict=True))
+    for ax, profile in zip(axes[0], profiles, strict=True):
+        for (p, method, transport), r in groups.items():
+            if p != profile:
+                continue
+            ax.scatter(
+                r["up"] / r["count"] / 1000,
+                1000 * r["seconds"] / r["count"],
+                marker=markers[method],
+                color=colours[transport],
+                s=40,
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(profile)
+        ax.set_xlabel("kB up on the wire per file")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("ms per file (upload to answer)")
+    handles = [plt.Line2D([], [], marker=markers[m], linestyle="", color="grey", label=LABELS[m]) for m in METHODS]
+    handles += [
+        plt.Line2D([], [], marker="o", linestyle="", color=c, label=TRANSPORT_LABEL[t]) for t, c in colours.items()
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def checks(groups: dict[tuple, dict], records: list[dict]) -> list[str]:
+    """The issue's must-show ratios, computed from the same medians."""
+    out = []
+    g = {k: v for k, v in groups.items()}
+    a, w, f = g.get(("lte-weak", "amser", "ws")), g.get(("lte-weak", "wav", "paper")), g.get(("lte-weak", "flac", "ws"))
+    if a and w and f:
+        out.append(
+            f"- lte-weak, {a['count']} clips: default-codec containers over one WebSocket {a['seconds']:.2f} s; "
+            f"WAV the paper's way {w['seconds']:.2f} s ({w['seconds'] / a['seconds']:.1f} x); FLAC the best "
+            f"way {f['seconds']:.2f} s ({f['seconds'] / a['seconds']:.1f} x); radio energy saving against WAV "
+            f"{100 * (1 - a['radio_j'] / w['radio_j']):.1f}% ({a['radio_j']:.1f} J against {w['radio_j']:.1f} J)"
+        )
+    for profile in ("2g-edge", "3g"):
+        for transport in TRANSPORT_LABEL:
+            c, o = g.get((profile, "amser", transport)), g.get((profile, "opus16", transport))
+            if c and o:
+                out.append(
+                    f"- {profile}, {TRANSPORT_LABEL[transport]}: container {c['seconds']:.2f} s against "
+                    f"Opus 16 kbps {o['seconds']:.2f} s ({o['seconds'] / c['seconds']:.1f} x)"
+                )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args(argv)
+    records = load(args.folder)
+    if not records:
+        parser.error(f"no run.py results in {args.folder}")
+    tx = grouped(records, recognise=False)
+    asr = grouped(records, recognise=True)
+    cpus = sorted({r["cpu"] for r in records})
+    lines = [f"CPU: {', '.join(cpus)}. Commands: " + "; ".join(f"`{r['command']}`" for r in records), ""]
+    lines += ["## Checks", "", *checks(tx, records), "", "## Transmission", "", *transmission_tables(tx)]
+    lines += ["## Encoding on the device", "", *encode_table(records), ""]
+    lines += ["## With recognition", "", *recognition_table(asr), "", "## Word error rate", "", *wer_table(records)]
+    text = "\n".join(lines) + "\n"
+    if args.markdown:
+        args.markdown.write_text(text)
+    print(text)
+    if args.plot:
+        plot(tx, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
