@@ -265,9 +265,12 @@ class Lab:
             self.relay.wait(5)
         with tempfile.TemporaryDirectory() as tmp:
             ready = Path(tmp) / "ready"
+            # Real-time priority: the relay stands for the network, so a busy machine must not delay its timers.
+            rt = ["chrt", "-f", "20"] if shutil.which("chrt") else []
             self.relay = self.popen(
                 self.link,
                 [
+                    *rt,
                     sys.executable,
                     str(RELAY),
                     "--tun",

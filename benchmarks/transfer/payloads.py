@@ -39,7 +39,17 @@ import numpy as np
 import amser_dsp
 from amser_dsp import backends
 
-__all__ = ["AUDIO_METHODS", "CONTAINER_METHODS", "METHODS", "Clip", "encode", "prepare", "read_clips"]
+__all__ = [
+    "AUDIO_METHODS",
+    "CONTAINER_METHODS",
+    "METHODS",
+    "Clip",
+    "cpu_model",
+    "encode",
+    "encode_times",
+    "prepare",
+    "read_clips",
+]
 
 AUDIO_METHODS = ("wav", "flac", "opus16", "opus24")
 CONTAINER_METHODS = ("amser", "amser-2k", "svd-paper")
@@ -126,6 +136,15 @@ def encode(audio: np.ndarray, method: str) -> bytes:
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
+def cpu_model() -> str:
+    """The CPU's name with its family and model numbers (``AMD EPYC`` alone does not say which generation)."""
+    fields = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+
+
 def _cpu() -> float:
     return (
         time.process_time()
@@ -158,3 +177,48 @@ def prepare(clips: list[Clip], methods: tuple[str, ...], out: Path) -> dict:
         index["methods"][method] = {"bytes": sizes, "encode_cpu_s": cpu}
     (out / "index.json").write_text(json.dumps(index))
     return index
+
+
+def encode_times(clips: list[Clip], methods: tuple[str, ...]) -> dict[str, list[float]]:
+    """CPU seconds per clip and method, methods interleaved clip by clip (order rotated), after a warm-up."""
+    audios = [amser_dsp.load_audio(c.path) for c in clips]
+    for method in methods:
+        encode(audios[0], method)
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for i, audio in enumerate(audios):
+        shift = i % len(methods)
+        for method in methods[shift:] + methods[:shift]:
+            t0 = _cpu()
+            encode(audio, method)
+            times[method].append(_cpu() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description="Device encode CPU time per clip and method (one thread).")
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    if any(v != "1" for v in threads.values()):
+        parser.error(f"run with one BLAS/OpenMP thread (as make does): {threads}")
+    clips = read_clips(args.manifest, args.count)
+    times = encode_times(clips, METHODS)
+    record = {
+        "cpu": cpu_model(),
+        "backend": backends.current(),
+        "count": len(clips),
+        "audio_seconds": sum(c.seconds for c in clips),
+        "encode_cpu_s": times,
+    }
+    args.out.write_text(json.dumps(record))
+    print(json.dumps({m: 1000 * float(np.median(t)) for m, t in times.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

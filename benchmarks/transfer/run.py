@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -38,13 +37,6 @@ TRANSPORTS = ("paper", "keepalive-nagle", "keepalive", "ws")
 PORT = 8000
 # One BLAS/OpenMP thread per process, as `make` sets it: the machine has two cores and other work on them.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def start_server(lab: netlab.Lab, recognise: bool, log: Path) -> subprocess.Popen[bytes]:
@@ -162,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     combos = [(m, t) for m in methods for t in transports]
     record = {
-        "cpu": cpu_model(),
+        "cpu": payloads.cpu_model(),
         "dataset": args.dataset,
         "count": args.count,
         "recognise": args.recognise,
