@@ -198,29 +198,43 @@ def recognition_table(groups: dict[tuple, dict]) -> list[str]:
 
 
 def wer_table(records: list[dict]) -> list[str]:
+    """WER of the transcripts the service returned, per payload, for each run with recognition on a link."""
     from amser_dsp.server.evaluate import normaliser, word_errors
 
     norm, norm_name = normaliser()
-    recs = [r for r in records if r["recognise"] and r["dataset"] == "asr"]
-    if not recs:
-        return ["(no end-to-end run on the asr clips yet)"]
-    rec = recs[0]
-    lines = [
-        f"{rec['count']} clips of shared/data/asr, transcribed by the service after crossing the `"
-        f"{rec['runs'][0]['profile']}` link (TCP delivers every byte, so the link does not change a transcript); "
-        f"{norm_name}.",
-        "",
-        "| payload | WER % | words |",
-        "|---|---:|---:|",
-    ]
-    for run in rec["runs"]:
-        if "texts" not in run:
+    columns = []  # (heading, {method: (errors, words)})
+    for rec in records:
+        if not rec["recognise"] or rec["count"] < 50:
             continue
-        errors = words = 0
-        for ref, hyp in zip(rec["texts"], run["texts"], strict=True):
-            e, w = word_errors(norm(ref), norm(hyp))
-            errors, words = errors + e, words + w
-        lines.append(f"| {LABELS[run['method']]} | {100 * errors / words:.2f} | {words} |")
+        scores: dict[str, list[int]] = {}
+        for run in rec["runs"]:
+            if "texts" not in run or run["method"] in scores:
+                continue
+            errors = words = 0
+            for ref, hyp in zip(rec["texts"], run["texts"], strict=True):
+                e, w = word_errors(norm(ref), norm(hyp))
+                errors, words = errors + e, words + w
+            scores[run["method"]] = [errors, words]
+        where = rec["runs"][0]["profile"]
+        if rec["dataset"] == "asr":
+            heading = f"{rec['count']} asr clips ({where}; kltdct tables trained on them: in sample)"
+        else:
+            heading = f"{rec['count']} RAVDESS clips ({where}; out of sample)"
+        columns.append((heading, scores))
+    if not columns:
+        return ["(no run with recognition of 50 clips or more yet)"]
+    lines = [
+        "Transcripts returned by the service after crossing the link (TCP delivers every byte, so the link does "
+        f"not change a transcript); {norm_name}. WER % (reference words).",
+        "",
+        "| payload | " + " | ".join(h for h, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for method in METHODS:
+        cells = [
+            f"{100 * sc[method][0] / sc[method][1]:.2f} ({sc[method][1]})" if method in sc else "-" for _, sc in columns
+        ]
+        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     return lines
 
 
