@@ -78,7 +78,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     def settle(i: int, kind: str, value: object) -> None:
         with done:
-            outcome[i] = (kind, value)
+            if outcome.get(i, ("",))[0] != "error":  # a failed connection has settled it already
+                outcome[i] = (kind, value)
             done.notify_all()
 
     with Client(args.url, api_key=args.api_key, window=args.window) as client:
@@ -100,16 +101,19 @@ def cmd_send(args: argparse.Namespace) -> int:
                 yield blob
 
         def receive() -> None:
+            failure: Exception = AmserError("the service sent no answer for it")
             try:
                 for answer in client.transcribe_many(containers()):
                     i = sent[answer["index"]]
                     blob, seconds = outcome[i][1]  # type: ignore[misc]
                     settle(i, "answer", (answer, blob, seconds))
             except (AmserError, OSError) as exc:  # the connection failed: every file still open fails with it
+                failure = exc
+            finally:
                 with done:
                     for i in range(len(jobs)):
                         if i not in outcome or outcome[i][0] == "sent":
-                            outcome[i] = ("error", exc)
+                            outcome[i] = ("error", failure)
                     done.notify_all()
 
         receiver = threading.Thread(target=receive, name="amser-receive", daemon=True)
