@@ -12,11 +12,11 @@ C=amser,amser-2k,svd-paper
 run --profile lte-weak --count 200 --methods $C --transports paper,keepalive-nagle,keepalive,ws --tag=-c
 run --profile lte-weak --count 200 --methods wav,flac --transports paper,keepalive,ws --tag=-a
 run --profile lte-weak --count 200 --methods opus16,opus24 --transports paper,keepalive,ws --tag=-o
-run --dataset asr --profile wifi --count 87 --recognise --transports ws
-run --profile wifi --count 100 --english-only --recognise --transports ws
 run --profile 3g --count 30 --transports paper,keepalive,ws
 run --profile 2g-edge --count 10 --transports paper,keepalive,ws
+run --profile wifi --count 100 --english-only --recognise --transports ws
 run --profile 2g-edge --profile 3g --count 10 --english-only --recognise --transports paper,ws
+run --dataset asr --profile wifi --count 87 --recognise --transports ws
 run --profile lte --profile wifi --count 100 --transports paper,keepalive,ws
 mkdir -p "$OUT/encode"
 lock "$PY" -m benchmarks.transfer.payloads --manifest ../shared/data/emotion/manifest.tsv --count 200 \
