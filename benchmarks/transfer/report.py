@@ -245,10 +245,13 @@ def plot(groups: dict[tuple, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     profiles = [p for p in PROFILES if any(k[0] == p for k in groups)]
-    fig, axes = plt.subplots(1, len(profiles), figsize=(4 * len(profiles), 4), squeeze=False)
+    cols = min(3, len(profiles) + 1)
+    rows = -(-(len(profiles) + 1) // cols)  # one more cell for the legend
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    cells = list(axes.flat)
     markers = dict(zip(METHODS, "osD^v*P", strict=True))
     colours = dict(zip(TRANSPORT_LABEL, ("tab:red", "tab:orange", "tab:olive", "tab:blue"), strict=True))
-    for ax, profile in zip(axes[0], profiles, strict=True):
+    for ax, profile in zip(cells, profiles, strict=False):
         for (p, method, transport), r in groups.items():
             if p != profile:
                 continue
@@ -261,16 +264,22 @@ def plot(groups: dict[tuple, dict], path: Path) -> None:
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(profile)
+        prof = PROFILES[profile]
+        ax.set_title(f"{profile} ({prof.up_kbit:g} kbit/s up, {prof.rtt_ms:g} ms, {prof.loss_pct:g}%)", fontsize=9)
         ax.set_xlabel("kB up on the wire per file")
+        ax.set_ylabel("ms per file")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("ms per file (upload to answer)")
+    for ax in cells[len(profiles) :]:
+        ax.axis("off")
     handles = [plt.Line2D([], [], marker=markers[m], linestyle="", color="grey", label=LABELS[m]) for m in METHODS]
     handles += [
         plt.Line2D([], [], marker="o", linestyle="", color=c, label=TRANSPORT_LABEL[t]) for t, c in colours.items()
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    cells[len(profiles)].legend(handles=handles, loc="center", fontsize=8, frameon=False)
+    fig.suptitle(
+        "Upload time per file against bytes per file (first byte to last answer, server validates only)", fontsize=10
+    )
+    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
