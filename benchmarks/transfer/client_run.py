@@ -11,6 +11,8 @@ Transports:
 - ``keepalive``: the same with TCP_NODELAY.
 - ``ws``: :meth:`amser_dsp.server.client.Client.transcribe_many`: one WebSocket, files sent back to back
   without waiting, answers read as they come (what ``amser send`` does now).
+- ``stream``: the live-recording WebSocket ``/v1/stream``, one connection per file, the container's bytes
+  sent at once, waiting for its last chunk's text (containers only; made for live audio, not for batches).
 
 Prints one JSON object: seconds from the first byte to each answer (in file order), the transcripts, errors.
 Payloads are read into memory before the clock starts.
@@ -68,18 +70,44 @@ def run_ws(url: str, blobs: list[bytes], audio: bool) -> tuple[list[float], list
     return times, texts, t0
 
 
+def run_stream(url: str, blobs: list[bytes]) -> tuple[list[float], list[str], float]:
+    from websockets.sync.client import connect
+
+    times, texts = [], []
+    uri = url.replace("http://", "ws://") + "/v1/stream"
+    host, port = uri.split("/")[2].split(":")
+    t0 = time.perf_counter()
+    for blob in blobs:
+        sock = socket.create_connection((host, int(port)), timeout=600)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with connect(uri, sock=sock, compression=None) as ws:
+            ws.send(blob)
+            parts = []
+            while not (answer := json.loads(ws.recv(timeout=600))).get("done"):
+                if "error" in answer:
+                    raise RuntimeError(answer["error"]["message"])
+                parts.append(answer["text"])
+        times.append(time.perf_counter() - t0)
+        texts.append(" ".join(parts))
+    return times, texts, t0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True)
     parser.add_argument("--payloads", type=Path, required=True)
     parser.add_argument("--method", required=True)
     parser.add_argument("--audio", action="store_true", help="payloads are audio files, not containers")
-    parser.add_argument("--transport", choices=["paper", "keepalive-nagle", "keepalive", "ws"], required=True)
+    parser.add_argument("--transport", choices=["paper", "keepalive-nagle", "keepalive", "ws", "stream"], required=True)
     parser.add_argument("--count", type=int, required=True)
     args = parser.parse_args(argv)
     blobs = [(args.payloads / args.method / f"{i}.bin").read_bytes() for i in range(args.count)]
     if args.transport == "ws":
         times, texts, t0 = run_ws(args.url, blobs, args.audio)
+    elif args.transport == "stream":
+        if args.audio:
+            parser.error("the stream transport carries containers only")
+        times, texts, t0 = run_stream(args.url, blobs)
     else:
         times, texts, t0 = run_http(args.url, blobs, args.audio, args.transport)
     print(json.dumps({"answer_s": times, "texts": texts, "start_monotonic": t0}))

@@ -24,6 +24,7 @@ TRANSPORT_LABEL = {
     "keepalive-nagle": "kept-alive, Nagle on (old client)",
     "keepalive": "kept-alive, TCP_NODELAY",
     "ws": "one WebSocket, no waiting (client now)",
+    "stream": "live-stream WebSocket per file",
 }
 
 
@@ -250,7 +251,7 @@ def plot(groups: dict[tuple, dict], path: Path) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
     cells = list(axes.flat)
     markers = dict(zip(METHODS, "osD^v*P", strict=True))
-    colours = dict(zip(TRANSPORT_LABEL, ("tab:red", "tab:orange", "tab:olive", "tab:blue"), strict=True))
+    colours = dict(zip(TRANSPORT_LABEL, ("tab:red", "tab:orange", "tab:olive", "tab:blue", "tab:purple"), strict=True))
     for ax, profile in zip(cells, profiles, strict=False):
         for (p, method, transport), r in groups.items():
             if p != profile:

@@ -33,7 +33,7 @@ from . import netlab, payloads
 from .netlab import PROFILES, SRV_ADDR
 
 REPO = Path(__file__).resolve().parents[2]
-TRANSPORTS = ("paper", "keepalive-nagle", "keepalive", "ws")
+TRANSPORTS = ("paper", "keepalive-nagle", "keepalive", "ws", "stream")
 PORT = 8000
 # One BLAS/OpenMP thread per process, as `make` sets it: the machine has two cores and other work on them.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
