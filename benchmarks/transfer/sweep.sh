@@ -9,7 +9,7 @@ OUT=${OUT:-out/transfer}
 lock() { if [ -n "${BENCH_LOCK:-}" ]; then flock "$BENCH_LOCK" "$@"; else "$@"; fi; }
 run() { lock "$PY" -m benchmarks.transfer.run --out "$OUT" "$@"; }
 C=amser,amser-2k,svd-paper
-run --profile lte-weak --count 200 --methods $C --transports paper,keepalive-nagle,keepalive,ws --tag=-c
+run --profile lte-weak --count 200 --methods $C --transports paper,keepalive-nagle,keepalive,ws,stream --tag=-c
 run --profile lte-weak --count 200 --methods wav,flac --transports paper,keepalive,ws --tag=-a
 run --profile lte-weak --count 200 --methods opus16,opus24 --transports paper,keepalive,ws --tag=-o
 run --profile 3g --count 30 --transports paper,keepalive,ws
