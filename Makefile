@@ -12,7 +12,7 @@ ASR ?= ../shared/data/asr/manifest.tsv
 FOLDS := .cache/kltdct-folds
 FOLD_TABLES := $(FOLDS)/whisper-kltdct16-v1-oof0.npz $(FOLDS)/whisper-kltdct16-v1-oof1.npz
 
-.PHONY: demo test bench bench-board lint clean rd tables chromium web-assets web-screenshots emotion-model emotion-eval
+.PHONY: demo test bench bench-board lint clean rd tables chromium web-assets web-screenshots emotion-model emotion-eval transfer net-tools
 
 $(VENV)/.stamp-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ $(VENV)/.stamp-%: pyproject.toml
 demo: $(VENV)/.stamp-fast,plot,emotion
 	$(PY) -m amser_dsp.demo
 
-test: $(VENV)/.stamp-fast,emotion,test chromium
+test: $(VENV)/.stamp-fast,emotion,test chromium net-tools
 	$(PY) -m pytest -q
 	# Every benchmark's output checks, untimed (anchors that are not installed skip with the reason).
 	$(PY) -m pytest -q -ra benchmarks --benchmark-disable -p no:cacheprovider
@@ -45,6 +45,23 @@ web-assets: $(VENV)/.stamp-server
 # The screenshots of docs/web.md, taken by the end-to-end browser test.
 web-screenshots: $(VENV)/.stamp-fast,server,test chromium
 	AMSER_WEB_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/web/test_page_service.py
+
+# The network lab's tools (tests/server/test_transfer_link.py, make transfer): installed with apt only when
+# missing and only as root; elsewhere those tests skip and say why.
+NET_TOOLS ?= ip:iproute2 tc:iproute2 nft:nftables
+net-tools:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=""; for t in $(NET_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+		if [ -n "$$missing" ]; then echo "apt-get install$$missing"; apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi; \
+	fi
+
+# docs/transfer.md: upload time, bytes on the wire and energy over shaped links (needs root for network
+# namespaces; about 45 min). BENCH_LOCK=/path makes each run hold that lock (flock) while it times.
+transfer: $(VENV)/.stamp-fast,server,test
+	@[ "$$(id -u)" = 0 ] || { echo "make transfer needs root (it creates network namespaces): sudo make transfer"; exit 2; }
+	$(MAKE) net-tools NET_TOOLS="ip:iproute2 tc:iproute2 nft:nftables ffmpeg:ffmpeg"
+	PY=$(PY) benchmarks/transfer/sweep.sh
 
 bench: $(VENV)/.stamp-fast,bench
 	mkdir -p out

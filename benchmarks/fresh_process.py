@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     x = np.ascontiguousarray(speech_seconds(args.seconds))
     config = amser_dsp.get_preset(args.preset)
-    print(f"{args.seconds} s, {args.preset}, {platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.seconds} s, {args.preset}, {platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f}"
+    )
     for name in available():
         backend = get(name)
         backend.log_mel(x[:16000], config)  # imports and first-call work outside the count
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             backend.log_mel(x, config)
             times.append(time.perf_counter() - start)
             faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-        print(f"{name:>6}: {1000 * statistics.median(times):6.2f} ms per call, {statistics.median(faults):6.0f} minor page faults")
+        print(
+            f"{name:>6}: {1000 * statistics.median(times):6.2f} ms per call, {statistics.median(faults):6.0f} minor page faults"
+        )
     return 0
 
 

@@ -179,7 +179,9 @@ def test_shipped_checkpoint_loads_with_its_caution() -> None:
     assert default_checkpoint().stat().st_size <= 20 * 2**20
     _, meta = load_checkpoint(default_checkpoint(), labels=LABELS, preset=amser_dsp.get_preset("whisper").to_dict())
     assert "CC BY-NC-SA 4.0" in meta["license"] and meta["manifest_sha256"]
-    assert meta["metrics"]["test"]["kltdct default"]["accuracy"] > 60  # well above chance (25%); docs/emotion.md has the target
+    assert (
+        meta["metrics"]["test"]["kltdct default"]["accuracy"] > 60
+    )  # well above chance (25%); docs/emotion.md has the target
     assert (default_checkpoint().parent / "LICENSE.md").exists()
 
 

@@ -291,6 +291,10 @@ class SvdCodec(Codec):
             u = values[: n_mels * r].reshape(n_mels, r)
             c = values[n_mels * r :].reshape(r, n_frames)
             # A damaged factor could hold Inf/NaN (or overflow in the product); the factors are small to check.
-            if not (np.isfinite(u).all() and np.isfinite(c).all() and float(np.abs(u).max()) * float(np.abs(c).max()) * r < 3e38):
+            if not (
+                np.isfinite(u).all()
+                and np.isfinite(c).all()
+                and float(np.abs(u).max()) * float(np.abs(c).max()) * r < 3e38
+            ):
                 raise CorruptContainerError("svd chunk holds non-finite or overflowing factors")
         return u @ c

@@ -1,9 +1,17 @@
 """The HTTP service's routes (``amser serve``): containers in, transcripts out.
 
 Endpoints: ``POST /v1/transcribe`` and ``POST /v1/analyze`` (body: a
-container), ``WS /v1/stream`` (the bytes of a :class:`~amser_dsp.StreamEncoder`
-as they are recorded; live words back, docs/streaming.md), ``GET /healthz``, ``GET /v1/info``, the OpenAPI
-document at ``/openapi.json``, and the web page at ``/`` (docs/web.md).
+container), ``POST /v1/transcribe/audio`` (body: a WAV, FLAC or Ogg Opus file,
+the baseline a device without amser would send), ``WS /v1/stream`` (the bytes
+of a :class:`~amser_dsp.StreamEncoder` as they are recorded; live words back,
+docs/streaming.md), ``WS /v1/files`` (many whole files on one connection, sent
+without waiting; one answer per file as it is ready), ``GET /healthz``,
+``GET /v1/info``, the OpenAPI document at ``/openapi.json``, and the web page
+at ``/`` (docs/web.md).
+
+With ``recognise=False`` (``amser serve --no-recognise``, a benchmark mode that
+``/v1/info`` reports) every file is received, checked and decoded to features
+but not transcribed: answers carry an empty text.
 
 Every error, 404 and 405 included, is JSON ``{"error": {"code", "message",
 "request_id"}}``.  Routing comes first, then authentication (a key is checked
@@ -16,6 +24,7 @@ The plumbing is :mod:`.service`; the settings :mod:`.settings`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -25,7 +34,7 @@ from . import require_extra
 
 require_extra("fastapi", "uvicorn", "ctranslate2")
 
-from fastapi import Depends, FastAPI, Query, Request, Security, WebSocket  # noqa: E402
+from fastapi import Depends, FastAPI, Query, Request, Security, WebSocket, WebSocketDisconnect  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer  # noqa: E402
@@ -35,9 +44,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa
 from .. import __version__, codec  # noqa: E402
 from .. import container as fmt  # noqa: E402
 from .asr import Transcriber  # noqa: E402
-from .service import Service, ServiceError, error_response  # noqa: E402
+from .live import refuse  # noqa: E402
+from .service import Service, ServiceError, error_body, error_response  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
-from .web import encoded_array, mount_page  # noqa: E402
+from .web import encoded_array, mount_page, websocket_key  # noqa: E402
 
 __all__ = ["ServiceSettings", "app_from_env", "create_app"]
 
@@ -162,6 +172,17 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         """Transcribe the features in a container (whisper preset)."""
         return await service.transcribe(request)
 
+    @app.post(
+        "/v1/transcribe/audio",
+        response_model=TranscribeResponse,
+        openapi_extra=container_body,
+        responses={**error_responses, 400: {"description": "not an audio file libsndfile reads"}},
+        dependencies=[Depends(authorised)],
+    )
+    async def transcribe_audio(request: Request) -> dict[str, Any]:
+        """Transcribe an uploaded audio file (WAV, FLAC, Ogg Opus): the baseline of docs/transfer.md."""
+        return await service.transcribe(request, audio=True)
+
     @app.post("/v1/analyze", response_model=AnalyzeResponse, **protected)
     async def analyze(
         request: Request,
@@ -193,6 +214,10 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             "codecs": sorted(codec.registered()),
             "default_codec": codec.DEFAULT_CODEC,
             "format": f"{fmt.MAJOR}.{fmt.MINOR}",
+            "recognition": service.settings.recognise,
+            "recognition_note": None
+            if service.settings.recognise
+            else "benchmark mode: files are received, checked and decoded, not transcribed (texts are empty)",
             "limits": service.settings.public(),
             "emotion": emotion_info(),
             "stream": service.streams.settings.public(),
@@ -207,6 +232,67 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
     async def stream(ws: WebSocket) -> None:
         """Binary messages carry a container's bytes in order; JSON partial, final and end messages come back."""
         await service.streams.serve(ws, ws.headers.get("x-request-id") or uuid.uuid4().hex[:16])
+
+    @app.websocket("/v1/files")
+    async def files(ws: WebSocket, kind: str = "container") -> None:
+        """Many whole files on one connection: each binary message is one file (``?kind=audio`` for audio
+        files), sent without waiting for answers; then a text message ``{"done": true}``.  Each file is
+        answered as soon as it is ready (``{"index", "text", ...}`` or ``{"index", "error"}``, index in
+        arrival order), then ``{"done": true, "files": n}``.  At most ``queue_size`` files of one connection
+        are in work at once; past that the service stops reading, so TCP holds the sender back."""
+        request_id = ws.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        await ws.accept()  # refusals are JSON errors with the close codes of docs/streaming.md
+        try:
+            service.check_key(websocket_key(ws.headers))  # headers, or the page's cookie, as on /v1/stream
+        except ServiceError as exc:
+            await refuse(ws, request_id, "unauthorized", exc.message)
+            return
+        if kind not in ("container", "audio"):
+            await refuse(ws, request_id, "bad_container", f"kind={kind!r}: expected 'container' or 'audio'")
+            return
+        slots = asyncio.Semaphore(service.settings.queue_size)
+        send_lock = asyncio.Lock()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def answer(index: int, blob: bytes) -> None:
+            try:
+                if len(blob) > service.settings.max_body_bytes:
+                    raise ServiceError(413, "too_large", f"file exceeds {service.settings.max_body_bytes} bytes")
+                message = {"index": index, **await service.transcribe_blob(blob, audio=kind == "audio")}
+            except ServiceError as exc:
+                message = {"index": index, **error_body(exc.code, exc.message, request_id)}
+            finally:
+                slots.release()
+            async with send_lock:
+                await ws.send_json({**message, "request_id": request_id})
+
+        count = 0
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(ws.receive(), service.settings.idle_timeout)
+                except TimeoutError:
+                    await refuse(ws, request_id, "idle_timeout", f"no message for {service.settings.idle_timeout} s")
+                    return
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000))
+                if message.get("bytes") is not None:
+                    await slots.acquire()
+                    task = asyncio.create_task(answer(count, message["bytes"]))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    count += 1
+                elif message.get("text") is not None:
+                    break  # the client has sent everything
+            if tasks:
+                await asyncio.gather(*tasks)
+            async with send_lock:
+                await ws.send_json({"done": True, "files": count, "request_id": request_id})
+            await ws.close()
+        except WebSocketDisconnect:
+            for task in tasks:
+                task.cancel()
+            log.info("%s files connection closed by the client after %d files", request_id, count)
 
     mount_page(app)
     app.state.settings = service.settings

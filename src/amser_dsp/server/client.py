@@ -3,6 +3,15 @@
 from amser_dsp.server.client import Client
 with Client("http://127.0.0.1:8000") as client:
     print(client.transcribe_file("speech.flac")["text"])
+    for answer in client.transcribe_files(paths):   # many files: one connection, no waiting per file
+        print(answer["path"], answer.get("text"))
+
+Many files go over one WebSocket (``/v1/files``), each sent as soon as it is
+encoded, with up to ``window`` files awaiting answers: over a link with a
+round trip of 60 ms this is what removes the per-file connection set-up and
+round trip that dominated (docs/transfer.md).  Every socket has Nagle's
+algorithm off (``TCP_NODELAY``), since a request's headers and body are
+separate writes (measured: no difference on the links of docs/transfer.md).
 
 Live (``WS /v1/stream``, docs/streaming.md):
 
@@ -16,10 +25,14 @@ import asyncio
 import contextlib
 import json
 import os
+import queue
+import socket
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -30,6 +43,10 @@ from . import require_extra
 require_extra("httpx")
 
 import httpx  # noqa: E402
+from websockets.exceptions import WebSocketException  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 __all__ = ["Client", "ServiceUnavailableError", "StreamFailedError", "stream_transcript"]
 
@@ -161,16 +178,34 @@ class Client:
     retries : int
         Attempts after a 503 (honouring ``Retry-After``) or a connection error, with exponential back-off.
     timeout : float
-        Seconds per request.
+        Seconds per request (for :meth:`transcribe_many`: the longest wait for the next answer).
+    window : int
+        Files sent by :meth:`transcribe_many` and not yet answered, at most.
     """
 
     def __init__(
-        self, url: str, *, api_key: str | None = None, retries: int = 5, timeout: float = 120.0, backoff: float = 0.5
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        retries: int = 5,
+        timeout: float = 120.0,
+        backoff: float = 0.5,
+        window: int = 16,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("AMSER_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
-        self.retries, self.backoff = retries, backoff
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers=self.headers,
+            timeout=timeout,
+            transport=httpx.HTTPTransport(socket_options=NODELAY),
+        )
+        self.retries, self.backoff, self.timeout = retries, backoff, timeout
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
         self._info: dict[str, Any] | None = None
 
     def __enter__(self) -> Client:
@@ -228,3 +263,125 @@ class Client:
         """Load, encode and send one audio file."""
         blob = self.encode(load_audio(Path(path)), **codec_params)
         return {**self.transcribe(blob), "path": str(path)}
+
+    def transcribe_many(self, blobs: Iterable[bytes], *, audio: bool = False) -> Iterator[dict[str, Any]]:
+        """Send every payload on one WebSocket without waiting; yield each answer as it arrives.
+
+        ``blobs`` may be a generator (files are then encoded while earlier ones travel).  Answers come in
+        the order the service finishes them, each with ``index`` (position in ``blobs``); a file the
+        service refused has ``error`` instead of ``text``.  Files refused because the service was busy are
+        sent again (``retries`` times, with back-off).  ``audio=True`` sends audio files instead of
+        containers (the baseline of docs/transfer.md).
+        """
+        pending: Iterable[tuple[int, bytes]] = enumerate(blobs)
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            busy: list[tuple[int, bytes]] = []
+            for answer, blob in self._files_connection(pending, audio):
+                if answer.get("error", {}).get("code") == "busy" and attempt < self.retries:
+                    busy.append((answer["index"], blob))
+                else:
+                    yield answer
+            if not busy:
+                return
+            time.sleep(delay)
+            delay *= 2
+            pending = busy
+
+    def _files_connection(
+        self, items: Iterable[tuple[int, bytes]], audio: bool
+    ) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """One ``/v1/files`` connection: a thread sends, this generator reads; yields (answer, its payload)."""
+        parts = urlsplit(self.url)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme)
+        if scheme is None:
+            raise ValueError(f"the service URL must be http:// or https://, got {self.url!r}")
+        port = parts.port or (443 if scheme == "wss" else 80)
+        try:
+            sock = socket.create_connection((parts.hostname, port), timeout=self.timeout)
+        except OSError as exc:
+            raise ServiceUnavailableError(f"cannot reach {self.url}: {exc}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        uri = f"{scheme}://{parts.netloc}{parts.path}/v1/files" + ("?kind=audio" if audio else "")
+        slots = threading.Semaphore(self.window)
+        in_flight: dict[int, tuple[int, bytes]] = {}  # the service's index -> (caller's index, payload)
+        failure: queue.SimpleQueue[BaseException] = queue.SimpleQueue()
+        try:
+            # Payloads are compressed already (or are the raw-audio baseline): no permessage-deflate.
+            ws = connect(
+                uri,
+                sock=sock,
+                additional_headers=self.headers,
+                compression=None,
+                max_size=None,
+                open_timeout=self.timeout,
+                close_timeout=5,
+            )
+        except (OSError, WebSocketException) as exc:
+            sock.close()
+            raise ServiceUnavailableError(f"cannot open {uri}: {exc}") from None
+
+        def send_all() -> None:
+            try:
+                for n, (index, blob) in enumerate(items):
+                    slots.acquire()
+                    in_flight[n] = (index, blob)
+                    ws.send(blob)
+                ws.send(json.dumps({"done": True}))
+            except BaseException as exc:  # an encoding error or a broken connection: end the reader too
+                failure.put(exc)
+                ws.close()
+
+        sender = threading.Thread(target=send_all, name="amser-send", daemon=True)
+        with ws:
+            sender.start()
+            try:
+                while True:
+                    try:
+                        answer = json.loads(ws.recv(timeout=self.timeout))
+                    except TimeoutError:
+                        raise ServiceUnavailableError(f"no answer from {uri} for {self.timeout} s") from None
+                    except WebSocketException as exc:
+                        if not failure.empty():
+                            raise failure.get() from None
+                        raise ServiceUnavailableError(f"connection to {uri} lost: {exc}") from None
+                    if answer.get("done"):
+                        break
+                    index, blob = in_flight.pop(answer["index"])
+                    slots.release()
+                    yield {**answer, "index": index}, blob
+            finally:
+                ws.close()
+                sender.join(self.timeout)
+        if not failure.empty():
+            raise failure.get()
+
+    def transcribe_files(
+        self, paths: Iterable[str | os.PathLike[str]], **codec_params: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Load, encode and send many audio files on one connection; yield each answer with its ``path``.
+
+        A file that cannot be read or encoded is yielded at once as ``{"path", "error"}`` and the rest go on.
+        """
+        paths = [Path(p) for p in paths]
+        failed: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+
+        def encoded() -> Iterator[bytes]:
+            for i, path in enumerate(paths):
+                try:
+                    blob = self.encode(load_audio(path), **codec_params)
+                except AmserError as exc:
+                    failed.put({"index": i, "path": str(path), "error": {"code": "bad_input", "message": str(exc)}})
+                    continue
+                order.append(i)
+                yield blob
+
+        order: list[int] = []  # position among the files sent -> position in paths
+        self.info()
+        for answer in self.transcribe_many(encoded()):
+            while not failed.empty():
+                yield failed.get()
+            i = order[answer["index"]]
+            yield {**answer, "index": i, "path": str(paths[i])}
+        while not failed.empty():
+            yield failed.get()

@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +65,79 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    """Every file on one connection, each sent as soon as it is encoded, without waiting for answers
+    (docs/transfer.md: a round trip per file was most of the time); results print in input order."""
+    import threading
+
     from .client import Client
 
     options = codec_arguments(args)
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
-    with Client(args.url, api_key=args.api_key) as client:
+    if args.window < 1:
+        raise AmserError(f"--window must be at least 1, got {args.window}")
+    done = threading.Condition()
+    outcome: dict[int, tuple[str, object]] = {}  # job position -> ("sent", (blob, seconds)) / ("error", exc) / answer
+    sent: list[int] = []  # the connection's file index -> job position
+
+    def settle(i: int, kind: str, value: object) -> None:
+        with done:
+            if outcome.get(i, ("",))[0] != "error":  # a failed connection has settled it already
+                outcome[i] = (kind, value)
+            done.notify_all()
+
+    with Client(args.url, api_key=args.api_key, window=args.window) as client:
+
+        def containers() -> Iterator[bytes]:  # runs in the client's sending thread
+            for i, job in enumerate(jobs):
+                try:
+                    if job.refused:
+                        raise AmserError(job.refused)
+                    blob, seconds = container_from(
+                        job.src, lambda audio: client.encode(audio, chunk_seconds=args.chunk_seconds, **options),
+                        options, args.chunk_seconds,
+                    )  # fmt: skip
+                except (AmserError, OSError) as exc:
+                    settle(i, "error", exc)
+                    continue
+                sent.append(i)
+                settle(i, "sent", (blob, seconds))
+                yield blob
+
+        def receive() -> None:
+            failure: Exception = AmserError("the service sent no answer for it")
+            try:
+                for answer in client.transcribe_many(containers()):
+                    i = sent[answer["index"]]
+                    blob, seconds = outcome[i][1]  # type: ignore[misc]
+                    settle(i, "answer", (answer, blob, seconds))
+            except (AmserError, OSError) as exc:  # the connection failed: every file still open fails with it
+                failure = exc
+            finally:
+                with done:
+                    for i in range(len(jobs)):
+                        if i not in outcome or outcome[i][0] == "sent":
+                            outcome[i] = ("error", failure)
+                    done.notify_all()
+
+        receiver = threading.Thread(target=receive, name="amser-receive", daemon=True)
+        receiver.start()
+        position = {id(job): i for i, job in enumerate(jobs)}
 
         def work(job: Job) -> Done:
-            blob, seconds = container_from(
-                job.src, lambda audio: client.encode(audio, chunk_seconds=args.chunk_seconds, **options),
-                options, args.chunk_seconds,
-            )  # fmt: skip
-            answer = client.transcribe(blob)
+            i = position[id(job)]
+            with done:
+                done.wait_for(lambda: i in outcome and outcome[i][0] != "sent")
+                kind, value = outcome[i]
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            answer, blob, seconds = value  # type: ignore[misc]
+            if "error" in answer:
+                raise AmserError(f"the service refused it: {answer['error']['message']}")
             return _report(job, answer["text"], blob, seconds, args.json, request_id=answer.get("request_id"))
 
-        return run_jobs(jobs, work, "send", progress=not args.json)
+        status = run_jobs(jobs, work, "send", progress=not args.json)
+        receiver.join()
+        return status
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -102,6 +161,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         max_streams=args.max_streams,
         max_stream_seconds=args.max_stream_seconds,
+        recognise=False if args.no_recognise else None,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
@@ -294,6 +354,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=float,
         help=f"longest WebSocket stream in seconds of audio (default {_default('max_stream_seconds')})",
     )
+    p.add_argument(
+        "--no-recognise",
+        action="store_true",
+        help="benchmark mode: receive, check and decode files but do not transcribe them (answers have empty "
+        "texts; /v1/info says so)",
+    )
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("stream", help="send audio to a service's live endpoint; show the words as they come")
@@ -313,6 +379,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", help="API key (default: AMSER_API_KEY)")
     add_codec_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON answer per file")
+    p.add_argument("--window", type=int, default=16, help="files sent and not yet answered, at most (default 16)")
     p.set_defaults(run=cmd_send)
 
     p = sub.add_parser("eval-asr", help="WER of every codec mode and of Opus on a manifest (docs/fidelity.md)")

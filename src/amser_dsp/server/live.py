@@ -33,7 +33,7 @@ require_extra("starlette")
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState  # noqa: E402
 
-__all__ = ["CLOSE_CODES", "LiveSettings", "StreamHub"]
+__all__ = ["CLOSE_CODES", "LiveSettings", "StreamHub", "refuse"]
 
 log = logging.getLogger("amser_dsp.server")
 
@@ -97,6 +97,14 @@ class StreamError(Exception):
 def close_reason(message: str) -> str:
     """A close frame's reason: at most 123 bytes of UTF-8, so cut to 120 whole characters' worth."""
     return message.encode()[:120].decode(errors="ignore")
+
+
+async def refuse(ws: WebSocket, request_id: str, code: str, message: str) -> None:
+    """Send an accepted WebSocket the ``error`` message and close it with the code of ``code`` (CLOSE_CODES)."""
+    with contextlib.suppress(Exception):
+        error = {"code": code, "message": message, "request_id": request_id}
+        await ws.send_json({"type": "error", "error": error, "request_id": request_id})
+        await ws.close(code=CLOSE_CODES[code], reason=close_reason(message))
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -266,10 +274,7 @@ class StreamHub:
         )
 
     async def _refuse(self, ws: WebSocket, request_id: str, code: str, message: str) -> None:
-        with contextlib.suppress(Exception):
-            error = {"code": code, "message": message, "request_id": request_id}
-            await ws.send_json({"type": "error", "error": error, "request_id": request_id})
-            await ws.close(code=CLOSE_CODES[code], reason=close_reason(message))
+        await refuse(ws, request_id, code, message)
 
     async def _write(self, session: Session) -> None:
         while (message := await session.outbox.get()) is not None:

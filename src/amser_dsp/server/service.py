@@ -26,6 +26,7 @@ from .. import container as fmt  # noqa: E402
 from ..config import get_preset  # noqa: E402
 from ..errors import AmserError, LimitExceededError  # noqa: E402
 from .asr import Transcriber, WhisperRecogniser, check_whisper_config  # noqa: E402
+from .audio_input import audio_features  # noqa: E402
 from .batcher import RecogniserBatcher  # noqa: E402
 from .live import LiveSettings, StreamHub  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
@@ -169,9 +170,32 @@ class Service:
             "timings": {"decode_ms": 1000 * (time.perf_counter() - t0)},
         }
 
-    async def decode(self, blob: bytes) -> dict[str, Any]:
-        """Check and decode a container on the decode threads (400/413 on bad input)."""
-        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, self._decode, blob)
+    def _decode_audio(self, blob: bytes) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            feats, seconds = audio_features(blob, max_seconds=self.settings.max_audio_seconds)
+        except LimitExceededError as exc:
+            raise ServiceError(413, "too_long", str(exc)) from None
+        except AmserError as exc:
+            raise ServiceError(400, "bad_audio", str(exc)) from None
+        return {
+            "features": feats,
+            "seconds": seconds,
+            "n_frames": int(feats.shape[1]),
+            "bytes": len(blob),
+            "codec": {"id": "audio"},
+            "timings": {"decode_ms": 1000 * (time.perf_counter() - t0)},
+        }
+
+    async def decode(self, blob: bytes, *, audio: bool = False) -> dict[str, Any]:
+        """Check and decode a container (or, with ``audio``, an audio file into features) on the decode threads
+        (400/413 on bad input)."""
+        work = self._decode_audio if audio else self._decode
+        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, work, blob)
+
+    async def recognise(self, features: Any) -> str:
+        """The transcript of decoded features; empty in the ``recognise=False`` benchmark mode."""
+        return await self.batcher.recognise(features) if self.settings.recognise else ""
 
     # ----------------------------------------------------------- admission
     async def admit(self, coro_fn: Any, *args: Any) -> Any:
@@ -192,23 +216,25 @@ class Service:
         finally:
             self.admitted -= 1
 
-    async def transcribe(self, request: Request, *, emotion: bool = False, keep_features: bool = False) -> dict[str, Any]:
-        """Read, decode (before admission), then recognise one request's container (``keep_features``: in the result).
+    async def transcribe_blob(
+        self, blob: bytes, *, audio: bool = False, emotion: bool = False, keep_features: bool = False
+    ) -> dict[str, Any]:
+        """Decode one container (or, with ``audio``, an audio file) before admission, then recognise it.
 
-        With ``emotion`` (``/v1/analyze``) the encoder states of the same
-        recogniser pass go to the emotion model, whose answer is added as
-        ``emotion`` (None when the service has no emotion model).
+        With ``emotion`` (``/v1/analyze``) the encoder states of the same recogniser pass go to the emotion
+        model, whose answer is added as ``emotion`` (None when the service has no emotion model or does not
+        recognise).  ``keep_features``: the decoded features stay in the result.
         """
         start = time.perf_counter()
-        result = await self.decode(await self.read_body(request))
+        result = await self.decode(blob, audio=audio)
         feats = result["features"] if keep_features else result.pop("features")
         timings = result["timings"]
-        classify = emotion and self.emotion is not None and feats.shape[1] > 0
+        classify = emotion and self.emotion is not None and self.settings.recognise and feats.shape[1] > 0
 
         async def work() -> str:
             t0 = time.perf_counter()
             if not classify:
-                text = await self.batcher.recognise(feats)
+                text = await self.recognise(feats)
                 timings["asr_ms"] = 1000 * (time.perf_counter() - t0)
                 return text
             text, states = await self.batcher.recognise(feats, states=True)
@@ -224,5 +250,12 @@ class Service:
             result["emotion"] = None
         result["text"] = await self.admit(work)
         timings["total_ms"] = 1000 * (time.perf_counter() - start)
+        return result
+
+    async def transcribe(self, request: Request, **options: bool) -> dict[str, Any]:
+        """Read one request's body and transcribe it (:meth:`transcribe_blob` with ``options``)."""
+        start = time.perf_counter()
+        result = await self.transcribe_blob(await self.read_body(request), **options)
+        result["timings"]["total_ms"] = 1000 * (time.perf_counter() - start)
         result["request_id"] = request.state.request_id
         return result

@@ -59,6 +59,9 @@ class ServiceSettings:
     #: Emotion checkpoint for ``/v1/analyze``: None for the packaged one (if the
     #: ``emotion`` extra is installed), ``"none"`` to run without emotion.
     emotion_model: str | None = None
+    #: False: a benchmark mode that receives, checks and decodes every file but does not transcribe it
+    #: (``amser serve --no-recognise``; ``/v1/info`` says so; texts are empty).
+    recognise: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "queue_size", "workers", "beam_size", "max_streams"):
@@ -83,7 +86,11 @@ class ServiceSettings:
         key_file = overrides.pop("api_key_file", None) or os.environ.get("AMSER_API_KEY_FILE")
         if key_file:
             keys += read_api_keys(key_file)
-        types = {f.name: f.type for f in fields(cls) if f.name not in ("api_keys", "model_path", "emotion_model")}
+        types = {
+            f.name: f.type
+            for f in fields(cls)
+            if f.name not in ("api_keys", "model_path", "emotion_model", "recognise")
+        }
         values: dict[str, Any] = {}
         for name, kind in types.items():
             raw = os.environ.get(f"AMSER_{name.upper()}")
