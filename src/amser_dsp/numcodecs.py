@@ -118,7 +118,9 @@ class AmserCodec(_NumcodecsCodec):
         if arr.ndim != 2:
             raise CodecError(f"the amser codec takes 2-D (bands, frames) arrays, got {arr.ndim}-D {arr.shape}")
         if self.bands is not None and arr.shape[0] != self.bands:
-            raise CodecError(f"chunk has {arr.shape[0]} bands but the codec's config has {self.bands} (shape {arr.shape})")
+            raise CodecError(
+                f"chunk has {arr.shape[0]} bands but the codec's config has {self.bands} (shape {arr.shape})"
+            )
         return arr
 
     def encode(self, buf: Any) -> bytes:
