@@ -18,6 +18,7 @@ reason in ``amser-failures.tsv`` and never stop the others.  Needs the
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Iterable
@@ -25,9 +26,11 @@ from typing import Any
 
 from ..config import get_preset
 from ..errors import AmserError
+from .manifest import settings_digest
 from .plan import Item, list_items
 from .report import Summary
 from .run import local_cluster_client, run_batch
+from .work import run_task
 
 __all__ = ["AUDIO_SUFFIXES", "Summary", "analyze", "encode", "local_cluster_client", "transcribe"]
 
@@ -41,6 +44,12 @@ def _codec_config(codec: Any, preset: str, codec_params: dict[str, Any]) -> dict
     from ..codec import make_codec
 
     return make_codec(codec, config=get_preset(preset), **codec_params).get_config()
+
+
+def _task(kind: str, settings: dict[str, Any], out_dir: str | os.PathLike[str], force: bool) -> Any:
+    return functools.partial(
+        run_task, kind, settings=settings, digest=settings_digest(settings), out_root=os.fspath(out_dir), force=force
+    )
 
 
 def encode(
@@ -98,12 +107,11 @@ def encode(
     return run_batch(
         "encode",
         lambda: list_items(paths, out_dir, AUDIO_SUFFIXES, ".amser", root=root),
+        _task("encode", settings, out_dir, force),
         out_dir,
-        settings,
         client=client,
         scheduler=scheduler,
         workers=workers,
-        force=force,
         progress=progress,
     )
 
@@ -149,12 +157,11 @@ def transcribe(
     return run_batch(
         "transcribe",
         lambda: list_items(paths, out_dir, (*AUDIO_SUFFIXES, ".amser"), ".json", root=root),
+        _task("transcribe", settings, out_dir, force),
         out_dir,
-        settings,
         client=client,
         scheduler=scheduler,
         workers=workers,
-        force=force,
         progress=progress,
         files_per_task=8,  # Whisper's batch: one task's windows decode together
     )
@@ -179,4 +186,6 @@ def analyze(paths: Sources, out_dir: str | os.PathLike[str], **kwargs: Any) -> S
 
 
 # Item is part of the documented planning API (custom listings).
-__all__ += ["Item", "list_items"]
+__all__ += ["Item", "features", "list_items"]
+
+from .features import features  # noqa: E402  (below the shared helpers it uses)

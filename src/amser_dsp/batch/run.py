@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AmserError
-from .manifest import Manifest, remove_stale_temporaries, run_lock, settings_digest, write_failures
+from .manifest import Manifest, remove_stale_temporaries, run_lock, write_failures
 from .plan import Item, group_items
 from .report import BatchProgress, Summary
-from .work import run_task
 
 __all__ = ["local_cluster_client", "run_batch"]
 
@@ -105,28 +104,38 @@ class _LossWatch:
 def run_batch(
     kind: str,
     items: Callable[[], Iterable[Item]],
+    task: Callable[[list[Item], list[dict[str, Any] | None]], list[dict[str, Any]]],
     out_dir: str | os.PathLike[str],
-    settings: dict[str, Any],
     *,
+    groups: Callable[[], Iterator[list[Item]]] | None = None,
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
-    force: bool = False,
     progress: bool | None = None,
     files_per_task: int = 16,
     bytes_per_task: int = 4_000_000,
+    prefailed: list[tuple[Item, str]] = (),  # type: ignore[assignment]
 ) -> Summary:
-    """Run ``kind`` over every item and return the :class:`Summary`.
+    """Run ``task`` over every item, a group of items per Dask task, and return the :class:`Summary`.
 
+    ``task(group, records)`` gets the group's manifest records (None where
+    there is none) and returns one result per item (:func:`~amser_dsp.batch.work.run_task`).
     ``items`` is called twice: once to count the work (for the ETA), once to
-    plan the tasks, so a listing of millions of files never sits in memory.
+    plan the tasks (``groups``, default :func:`group_items` of ``items``), so a
+    listing of millions of files never sits in memory.  ``prefailed`` are
+    files that failed before the run (unreadable while planning).
     """
     out = Path(out_dir)
-    digest = settings_digest(settings)
+    if groups is None:
+        groups = lambda: group_items(items(), max_files=files_per_task, max_bytes=bytes_per_task)  # noqa: E731
     summary = Summary(kind=kind, out_dir=out)
     for item in items():
         summary.total += 1
         summary.total_bytes += item.size
+    for item, reason in prefailed:
+        summary.total += 1
+        summary.total_bytes += item.size
+        _fail(summary, [item], reason)
     bar = BatchProgress(summary, enabled=progress)
     with run_lock(out):
         manifest = Manifest(out)
@@ -140,9 +149,7 @@ def run_batch(
             if summary.dashboard:
                 bar.say(f"Dask dashboard: {summary.dashboard}")
             try:
-                _drive(
-                    kind, items, manifest, settings, digest, out, c, force, files_per_task, bytes_per_task, summary, bar
-                )
+                _drive(kind, groups(), task, manifest, c, summary, bar)
             finally:
                 manifest.compact()
     bar.close()
@@ -156,21 +163,15 @@ def run_batch(
 
 def _drive(
     kind: str,
-    items: Callable[[], Iterable[Item]],
+    groups: Iterator[list[Item]],
+    task: Callable[..., list[dict[str, Any]]],
     manifest: Manifest,
-    settings: dict[str, Any],
-    digest: str,
-    out: Path,
     client: Any,
-    force: bool,
-    files_per_task: int,
-    bytes_per_task: int,
     summary: Summary,
     bar: BatchProgress,
 ) -> None:
     distributed = _require_dask()
     run_id = uuid.uuid4().hex[:8]
-    groups = group_items(items(), max_files=files_per_task, max_bytes=bytes_per_task)
     pending: list[list[Item]] = []  # groups to (re)submit before new ones: split after a KilledWorker
     in_flight: dict[str, tuple[list[Item], Any]] = {}
     watch = _LossWatch(in_flight, since=time.time() - 1)
@@ -179,7 +180,6 @@ def _drive(
     limit = max(1, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
     touched: set[str] = set()
     n_sub = 0
-    out_root = os.fspath(out)
 
     def submit() -> bool:
         nonlocal n_sub
@@ -189,7 +189,7 @@ def _drive(
         n_sub += 1
         key = f"amser-{kind}-{run_id}-{n_sub}"
         records = [manifest.get(i.rel) for i in group]
-        fut = client.submit(run_task, kind, group, records, settings, digest, out_root, force, key=key, pure=False)
+        fut = client.submit(task, group, records, key=key, pure=False)
         in_flight[key] = (group, fut)
         ac.add(fut)
         return True
@@ -218,7 +218,8 @@ def _drive(
                 results = []
             for r in results:
                 _account(summary, manifest, r)
-                touched.add(r["dst_dir"])
+                if r["dst_dir"]:
+                    touched.add(r["dst_dir"])
             while len(in_flight) < limit and submit():
                 pass
             _note_losses(summary, watch, bar)
@@ -254,11 +255,11 @@ def _account(summary: Summary, manifest: Manifest, r: dict[str, Any]) -> None:
     if status == "done":
         summary.done += 1
         manifest.add(r["record"])
-        summary.out_bytes += r["record"]["bytes"]
+        summary.out_bytes += r["record"].get("bytes", 0)
     else:
         summary.skipped += 1
         rec = manifest.get(r["rel"])
-        summary.out_bytes += rec["bytes"] if rec else 0
+        summary.out_bytes += rec.get("bytes", 0) if rec else 0
 
 
 def _note_losses(summary: Summary, watch: _LossWatch, bar: BatchProgress) -> None:

@@ -131,6 +131,7 @@ def run_task(
     kind: str,
     items: list[Item],
     records: list[dict[str, Any] | None],
+    *,
     settings: dict[str, Any],
     digest: str,
     out_root: str,
