@@ -21,8 +21,11 @@ from typing import Any
 import numpy as np
 
 # Absolute imports throughout: this module's own name must never shadow the real package.
-from numcodecs.abc import Codec as _NumcodecsCodec
-from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray, ndarray_copy
+try:
+    from numcodecs.abc import Codec as _NumcodecsCodec
+    from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray, ndarray_copy
+except ImportError:
+    raise ImportError("amser_dsp.numcodecs needs numcodecs: pip install 'amser-dsp[zarr]'", name="numcodecs") from None
 
 from .codec import decode, encode, make_codec
 from .config import FeatureConfig, get_preset

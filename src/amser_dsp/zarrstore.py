@@ -30,10 +30,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
-from zarr.abc.codec import ArrayBytesCodec
-from zarr.core.common import parse_named_configuration
-from zarr.registry import register_codec
+
+try:
+    import zarr
+    from zarr.abc.codec import ArrayBytesCodec
+    from zarr.core.common import parse_named_configuration
+    from zarr.registry import register_codec
+except ImportError:
+    raise ImportError("amser_dsp.zarrstore needs zarr 3: pip install 'amser-dsp[zarr]'", name="zarr") from None
 
 from .config import FeatureConfig
 from .errors import AmserError, CodecError

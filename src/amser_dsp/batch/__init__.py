@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from ..cli import AUDIO_SUFFIXES, CONTAINER_SUFFIX
 from ..config import get_preset
 from ..errors import AmserError
 from .manifest import settings_digest
@@ -34,8 +35,6 @@ from .work import run_task
 
 __all__ = ["AUDIO_SUFFIXES", "Summary", "analyze", "encode", "local_cluster_client", "transcribe"]
 
-#: Audio the batch commands take from folders (what soundfile reads).
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3")
 
 Sources = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
@@ -106,7 +105,7 @@ def encode(
     }
     return run_batch(
         "encode",
-        lambda: list_items(paths, out_dir, AUDIO_SUFFIXES, ".amser", root=root),
+        lambda: list_items(paths, out_dir, AUDIO_SUFFIXES, CONTAINER_SUFFIX, root=root),
         _task("encode", settings, out_dir, force),
         out_dir,
         client=client,
@@ -156,7 +155,7 @@ def transcribe(
     }
     return run_batch(
         "transcribe",
-        lambda: list_items(paths, out_dir, (*AUDIO_SUFFIXES, ".amser"), ".json", root=root),
+        lambda: list_items(paths, out_dir, (*AUDIO_SUFFIXES, CONTAINER_SUFFIX), ".json", root=root),
         _task("transcribe", settings, out_dir, force),
         out_dir,
         client=client,

@@ -156,9 +156,9 @@ def features(
     same listing and settings resumes (regions that read back whole are
     skipped); a different listing needs ``force=True``, which rebuilds the store.
     """
+    from ..cli import AUDIO_SUFFIXES
     from ..codec import make_codec
     from ..zarrstore import LAYOUT, create_corpus, expected_frames
-    from . import AUDIO_SUFFIXES
 
     if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
         raise AmserError(f"chunk_frames={chunk_frames!r} is invalid: expected a positive integer")

@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any
 
+from ..cli import CONTAINER_SUFFIX
 from ..errors import AmserError
 from .manifest import atomic_write, digest_bytes, verify_output
 from .plan import Item
@@ -22,7 +23,6 @@ __all__ = ["KINDS", "run_task", "transcriber"]
 
 #: Kinds of batch work and the source suffixes each takes from folders.
 KINDS = ("encode", "transcribe", "analyze")
-CONTAINER_SUFFIX = ".amser"
 
 
 @functools.lru_cache(maxsize=2)
