@@ -166,7 +166,7 @@ def test_interrupted_command_resumes_with_only_what_was_missing(tmp_path: Path) 
             proc.send_signal(signal.SIGINT)
             break
         time.sleep(0.01)
-    stdout, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, (proc.returncode, stderr[-2000:])
     assert "run the same command again to resume" in stderr
     before = _manifest(out)

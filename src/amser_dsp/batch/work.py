@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import time
 from typing import Any
 
 from ..cli import CONTAINER_SUFFIX
@@ -151,9 +150,7 @@ def run_task(
         else:
             todo.append(i)
     if todo:
-        start = time.perf_counter()
         outputs = _WORK[kind]([items[i] for i in todo], settings)
-        elapsed = time.perf_counter() - start
         for i, out in zip(todo, outputs, strict=True):
             item = items[i]
             if isinstance(out, BaseException):
@@ -170,7 +167,6 @@ def run_task(
                 "status": "done",
                 "seconds": seconds,
                 "record": _record(item, data, digest, seconds, out_root),
-                "busy": elapsed / len(todo),
             }
     for i, item in enumerate(items):
         results[i]["src_bytes"] = item.size  # type: ignore[index]
