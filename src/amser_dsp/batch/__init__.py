@@ -162,7 +162,7 @@ def transcribe(
         scheduler=scheduler,
         workers=workers,
         progress=progress,
-        files_per_task=8,  # Whisper's batch: one task's windows decode together
+        files_per_task=4,  # seconds of Whisper each; few enough that the last tasks keep every worker busy
     )
 
 
