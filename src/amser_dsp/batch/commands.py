@@ -66,7 +66,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from . import analyze
 
-    return _report(analyze(args.src, args.dst, **_common(args)))
+    if args.chunk_seconds is not None:
+        raise AmserError("--chunk-seconds does not apply to batch analyze (each file is one container)")
+    return _report(analyze(args.src, args.dst, model=args.model, beam=args.beam, emotion_model=args.emotion_model,
+                           **codec_arguments(args), **_common(args)))  # fmt: skip
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -118,9 +121,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_codec_arguments(p)
     p.set_defaults(run=cmd_transcribe)
 
-    p = kinds.add_parser("analyze", help="transcript and emotion per file (needs the emotion classifier)")
+    p = kinds.add_parser("analyze", help="transcript and emotion per file (.json; needs the emotion classifier)")
     _cluster_arguments(p)
     p.add_argument("dst", type=Path, help="output folder")
+    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    p.add_argument("--beam", type=int, default=5, help="beam size (1: greedy)")
+    p.add_argument("--emotion-model", help="emotion checkpoint (default: the packaged one)")
+    add_codec_arguments(p)
     p.set_defaults(run=cmd_analyze)
 
     p = kinds.add_parser("features", help="audio to one Zarr store of coded features (docs/batch.md)")

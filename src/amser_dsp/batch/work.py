@@ -32,6 +32,14 @@ def transcriber(model: str | None, beam: int, threads: int = 1) -> Any:
     return Transcriber(model_path=model, beam_size=beam, threads=threads)
 
 
+@functools.lru_cache(maxsize=2)
+def analyzer(model: str | None, beam: int, checkpoint: str | None) -> Any:
+    """This process's Whisper plus emotion model (the server's ``Analyzer``), loaded once."""
+    from ..server.analysis import Analyzer  # the emotion model: needs the emotion extra
+
+    return Analyzer(transcriber(model, beam), checkpoint)
+
+
 def _skip_reason(item: Item, record: dict[str, Any] | None, digest: str) -> str | None:
     """None if the existing output is verified for this source and these settings, else why not."""
     if record is None:
@@ -91,13 +99,18 @@ def _encode(items: list[Item], settings: dict[str, Any]) -> list[tuple[bytes, fl
 
 
 def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[tuple[bytes, float] | BaseException]:
+    """Transcripts (and with ``settings["kind"] == "analyze"`` the emotion) as one JSON document per file."""
     loaded: list[tuple[Any, float, int] | BaseException] = []
     for item in items:
         try:
             loaded.append(_load_features(item, settings))
         except Exception as exc:
             loaded.append(exc)
-    model = transcriber(settings.get("model"), settings["beam"])
+    analyze = settings["kind"] == "analyze"
+    if analyze:
+        model = analyzer(settings.get("model"), settings["beam"], settings.get("emotion_model"))
+    else:
+        model = transcriber(settings.get("model"), settings["beam"])
     out: list[tuple[bytes, float] | BaseException] = []
     for item, x in zip(items, loaded, strict=True):
         if isinstance(x, BaseException):
@@ -107,13 +120,18 @@ def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[tuple[bytes
         try:
             # One file per call: batching windows saves nothing on one CPU thread and costs about 15% more
             # CPU at beam 5 (every hypothesis runs to the longest), measured on ../shared/data/asr.
-            text = model.transcribe(feats)
+            if analyze:
+                found = model.analyze([feats])[0]
+                text, emotion = found["text"], {"label": found["label"], "probabilities": found["probabilities"]}
+            else:
+                text, emotion = model.transcribe(feats), {}
         except Exception as exc:  # a batch names each failure and goes on
             out.append(exc)
             continue
         doc = {
             "source": item.rel,
             "text": text,
+            **emotion,
             "seconds": round(seconds, 4),
             "container_bytes": n_bytes,
             "kbps": round(n_bytes * 8 / seconds / 1000, 4) if seconds else None,
@@ -124,7 +142,7 @@ def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[tuple[bytes
     return out
 
 
-_WORK = {"encode": _encode, "transcribe": _transcribe}
+_WORK = {"encode": _encode, "transcribe": _transcribe, "analyze": _transcribe}
 
 
 def run_task(
