@@ -223,6 +223,10 @@ def test_analyze(tmp_path: Path, client) -> None:
         return
     pytest.importorskip("torch", reason="the emotion classifier needs torch")
     from amser_dsp.server.analysis import Analyzer
+    from amser_dsp.server.emotion import default_checkpoint
+
+    if not default_checkpoint().is_file():
+        pytest.skip(f"the packaged emotion checkpoint {default_checkpoint()} is absent")
 
     s = batch.analyze(src, tmp_path / "out", client=client, progress=False, beam=1)
     assert (s.done, s.failed) == (2, 0)
