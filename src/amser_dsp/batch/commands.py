@@ -113,22 +113,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_codec_arguments(p)
     p.set_defaults(run=cmd_encode)
 
-    p = kinds.add_parser("transcribe", help="audio or containers to Whisper transcripts (.json per file)")
-    _cluster_arguments(p)
-    p.add_argument("dst", type=Path, help="output folder")
-    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
-    p.add_argument("--beam", type=int, default=5, help="beam size (1: greedy)")
-    add_codec_arguments(p)
-    p.set_defaults(run=cmd_transcribe)
-
-    p = kinds.add_parser("analyze", help="transcript and emotion per file (.json; needs the emotion classifier)")
-    _cluster_arguments(p)
-    p.add_argument("dst", type=Path, help="output folder")
-    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
-    p.add_argument("--beam", type=int, default=5, help="beam size (1: greedy)")
-    p.add_argument("--emotion-model", help="emotion checkpoint (default: the packaged one)")
-    add_codec_arguments(p)
-    p.set_defaults(run=cmd_analyze)
+    for name, run, text in [
+        ("transcribe", cmd_transcribe, "audio or containers to Whisper transcripts (.json per file)"),
+        ("analyze", cmd_analyze, "transcript and emotion per file (.json; needs the emotion classifier)"),
+    ]:
+        p = kinds.add_parser(name, help=text)
+        _cluster_arguments(p)
+        p.add_argument("dst", type=Path, help="output folder")
+        p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+        p.add_argument("--beam", type=int, default=5, help="beam size (1: greedy)")
+        if name == "analyze":
+            p.add_argument("--emotion-model", help="emotion checkpoint (default: the packaged one)")
+        add_codec_arguments(p)
+        p.set_defaults(run=run)
 
     p = kinds.add_parser("features", help="audio to one Zarr store of coded features (docs/batch.md)")
     _cluster_arguments(p)
