@@ -39,6 +39,8 @@ def arrays() -> list[np.ndarray]:
     return [feats, np.ascontiguousarray(feats[:, :16]), np.ascontiguousarray(np.tile(feats, (1, 4))[:, :1024])]
 
 
+# kbps=2 cannot be met on the 16-frame array (the header alone is 7 kbps there): the library says so, rightly.
+@pytest.mark.filterwarnings("ignore::amser_dsp.errors.TargetNotMetWarning")
 @pytest.mark.parametrize(("settings", "precision"), CODECS, ids=lambda v: json.dumps(v) if isinstance(v, dict) else v)
 def test_check_encode_decode(settings: dict | None, precision: int | None, arrays: list[np.ndarray]) -> None:
     codec = AmserCodec(codec=settings)
