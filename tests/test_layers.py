@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("amser_dsp.api",),
     ("amser_dsp",),  # the package root re-exports the core
     ("amser_dsp.cli", "amser_dsp.__main__"),
-    ("amser_dsp.server", "amser_dsp.demo", "amser_dsp.batch", "amser_dsp.numcodecs"),
+    ("amser_dsp.server", "amser_dsp.demo", "amser_dsp.batch", "amser_dsp.numcodecs", "amser_dsp.zarrstore"),
 ]
 #: Modules nothing in the core may import (the optional, top layer).
 TOP = LAYERS[-1]
