@@ -212,6 +212,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     serve_args = ["--workers", str(args.workers), "--queue", str(args.queue), "--beam", str(args.beam)]
     serve_args += ["--timeout", str(args.timeout), "--max-body-bytes", str(args.max_body_bytes)]
     serve_args += ["--max-audio-seconds", str(args.max_audio_seconds)]
+    if args.trim_idle is not None:
+        serve_args += ["--trim-idle", str(args.trim_idle)]
     t_load = time.perf_counter()
     corpus = load_corpus(args.manifest, args.max_clips, args.max_body_bytes, args.max_audio_seconds)
     print(
@@ -226,6 +228,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     gate = Gate()
     interval = [0]  # index of the idle point the running requests will count towards
     errors: list[str] = []
+    busy: list[tuple[int, int]] = []  # (interval, VmRSS kB) sampled under load
+    done = threading.Event()
 
     server = LocalServer(serve_args, env=env, startup_timeout=args.startup_timeout)
     with server as url:
@@ -236,12 +240,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         def sample(label: str) -> dict[str, Any]:
             time.sleep(args.settle)  # let the last responses leave and the pools go quiet
             status = process_memory(pid)
+            loaded = [rss for i, rss in busy if i == interval[0]]
             point = {
                 "label": label,
                 "interval": interval[0],
                 "load_minutes": (time.monotonic() - t0 - paused[0]) / 60,
                 "requests": len(results),
                 "loadavg": os.getloadavg()[0],
+                "busy_rss_median_kb": statistics.median(loaded) if loaded else None,
+                "busy_rss_max_kb": max(loaded, default=None),
                 **{k.lower(): v for k, v in status.items()},
             }
             if args.debug_memory:
@@ -282,11 +289,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             except Exception as exc:  # a bug in the client must not hang the run: report it
                 errors.append(f"client {seed}: {type(exc).__name__}: {exc}")
 
+        def sampler() -> None:
+            while not done.wait(args.sample_every):
+                if not gate.paused:
+                    busy.append((interval[0], process_memory(pid).get("VmRSS", 0)))
+
         samples.append({"label": "started", "requests": 0, **{k.lower(): v for k, v in process_memory(pid).items()}})
         reset_peak(pid)
         threads = [threading.Thread(target=client, args=(args.seed + i,), daemon=True) for i in range(args.clients)]
         t0, paused = time.monotonic(), [0.0]
-        for t in threads:
+        for t in [*threads, threading.Thread(target=sampler, daemon=True)]:
             t.start()
         run_seconds = args.minutes * 60
         boundaries = [run_seconds * args.warmup]
@@ -307,6 +319,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     gate.resume()
                 paused[0] += time.monotonic() - p0
         finally:
+            done.set()
             gate.resume(stop=True)
             for t in threads:
                 t.join(timeout=args.timeout + 60)
@@ -388,7 +401,7 @@ def table(rep: dict[str, Any]) -> str:
         f"({rep['settings']['invalid']:.0%} invalid), {rep['machine']['cpu']}, load average "
         f"{rep['loadavg']['min']:.1f}-{rep['loadavg']['max']:.1f}",
         "",
-        "| idle point | requests | load min | idle RSS MB | vs warm-up | interval peak MB | threads |",
+        "| idle point | requests | load min | idle RSS MB | vs warm-up | busy RSS median MB | interval peak MB |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     base = v["baseline_rss_mb"]
@@ -396,8 +409,9 @@ def table(rep: dict[str, Any]) -> str:
         rss = s["vmrss"] / 1024
         rel = f"{100 * (rss - base) / base:+.1f}%" if base and s["label"] != "started" else ""
         minutes = f"{s['load_minutes']:.1f}" if "load_minutes" in s else "0"
+        busy = f"{s['busy_rss_median_kb'] / 1024:.1f}" if s.get("busy_rss_median_kb") else ""
         lines.append(
-            f"| {s['label']} | {s['requests']} | {minutes} | {rss:.1f} | {rel} | {s['vmhwm'] / 1024:.1f} | {s['threads']} |"
+            f"| {s['label']} | {s['requests']} | {minutes} | {rss:.1f} | {rel} | {busy} | {s['vmhwm'] / 1024:.1f} |"
         )
     lat = rep["latency"]
     trend = rep["trend"]
@@ -431,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.1, help="fraction of the run before the baseline")
     parser.add_argument("--idle-points", type=int, default=10, help="idle points after the warm-up (default 10)")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds idle before each RSS sample")
+    parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples under load")
     parser.add_argument("--tolerance", type=float, default=0.05, help="allowed idle RSS growth (default 0.05)")
     parser.add_argument("--workers", type=int, default=2, help="recogniser threads of the server")
     parser.add_argument("--queue", type=int, default=16)
@@ -438,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="server request timeout, s (shared CPU)")
     parser.add_argument("--max-body-bytes", type=int, default=4 << 20)
     parser.add_argument("--max-audio-seconds", type=float, default=600.0)
+    parser.add_argument("--trim-idle", type=float, help="the server's --trim-idle (0: off; default: the server's)")
     parser.add_argument("--route", default="/v1/transcribe")
     parser.add_argument("--manifest", type=Path, default=ASR_MANIFEST)
     parser.add_argument("--max-clips", type=int, default=None)

@@ -301,7 +301,8 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         @app.get("/debug/memory", include_in_schema=False, dependencies=[Depends(authorised)])
         async def debug_memory() -> dict[str, Any]:
             """What Python allocated since the last call, glibc's arenas, RSS before and after malloc_trim."""
-            return probe.report()
+            trimmer = service.trimmer
+            return {**probe.report(), "idle_trims": trimmer.trims, "idle_trim_ms": 1000 * trimmer.trim_seconds}
 
     mount_page(app)
     app.state.settings = service.settings

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -53,7 +53,7 @@ class LocalServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         # The server logs a line per request: a file, not a pipe nobody reads (a full pipe blocks the server).
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (open while the server runs, closed by __exit__)
 
     def __enter__(self) -> str:
         import httpx
@@ -101,3 +101,4 @@ class LocalServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+        self.log.close()

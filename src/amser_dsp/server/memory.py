@@ -12,16 +12,20 @@ grows while the traced memory stays flat and that ``malloc_trim`` gives back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import functools
 import os
 import re
 import sys
+import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MemoryProbe", "malloc_stats", "malloc_trim", "process_memory"]
+__all__ = ["IdleTrimmer", "MemoryProbe", "malloc_stats", "malloc_trim", "process_memory"]
 
 _STATUS_FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads")
 
@@ -97,6 +101,50 @@ def malloc_stats() -> dict[str, int] | None:
     }
 
 
+class IdleTrimmer:
+    """Give the allocator's free pages back to the system once the service has been idle for ``delay`` seconds.
+
+    glibc keeps memory freed by the recogniser's large temporaries in its
+    per-thread arenas: measured under the soak (docs/soak.md), about 150 MB of
+    a 240 MB heap is free but held at idle, and which arena holds how much
+    drifts from one idle period to the next (idle RSS steps of 50 MB).
+    ``malloc_trim(0)`` returns it in a few milliseconds.  Used from the event
+    loop: ``with trimmer.busy():`` around each request; the last request out
+    schedules the trim, and a new request cancels it.  A no-op where
+    ``malloc_trim`` does not exist (musl, macOS) or with ``delay=0``.
+    """
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay if _glibc() is not None else 0.0
+        self.active = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.trims = 0
+        self.trim_seconds = 0.0
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Count one request in flight; when the count falls to zero, trim after ``delay`` s of quiet."""
+        self.active += 1
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if not self.active and self.delay > 0:
+                self.timer = asyncio.get_running_loop().call_later(self.delay, self._trim)
+
+    def _trim(self) -> None:
+        self.timer = None
+        if self.active:
+            return
+        t0 = time.perf_counter()
+        malloc_trim()
+        self.trims += 1
+        self.trim_seconds += time.perf_counter() - t0
+
+
 class MemoryProbe:
     """tracemalloc differences between calls, glibc's statistics, RSS before and after a trim.
 
@@ -144,7 +192,9 @@ class MemoryProbe:
             "malloc": malloc_stats(),
         }
         if trim:
+            t0 = time.perf_counter()
             out["trimmed"] = malloc_trim()
+            out["trim_ms"] = 1000 * (time.perf_counter() - t0)
             out["rss_after_trim_kb"] = process_memory().get("VmRSS")
             out["malloc_after_trim"] = malloc_stats()
         return out
