@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import httpx
 
     from amser_dsp.server.local import LocalServer
-    from amser_dsp.server.memory import process_memory
+    from amser_dsp.server.memory import process_memory, rss_by_mapping
 
     env = {"AMSER_API_KEY": "", **dict(kv.split("=", 1) for kv in args.env)}
     if args.debug_memory:
@@ -250,6 +250,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "busy_rss_median_kb": statistics.median(loaded) if loaded else None,
                 "busy_rss_max_kb": max(loaded, default=None),
                 **{k.lower(): v for k, v in status.items()},
+                "mappings_kb": rss_by_mapping(pid),
             }
             if args.debug_memory:
                 with httpx.Client(base_url=url, timeout=120) as http:
@@ -294,7 +295,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if not gate.paused:
                     busy.append((interval[0], process_memory(pid).get("VmRSS", 0)))
 
-        samples.append({"label": "started", "requests": 0, **{k.lower(): v for k, v in process_memory(pid).items()}})
+        started = {k.lower(): v for k, v in process_memory(pid).items()}
+        samples.append({"label": "started", "requests": 0, **started, "mappings_kb": rss_by_mapping(pid)})
         reset_peak(pid)
         threads = [threading.Thread(target=client, args=(args.seed + i,), daemon=True) for i in range(args.clients)]
         t0, paused = time.monotonic(), [0.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -10,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from amser_dsp.errors import ConfigError
 from amser_dsp.server import memory
+from amser_dsp.server.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 glibc = pytest.mark.skipif(memory.malloc_stats() is None, reason="malloc_trim/malloc_info need glibc")
@@ -57,6 +60,44 @@ def test_probe_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     for value, on in (("1", True), ("yes", True), ("0", False), ("", False)):
         monkeypatch.setenv("AMSER_DEBUG_MEMORY", value)
         assert memory.probe_enabled() is on
+
+
+@glibc
+def test_idle_trimmer_trims_once_quiet() -> None:
+    async def scenario() -> memory.IdleTrimmer:
+        trimmer = memory.IdleTrimmer(0.05)
+        with trimmer.busy(), trimmer.busy():  # two requests in flight
+            await asyncio.sleep(0.1)
+        assert trimmer.trims == 0 and trimmer.timer is not None  # the last one out scheduled a trim
+        with trimmer.busy():  # a new request within the delay cancels it
+            await asyncio.sleep(0.1)
+            assert trimmer.trims == 0 and trimmer.timer is None
+        await asyncio.sleep(0.15)
+        return trimmer
+
+    trimmer = asyncio.run(scenario())
+    assert trimmer.trims == 1 and trimmer.active == 0 and trimmer.trim_seconds > 0
+
+
+def test_idle_trimmer_off() -> None:
+    async def scenario() -> memory.IdleTrimmer:
+        trimmer = memory.IdleTrimmer(0)
+        with trimmer.busy():
+            pass
+        await asyncio.sleep(0.05)
+        return trimmer
+
+    trimmer = asyncio.run(scenario())
+    assert trimmer.trims == 0 and trimmer.timer is None
+
+
+def test_trim_idle_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServiceSettings().trim_idle == 1.0 and ServiceSettings(trim_idle=0).trim_idle == 0
+    for bad in (-1, float("nan"), True, "1"):
+        with pytest.raises(ConfigError, match="trim_idle"):
+            ServiceSettings(trim_idle=bad)
+    monkeypatch.setenv("AMSER_TRIM_IDLE", "2.5")
+    assert ServiceSettings.from_env().trim_idle == 2.5
 
 
 def test_short_soak_run(tmp_path: Path) -> None:

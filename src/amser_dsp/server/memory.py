@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IdleTrimmer", "MemoryProbe", "malloc_stats", "malloc_trim", "process_memory"]
+__all__ = ["IdleTrimmer", "MemoryProbe", "malloc_stats", "malloc_trim", "process_memory", "rss_by_mapping"]
 
 _STATUS_FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads")
 
@@ -41,6 +41,43 @@ def process_memory(pid: int | str = "self") -> dict[str, int]:
         key, _, value = line.partition(":")
         if key in _STATUS_FIELDS:
             out[key] = int(value.split()[0])
+    return out
+
+
+#: glibc reserves each thread arena's heap at a multiple of HEAP_MAX_SIZE (64 MiB on 64-bit systems).
+_ARENA_ALIGN = 64 << 20
+
+
+def rss_by_mapping(pid: int | str = "self") -> dict[str, int]:
+    """Resident kB by kind of mapping, from /proc/PID/smaps (Linux; else {}).
+
+    ``file`` (code and data of files, the model included), ``heap`` (glibc's
+    main arena), ``arenas`` (anonymous mappings at 64 MiB boundaries: glibc's
+    thread arenas), ``anon`` (other anonymous memory: large blocks glibc maps
+    by themselves, Python's object arenas, jemalloc's extents), ``other``
+    (stack, vdso, ...).
+    """
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError:
+        return {}
+    out = dict.fromkeys(("file", "heap", "arenas", "anon", "other"), 0)
+    kind = "other"
+    for line in text.splitlines():
+        head = line.split(None, 5)
+        if head and "-" in head[0] and not head[0].endswith(":"):  # a mapping's header line
+            name = head[5].strip() if len(head) > 5 else ""
+            start = int(head[0].split("-")[0], 16)
+            if name.startswith("/"):
+                kind = "file"
+            elif name == "[heap]":
+                kind = "heap"
+            elif name:
+                kind = "other"
+            else:
+                kind = "arenas" if start % _ARENA_ALIGN == 0 else "anon"
+        elif head and head[0] == "Rss:":
+            out[kind] += int(head[1])
     return out
 
 
