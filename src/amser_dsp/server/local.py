@@ -72,16 +72,19 @@ class LocalServer:
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"amser serve exited: {self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self.url
-            except httpx.TransportError:
-                time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"amser serve did not answer within {self.startup_timeout} s")
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"amser serve exited: {self.log_tail()}")
+                try:
+                    if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                        return self.url
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            raise TimeoutError(f"amser serve did not answer within {self.startup_timeout} s")
+        except BaseException:  # Ctrl-C while waiting included: __exit__ will not run
+            self.stop()
+            raise
 
     def log_tail(self, n_bytes: int = 4000) -> str:
         """The end of the server's log (stderr)."""
@@ -96,6 +99,7 @@ class LocalServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
