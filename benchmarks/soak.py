@@ -3,7 +3,8 @@
     python benchmarks/soak.py [--clients 8] [--minutes 30] [--invalid 0.2] [--json out/soak.json]
 
 Starts one ``amser serve`` on 127.0.0.1 (:class:`~amser_dsp.server.local.LocalServer`),
-then N client threads, each on its own kept-alive connection, post containers of
+then N client threads, each on its own kept-alive connection, post to
+``/v1/transcribe`` or ``/v1/analyze`` (``--routes``; the second adds the emotion model) containers of
 real speech (the clips of ../shared/data/asr, or the bundled clip, in several codec
 settings) and, with probability ``--invalid``, a hostile body (damaged, another
 preset, truncated, garbage, an oversize body, too much audio).  At regular idle
@@ -174,6 +175,7 @@ class Gate:
 
 @dataclasses.dataclass
 class Result:
+    route: str
     kind: str  # a codec setting's name, or an invalid kind
     valid: bool
     status: str
@@ -221,6 +223,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"encoded in {time.perf_counter() - t_load:.0f} s",
         file=sys.stderr,
     )
+    routes = args.routes.split(",")
     settings = [name for name, _, _ in SETTINGS]
     weights = [w for _, w, _ in SETTINGS]
     results: list[Result] = []
@@ -281,13 +284,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         else:
                             kind = rng.choices(settings, weights)[0]
                             body, valid = rng.choice(corpus.valid[kind]), True
+                        route = rng.choice(routes)
                         t = time.perf_counter()
                         try:
-                            status = str(http.post(args.route, content=body).status_code)
+                            status = str(http.post(route, content=body).status_code)
                         except httpx.HTTPError as exc:
                             status = type(exc).__name__
                         with lock:
-                            results.append(Result(kind, valid, status, time.perf_counter() - t, interval[0]))
+                            results.append(Result(route, kind, valid, status, time.perf_counter() - t, interval[0]))
             except Exception as exc:  # a bug in the client must not hang the run: report it
                 errors.append(f"client {seed}: {type(exc).__name__}: {exc}")
 
@@ -348,7 +352,8 @@ def report(
     wall: float,
 ) -> dict[str, Any]:
     statuses = Counter(f"{'valid' if r.valid else 'invalid'} {r.status}" for r in results)
-    failures = Counter(f"{r.kind} {r.status}" for r in results if is_failure(r))
+    by_route = Counter(f"{r.route} {r.status}" for r in results)
+    failures = Counter(f"{r.route} {r.kind} {r.status}" for r in results if is_failure(r))
     idle = [s for s in samples if s["label"] != "started"]
     base = idle[0]["vmrss"] if idle else None
     later = idle[1:]
@@ -379,6 +384,7 @@ def report(
         "requests": len(results),
         "requests_after_warmup": len(after_warmup),
         "statuses": dict(sorted(statuses.items())),
+        "statuses_by_route": dict(sorted(by_route.items())),
         "failures": dict(failures),
         "errors": errors,
         "latency": {
@@ -430,6 +436,7 @@ def table(rep: dict[str, Any]) -> str:
     lines += [
         "",
         f"statuses: {rep['statuses']}",
+        f"by route: {rep['statuses_by_route']}",
         f"failures: {rep['failures'] or 'none'}{'; errors: ' + '; '.join(rep['errors']) if rep['errors'] else ''}",
         "latency of 200s: " + ", ".join(f"{k} {v:.0f}" for k, v in lat["valid"].items()),
         "latency of invalid: " + ", ".join(f"{k} {v:.0f}" for k, v in lat["invalid"].items()),
@@ -470,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-body-bytes", type=int, default=4 << 20)
     parser.add_argument("--max-audio-seconds", type=float, default=600.0)
     parser.add_argument("--trim-idle", type=float, help="the server's --trim-idle (0: off; default: the server's)")
-    parser.add_argument("--route", default="/v1/transcribe")
+    parser.add_argument(
+        "--routes", default="/v1/transcribe,/v1/analyze", help="routes posted to, one picked per request"
+    )
     parser.add_argument("--manifest", type=Path, default=ASR_MANIFEST)
     parser.add_argument("--max-clips", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)

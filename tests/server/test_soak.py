@@ -103,18 +103,23 @@ def test_trim_idle_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ServiceSettings.from_env().trim_idle == 2.5
 
 
-@pytest.mark.parametrize("enabled", [False, True])
-def test_debug_route_only_when_asked(monkeypatch: pytest.MonkeyPatch, enabled: bool) -> None:
-    pytest.importorskip("fastapi")
-    from types import SimpleNamespace
+@pytest.fixture(scope="module")
+def transcriber():  # type: ignore[no-untyped-def]
+    _need_server()
+    from amser_dsp.server.asr import Transcriber
 
+    return Transcriber(beam_size=1)
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_debug_route_only_when_asked(monkeypatch: pytest.MonkeyPatch, enabled: bool, transcriber) -> None:  # type: ignore[no-untyped-def]
     from amser_dsp.server.app import create_app
 
     if enabled:
         monkeypatch.setenv("AMSER_DEBUG_MEMORY", "1")
     else:
         monkeypatch.delenv("AMSER_DEBUG_MEMORY", raising=False)
-    app = create_app(ServiceSettings(), transcriber=SimpleNamespace(name="stub", batch_size=1))  # no model needed
+    app = create_app(ServiceSettings(emotion_model="none"), transcriber)
     paths = {route.path for route in app.routes}
     assert "/v1/transcribe" in paths and ("/debug/memory" in paths) is enabled
     assert "/debug/memory" not in app.openapi()["paths"]
