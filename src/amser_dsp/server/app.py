@@ -43,6 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa
 
 from .. import __version__, codec  # noqa: E402
 from .. import container as fmt  # noqa: E402
+from . import memory  # noqa: E402
 from .asr import Transcriber  # noqa: E402
 from .live import refuse  # noqa: E402
 from .service import Service, ServiceError, error_body, error_response  # noqa: E402
@@ -293,6 +294,15 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             for task in tasks:
                 task.cancel()
             log.info("%s files connection closed by the client after %d files", request_id, count)
+
+    if memory.probe_enabled():  # AMSER_DEBUG_MEMORY=1 only (benchmarks/soak.py --debug-memory)
+        probe = memory.MemoryProbe()
+
+        @app.get("/debug/memory", include_in_schema=False, dependencies=[Depends(authorised)])
+        async def debug_memory() -> dict[str, Any]:
+            """What Python allocated since the last call, glibc's arenas, RSS before and after malloc_trim."""
+            trimmer = service.trimmer
+            return {**probe.report(), "idle_trims": trimmer.trims, "idle_trim_ms": 1000 * trimmer.trim_seconds}
 
     mount_page(app)
     app.state.settings = service.settings

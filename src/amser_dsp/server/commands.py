@@ -162,6 +162,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
         max_stream_seconds=args.max_stream_seconds,
         recognise=False if args.no_recognise else None,
+        trim_idle=args.trim_idle,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
@@ -359,6 +360,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="benchmark mode: receive, check and decode files but do not transcribe them (answers have empty "
         "texts; /v1/info says so)",
+    )
+    p.add_argument(
+        "--trim-idle",
+        type=float,
+        help="seconds idle before free allocator memory goes back to the system; 0: never "
+        f"(default {_default('trim_idle')}; docs/soak.md)",
     )
     p.set_defaults(run=cmd_serve)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +20,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the thread that started it dies (Linux), so a killed run leaves no server."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class LocalServer:
@@ -39,7 +51,9 @@ class LocalServer:
         self.args, self.extra_env, self.startup_timeout = list(args or []), env or {}, startup_timeout
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[str] | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        # The server logs a line per request: a file, not a pipe nobody reads (a full pipe blocks the server).
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (open while the server runs, closed by __exit__)
 
     def __enter__(self) -> str:
         import httpx
@@ -54,20 +68,29 @@ class LocalServer:
             [sys.executable, "-m", "amser_dsp", "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.args],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=self.log,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"amser serve exited: {self.process.stderr.read() if self.process.stderr else ''}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self.url
-            except httpx.TransportError:
-                time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"amser serve did not answer within {self.startup_timeout} s")
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"amser serve exited: {self.log_tail()}")
+                try:
+                    if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                        return self.url
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            raise TimeoutError(f"amser serve did not answer within {self.startup_timeout} s")
+        except BaseException:  # Ctrl-C while waiting included: __exit__ will not run
+            self.stop()
+            raise
+
+    def log_tail(self, n_bytes: int = 4000) -> str:
+        """The end of the server's log (stderr)."""
+        self.log.seek(0, os.SEEK_END)
+        self.log.seek(max(0, self.log.tell() - n_bytes))
+        return self.log.read().decode(errors="replace")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -76,8 +99,10 @@ class LocalServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+        self.log.close()

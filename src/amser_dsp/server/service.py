@@ -29,6 +29,7 @@ from .asr import Transcriber, WhisperRecogniser, check_whisper_config  # noqa: E
 from .audio_input import audio_features  # noqa: E402
 from .batcher import RecogniserBatcher  # noqa: E402
 from .live import LiveSettings, StreamHub  # noqa: E402
+from .memory import IdleTrimmer  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
 from .streaming import StreamingSettings  # noqa: E402
 from .web import websocket_key  # noqa: E402
@@ -78,6 +79,7 @@ class Service:
         self.batcher = RecogniserBatcher(self.asr, self.pool, settings.workers)
         self.emotion, self.emotion_status = self._load_emotion(settings.emotion_model)
         self.admitted = 0
+        self.trimmer = IdleTrimmer(settings.trim_idle)
         self.limits = self._limits(settings.max_audio_seconds)
         # Live streams (WS /v1/stream): their decodes share the recogniser threads, batched across streams.
         self.streams = StreamHub(
@@ -225,6 +227,10 @@ class Service:
         model, whose answer is added as ``emotion`` (None when the service has no emotion model or does not
         recognise).  ``keep_features``: the decoded features stay in the result.
         """
+        with self.trimmer.busy():  # idle again afterwards: glibc's free arena pages go back to the system
+            return await self._transcribe_blob(blob, audio=audio, emotion=emotion, keep_features=keep_features)
+
+    async def _transcribe_blob(self, blob: bytes, *, audio: bool, emotion: bool, keep_features: bool) -> dict[str, Any]:
         start = time.perf_counter()
         result = await self.decode(blob, audio=audio)
         feats = result["features"] if keep_features else result.pop("features")

@@ -53,6 +53,8 @@ class ServiceSettings:
     max_streams: int = 8
     #: Longest WebSocket stream, in seconds of audio.
     max_stream_seconds: float = 3600.0
+    #: Seconds without a request after which the allocator's free memory goes back to the system (0: never).
+    trim_idle: float = 1.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     beam_size: int = DEFAULT_BEAM_SIZE
     model_path: str | None = None
@@ -72,6 +74,8 @@ class ServiceSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"service setting {name}={value!r} is invalid: expected a positive number")
+        if isinstance(self.trim_idle, bool) or not isinstance(self.trim_idle, (int, float)) or not self.trim_idle >= 0:
+            raise ConfigError(f"service setting trim_idle={self.trim_idle!r} is invalid: expected seconds >= 0")
         if any(not isinstance(k, str) or not k for k in self.api_keys):
             raise ConfigError("API keys must be non-empty strings")
 
