@@ -43,7 +43,7 @@ web-assets: $(VENV)/.stamp-server
 	$(PY) -m amser_dsp.server.web
 
 # The screenshots of docs/web.md, taken by the end-to-end browser test.
-web-screenshots: $(VENV)/.stamp-fast,server,test chromium
+web-screenshots: $(VENV)/.stamp-fast,emotion,test chromium
 	AMSER_WEB_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/web/test_page_service.py
 
 # The network lab's tools (tests/server/test_transfer_link.py, make transfer): installed with apt only when

@@ -118,8 +118,8 @@ def run_batch(
     scheduler: str | None = None,
     workers: int | None = None,
     progress: bool | None = None,
-    files_per_task: int = 16,
-    bytes_per_task: int = 4_000_000,
+    files_per_task: int = 64,
+    bytes_per_task: int = 16_000_000,
     prefailed: list[tuple[Item, str]] = (),  # type: ignore[assignment]
 ) -> Summary:
     """Run ``task`` over every item, a group of items per Dask task, and return the :class:`Summary`.
