@@ -120,7 +120,8 @@ def test_other_settings_are_not_skipped(tmp_path: Path, client) -> None:
 
 def test_worker_killed_mid_run_loses_nothing(tmp_path: Path, client) -> None:
     """SIGKILL one worker process while it works: its files are redone, each output exists once and whole."""
-    src = _corpus(tmp_path, 400, bad=False)
+    n = 1000  # tasks are 64 files: enough of them that the kill lands mid-run
+    src = _corpus(tmp_path, n, bad=False)
     out = tmp_path / "out"
     pids = client.run(os.getpid)
     killed: list[int] = []
@@ -142,11 +143,11 @@ def test_worker_killed_mid_run_loses_nothing(tmp_path: Path, client) -> None:
     thread.join()
     assert killed, "the run finished before a worker could be killed"
     assert s.workers_lost >= 1
-    assert (s.done, s.failed) == (400, 0)
+    assert (s.done, s.failed) == (n, 0)
     assert "lost mid-run" in s.table()
     reference = amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "whisper")
     records = _manifest(out)
-    assert len(records) == 400 and len(_outputs(out)) == 400
+    assert len(records) == n and len(_outputs(out)) == n
     assert all(p.read_bytes() == reference for p in _outputs(out))
     assert not _temporaries(out)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
@@ -154,7 +155,8 @@ def test_worker_killed_mid_run_loses_nothing(tmp_path: Path, client) -> None:
 
 def test_interrupted_command_resumes_with_only_what_was_missing(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT) on ``amser batch encode``, then the same command again: only the missing outputs are made."""
-    src = _corpus(tmp_path, 600, bad=False)
+    n = 1500  # tasks are 64 files: enough of them that the interrupt lands mid-run on a busy machine too
+    src = _corpus(tmp_path, n, bad=False)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "amser_dsp", "batch", "encode", str(src), str(out), "--workers", "2"]
     env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
@@ -170,15 +172,15 @@ def test_interrupted_command_resumes_with_only_what_was_missing(tmp_path: Path) 
     assert proc.returncode == 130, (proc.returncode, stderr[-2000:])
     assert "run the same command again to resume" in stderr
     before = _manifest(out)
-    assert 50 <= len(before) < 600
+    assert 50 <= len(before) < n
     digests = {rel: rec["sha256"] for rel, rec in before.items()}
     # Outputs a task finished after the interrupt are not in the manifest: those count as missing.
     stamps = {out / rec["output"]: (out / rec["output"]).stat().st_mtime_ns for rec in before.values()}
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert f"600: {600 - len(before)} done, {len(before)} verified and skipped, 0 failed" in again.stdout
+    assert f"{n}: {n - len(before)} done, {len(before)} verified and skipped, 0 failed" in again.stdout
     after = _manifest(out)
-    assert len(after) == 600 and len(_outputs(out)) == 600
+    assert len(after) == n and len(_outputs(out)) == n
     assert all(after[rel]["sha256"] == d for rel, d in digests.items())
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # verified outputs were not rewritten
     assert len({rec["sha256"] for rec in after.values()}) == 1  # every copy of the clip encodes alike
