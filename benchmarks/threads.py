@@ -34,19 +34,23 @@ _MEL_BLOCK = K.MEL_BLOCK[variants.select().lanes]
 
 
 @numba.njit(parallel=True, nogil=True)
-def _prange_blocks(x, silence, out, bounds, args):
+def _prange_blocks(x, out, peaks, bounds, floats, ints, params, works):
     for i in numba.prange(bounds.shape[0] - 1):
-        _MEL_BLOCK(x, silence, out, bounds[i], bounds[i + 1], *args)
+        _MEL_BLOCK(x, out, peaks[i], bounds[i], bounds[i + 1], floats, ints, params, False, works[i])
 
 
-def prange_mel_energies(x: np.ndarray, config, threads: int) -> np.ndarray:
+def prange_log_mel(x: np.ndarray, config, threads: int) -> np.ndarray:
     """Same kernel and frame ranges as ``NumbaBackend(workers=threads)``, scheduled by ``prange``."""
+    call = NB.NumbaBackend()._call_for(config, x.dtype)
     n_frames = config.num_frames(x.size)
     out = np.empty((1, config.n_mels, n_frames), x.dtype)
     chunk = -(-n_frames // (2 * threads))
     chunk = -(-chunk // K.LANES) * K.LANES
     bounds = np.array([*range(0, n_frames, chunk), n_frames], dtype=np.int64)
-    _prange_blocks(x.reshape(1, -1), config.trailing_silence, out, bounds, NB._block_args(config, x.dtype))
+    peaks = np.empty((bounds.size - 1, 1), x.dtype)
+    works = np.zeros((bounds.size - 1, call.workspace), x.dtype)
+    _prange_blocks(x.reshape(1, -1), out, peaks, bounds, *call.plan, works)
+    NB.finish_ranges(call.plan, out, peaks)
     return out[0]
 
 
@@ -60,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     config = get_preset(args.preset)
     one, two = NB.NumbaBackend(workers=1), NB.NumbaBackend(workers=2)
     variants = {
-        "1 thread": lambda: one._clamped_mel_energies(x, config),
-        "pool, 2 threads": lambda: two._clamped_mel_energies(x, config),
-        "prange, 2 threads": lambda: prange_mel_energies(x, config, 2),
+        "1 thread": lambda: one.log_mel(x, config),
+        "pool, 2 threads": lambda: two.log_mel(x, config),
+        "prange, 2 threads": lambda: prange_log_mel(x, config, 2),
     }
     reference = variants["1 thread"]()
     for name, fn in variants.items():

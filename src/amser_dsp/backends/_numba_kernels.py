@@ -32,6 +32,10 @@ the summation order of the Mel products and the DC mean for no measurable gain.
 
 from __future__ import annotations
 
+import decimal
+import math
+import struct
+
 from . import variants
 
 variants.configure_numba()  # before Numba creates its CPU target: 512-bit vectors on Intel AVX-512
@@ -207,32 +211,48 @@ def _fill_transposed(x, n, nr, first, count, hop, flen, pad, mode, c_sig, tflat,
         _transpose_rows(x, origin, used, hop, tflat, rp)
         return c_sig
     # Edge block (or a short signal): the padded, pre-emphasised samples go to
-    # ``seg`` first, a vector copy where they lie inside ``x`` and sample by
-    # sample only in the padding and the silence, then the same tiled transpose.
+    # ``seg`` first (``seg[i]`` is signal index ``origin + i``), then the same
+    # tiled transpose.  Zeros first (before the padded signal, the silence,
+    # constant padding, after it); then vector copies where the samples lie
+    # inside ``x``, plain loops where the padding reflects them, and the general
+    # path only where it reflects the silence or repeats an edge sample.
+    for i in range(span):
+        seg[i] = 0
     lo = min(max(1 - origin, 0), span)
     hi = max(min(nr - origin, span), lo)
-    for i in range(lo):
-        seg[i] = _padded_sample(x, n, nr, origin + i + pad, pad, mode, c_sig)
     if hi > lo:
         src = x[origin + lo : origin + hi]
         prev = x[origin + lo - 1 : origin + hi - 1]
         dst = seg[lo:hi]
         for i in range(hi - lo):
             dst[i] = src[i] - c_sig * prev[i]
-    # Past the samples: the silence (zeros after its first, pre-emphasised,
-    # sample), the right padding, then nothing (zeros).  Only the padding goes
-    # through the general path; a short clip's last blocks are mostly zeros.
-    i = hi
-    while i < span and origin + i < n + pad:
-        s = origin + i
-        if nr < s < n:
-            seg[i] = 0
-        else:
-            seg[i] = _padded_sample(x, n, nr, s + pad, pad, mode, c_sig)
-        i += 1
-    rest = seg[i:span]
-    for k in range(span - i):
-        rest[k] = 0
+    # Left: signal index 0 (nothing before it to pre-emphasise with), then the
+    # padding, indices -pad .. -1, reflected to pad .. 1.
+    if 0 <= -origin < span:
+        seg[-origin] = x[0]
+    left, right = min(max(-pad - origin, 0), span), min(max(-origin, 0), span)
+    if mode == PAD_REFLECT and pad < nr:
+        for i in range(left, right):
+            r = -origin - i
+            seg[i] = x[r] - c_sig * x[r - 1]
+    elif mode != PAD_CONSTANT:
+        for i in range(left, right):
+            seg[i] = _padded_sample(x, n, nr, origin + i + pad, pad, mode, c_sig)
+    # Right: the silence's first sample (pre-emphasis of the last sample into
+    # it), then signal indices n .. n + pad - 1, reflected to n - 2 .. n - 1 - pad.
+    if nr < n and 0 <= nr - origin < span:
+        seg[nr - origin] = -c_sig * x[nr - 1]
+    right, stop = min(max(n - origin, 0), span), min(max(n + pad - origin, 0), span)
+    r_top, r_bottom = 2 * (n - 1) - (origin + right), 2 * (n - 1) - (origin + stop - 1)
+    if mode == PAD_REFLECT and r_bottom > nr:
+        pass  # every reflection lands in the silence: zeros
+    elif mode == PAD_REFLECT and r_top < nr and r_bottom >= 1:
+        for i in range(right, stop):
+            r = 2 * (n - 1) - (origin + i)
+            seg[i] = x[r] - c_sig * x[r - 1]
+    elif mode != PAD_CONSTANT:
+        for i in range(right, stop):
+            seg[i] = _padded_sample(x, n, nr, origin + i + pad, pad, mode, c_sig)
     _transpose_rows(seg, 0, used, hop, tflat, rp)
     return c_sig * 0
 
@@ -633,13 +653,106 @@ def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitu
         _power_lanes(ar, ai, half, rtr, rti, magnitude, pw, lanes)
 
 
+# --------------------------------------------------------------------- log
+@intrinsic
+def _split_exponent(typingctx, v):
+    """``(m, k)`` with ``v = m * 2**k``, ``m`` in ``[sqrt(1/2), sqrt(2))``, ``k`` a whole number of ``v``'s type.
+
+    For positive, normal, finite ``v``.  Integer arithmetic on the bits (the
+    reduction of musl's ``logf``/``log``): a loop calling it stays a SIMD loop,
+    where ``frexp`` or ``math.log`` would be a library call per element.
+    """
+    if v not in (types.float32, types.float64):
+        return None
+    sig = types.UniTuple(v, 2)(v)
+    bits, mant = (32, 23) if v == types.float32 else (64, 52)
+    sqrt_half = int.from_bytes(struct.pack("<f" if bits == 32 else "<d", math.sqrt(0.5)), "little")
+    bias = (1 << (bits - mant - 2)) - 1  # 127, 1023
+
+    def codegen(context, builder, signature, args):
+        it = ir.IntType(bits)
+        ix = builder.add(builder.bitcast(args[0], it), ir.Constant(it, (bias << mant) - sqrt_half))
+        k = builder.sub(builder.ashr(ix, ir.Constant(it, mant)), ir.Constant(it, bias))
+        m = builder.add(builder.and_(ix, ir.Constant(it, (1 << mant) - 1)), ir.Constant(it, sqrt_half))
+        ft = context.get_value_type(signature.args[0])
+        return context.make_tuple(builder, signature.return_type, [builder.bitcast(m, ft), builder.sitofp(k, ft)])
+
+    return sig, codegen
+
+
+def _ln_table(bits: int) -> tuple[float, ...]:
+    """Constants of :func:`_ln` for a float type of ``bits`` bits (see there)."""
+    mant = 23 if bits == 32 else 52
+    tiny = math.ldexp(1.0, -126 if bits == 32 else -1022)  # smallest normal number
+    ln2 = decimal.Context(prec=40).ln(2)
+    # ln 2 = hi + lo, hi with few enough significant bits that k * hi is exact for every exponent k.
+    keep = 12 if bits == 32 else 32
+    hi = math.ldexp(math.floor(math.ldexp(float(ln2), keep)), -keep)
+    lo = float(ln2 - decimal.Decimal(hi))
+    series = [2 / (2 * i + 1) for i in range(1, 10)]  # 2/3, 2/5, ..., 2/19
+    return (1.0, 2.0, tiny, math.ldexp(1.0, mant), float(mant), hi, lo, math.inf, *series)
+
+
+_LN_32 = _ln_table(32)
+_LN_64 = _ln_table(64)
+
+
+@_kernel(inline="always")
+def _ln_constants(a):
+    """:func:`_ln_table` in the dtype of array ``a`` (a tuple of typed constants: Python floats would be float64)."""
+    f = a.dtype.type
+    t = _LN_32 if a.itemsize == 4 else _LN_64
+    return (
+        f(t[0]), f(t[1]), f(t[2]), f(t[3]), f(t[4]), f(t[5]), f(t[6]), f(t[7]),
+        f(t[8]), f(t[9]), f(t[10]), f(t[11]), f(t[12]), f(t[13]), f(t[14]), f(t[15]), f(t[16]),
+    )  # fmt: skip
+
+
+@_kernel(inline="always")
+def _ln(v, c, wide):
+    """Natural log of ``v >= 0`` (``-inf`` at 0, ``v`` itself if not finite), a SIMD loop's worth of code.
+
+    ``v = m 2**k``; ``log(m) = f - f**2/2 + s (f**2/2 + R)``, ``f = m - 1``,
+    ``s = f / (2 + f)``, ``R = 2 s**2/3 + 2 s**4/5 + ...`` (fdlibm's
+    formulation with the series' own coefficients): ``|s| < 0.172``, so four
+    terms reach float32 rounding and nine (``wide``) float64 rounding.
+    Subnormal ``v`` is scaled up first.  ``c`` is :func:`_ln_constants`.
+    """
+    one, two, tiny, scale, mant, ln2_hi, ln2_lo, inf = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    sub = v < tiny
+    m, k = _split_exponent(v * scale if sub else v)
+    if sub:
+        k -= mant
+    f = m - one
+    s = f / (two + f)
+    z = s * s
+    if wide:
+        r = z * (
+            c[8]
+            + z * (c[9] + z * (c[10] + z * (c[11] + z * (c[12] + z * (c[13] + z * (c[14] + z * (c[15] + z * c[16])))))))
+        )
+    else:
+        r = z * (c[8] + z * (c[9] + z * (c[10] + z * c[11])))
+    hfsq = f * f / two
+    y = k * ln2_hi + ((f - hfsq + s * (hfsq + r)) + k * ln2_lo)
+    return -inf if v == 0 else (y if v < inf else v)  # v < inf is False for inf and nan
+
+
+# ------------------------------------------------------------------ Mel, log
 @_kernel()
-def _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, acc, out, t0, count, floor, lanes):
-    """Band-limited Mel product of the power block, clamped, into ``out[:, t0 : t0 + count]``.
+def _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, melflat, peak, out, t0, count, floor, log_k, lanes):
+    """Band-limited Mel product of the power block, clamped and logged, into ``out[:, t0 : t0 + count]``.
 
     Only each band's nonzero bins are read, while the block is still in cache.
+    The log (times ``log_k``: 1, or ``1 / ln 10``) runs over the whole block
+    as one loop (a loop per band would leave one dependent chain per vector
+    at 16 lanes), then ``peak[b]`` keeps the largest log lane ``b`` has seen:
+    the utterance's maximum for the dynamic-range clamp, without a pass of its own.
     """
-    for mm in range(out.shape[0]):
+    n_mels = out.shape[0]
+    mel = melflat[: n_mels * lanes].reshape((n_mels, lanes))
+    for mm in range(n_mels):
+        acc = mel[mm]
         for b in range(lanes):
             acc[b] = 0
         base = mel_off[mm] - mel_lo[mm]
@@ -648,270 +761,187 @@ def _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, acc, out, t0, count, floor, l
             p = pw[k]
             for b in range(lanes):
                 acc[b] += w * p[b]
+    c = _ln_constants(melflat)
+    wide = melflat.itemsize == 8
+    for i in range(n_mels * lanes):
+        melflat[i] = _ln(max(melflat[i], floor), c, wide) * log_k
+    for mm in range(n_mels):
         row = out[mm, t0:]
+        acc = mel[mm]
         if count == lanes:
             for b in range(lanes):
-                row[b] = max(acc[b], floor)
+                row[b] = acc[b]
+                peak[b] = max(peak[b], acc[b])
         else:
             for b in range(count):
-                row[b] = max(acc[b], floor)
+                row[b] = acc[b]
+                peak[b] = max(peak[b], acc[b])
 
 
-# -------------------------------------------------------------- full path
 @_kernel()
-def _mel_block(
-    x,
-    silence,
-    out,
-    t_first,
-    t_stop,
-    hop,
-    flen,
-    pad,
-    mode,
-    c_sig,
-    remove_dc,
-    c_frame,
-    win,
-    radices,
-    twr,
-    twi,
-    twoff,
-    rtr,
-    rti,
-    magnitude,
-    mel_w,
-    mel_lo,
-    mel_hi,
-    mel_off,
-    floor,
-    lanes,
-):
-    """Clamped Mel energies ``max(mel, floor)`` of frames ``[t_first, t_stop)`` of every signal.
+def _log_post_row(y, peak, dyn, dynamic_range, offset, scale):
+    """In place on one utterance's logs: ``(max(y, peak - dynamic_range) + offset) * scale``."""
+    f = y.dtype.type
+    lo = peak - f(dynamic_range) if dyn else f(-np.inf)
+    off, sc = f(offset), f(scale)
+    for i in range(y.shape[0]):
+        y[i] = (max(y[i], lo) + off) * sc
 
-    ``x`` is ``(batch, nr)``, each row followed by ``silence`` zeros (the
-    config's trailing silence, never copied); ``out`` is
-    ``(batch, n_mels, n_frames)``.  ``win``
-    already includes ``input_scale`` (every stage before the FFT is linear).
-    ``t_first`` must be a multiple of ``LANES`` unless it is the only block.
+
+@_kernel()
+def log_post(y, peaks, dyn, dynamic_range, offset, scale):
+    """In place on logs ``y`` ``(batch, n)``: ``(max(y, peak - dynamic_range) + offset) * scale``, row by row.
+
+    ``peaks[s]`` is the maximum of row ``s`` (one utterance): the largest of
+    the peaks the frame ranges' kernel calls returned.
     """
-    nb, nr = x.shape
-    n = nr + silence
-    half = rtr.shape[0] - 1
-    dt = x.dtype
+    for s in range(y.shape[0]):
+        _log_post_row(y[s], peaks[s], dyn, dynamic_range, offset, scale)
+
+
+# ------------------------------------------------------------ the fused path
+# The packed plan (built once per config and dtype by numba_backend._kernel_plan):
+# a call converts three arrays instead of some 25 arguments (measured: 3.1 us of
+# Numba dispatch per call with 25, 0.4 with 8).  ``ints`` starts with this header,
+# then radices, stage-twiddle offsets and the Mel bands' first bins, ends and
+# weight offsets; ``floats`` holds the window (input_scale folded in), the stage
+# twiddles' real then imaginary parts, the split-step twiddles' and the Mel
+# weights; ``params`` (float64) the scalars below.
+(I_HOP, I_FLEN, I_PAD, I_MODE, I_SILENCE, I_REMOVE_DC, I_MAGNITUDE, I_N_FFT, I_N_MELS, I_STAGES,
+ I_TWIDDLES, I_LOG10, I_DYN, I_HEADER) = range(14)  # fmt: skip
+P_C_SIG, P_C_FRAME, P_FLOOR, P_DYNAMIC_RANGE, P_OFFSET, P_SCALE, P_SIZE = range(7)
+
+
+@_kernel(inline="always")
+def _unpack(floats, ints):
+    """The plan's tables as views of ``floats`` and ``ints``."""
+    flen, half, n_mels, ns, ntw = ints[I_FLEN], ints[I_N_FFT] // 2, ints[I_N_MELS], ints[I_STAGES], ints[I_TWIDDLES]
+    i = I_HEADER
+    radices, twoff = ints[i : i + ns], ints[i + ns : i + 2 * ns]
+    i += 2 * ns
+    mel_lo, mel_hi, mel_off = ints[i : i + n_mels], ints[i + n_mels : i + 2 * n_mels], ints[i + 2 * n_mels :]
+    win, j = floats[:flen], flen
+    twr, twi = floats[j : j + ntw], floats[j + ntw : j + 2 * ntw]
+    j += 2 * ntw
+    rtr, rti = floats[j : j + half + 1], floats[j + half + 1 : j + 2 * half + 2]
+    mel_w = floats[j + 2 * half + 2 :]
+    return win, radices, twr, twi, twoff, rtr, rti, mel_w, mel_lo, mel_hi, mel_off
+
+
+def _workspace_layout(hop, flen, n_fft, n_mels, itemsize, lanes):
+    """``(period, lead, cols, size)``: the transposed samples' shape and the workspace's length in items.
+
+    The workspace holds, in order: the transposed samples ``(period, cols)``,
+    the edge blocks' segment (as many), the FFT's four ping-pong planes and
+    the power block (``n_fft / 2 (+1)`` rows of :func:`_row_stride`), the Mel
+    block ``(n_mels, lanes)``, then the lane peaks and the previous
+    pre-emphasised sample (``lanes`` each).  Plain Python as well
+    (``_workspace_layout.py_func``): the back end sizes each thread's workspace with it.
+    """
     if hop <= flen:
         # Overlapping (or touching) frames: transposed signal, see the module doc.
-        period = hop
-        lead = hop
-        v = 64 // x.itemsize
-        cols = lanes + 1 + (flen - 1) // hop
-        cols = -(-cols // v) * v
+        v = 64 // itemsize
+        period, lead, cols = hop, hop, -(-(lanes + 1 + (flen - 1) // hop) // v) * v
     else:
-        period = flen + 1
-        lead = 1
-        cols = lanes
-    tflat = np.zeros(period * cols, dt)  # zeros: unfilled columns must hold finite values
-    tb = tflat.reshape((period, cols))
-    seg = np.empty(period * cols, dt)
-    stride = _row_stride(x.itemsize, lanes)
-    ar = np.empty((half, stride), dt)
-    ai = np.empty((half, stride), dt)
-    br = np.empty((half, stride), dt)
-    bi = np.empty((half, stride), dt)
-    pw = np.empty((half + 1, stride), dt)
-    acc = np.empty(lanes, dt)
-    u_prev = np.empty(lanes, dt)
-    dc = np.empty(lanes, np.float64)
-    fl = dt.type(floor)
-    for s in range(nb):
-        xs = x[s]
-        t0 = t_first
-        while t0 < t_stop:
-            # Full blocks, then the tail in the fewest lanes that hold it
-            # (40 frames left: 32 + 16 lanes, not 64).
-            left = t_stop - t0
-            if left > lanes - 16:
-                _one_block(
-                    xs,
-                    n,
-                    nr,
-                    t0,
-                    min(left, lanes),
-                    hop,
-                    flen,
-                    pad,
-                    mode,
-                    c_sig,
-                    remove_dc,
-                    c_frame,
-                    win,
-                    radices,
-                    twr,
-                    twi,
-                    twoff,
-                    rtr,
-                    rti,
-                    magnitude,
-                    mel_w,
-                    mel_lo,
-                    mel_hi,
-                    mel_off,
-                    fl,
-                    out[s],
-                    period,
-                    lead,
-                    cols,
-                    tflat,
-                    tb,
-                    seg,
-                    ar,
-                    ai,
-                    br,
-                    bi,
-                    pw,
-                    acc,
-                    u_prev,
-                    dc,
-                    lanes,
-                )
-                t0 += lanes
-            elif left > 16:
-                _one_block(
-                    xs,
-                    n,
-                    nr,
-                    t0,
-                    min(left, 32),
-                    hop,
-                    flen,
-                    pad,
-                    mode,
-                    c_sig,
-                    remove_dc,
-                    c_frame,
-                    win,
-                    radices,
-                    twr,
-                    twi,
-                    twoff,
-                    rtr,
-                    rti,
-                    magnitude,
-                    mel_w,
-                    mel_lo,
-                    mel_hi,
-                    mel_off,
-                    fl,
-                    out[s],
-                    period,
-                    lead,
-                    cols,
-                    tflat,
-                    tb,
-                    seg,
-                    ar,
-                    ai,
-                    br,
-                    bi,
-                    pw,
-                    acc,
-                    u_prev,
-                    dc,
-                    32,
-                )
-                t0 += 32
-            else:
-                _one_block(
-                    xs,
-                    n,
-                    nr,
-                    t0,
-                    left,
-                    hop,
-                    flen,
-                    pad,
-                    mode,
-                    c_sig,
-                    remove_dc,
-                    c_frame,
-                    win,
-                    radices,
-                    twr,
-                    twi,
-                    twoff,
-                    rtr,
-                    rti,
-                    magnitude,
-                    mel_w,
-                    mel_lo,
-                    mel_hi,
-                    mel_off,
-                    fl,
-                    out[s],
-                    period,
-                    lead,
-                    cols,
-                    tflat,
-                    tb,
-                    seg,
-                    ar,
-                    ai,
-                    br,
-                    bi,
-                    pw,
-                    acc,
-                    u_prev,
-                    dc,
-                    16,
-                )
-                t0 += 16  # fmt: skip
+        period, lead, cols = flen + 1, 1, lanes
+    half = n_fft // 2
+    stride = lanes + 16 // itemsize
+    return period, lead, cols, 2 * period * cols + (5 * half + 1) * stride + n_mels * lanes + 2 * lanes
+
+
+_workspace_layout = _kernel(inline="always")(_workspace_layout)
 
 
 @_kernel()
-def _one_block(
-    xs,
-    n,
-    nr,
-    t0,
-    count,
-    hop,
-    flen,
-    pad,
-    mode,
-    c_sig,
-    remove_dc,
-    c_frame,
-    win,
-    radices,
-    twr,
-    twi,
-    twoff,
-    rtr,
-    rti,
-    magnitude,
-    mel_w,
-    mel_lo,
-    mel_hi,
-    mel_off,
-    fl,
-    out,
-    period,
-    lead,
-    cols,
-    tflat,
-    tb,
-    seg,
-    ar,
-    ai,
-    br,
-    bi,
-    pw,
-    acc,
-    u_prev,
-    dc,
-    lanes,
-):
+def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, lanes):
+    """Log-Mel features of frames ``[t_first, t_stop)`` of every signal.
+
+    ``x`` is ``(batch, nr)``, each row followed by the config's trailing
+    silence (zeros, never copied); ``out`` is ``(batch, n_mels, n_frames)``.
+    ``peaks[s]`` receives the largest log of signal ``s`` in the range (if
+    ``peaks`` is not empty).  ``work`` is a workspace of at least
+    :func:`_workspace_layout` items (zeros when new).  With
+    ``finish`` (the range is every frame) the dynamic-range clamp, offset and
+    scale are applied here too; otherwise the caller applies them with
+    :func:`log_post` once every range is done.  ``t_first`` must be a
+    multiple of ``LANES`` unless it is the only block.
+    """
+    win, radices, twr, twi, twoff, rtr, rti, mel_w, mel_lo, mel_hi, mel_off = _unpack(floats, ints)
+    hop, flen, pad, mode = ints[I_HOP], ints[I_FLEN], ints[I_PAD], ints[I_MODE]
+    remove_dc, magnitude = ints[I_REMOVE_DC] != 0, ints[I_MAGNITUDE] != 0
+    nb, nr = x.shape
+    n = nr + ints[I_SILENCE]
+    half = rtr.shape[0] - 1
+    dt = x.dtype
+    f = dt.type
+    c_sig, c_frame, fl = f(params[P_C_SIG]), f(params[P_C_FRAME]), f(params[P_FLOOR])
+    log_k = f(1 / np.log(10.0)) if ints[I_LOG10] else f(1.0)
+    period, lead, cols, _ = _workspace_layout(hop, flen, ints[I_N_FFT], out.shape[1], x.itemsize, lanes)
+    # Carved from the caller's workspace (one per thread, kept between calls): no
+    # allocation per call, and the transposed samples' unfilled columns keep the
+    # finite values of an earlier call (or the zeros it was created with).
+    i = 0
+    tflat = work[i : i + period * cols]
+    tb = tflat.reshape((period, cols))
+    i += period * cols
+    seg = work[i : i + period * cols]
+    i += period * cols
+    stride = _row_stride(x.itemsize, lanes)
+    planes = work[i : i + (5 * half + 1) * stride]
+    ar = planes[: half * stride].reshape((half, stride))
+    ai = planes[half * stride : 2 * half * stride].reshape((half, stride))
+    br = planes[2 * half * stride : 3 * half * stride].reshape((half, stride))
+    bi = planes[3 * half * stride : 4 * half * stride].reshape((half, stride))
+    pw = planes[4 * half * stride :].reshape((half + 1, stride))
+    i += (5 * half + 1) * stride
+    melflat = work[i : i + out.shape[1] * lanes]
+    i += out.shape[1] * lanes
+    peak = work[i : i + lanes]
+    u_prev = work[i + lanes : i + 2 * lanes]
+    dc = np.empty(lanes, np.float64)
+    post = ints[I_DYN] != 0 or params[P_OFFSET] != 0 or params[P_SCALE] != 1
+    # What every block shares, as tuples (compiled away: only to keep the calls short).
+    geometry = (n, nr, hop, flen, pad, mode, period, lead, cols, remove_dc, magnitude)
+    coefs = (c_sig, c_frame, fl, log_k)
+    tables = (win, radices, twr, twi, twoff, rtr, rti, mel_w, mel_lo, mel_hi, mel_off)
+    bufs = (tflat, tb, seg, ar, ai, br, bi, pw, melflat, peak, u_prev, dc)
+    for s in range(nb):
+        xs = x[s]
+        o = out[s]
+        for b in range(lanes):
+            peak[b] = -np.inf
+        t0 = t_first
+        while t0 < t_stop:
+            # Full blocks, then the tail in the fewest lanes that hold it, a
+            # multiple of 16 (1 s: 102 frames = 64 + 48 lanes, not 64 + 32 + 16).
+            left = t_stop - t0
+            w = lanes if left > lanes - 16 else (48 if left > 32 else (32 if left > 16 else 16))
+            if w == lanes:
+                _one_block(xs, o, t0, min(left, w), geometry, coefs, tables, bufs, lanes)
+            elif w == 48:
+                _one_block(xs, o, t0, min(left, w), geometry, coefs, tables, bufs, 48)
+            elif w == 32:
+                _one_block(xs, o, t0, min(left, w), geometry, coefs, tables, bufs, 32)
+            else:
+                _one_block(xs, o, t0, min(left, w), geometry, coefs, tables, bufs, 16)
+            t0 += w
+        top = peak[0]
+        for b in range(1, lanes):
+            top = max(top, peak[b])
+        if peaks.shape[0]:
+            peaks[s] = top
+        if finish and post:
+            _log_post_row(out[s].reshape(-1), top, ints[I_DYN] != 0, params[P_DYNAMIC_RANGE], params[P_OFFSET],
+                          params[P_SCALE])  # fmt: skip
+
+
+@_kernel()
+def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, lanes):
     """Frames ``[t0, t0 + count)`` of one signal through ``lanes`` lanes (the buffers may be wider)."""
+    n, nr, hop, flen, pad, mode, period, lead, cols, remove_dc, magnitude = geometry
+    c_sig, c_frame, fl, log_k = coefs
+    win, radices, twr, twi, twoff, rtr, rti, mel_w, mel_lo, mel_hi, mel_off = tables
+    tflat, tb, seg, ar, ai, br, bi, pw, melflat, peak, u_prev, dc = bufs
     if hop <= flen:
         c_eff = _fill_transposed(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tflat, cols, seg)
     else:
@@ -919,106 +949,25 @@ def _one_block(
         c_eff = c_sig * 0
     _pack(tb, period, lead, flen, c_eff, remove_dc, c_frame, win, ar.shape[0], ar, ai, u_prev, dc, lanes)
     _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes)
-    _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, acc, out, t0, count, fl, lanes)
+    _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, melflat, peak, out, t0, count, fl, log_k, lanes)
 
 
 # One compiled entry point per main lane count (the ``lanes`` literal makes every
 # lane loop's trip count a compile-time constant); the variant in use is
 # chosen by :mod:`.variants`.
 @_kernel()
-def mel_block_64(
-    x,
-    silence,
-    out,
-    t_first,
-    t_stop,
-    hop,
-    flen,
-    pad,
-    mode,
-    c_sig,
-    remove_dc,
-    c_frame,
-    win,
-    radices,
-    twr,
-    twi,
-    twoff,
-    rtr,
-    rti,
-    magnitude,
-    mel_w,
-    mel_lo,
-    mel_hi,
-    mel_off,
-    floor,
-):
-    _mel_block(x, silence, out, t_first, t_stop, hop, flen, pad, mode, c_sig, remove_dc, c_frame, win,
-               radices, twr, twi, twoff, rtr, rti, magnitude, mel_w, mel_lo, mel_hi, mel_off, floor, 64)  # fmt: skip
+def mel_block_64(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64)
 
 
 @_kernel()
-def mel_block_32(
-    x,
-    silence,
-    out,
-    t_first,
-    t_stop,
-    hop,
-    flen,
-    pad,
-    mode,
-    c_sig,
-    remove_dc,
-    c_frame,
-    win,
-    radices,
-    twr,
-    twi,
-    twoff,
-    rtr,
-    rti,
-    magnitude,
-    mel_w,
-    mel_lo,
-    mel_hi,
-    mel_off,
-    floor,
-):
-    _mel_block(x, silence, out, t_first, t_stop, hop, flen, pad, mode, c_sig, remove_dc, c_frame, win,
-               radices, twr, twi, twoff, rtr, rti, magnitude, mel_w, mel_lo, mel_hi, mel_off, floor, 32)  # fmt: skip
+def mel_block_32(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 32)
 
 
 @_kernel()
-def mel_block_16(
-    x,
-    silence,
-    out,
-    t_first,
-    t_stop,
-    hop,
-    flen,
-    pad,
-    mode,
-    c_sig,
-    remove_dc,
-    c_frame,
-    win,
-    radices,
-    twr,
-    twi,
-    twoff,
-    rtr,
-    rti,
-    magnitude,
-    mel_w,
-    mel_lo,
-    mel_hi,
-    mel_off,
-    floor,
-):
-    _mel_block(x, silence, out, t_first, t_stop, hop, flen, pad, mode, c_sig, remove_dc, c_frame, win,
-               radices, twr, twi, twoff, rtr, rti, magnitude, mel_w, mel_lo, mel_hi, mel_off, floor, 16)  # fmt: skip
+def mel_block_16(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 16)
 
 
 #: Entry point by main lane count.
@@ -1071,21 +1020,3 @@ def mel_energies_kernel(power, out, mel_w, mel_lo, mel_hi, mel_off):
             for k in range(mel_lo[mm], mel_hi[mm]):
                 acc += mel_w[base + k] * pr[k]
             out[mm, r] = acc
-
-
-@_kernel()
-def log_post(y, peaks, dyn, dynamic_range, offset, scale):
-    """In place on logs ``y`` ``(batch, n)``: ``(max(y, peak - dynamic_range) + offset) * scale``.
-
-    ``peaks[s]`` is the maximum of row ``s`` (one utterance), found by NumPy
-    beforehand: a max-reduction loop here would stay scalar (LLVM needs
-    ``nnan`` to vectorise it), 10x slower than ``ndarray.max``.
-    """
-    f = y.dtype.type
-    off = f(offset)
-    sc = f(scale)
-    for s in range(y.shape[0]):
-        row = y[s]
-        lo = f(peaks[s]) - f(dynamic_range) if dyn else f(-np.inf)
-        for i in range(row.shape[0]):
-            row[i] = (max(row[i], lo) + off) * sc

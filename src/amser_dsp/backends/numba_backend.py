@@ -138,29 +138,51 @@ def _scaled_window(config: FeatureConfig, dtype: np.dtype) -> np.ndarray:
     return w
 
 
-@functools.lru_cache(maxsize=64)
-def _block_args(config: FeatureConfig, dtype: np.dtype) -> tuple:
-    """Arguments of the ``_numba_kernels.mel_block_*`` entry points after the frame range, for ``config``.
+class _KernelPlan(NamedTuple):
+    """The ``_numba_kernels.mel_block_*`` entry points' plan arguments for one config and dtype (see the layout there)."""
 
-    Cached: building them costs more than a 1 s clip's FFTs' worth of plan look-ups.
-    """
+    floats: np.ndarray
+    ints: np.ndarray
+    params: np.ndarray
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_plan(config: FeatureConfig, dtype: np.dtype) -> _KernelPlan:
     fft = _fft_plan(config.n_fft, dtype)
     mel = _mel_plan(config, dtype)
-    c = float(config.preemphasis)
-    return (
-        config.hop_length,
-        config.frame_length,
-        config.center_pad,
-        _PAD_CODES[config.pad_mode],
-        dtype.type(c if config.preemphasis_scope == "signal" else 0.0),
-        config.remove_dc,
-        dtype.type(c if config.preemphasis_scope == "frame" else 0.0),
-        _scaled_window(config, dtype),
-        fft.radices, fft.twr, fft.twi, fft.twoff, fft.rtr, fft.rti,
-        config.power == 1.0,
-        mel.weights, mel.lo, mel.hi, mel.off,
-        float(config.log_floor),
+    header = np.zeros(K.I_HEADER, np.int64)
+    header[[K.I_HOP, K.I_FLEN, K.I_PAD, K.I_MODE, K.I_SILENCE]] = (
+        config.hop_length, config.frame_length, config.center_pad, _PAD_CODES[config.pad_mode],
+        config.trailing_silence,
     )  # fmt: skip
+    header[[K.I_REMOVE_DC, K.I_MAGNITUDE, K.I_N_FFT, K.I_N_MELS, K.I_STAGES, K.I_TWIDDLES]] = (
+        config.remove_dc, config.power == 1.0, config.n_fft, config.n_mels, fft.radices.size, fft.twr.size,
+    )  # fmt: skip
+    header[[K.I_LOG10, K.I_DYN]] = (config.log == "log10", config.dynamic_range is not None)
+    ints = np.concatenate([header, fft.radices, fft.twoff, mel.lo, mel.hi, mel.off])
+    floats = np.concatenate([_scaled_window(config, dtype), fft.twr, fft.twi, fft.rtr, fft.rti, mel.weights])
+    c = float(config.preemphasis)
+    params = np.zeros(K.P_SIZE, np.float64)
+    params[[K.P_C_SIG, K.P_C_FRAME, K.P_FLOOR, K.P_DYNAMIC_RANGE, K.P_OFFSET, K.P_SCALE]] = (
+        c if config.preemphasis_scope == "signal" else 0.0, c if config.preemphasis_scope == "frame" else 0.0,
+        config.log_floor, config.dynamic_range or 0.0, config.log_offset, config.log_scale,
+    )  # fmt: skip
+    plan = _KernelPlan(np.ascontiguousarray(floats, dtype), ints, params)
+    for a in plan:
+        a.flags.writeable = False
+    return plan
+
+
+def finish_ranges(plan: _KernelPlan, out: np.ndarray, peaks: np.ndarray) -> None:
+    """The dynamic-range clamp, offset and scale on ``out`` ``(batch, n_mels, n_frames)``, in place.
+
+    For features computed by several kernel calls over frame ranges (``finish=False``);
+    ``peaks`` ``(ranges, batch)`` holds each call's peaks.
+    """
+    dyn, (offset, scale) = plan.ints[K.I_DYN] != 0, plan.params[[K.P_OFFSET, K.P_SCALE]]
+    if dyn or offset or scale != 1.0:
+        rows = out.reshape(out.shape[0], -1)
+        K.log_post(rows, peaks.max(axis=0), dyn, plan.params[K.P_DYNAMIC_RANGE], offset, scale)
 
 
 _pool_lock = threading.Lock()
@@ -211,8 +233,19 @@ def apply_mel(power: np.ndarray, filterbank: np.ndarray) -> np.ndarray:
     return out.reshape(lead + out.shape[1:])
 
 
+class _Call(NamedTuple):
+    """Per config and dtype: what :meth:`NumbaBackend.log_mel` needs besides the samples."""
+
+    config: FeatureConfig  # kept alive: the cache is keyed by its id()
+    plan: _KernelPlan | None  # None: not for the Numba FFT (the NumPy back end computes it)
+    workspace: int  # items in the kernel's workspace
+    local: threading.local  # each thread's workspace for this config and dtype
+    frames: dict[int, int]  # frame count by number of samples (checked by check_padding first)
+    no_peaks: np.ndarray  # empty: the kernel finishes the log itself
+
+
 class NumbaBackend(Backend):
-    """Fused Numba kernels: framing, real FFT, power, band-limited Mel, then a vectorised log.
+    """Fused Numba kernels: framing, real FFT, power, band-limited Mel and log in one pass over each block.
 
     Parameters
     ----------
@@ -240,51 +273,74 @@ class NumbaBackend(Backend):
         self.variant = variants.select() if variant is None else variants.get(variant)
         self._mel_block = K.MEL_BLOCK[self.variant.lanes]
         self._fallback = NumpyBackend()
-
-    @staticmethod
-    def _finish_log(clamped: np.ndarray, config: FeatureConfig) -> None:
-        # np.log/np.log10 are SIMD-vectorised; scalar math.log inside a Numba loop is not.
-        (np.log10 if config.log == "log10" else np.log)(clamped, out=clamped)
-        rows = clamped.reshape((-1, clamped.shape[-2] * clamped.shape[-1]))
-        dyn = config.dynamic_range is not None
-        if dyn or config.log_offset or config.log_scale != 1.0:
-            peaks = rows.max(axis=1) if dyn else np.zeros(rows.shape[0], rows.dtype)
-            K.log_post(rows, peaks, dyn, config.dynamic_range or 0.0, config.log_offset, config.log_scale)
+        self._calls: dict[tuple[int, np.dtype], _Call] = {}  # at most 16: each holds a workspace per thread
 
     # -------------------------------------------------------- fused path
-    def _clamped_mel_energies(
-        self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None
-    ) -> np.ndarray:
-        """Mel energies clamped to ``config.log_floor`` (the log stage's first step), ``(..., n_mels, n_frames)``.
+    def _call_for(self, config: FeatureConfig, dtype: np.dtype) -> _Call:
+        """What a call with ``config`` and ``dtype`` needs, cached by the config's identity.
 
-        The config's trailing silence is read as zeros past the end of
-        ``samples`` by the kernel, never appended (a copy of the whole signal).
+        Keyed by ``id(config)``, not its hash (hashing a frozen dataclass walks
+        every field: 0.4 us a call); the entry keeps the config alive, so the id
+        cannot be reused while cached.
         """
-        check_padding(samples.shape[-1], config)
-        n = samples.shape[-1]
-        n_frames = config.num_frames(n)
-        dtype = samples.dtype
-        x = samples.reshape(-1, n) if samples.flags.c_contiguous else np.ascontiguousarray(samples).reshape(-1, n)
-        out = np.empty((x.shape[0], config.n_mels, n_frames), dtype)
-        if n_frames:
-            args = _block_args(config, dtype)
-            silence = config.trailing_silence
-            workers = self.workers if workers is None else workers
-            total = n_frames * x.shape[0]
-            if workers > 1 and total >= 2 * self.min_frames_per_worker:
-                # Contiguous frame ranges, a multiple of LANES each, one per task.
-                chunk = -(-n_frames // (2 * workers))
-                chunk = -(-chunk // K.LANES) * K.LANES
-                starts = range(0, n_frames, chunk)
-                pool = _pool(workers)
-                futures = [
-                    pool.submit(self._mel_block, x, silence, out, t, min(t + chunk, n_frames), *args) for t in starts
-                ]
-                for f in futures:
-                    f.result()
-            else:
-                self._mel_block(x, silence, out, 0, n_frames, *args)
-        return out.reshape((*samples.shape[:-1], config.n_mels, n_frames))
+        call = self._calls.get((id(config), dtype))
+        if call is not None and call.config is config:
+            return call
+        plan, size = None, 0
+        if dtype in (np.float32, np.float64) and fft_supported(config.n_fft):
+            plan = _kernel_plan(config, dtype)
+            size = K._workspace_layout.py_func(
+                config.hop_length, config.frame_length, config.n_fft, config.n_mels, dtype.itemsize, self.variant.lanes
+            )[3]
+        call = _Call(config, plan, size, threading.local(), {}, np.empty(0, dtype))
+        if len(self._calls) >= 16:
+            self._calls.clear()
+        self._calls[(id(config), dtype)] = call
+        return call
+
+    @staticmethod
+    def _workspace(call: _Call) -> np.ndarray:
+        """This thread's kernel workspace for ``call``'s config and dtype, kept between calls.
+
+        One per config, not per thread only: the kernel leaves stale values in it,
+        and those of the same config are samples, finite and in range.
+        """
+        work = getattr(call.local, "work", None)
+        if work is None:
+            work = call.local.work = np.zeros(call.workspace, call.no_peaks.dtype)
+        return work
+
+    @staticmethod
+    def _frames(call: _Call, n: int) -> int:
+        """``call.config.num_frames(n)`` after :func:`check_padding`, remembered (streams repeat sizes)."""
+        frames = call.frames.get(n)
+        if frames is None:
+            check_padding(n, call.config)
+            frames = call.config.num_frames(n)
+            if len(call.frames) >= 256:
+                call.frames.clear()
+            call.frames[n] = frames
+        return frames
+
+    def _run_ranges(self, call: _Call, x: np.ndarray, out: np.ndarray, workers: int) -> None:
+        """The kernel over contiguous frame ranges (a multiple of LANES each), one pool task per range.
+
+        Each task reports its peaks; the dynamic-range clamp waits for all of them.
+        """
+        n_frames = out.shape[-1]
+        chunk = -(-n_frames // (2 * workers))
+        chunk = -(-chunk // K.LANES) * K.LANES
+        starts = range(0, n_frames, chunk)
+        peaks = np.empty((len(starts), x.shape[0]), out.dtype)
+
+        def task(i: int, t: int) -> None:
+            stop = min(t + chunk, n_frames)
+            self._mel_block(x, out, peaks[i], t, stop, *call.plan, False, self._workspace(call))
+
+        futures = [_pool(workers).submit(task, i, t) for i, t in enumerate(starts)]
+        for f in futures:
+            f.result()
+        finish_ranges(call.plan, out, peaks)
 
     def log_mel(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
         """Fused path: checked samples ``(..., n)`` to features ``(..., n_mels, n_frames)``.
@@ -298,9 +354,21 @@ class NumbaBackend(Backend):
         workers : int, optional
             Threads for this call (default: the back end's ``workers``).
         """
-        if samples.dtype not in (np.float32, np.float64) or not fft_supported(config.n_fft):
+        # The per-call path of short clips and streaming blocks: every look-up is cached.
+        call = self._call_for(config, samples.dtype)
+        if call.plan is None:
             return self._fallback.log_mel(samples, config)
-        out = self._clamped_mel_energies(samples, config, workers=workers)
-        if out.size:
-            self._finish_log(out, config)
-        return out
+        n = samples.shape[-1]
+        n_frames = call.frames.get(n) or self._frames(call, n)
+        x = samples.reshape(-1, n) if samples.flags.c_contiguous else np.ascontiguousarray(samples).reshape(-1, n)
+        out = np.empty((x.shape[0], config.n_mels, n_frames), samples.dtype)
+        if n_frames:
+            workers = self.workers if workers is None else workers
+            if workers > 1 and n_frames * x.shape[0] >= 2 * self.min_frames_per_worker:
+                self._run_ranges(call, x, out, workers)
+            else:
+                work = getattr(call.local, "work", None)
+                if work is None:
+                    work = self._workspace(call)
+                self._mel_block(x, out, call.no_peaks, 0, n_frames, *call.plan, True, work)
+        return out[0] if samples.ndim == 1 else out.reshape((*samples.shape[:-1], *out.shape[1:]))
