@@ -178,10 +178,11 @@ def test_batch_equals_loop(backend: str, preset: str, rng: np.random.Generator) 
     batch[0, 1] = 0  # digital silence inside a batch
     out = features(batch, 16000, preset, backend=backend)
     assert out.shape == (2, 3, 80, PRESETS[preset].num_frames(4000))
+    # float32 rounding: a batch may take other BLAS/FFT kernels than one signal (2e-6 apart on arm64's OpenBLAS).
     for i in range(2):
         for j in range(3):
             np.testing.assert_allclose(
-                out[i, j], features(batch[i, j], 16000, preset, backend=backend), rtol=1e-6, atol=1e-6
+                out[i, j], features(batch[i, j], 16000, preset, backend=backend), rtol=1e-5, atol=1e-5
             )
 
 

@@ -189,8 +189,13 @@ def write_output(path: Path, data: bytes | Callable[[Any], None]) -> None:
     never leaves a half-written output.
     """
     if path == STDIO:
+        if callable(data):
+            # Into memory first: np.save on a pipe asks for the file position, which fails under qemu-user (arm64).
+            buf = io.BytesIO()
+            data(buf)
+            data = buf.getvalue()
         out = sys.stdout.buffer
-        data(out) if callable(data) else out.write(data)
+        out.write(data)
         out.flush()
         return
     path.parent.mkdir(parents=True, exist_ok=True)
