@@ -36,7 +36,7 @@ import numpy as np
 from ..config import FeatureConfig, get_preset
 from ..errors import CodecError, CorruptContainerError, LimitExceededError, TargetNotMetWarning, UnknownTablesError
 from . import rans
-from .base import Codec, option, register
+from .base import Codec, matmul, option, register
 
 __all__ = [
     "DEFAULT_TABLES",
@@ -233,10 +233,10 @@ def analyse(features: np.ndarray, tables: KltDctTables) -> np.ndarray:
     b = tables.block
     n_frames = features.shape[1]
     n_blocks = -(-n_frames // b)
-    z = tables.basis.T @ (features.astype(np.float32) - tables.mean[:, None])
+    z = matmul(tables.basis.T, features.astype(np.float32) - tables.mean[:, None])
     z = np.pad(z, ((0, 0), (0, n_blocks * b - n_frames)), mode="edge") if n_frames else z
     # One (n_mels * n_blocks, b) x (b, b) product: a batched matmul of tiny matrices is several times slower.
-    return (z.reshape(-1, b) @ _dct(b).T).reshape(tables.n_mels, n_blocks, b)
+    return matmul(z.reshape(-1, b), _dct(b).T).reshape(tables.n_mels, n_blocks, b)
 
 
 def synthesise(
@@ -249,8 +249,8 @@ def synthesise(
     """
     b = tables.block
     basis = tables.basis if components is None else tables.basis[:, components]
-    z = (np.ascontiguousarray(coeffs, dtype=np.float32).reshape(-1, b) @ _dct(b)).reshape(basis.shape[1], -1)
-    return np.ascontiguousarray(basis @ z[:, :n_frames] + tables.mean[:, None], dtype=np.float32)
+    z = matmul(np.ascontiguousarray(coeffs, dtype=np.float32).reshape(-1, b), _dct(b)).reshape(basis.shape[1], -1)
+    return np.ascontiguousarray(matmul(basis, z[:, :n_frames]) + tables.mean[:, None], dtype=np.float32)
 
 
 def quantise(coeffs: np.ndarray, step_per_coeff: np.ndarray) -> np.ndarray:

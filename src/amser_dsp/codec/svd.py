@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import CodecError, CorruptContainerError, LimitExceededError
-from .base import Codec, option, register
+from .base import Codec, matmul, option, register
 
 __all__ = ["SvdCodec", "choose_rank", "truncated_svd"]
 
@@ -36,20 +36,20 @@ def truncated_svd(x: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.
     C : ndarray, (rank, n), float32, ``U.T @ x`` (that is ``diag(S) @ V.T``)
     """
     x64 = x.astype(np.float64)
-    eigenvalues, vectors = np.linalg.eigh(x64 @ x64.T)
+    eigenvalues, vectors = np.linalg.eigh(matmul(x64, x64.T))
     order = np.argsort(eigenvalues)[::-1][:rank]
     u = vectors[:, order]
     pivot = np.argmax(np.abs(u), axis=0)
     u *= np.where(u[pivot, np.arange(u.shape[1])] < 0, -1.0, 1.0)
     singular = np.sqrt(np.maximum(eigenvalues[order], 0.0))
-    coeffs = u.T @ x64
+    coeffs = matmul(u.T, x64)
     return u.astype(np.float32), singular, coeffs.astype(np.float32)
 
 
 def singular_values(x: np.ndarray) -> np.ndarray:
     """All singular values of ``x``, descending (from the Gram matrix)."""
     x64 = x.astype(np.float64)
-    return np.sqrt(np.maximum(np.linalg.eigvalsh(x64 @ x64.T)[::-1], 0.0))
+    return np.sqrt(np.maximum(np.linalg.eigvalsh(matmul(x64, x64.T))[::-1], 0.0))
 
 
 def choose_rank(x: np.ndarray, *, rank: int | None, ratio: float | None, energy: float | None) -> int:
@@ -300,7 +300,4 @@ class SvdCodec(Codec):
                 and float(np.abs(u).max()) * float(np.abs(c).max()) * r < 3e38
             ):
                 raise CorruptContainerError("svd chunk holds non-finite or overflowing factors")
-        # The factors are finite and their product bounded (checked above), so any floating-point flag
-        # the BLAS kernel leaves is spurious: OpenBLAS on arm64 leaves them (numpy/numpy#28687).
-        with np.errstate(all="ignore"):
-            return u @ c
+        return matmul(u, c)
