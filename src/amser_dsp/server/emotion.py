@@ -86,6 +86,8 @@ class ModelConfig:
     ffn: int = 256
     guide: str = "text"
     dropout: float = 0.3
+    pooled_stats: bool = False
+    input_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         choices = {
@@ -101,8 +103,11 @@ class ModelConfig:
             value = getattr(self, f.name)
             if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{f.name}={value!r} is invalid: expected a positive integer")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout={self.dropout!r} is invalid: expected 0 <= dropout < 1")
+        for name in ("dropout", "input_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: expected 0 <= {name} < 1")
+        if not isinstance(self.pooled_stats, bool):
+            raise ConfigError(f"pooled_stats={self.pooled_stats!r} is invalid: expected true or false")
         if self.d_model % self.heads or self.lstm_hidden * 2 != self.d_model:
             raise ConfigError(
                 f"d_model={self.d_model} must be divisible by heads={self.heads} and equal 2 x lstm_hidden={self.lstm_hidden}"
@@ -187,6 +192,15 @@ class AttentionPool(nn.Module):
         return torch.einsum("bt,btd->bd", weights, x)
 
 
+def masked_stats(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean and standard deviation over the valid frames of ``x`` (batch, frames, dim) -> (batch, 2 dim)."""
+    valid = (~_key_padding(lengths, x.shape[1]))[:, :, None].to(x.dtype)
+    n = valid.sum(1).clamp(min=1)
+    mean = (x * valid).sum(1) / n
+    var = (((x - mean[:, None]) * valid) ** 2).sum(1) / n
+    return torch.cat([mean, torch.sqrt(var + 1e-5)], -1)
+
+
 class AudioBranch(nn.Module):
     """Conv1d-BatchNorm-ReLU blocks over time (the first with ``conv_stride``), then a bidirectional LSTM.
 
@@ -243,10 +257,14 @@ class EmotionNet(nn.Module):
         self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
         self.register_buffer("text_std", torch.ones(cfg.text_dim))
         width = 0
+        self.input_drop = nn.Dropout(cfg.input_dropout)
         if cfg.uses_audio:
             self.audio = AudioBranch(cfg)
             self.audio_pool = AttentionPool(d, cfg.dropout)
             width += d
+            if cfg.pooled_stats:
+                self.stats = nn.Sequential(nn.Linear(2 * cfg.audio_dim, d), nn.ReLU(), nn.Dropout(cfg.dropout))
+                width += d
         if cfg.uses_text:
             self.text = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.ReLU(), nn.Dropout(cfg.dropout))
             self.text_pool = AttentionPool(d, cfg.dropout)
@@ -270,7 +288,10 @@ class EmotionNet(nn.Module):
         cfg = self.cfg
         pooled = []
         if cfg.uses_audio:
-            a, a_len = self.audio((audio - self.audio_mean) / self.audio_std, audio_len)
+            x = self.input_drop((audio - self.audio_mean) / self.audio_std)
+            if cfg.pooled_stats:
+                pooled.append(self.stats(masked_stats(x, audio_len)))
+            a, a_len = self.audio(x, audio_len)
             a_pad = _key_padding(a_len, a.shape[1])
         if cfg.uses_text:
             t = self.text((text - self.text_mean) / self.text_std)

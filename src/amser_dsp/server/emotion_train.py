@@ -164,6 +164,8 @@ def fit(
     weight_decay: float = 1e-4,
     patience: int = 12,
     threads: int = 1,
+    label_smoothing: float = 0.0,
+    average: float = 0.0,
     progress: bool = True,
 ) -> tuple[EmotionNet, list[dict[str, float]]]:
     """Train a network; returns the best epoch's weights (by validation UAR, then loss) and per-epoch metrics.
@@ -181,8 +183,17 @@ def fit(
     weights = torch.tensor(
         np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / model_cfg.n_classes, 0.0), dtype=torch.float32
     )
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # Exponential moving average of the weights (and BatchNorm statistics): what is scored and kept.
+    averaged = (
+        torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(average), use_buffers=True
+        )
+        if average
+        else None
+    )
+    scored = averaged.module if averaged is not None else model
     order_rng = torch.Generator().manual_seed(seed)
     labels = torch.from_numpy(train.labels)
     history: list[dict[str, float]] = []
@@ -205,6 +216,8 @@ def fit(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total += loss.item() * len(idx)
             seen += len(idx)
             correct += int((logits.argmax(-1) == labels[idx]).sum())
@@ -214,7 +227,7 @@ def fit(
                 sys.stderr.flush()
         row = {"epoch": epoch, "loss": total / max(seen, 1), "train_accuracy": 100 * correct / max(seen, 1)}
         if val is not None and len(val):
-            probs = predict(model, val)
+            probs = predict(scored, val)
             s = scores(val.labels, probs.argmax(1), model_cfg.n_classes)
             val_loss = float(
                 torch.nn.functional.nll_loss(torch.log(torch.from_numpy(probs) + 1e-9), torch.from_numpy(val.labels))
@@ -222,12 +235,12 @@ def fit(
             row.update(val_loss=val_loss, val_accuracy=s["accuracy"], val_uar=s["uar"])
             key = (s["uar"], -val_loss)
             if key > best:
-                best, best_state, stale = key, {k: v.clone() for k, v in model.state_dict().items()}, 0
+                best, best_state, stale = key, {k: v.clone() for k, v in scored.state_dict().items()}, 0
                 row["best"] = 1.0
             else:
                 stale += 1
         else:
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.clone() for k, v in scored.state_dict().items()}
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         if progress:
