@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,11 @@ from amser_dsp.server.emotion import (  # noqa: E402
     collate,
     default_checkpoint,
     load_checkpoint,
+    masked_stats,
     save_checkpoint,
 )
 from amser_dsp.server.emotion_data import LABELS  # noqa: E402
-from amser_dsp.server.emotion_train import Inputs, fit, predict, scores  # noqa: E402
+from amser_dsp.server.emotion_train import Inputs, TrainConfig, fit, predict, scores  # noqa: E402
 
 from ..conftest import SHARED_DATA  # noqa: E402
 
@@ -53,6 +55,30 @@ def test_forward_shapes_batch_and_single(fusion: str, guide: str) -> None:
     torch.testing.assert_close(batch[2:3], single, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("fusion", ["audio", "concat", "coattention"])
+def test_pooled_statistics_path_shapes_and_padding(fusion: str) -> None:
+    cfg = ModelConfig(fusion=fusion, pooled_stats=True, input_dropout=0.2, **SMALL)
+    model = EmotionNet(cfg).eval()
+    plain = EmotionNet(ModelConfig(fusion=fusion, **SMALL))
+    # The statistics path is one more block of d_model features in front of the classifier.
+    assert model.classifier[1].in_features == plain.classifier[1].in_features + cfg.d_model
+    data = synthetic(6, 4, cfg)
+    with torch.no_grad():
+        batch = model(*collate(data.audio, data.text))
+        single = model(*collate(data.audio[1:2], data.text[1:2]))
+    assert batch.shape == (6, 4) and single.shape == (1, 4)
+    torch.testing.assert_close(batch[1:2], single, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_stats_ignore_padding() -> None:
+    rng = np.random.default_rng(5)
+    items = [rng.standard_normal((n, 3)).astype(np.float32) for n in (4, 9, 1)]
+    audio, lengths, _, _ = collate(items, [np.zeros((1, 2), np.float32)] * 3)
+    got = masked_stats(audio, lengths).numpy()
+    want = np.stack([np.concatenate([x.mean(0), np.sqrt(x.var(0) + 1e-5)]) for x in items])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_config_is_validated() -> None:
     with pytest.raises(ConfigError, match="fusion='late'"):
         ModelConfig(fusion="late")
@@ -60,6 +86,31 @@ def test_config_is_validated() -> None:
         ModelConfig(d_model=30, heads=4, lstm_hidden=15)
     with pytest.raises(ConfigError, match="unknown model settings"):
         ModelConfig.from_dict({"fusoin": "audio"})
+    with pytest.raises(ConfigError, match=r"input_dropout=1\.0 is invalid"):
+        ModelConfig(input_dropout=1.0)
+    with pytest.raises(ConfigError, match="pooled_stats='yes' is invalid"):
+        ModelConfig(pooled_stats="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("label_smoothing", 1.0, r"label_smoothing=1\.0 is invalid"),
+        ("average", -0.1, r"average=-0\.1 is invalid"),
+        ("average", True, "average=True is invalid"),
+        ("model", {"pooled_stats": 1}, "pooled_stats=1 is invalid"),
+        ("epoch", 3, "unknown keys"),
+    ],
+)
+def test_training_config_is_validated(tmp_path: Path, key: str, value: object, message: str) -> None:
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({key: value}))
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_file(path)
+    cfg = ModelConfig(**SMALL)
+    if key in ("label_smoothing", "average"):
+        with pytest.raises(ConfigError, match=message):
+            fit(cfg, synthetic(4, 0, cfg), None, epochs=1, progress=False, **{key: value})
 
 
 def test_same_seed_same_weights() -> None:
@@ -69,6 +120,18 @@ def test_same_seed_same_weights() -> None:
     other = fit(cfg, train, val, seed=8, epochs=2, batch_size=8, progress=False)[0].state_dict()
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert not all(torch.equal(runs[0][k], other[k]) for k in runs[0])
+
+
+def test_same_seed_same_weights_with_averaging_and_statistics() -> None:
+    cfg = ModelConfig(pooled_stats=True, input_dropout=0.1, **SMALL)
+    train, val = synthetic(24, 1, cfg), synthetic(8, 2, cfg)
+    options = {"seed": 3, "epochs": 2, "batch_size": 8, "progress": False, "label_smoothing": 0.1}
+    runs = [fit(cfg, train, val, average=0.9, **options)[0].state_dict() for _ in range(2)]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    # The weight average is what comes back, not the last step's weights.
+    plain = fit(cfg, train, val, **options)[0].state_dict()
+    assert not all(torch.equal(runs[0][k], plain[k]) for k in plain)
+    assert set(runs[0]) == set(plain)
 
 
 def test_scores_against_hand_counts() -> None:

@@ -70,6 +70,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 12
+    label_smoothing: float = 0.0
+    average: float = 0.0
     threads: int = 2
     whisper_model: str | None = None
     beam_size: int = 5
@@ -86,10 +88,17 @@ class TrainConfig:
             raise ConfigError(f"{path}: unknown keys {sorted(set(data) - known)}; known: {sorted(known)}")
         cfg = cls(**data)
         ModelConfig.from_dict(cfg.model)  # refuse bad model settings before any work
+        _check_fit_options(cfg.label_smoothing, cfg.average)
         bad = [s for s in cfg.clean_settings if s not in SETTINGS]
         if bad:
             raise ConfigError(f"{path}: unknown codec settings {bad}; known: {sorted(SETTINGS)}")
         return cfg
+
+
+def _check_fit_options(label_smoothing: float, average: float) -> None:
+    for name, value in (("label_smoothing", label_smoothing), ("average", average)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ConfigError(f"{name}={value!r} is invalid: expected a number, 0 <= {name} < 1")
 
 
 # ------------------------------------------------------------------ metrics
@@ -172,8 +181,12 @@ def fit(
 
     Deterministic: torch's deterministic algorithms, ``threads`` intra-op
     threads, and every random draw (initial weights, dropout, batch order)
-    from ``seed``.  Without ``val`` the last epoch is kept.
+    from ``seed``.  Without ``val`` the last epoch is kept.  ``label_smoothing``
+    goes to the cross-entropy; ``average`` > 0 keeps an exponential moving
+    average of the weights and BatchNorm statistics (decay per step), and that
+    average is what is validated and returned.
     """
+    _check_fit_options(label_smoothing, average)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -322,6 +335,8 @@ def train(
         weight_decay=cfg.weight_decay,
         patience=cfg.patience,
         threads=cfg.threads,
+        label_smoothing=cfg.label_smoothing,
+        average=cfg.average,
         progress=progress,
     )
     test = inputs["test"]
