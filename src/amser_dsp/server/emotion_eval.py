@@ -242,6 +242,9 @@ def report(
             f"| {m} | {_fmt(d.scores(), 'accuracy', bootstrap(d.correct))} | {d.scores()['uar']:.1f} | "
             f"{d.scores()['macro_f1']:.1f} | {u.scores()['accuracy']:.1f} | {u.scores()['uar']:.1f} |"
         )
+    same = [m for m, by_setting in results.items() if m != main_name and by_setting is shipped]
+    if same:
+        lines += ["", f"{', '.join(same)}: the shipped model's own configuration, so the shipped model itself."]
     lines += [
         "",
         "## Per corpus (shipped model)",
@@ -301,9 +304,26 @@ def method_note(meta: dict[str, Any]) -> list[str]:
         f"text branch linear on the {m['text_input']} output of {meta['text_encoder']['name']}; "
         f"{m['fusion']} fusion ({m['layers']} self-attention layers on the {m['guide']} side, {m['layers']} "
         f"self + guided attention layers on the other, {m['heads']} heads, d = {m['d_model']}); attention pooling "
-        "per modality, concatenation, a two-layer classifier. Adam "
+        "per modality, concatenation, a two-layer classifier. "
+        + (
+            "Added beside the paper's audio branch (`pooled_stats`): the mean and standard deviation of the "
+            "standardised audio input over the clip's frames, through one linear layer + ReLU, concatenated with "
+            "the pooled branches before the classifier (the statistics a linear classifier on Whisper states "
+            "already uses well; the conv-LSTM alone over-fits the 425 training clips). "
+            if m.get("pooled_stats")
+            else ""
+        )
+        + (f"Input dropout {m.get('input_dropout')}, dropout {m['dropout']}. " if m.get("input_dropout") else "")
+        + "Adam "
         f"(lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}), batch {cfg.get('batch_size')}, "
-        "class-weighted cross-entropy, early stopping on the validation speakers' UAR "
+        + (f"label smoothing {cfg.get('label_smoothing')}, " if cfg.get("label_smoothing") else "")
+        + (
+            f"the exponential moving average of the weights (decay {cfg.get('average')} per step) is what is "
+            "validated and kept, "
+            if cfg.get("average")
+            else ""
+        )
+        + "class-weighted cross-entropy, early stopping on the validation speakers' UAR "
         f"(patience {cfg.get('patience')}); best epoch {best.get('epoch')} of {meta.get('metrics', {}).get('epochs_run')}. "
         f"Preparing the examples took {secs.get('prepare', 0) / 60:.1f} min (mostly Whisper; cached afterwards), "
         f"fitting {secs.get('fit', 0) / 60:.1f} min on {cfg.get('threads')} threads.",
