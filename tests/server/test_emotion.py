@@ -57,7 +57,7 @@ def test_forward_shapes_batch_and_single(fusion: str, guide: str) -> None:
 
 @pytest.mark.parametrize("fusion", ["audio", "concat", "coattention"])
 def test_pooled_statistics_path_shapes_and_padding(fusion: str) -> None:
-    cfg = ModelConfig(fusion=fusion, pooled_stats=True, input_dropout=0.2, **SMALL)
+    cfg = ModelConfig(fusion=fusion, pooled_stats=True, input_dropout=0.2, path_dropout=0.5, **SMALL)
     model = EmotionNet(cfg).eval()
     plain = EmotionNet(ModelConfig(fusion=fusion, **SMALL))
     # The statistics path is one more block of d_model features in front of the classifier.
@@ -68,6 +68,19 @@ def test_pooled_statistics_path_shapes_and_padding(fusion: str) -> None:
         single = model(*collate(data.audio[1:2], data.text[1:2]))
     assert batch.shape == (6, 4) and single.shape == (1, 4)
     torch.testing.assert_close(batch[1:2], single, atol=1e-5, rtol=1e-5)
+
+
+def test_path_dropout_zeroes_whole_items_in_training_only() -> None:
+    from amser_dsp.server.emotion import _drop_items
+
+    x = torch.ones(400, 8)
+    torch.manual_seed(0)
+    dropped = _drop_items(x, 0.25, training=True)
+    rows = dropped[:, 0]
+    assert rows.unique().tolist() == pytest.approx([0.0, 4 / 3])  # a row is dropped whole or kept, scaled
+    assert (dropped == rows[:, None]).all()
+    assert 0.15 < float((rows == 0).float().mean()) < 0.35
+    assert torch.equal(_drop_items(x, 0.25, training=False), x)
 
 
 def test_masked_stats_ignore_padding() -> None:
@@ -88,6 +101,8 @@ def test_config_is_validated() -> None:
         ModelConfig.from_dict({"fusoin": "audio"})
     with pytest.raises(ConfigError, match=r"input_dropout=1\.0 is invalid"):
         ModelConfig(input_dropout=1.0)
+    with pytest.raises(ConfigError, match=r"path_dropout=-0\.5 is invalid"):
+        ModelConfig(path_dropout=-0.5)
     with pytest.raises(ConfigError, match="pooled_stats='yes' is invalid"):
         ModelConfig(pooled_stats="yes")  # type: ignore[arg-type]
 

@@ -68,6 +68,11 @@ class ModelConfig:
     for tiny.en) or ``mel`` (decoded log-Mel, 80); ``text_input`` is
     ``tokens`` (the text encoder's token states) or ``sentence`` (their mean);
     ``guide`` names the modality whose self-attention stack guides the other.
+    ``pooled_stats`` adds a path beside the audio branch: the mean and standard
+    deviation of the audio input over the clip, through a linear layer, into the
+    classifier.  ``input_dropout`` drops audio input channels; ``path_dropout``
+    drops, per training item, the whole pooled output of the audio branch (so
+    the classifier learns to use the statistics and the text alone as well).
     """
 
     fusion: str = "coattention"
@@ -88,6 +93,7 @@ class ModelConfig:
     dropout: float = 0.3
     pooled_stats: bool = False
     input_dropout: float = 0.0
+    path_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         choices = {
@@ -103,7 +109,7 @@ class ModelConfig:
             value = getattr(self, f.name)
             if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{f.name}={value!r} is invalid: expected a positive integer")
-        for name in ("dropout", "input_dropout"):
+        for name in ("dropout", "input_dropout", "path_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: expected 0 <= {name} < 1")
         if not isinstance(self.pooled_stats, bool):
@@ -199,6 +205,14 @@ def masked_stats(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     mean = (x * valid).sum(1) / n
     var = (((x - mean[:, None]) * valid) ** 2).sum(1) / n
     return torch.cat([mean, torch.sqrt(var + 1e-5)], -1)
+
+
+def _drop_items(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Zero whole rows of ``x`` with probability ``p`` in training (survivors scaled by 1 / (1 - p))."""
+    if not training or p == 0:
+        return x
+    keep = (torch.rand(x.shape[0], 1) >= p).to(x.dtype)
+    return x * keep / (1 - p)
 
 
 class AudioBranch(nn.Module):
@@ -304,7 +318,7 @@ class EmotionNet(nn.Module):
                 o = layer(o, o_pad, g, g_pad)
             (a, t) = (o, g) if cfg.guide == "text" else (g, o)
         if cfg.uses_audio:
-            pooled.append(self.audio_pool(a, a_pad))
+            pooled.append(_drop_items(self.audio_pool(a, a_pad), cfg.path_dropout, self.training))
         if cfg.uses_text:
             pooled.append(self.text_pool(t, t_pad))
         return self.classifier(torch.cat(pooled, -1))
