@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ import amser_dsp  # noqa: E402
 from amser_dsp import CheckpointError, ConfigError  # noqa: E402
 from amser_dsp.server.emotion import (  # noqa: E402
     FUSIONS,
+    EmotionEnsemble,
     EmotionNet,
     ModelConfig,
+    build_network,
     collate,
     default_checkpoint,
     load_checkpoint,
@@ -81,6 +84,27 @@ def test_path_dropout_zeroes_whole_items_in_training_only() -> None:
     assert (dropped == rows[:, None]).all()
     assert 0.15 < float((rows == 0).float().mean()) < 0.35
     assert torch.equal(_drop_items(x, 0.25, training=False), x)
+
+
+def test_seed_ensemble_averages_its_members_log_probabilities(tmp_path: Path) -> None:
+    cfg = ModelConfig(members=3, pooled_stats=True, **SMALL)
+    with pytest.raises(ConfigError, match="build_network"):
+        EmotionNet(cfg)
+    torch.manual_seed(0)
+    model = build_network(cfg).eval()
+    assert isinstance(model, EmotionEnsemble) and len(model.members) == 3
+    data = synthetic(5, 6, cfg)
+    batch = collate(data.audio, data.text)
+    with torch.no_grad():
+        want = torch.stack([m(*batch).log_softmax(-1) for m in model.members]).mean(0)
+        torch.testing.assert_close(model(*batch), want)
+    assert predict(model, data).shape == (5, 4)
+    save_checkpoint(tmp_path / "e.pt", model, {"labels": list(LABELS)})
+    loaded, meta = load_checkpoint(tmp_path / "e.pt")
+    assert meta["model_config"]["members"] == 3
+    np.testing.assert_array_equal(predict(model, data), predict(loaded, data))
+    with pytest.raises(ConfigError, match="an ensemble of 2"):
+        EmotionEnsemble(replace(cfg, members=2), list(model.members))
 
 
 def test_masked_stats_ignore_padding() -> None:

@@ -26,7 +26,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,11 @@ from torch import nn  # noqa: E402
 __all__ = [
     "CHECKPOINT_FORMAT",
     "LICENSE_CAUTION",
+    "EmotionEnsemble",
     "EmotionNet",
     "EmotionRecogniser",
     "ModelConfig",
+    "build_network",
     "default_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
@@ -73,6 +75,8 @@ class ModelConfig:
     classifier.  ``input_dropout`` drops audio input channels; ``path_dropout``
     drops, per training item, the whole pooled output of the audio branch (so
     the classifier learns to use the statistics and the text alone as well).
+    ``members`` > 1 is a seed ensemble: that many networks of this shape
+    (trained with consecutive seeds) whose log-probabilities are averaged.
     """
 
     fusion: str = "coattention"
@@ -94,6 +98,7 @@ class ModelConfig:
     pooled_stats: bool = False
     input_dropout: float = 0.0
     path_dropout: float = 0.0
+    members: int = 1
 
     def __post_init__(self) -> None:
         choices = {
@@ -264,6 +269,8 @@ class EmotionNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        if cfg.members != 1:
+            raise ConfigError(f"members={cfg.members}: an ensemble is built by build_network, not EmotionNet")
         self.cfg = cfg
         d = cfg.d_model
         self.register_buffer("audio_mean", torch.zeros(cfg.audio_dim))
@@ -324,6 +331,30 @@ class EmotionNet(nn.Module):
         return self.classifier(torch.cat(pooled, -1))
 
 
+class EmotionEnsemble(nn.Module):
+    """``cfg.members`` networks of one shape; ``forward`` gives their mean log-probabilities (as logits)."""
+
+    def __init__(self, cfg: ModelConfig, members: Sequence[EmotionNet] | None = None) -> None:
+        super().__init__()
+        single = replace(cfg, members=1)
+        members = list(members) if members is not None else [EmotionNet(single) for _ in range(cfg.members)]
+        if len(members) != cfg.members or any(m.cfg != single for m in members):
+            raise ConfigError(f"an ensemble of {cfg.members} needs that many networks of the configuration {single}")
+        self.cfg = cfg
+        self.members = nn.ModuleList(members)
+
+    def forward(
+        self, audio: torch.Tensor, audio_len: torch.Tensor, text: torch.Tensor, text_len: torch.Tensor
+    ) -> torch.Tensor:
+        logp = [m(audio, audio_len, text, text_len).log_softmax(-1) for m in self.members]
+        return torch.stack(logp).mean(0)
+
+
+def build_network(cfg: ModelConfig) -> EmotionNet | EmotionEnsemble:
+    """The network of ``cfg``: one :class:`EmotionNet`, or an :class:`EmotionEnsemble` when ``cfg.members`` > 1."""
+    return EmotionNet(cfg) if cfg.members == 1 else EmotionEnsemble(cfg)
+
+
 def collate(
     audio: Sequence[np.ndarray], text: Sequence[np.ndarray]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -351,7 +382,7 @@ def _state_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: EmotionNet, meta: dict[str, Any]) -> int:
+def save_checkpoint(path: str | os.PathLike[str], model: EmotionNet | EmotionEnsemble, meta: dict[str, Any]) -> int:
     """Write the state dict and metadata (model config, labels, preset, ...) to ``path``; returns its size in bytes.
 
     Weights are stored as float32; ``meta`` must hold only JSON-like values.
@@ -383,7 +414,7 @@ def load_checkpoint(
     preset: dict[str, Any] | None = None,
     text_encoder: str | None = None,
     recogniser: str | None = None,
-) -> tuple[EmotionNet, dict[str, Any]]:
+) -> tuple[EmotionNet | EmotionEnsemble, dict[str, Any]]:
     """The network (in eval mode) and metadata of a checkpoint, checked against what the caller will feed it.
 
     Parameters
@@ -431,7 +462,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path} reads encoder states of Whisper {meta.get('recogniser')!r}; the recogniser here is {recogniser!r}"
         )
-    model = EmotionNet(cfg)
+    model = build_network(cfg)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

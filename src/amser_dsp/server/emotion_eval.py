@@ -26,7 +26,7 @@ from .. import codec as codecs
 from ..api import features
 from ..errors import AmserError
 from ..io import load_audio
-from .emotion import EmotionNet, EmotionRecogniser, ModelConfig, load_checkpoint, save_checkpoint
+from .emotion import EmotionEnsemble, EmotionNet, EmotionRecogniser, ModelConfig, load_checkpoint, save_checkpoint
 from .emotion_data import (
     DEFAULT_SETTING,
     LABELS,
@@ -100,7 +100,7 @@ class Scored:
 
 
 def evaluate_model(
-    model: EmotionNet, name: str, examples: dict[str, list[Example]], text_features: Any
+    model: EmotionNet | EmotionEnsemble, name: str, examples: dict[str, list[Example]], text_features: Any
 ) -> dict[str, Scored]:
     """``Scored`` of ``model`` at every setting of ``examples`` (setting -> examples of the test clips)."""
     out = {}
@@ -110,7 +110,9 @@ def evaluate_model(
     return out
 
 
-def _ablation(base: TrainConfig, changes: dict[str, Any], data: Any, cache: Path, *, progress: bool) -> EmotionNet:
+def _ablation(
+    base: TrainConfig, changes: dict[str, Any], data: Any, cache: Path, *, progress: bool
+) -> EmotionNet | EmotionEnsemble:
     """The shipped config with ``changes`` to the model, trained on the same data (``data()``; cached by config)."""
     cfg = replace(base, model={**base.model, **changes})
     key = hashlib.sha256(json.dumps(vars(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -324,8 +326,20 @@ def method_note(meta: dict[str, Any]) -> list[str]:
             else ""
         )
         + "class-weighted cross-entropy, early stopping on the validation speakers' UAR "
-        f"(patience {cfg.get('patience')}); best epoch {best.get('epoch')} of {meta.get('metrics', {}).get('epochs_run')}. "
-        f"Preparing the examples took {secs.get('prepare', 0) / 60:.1f} min (mostly Whisper; cached afterwards), "
+        f"(patience {cfg.get('patience')}); "
+        + (
+            f"a seed ensemble of {m['members']} networks (seeds {cfg.get('seed')} to "
+            f"{cfg.get('seed', 0) + m['members'] - 1}, trained one after the other; their log-probabilities are "
+            "averaged), best epochs "
+            + ", ".join(
+                f"{x['best_epoch'].get('epoch')} of {x['epochs_run']}"
+                for x in meta.get("metrics", {}).get("members", [])
+            )
+            + ". "
+            if m.get("members", 1) > 1
+            else f"best epoch {best.get('epoch')} of {meta.get('metrics', {}).get('epochs_run')}. "
+        )
+        + f"Preparing the examples took {secs.get('prepare', 0) / 60:.1f} min (mostly Whisper; cached afterwards), "
         f"fitting {secs.get('fit', 0) / 60:.1f} min on {cfg.get('threads')} threads.",
     ]
 

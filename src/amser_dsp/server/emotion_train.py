@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ require_extra("torch", extra="emotion")
 
 import torch  # noqa: E402
 
-from .emotion import EmotionNet, ModelConfig, collate, save_checkpoint  # noqa: E402
+from .emotion import EmotionEnsemble, EmotionNet, ModelConfig, collate, save_checkpoint  # noqa: E402
 from .emotion_data import (  # noqa: E402
     DEFAULT_SETTING,
     LABELS,
@@ -150,7 +150,7 @@ def _stats(items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return rows.mean(0), rows.std(0)
 
 
-def predict(model: EmotionNet, inputs: Inputs, batch_size: int = 64) -> np.ndarray:
+def predict(model: EmotionNet | EmotionEnsemble, inputs: Inputs, batch_size: int = 64) -> np.ndarray:
     """Class probabilities ``(n, n_classes)`` of ``inputs`` (eval mode, no gradients)."""
     model.eval()
     out = []
@@ -306,7 +306,7 @@ def text_feature_fn(model_cfg: ModelConfig, encoder: Any) -> Any:
 
 def train(
     cfg: TrainConfig, *, progress: bool = True, data: dict[str, Any] | None = None, save: bool = True
-) -> tuple[EmotionNet, dict[str, Any]]:
+) -> tuple[EmotionNet | EmotionEnsemble, dict[str, Any]]:
     """Run ``cfg`` end to end; write the checkpoint and split file when ``save``; returns the model and metadata."""
     from .asr import Transcriber
     from .text import TextEncoder
@@ -324,21 +324,29 @@ def train(
     texts = text_feature_fn(model_cfg, encoder)
     inputs = {k: make_inputs(data[k], model_cfg, texts) for k in ("train", "val", "test")}
     prepared = time.perf_counter()
-    model, history = fit(
-        model_cfg,
-        inputs["train"],
-        inputs["val"],
-        seed=cfg.seed,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        patience=cfg.patience,
-        threads=cfg.threads,
-        label_smoothing=cfg.label_smoothing,
-        average=cfg.average,
-        progress=progress,
-    )
+    members, histories = [], []
+    for k in range(model_cfg.members):  # a seed ensemble: member k is trained with seed + k
+        if progress and model_cfg.members > 1:
+            print(f"member {k + 1}/{model_cfg.members} (seed {cfg.seed + k})", file=sys.stderr)
+        net, history = fit(
+            replace(model_cfg, members=1),
+            inputs["train"],
+            inputs["val"],
+            seed=cfg.seed + k,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            patience=cfg.patience,
+            threads=cfg.threads,
+            label_smoothing=cfg.label_smoothing,
+            average=cfg.average,
+            progress=progress,
+        )
+        members.append(net)
+        histories.append(history)
+    model = members[0] if model_cfg.members == 1 else EmotionEnsemble(model_cfg, members).eval()
+    history = histories[0]
     test = inputs["test"]
     settings = [e.version.setting for e in data["test"]]
     probs = predict(model, test)
@@ -361,7 +369,19 @@ def train(
             "augmented_settings": sorted(SETTINGS),
         },
         "text_encoder": {"name": cfg.text_encoder, "dim": encoder.dim},
-        "metrics": {"test": metrics, "best_epoch": best, "epochs_run": len(history)},
+        "metrics": {
+            "test": metrics,
+            "best_epoch": best,
+            "epochs_run": len(history),
+            "members": [
+                {
+                    "seed": cfg.seed + k,
+                    "best_epoch": next((h for h in reversed(hs) if h.get("best")), hs[-1]),
+                    "epochs_run": len(hs),
+                }
+                for k, hs in enumerate(histories)
+            ],
+        },
         "manifest_sha256": manifest_digest(data["train"]),
         "split": {s: p for s, p in sorted(data["split"].items())},
         "train_config": asdict(cfg),
