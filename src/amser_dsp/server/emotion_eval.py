@@ -205,6 +205,7 @@ def report(
         "",
         *targets_note(shipped),
         "",
+        *missing_note(shipped, results),
         "## Accuracy (%) by codec setting (the paper's Table I)",
         "",
         *header,
@@ -272,6 +273,22 @@ def report(
         lines += ["", f"![confusion matrix, shipped model, default codec]({picture})"]
     lines += ["", "## What the text branch adds", "", *text_branch_note(results, main_name)]
     return "\n".join(lines) + "\n"
+
+
+def missing_note(shipped: dict[str, Scored], results: dict[str, dict[str, Scored]]) -> list[str]:
+    """A line naming the sweep settings and ablations this report lacks (none: no line)."""
+    settings = [s for s in ORDER if s not in shipped]
+    ablations = [a for a in ABLATIONS if a not in results]
+    if not settings and not ablations:
+        return []
+    parts = [
+        f"codec settings {', '.join(settings)}" if settings else "",
+        f"ablations {', '.join(ablations)}" if ablations else "",
+    ]
+    return [
+        f"Not in this report (not run): {'; '.join(p for p in parts if p)}. `make emotion-eval` runs everything.",
+        "",
+    ]
 
 
 def targets_note(shipped: dict[str, Scored]) -> list[str]:
