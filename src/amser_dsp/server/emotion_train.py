@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ require_extra("torch", extra="emotion")
 
 import torch  # noqa: E402
 
-from .emotion import EmotionNet, ModelConfig, collate, save_checkpoint  # noqa: E402
+from .emotion import EmotionEnsemble, EmotionNet, ModelConfig, collate, save_checkpoint  # noqa: E402
 from .emotion_data import (  # noqa: E402
     DEFAULT_SETTING,
     LABELS,
@@ -70,6 +70,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 12
+    label_smoothing: float = 0.0
+    average: float = 0.0
     threads: int = 2
     whisper_model: str | None = None
     beam_size: int = 5
@@ -86,10 +88,17 @@ class TrainConfig:
             raise ConfigError(f"{path}: unknown keys {sorted(set(data) - known)}; known: {sorted(known)}")
         cfg = cls(**data)
         ModelConfig.from_dict(cfg.model)  # refuse bad model settings before any work
+        _check_fit_options(cfg.label_smoothing, cfg.average)
         bad = [s for s in cfg.clean_settings if s not in SETTINGS]
         if bad:
             raise ConfigError(f"{path}: unknown codec settings {bad}; known: {sorted(SETTINGS)}")
         return cfg
+
+
+def _check_fit_options(label_smoothing: float, average: float) -> None:
+    for name, value in (("label_smoothing", label_smoothing), ("average", average)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ConfigError(f"{name}={value!r} is invalid: expected a number, 0 <= {name} < 1")
 
 
 # ------------------------------------------------------------------ metrics
@@ -141,7 +150,7 @@ def _stats(items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return rows.mean(0), rows.std(0)
 
 
-def predict(model: EmotionNet, inputs: Inputs, batch_size: int = 64) -> np.ndarray:
+def predict(model: EmotionNet | EmotionEnsemble, inputs: Inputs, batch_size: int = 64) -> np.ndarray:
     """Class probabilities ``(n, n_classes)`` of ``inputs`` (eval mode, no gradients)."""
     model.eval()
     out = []
@@ -164,14 +173,20 @@ def fit(
     weight_decay: float = 1e-4,
     patience: int = 12,
     threads: int = 1,
+    label_smoothing: float = 0.0,
+    average: float = 0.0,
     progress: bool = True,
 ) -> tuple[EmotionNet, list[dict[str, float]]]:
     """Train a network; returns the best epoch's weights (by validation UAR, then loss) and per-epoch metrics.
 
     Deterministic: torch's deterministic algorithms, ``threads`` intra-op
     threads, and every random draw (initial weights, dropout, batch order)
-    from ``seed``.  Without ``val`` the last epoch is kept.
+    from ``seed``.  Without ``val`` the last epoch is kept.  ``label_smoothing``
+    goes to the cross-entropy; ``average`` > 0 keeps an exponential moving
+    average of the weights and BatchNorm statistics (decay per step), and that
+    average is what is validated and returned.
     """
+    _check_fit_options(label_smoothing, average)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -181,8 +196,17 @@ def fit(
     weights = torch.tensor(
         np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / model_cfg.n_classes, 0.0), dtype=torch.float32
     )
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # Exponential moving average of the weights (and BatchNorm statistics): what is scored and kept.
+    averaged = (
+        torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(average), use_buffers=True
+        )
+        if average
+        else None
+    )
+    scored = averaged.module if averaged is not None else model
     order_rng = torch.Generator().manual_seed(seed)
     labels = torch.from_numpy(train.labels)
     history: list[dict[str, float]] = []
@@ -205,6 +229,8 @@ def fit(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total += loss.item() * len(idx)
             seen += len(idx)
             correct += int((logits.argmax(-1) == labels[idx]).sum())
@@ -214,7 +240,7 @@ def fit(
                 sys.stderr.flush()
         row = {"epoch": epoch, "loss": total / max(seen, 1), "train_accuracy": 100 * correct / max(seen, 1)}
         if val is not None and len(val):
-            probs = predict(model, val)
+            probs = predict(scored, val)
             s = scores(val.labels, probs.argmax(1), model_cfg.n_classes)
             val_loss = float(
                 torch.nn.functional.nll_loss(torch.log(torch.from_numpy(probs) + 1e-9), torch.from_numpy(val.labels))
@@ -222,12 +248,12 @@ def fit(
             row.update(val_loss=val_loss, val_accuracy=s["accuracy"], val_uar=s["uar"])
             key = (s["uar"], -val_loss)
             if key > best:
-                best, best_state, stale = key, {k: v.clone() for k, v in model.state_dict().items()}, 0
+                best, best_state, stale = key, {k: v.clone() for k, v in scored.state_dict().items()}, 0
                 row["best"] = 1.0
             else:
                 stale += 1
         else:
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.clone() for k, v in scored.state_dict().items()}
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         if progress:
@@ -280,7 +306,7 @@ def text_feature_fn(model_cfg: ModelConfig, encoder: Any) -> Any:
 
 def train(
     cfg: TrainConfig, *, progress: bool = True, data: dict[str, Any] | None = None, save: bool = True
-) -> tuple[EmotionNet, dict[str, Any]]:
+) -> tuple[EmotionNet | EmotionEnsemble, dict[str, Any]]:
     """Run ``cfg`` end to end; write the checkpoint and split file when ``save``; returns the model and metadata."""
     from .asr import Transcriber
     from .text import TextEncoder
@@ -298,19 +324,29 @@ def train(
     texts = text_feature_fn(model_cfg, encoder)
     inputs = {k: make_inputs(data[k], model_cfg, texts) for k in ("train", "val", "test")}
     prepared = time.perf_counter()
-    model, history = fit(
-        model_cfg,
-        inputs["train"],
-        inputs["val"],
-        seed=cfg.seed,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        patience=cfg.patience,
-        threads=cfg.threads,
-        progress=progress,
-    )
+    members, histories = [], []
+    for k in range(model_cfg.members):  # a seed ensemble: member k is trained with seed + k
+        if progress and model_cfg.members > 1:
+            print(f"member {k + 1}/{model_cfg.members} (seed {cfg.seed + k})", file=sys.stderr)
+        net, history = fit(
+            replace(model_cfg, members=1),
+            inputs["train"],
+            inputs["val"],
+            seed=cfg.seed + k,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            patience=cfg.patience,
+            threads=cfg.threads,
+            label_smoothing=cfg.label_smoothing,
+            average=cfg.average,
+            progress=progress,
+        )
+        members.append(net)
+        histories.append(history)
+    model = members[0] if model_cfg.members == 1 else EmotionEnsemble(model_cfg, members).eval()
+    history = histories[0]
     test = inputs["test"]
     settings = [e.version.setting for e in data["test"]]
     probs = predict(model, test)
@@ -333,7 +369,19 @@ def train(
             "augmented_settings": sorted(SETTINGS),
         },
         "text_encoder": {"name": cfg.text_encoder, "dim": encoder.dim},
-        "metrics": {"test": metrics, "best_epoch": best, "epochs_run": len(history)},
+        "metrics": {
+            "test": metrics,
+            "best_epoch": best,
+            "epochs_run": len(history),
+            "members": [
+                {
+                    "seed": cfg.seed + k,
+                    "best_epoch": next((h for h in reversed(hs) if h.get("best")), hs[-1]),
+                    "epochs_run": len(hs),
+                }
+                for k, hs in enumerate(histories)
+            ],
+        },
         "manifest_sha256": manifest_digest(data["train"]),
         "split": {s: p for s, p in sorted(data["split"].items())},
         "train_config": asdict(cfg),
