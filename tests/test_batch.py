@@ -160,7 +160,16 @@ def test_interrupted_command_resumes_with_only_what_was_missing(tmp_path: Path) 
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "amser_dsp", "batch", "encode", str(src), str(out), "--workers", "2"]
     env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job starts with SIGINT ignored, and Python then never raises KeyboardInterrupt:
+    # give the command the default disposition, as a terminal would.
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     manifest = out / MANIFEST_NAME
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
