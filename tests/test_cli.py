@@ -220,3 +220,18 @@ def test_progress_lines_do_not_mix_with_the_bar(capsys: pytest.CaptureFixture[st
     assert err.count("\r\033[K") == 2 and err.endswith("\r\033[K")
     first_bar, cleared = err.index("1/3 a.flac"), err.index("\r\033[K")
     assert first_bar < cleared < err.index("1/3", cleared)  # drawn, cleared for the line, drawn again
+
+
+def test_codec_options_of_different_codecs_are_one_error_not_one_per_file(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.flac", "b.flac"):
+        shutil.copy(clip, folder / name)
+    assert main(["encode", str(folder), str(tmp_path / "out"), "--rank", "3", "--kbps", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "amser: error: options kbps (kltdct), rank (svd) do not select one codec: they belong to different codecs"
+    ]
+    assert not (tmp_path / "out").exists()

@@ -279,9 +279,11 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
 def codec_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for ``encode_audio`` / ``StreamEncoder`` / the client from :func:`add_codec_arguments`.
 
-    Only what was given: ``codec`` (a name) and the codec options.
+    Only what was given: ``codec`` (a name) and the codec options, checked
+    once here (options of different codecs, a value out of range) so that a
+    bad combination is one error, not the same failure for every file.
     """
-    from .codec import registered
+    from .codec import make_codec, registered
 
     out: dict[str, Any] = {}
     if args.codec is not None:
@@ -291,6 +293,8 @@ def codec_arguments(args: argparse.Namespace) -> dict[str, Any]:
             value = getattr(args, f"codec_{name}", None)
             if value is not None:
                 out[name] = value
+    if out:
+        make_codec(**out)
     return out
 
 
