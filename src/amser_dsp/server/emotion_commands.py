@@ -79,6 +79,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-emotion", help="train the emotion model (docs/emotion.md; about 30-60 min on 2 cores)")
     p.add_argument("--config", help="JSON training config (keys of TrainConfig; default: the shipped model's)")
     p.add_argument("--out", help="checkpoint to write (default: the config's out)")
+    p.add_argument(
+        "--folds",
+        type=int,
+        help="instead of training the model: cross-validate the config over K speaker folds of its training and "
+        "validation speakers (mean validation UAR per epoch)",
+    )
+    p.add_argument("--json", help="with --folds: also write the per-fold histories as JSON here")
     p.set_defaults(run=cmd_train_emotion)
 
     p = sub.add_parser("eval-emotion", help="score an emotion model on held-out speakers at every codec setting")

@@ -44,6 +44,7 @@ __all__ = [
     "make_split",
     "read_manifest",
     "read_split",
+    "speaker_folds",
     "training_versions",
     "write_split",
 ]
@@ -121,7 +122,8 @@ def make_split(
 
     Within each (corpus, gender) group the speakers are shuffled with ``seed``
     and the first ``test_fraction`` of them (rounded, at least one) go to test,
-    the next ``val_fraction`` to validation (early stopping), the rest to training.
+    the next ``val_fraction`` to validation (early stopping; none when it is 0),
+    the rest to training.
     """
     groups: dict[tuple[str, str], list[str]] = {}
     for c in clips:
@@ -133,10 +135,29 @@ def make_split(
         speakers = sorted(groups[key])
         order = np.random.default_rng([seed, zlib.crc32("/".join(key).encode())]).permutation(len(speakers))
         n_test = max(1, round(test_fraction * len(speakers)))
-        n_val = max(1, round(val_fraction * len(speakers))) if len(speakers) > n_test + 1 else 0
+        n_val = max(1, round(val_fraction * len(speakers))) if val_fraction > 0 and len(speakers) > n_test + 1 else 0
         for rank, i in enumerate(order):
             split[speakers[i]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
     return split
+
+
+def speaker_folds(clips: Sequence[EmotionClip], k: int, *, seed: int = 0) -> dict[str, int]:
+    """Speaker -> fold (0 to ``k - 1``): seeded, by speaker only, each (corpus, gender) group dealt round the folds."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in clips:
+        speakers = groups.setdefault((c.corpus, c.gender), [])
+        if c.speaker not in speakers:
+            speakers.append(c.speaker)
+    if not 2 <= k <= sum(len(g) for g in groups.values()):
+        raise ConfigError(f"{k} folds: expected 2 to the number of speakers ({sum(len(g) for g in groups.values())})")
+    fold, dealt = {}, 0
+    for key in sorted(groups):
+        speakers = sorted(groups[key])
+        order = np.random.default_rng([seed, zlib.crc32("/".join(key).encode()), 1]).permutation(len(speakers))
+        for i in order:  # continue dealing where the last group stopped, so folds stay even
+            fold[speakers[i]] = dealt % k
+            dealt += 1
+    return fold
 
 
 def write_split(split: dict[str, str], path: str | Path, clips: Sequence[EmotionClip]) -> None:
@@ -188,11 +209,17 @@ class Example:
 
 
 def codec_features(audio: np.ndarray, setting: str) -> np.ndarray:
-    """``whisper`` features of ``audio`` through a container at the codec ``setting`` and back."""
+    """``whisper`` features of ``audio`` through a container at the codec ``setting`` and back.
+
+    Computed by the NumPy reference back end: the recogniser cache is keyed by
+    these bytes, and a faster kernel's last-bit differences (which vary with
+    the CPU and the kernel's revision) would otherwise invalidate every entry.
+    """
     if setting not in SETTINGS:
         raise ConfigError(f"unknown codec setting {setting!r}; known: {sorted(SETTINGS)}")
     cfg = get_preset("whisper")
-    return codecs.decode(codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, **SETTINGS[setting]))
+    mel = features(audio, SAMPLE_RATE, cfg, backend="numpy")
+    return codecs.decode(codecs.encode(mel, config=cfg, **SETTINGS[setting]))
 
 
 def training_versions(

@@ -323,12 +323,11 @@ def method_note(meta: dict[str, Any]) -> list[str]:
         "test clips are clean, at the setting of each row. Recogniser outputs are cached on disk keyed by the exact "
         "recogniser input, so codec or front-end changes never reuse stale entries.",
         "",
+        *([f"Why this configuration: {cfg['note']}", ""] if cfg.get("note") else []),
         f"Network: audio branch {m['conv_blocks']} x Conv1d(kernel {m['conv_kernel']})-BatchNorm-ReLU "
         f"(first stride {m['conv_stride']}) over time, bidirectional LSTM ({m['lstm_hidden']} per direction); "
         f"text branch linear on the {m['text_input']} output of {meta['text_encoder']['name']}; "
-        f"{m['fusion']} fusion ({m['layers']} self-attention layers on the {m['guide']} side, {m['layers']} "
-        f"self + guided attention layers on the other, {m['heads']} heads, d = {m['d_model']}); attention pooling "
-        "per modality, concatenation, a two-layer classifier. "
+        + _fusion_words(m)
         + (
             "Added beside the paper's audio branch (`pooled_stats`): the mean and standard deviation of the "
             "standardised audio input over the clip's frames, through one linear layer + ReLU, concatenated with "
@@ -364,6 +363,21 @@ def method_note(meta: dict[str, Any]) -> list[str]:
         + f"Preparing the examples took {secs.get('prepare', 0) / 60:.1f} min (mostly Whisper; cached afterwards), "
         f"fitting {secs.get('fit', 0) / 60:.1f} min on {cfg.get('threads')} threads.",
     ]
+
+
+def _fusion_words(m: dict[str, Any]) -> str:
+    """The fusion part of the network's description."""
+    if m["fusion"] == "coattention":
+        how = (
+            f"co-attention fusion ({m['layers']} self-attention layers on the {m['guide']} side, {m['layers']} "
+            f"self + guided attention layers on the other, {m['heads']} heads, d = {m['d_model']}); attention "
+            "pooling per modality, concatenation"
+        )
+    elif m["fusion"] == "concat":
+        how = f"concatenation fusion (each branch pooled by attention, d = {m['d_model']}, no cross-modal attention)"
+    else:
+        how = f"{m['fusion']} only (attention pooling, d = {m['d_model']})"
+    return how + ", a two-layer classifier. "
 
 
 def text_branch_note(results: dict[str, dict[str, Scored]], main_name: str) -> list[str]:

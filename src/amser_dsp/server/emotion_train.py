@@ -42,11 +42,12 @@ from .emotion_data import (  # noqa: E402
     make_split,
     manifest_digest,
     read_manifest,
+    speaker_folds,
     training_versions,
     write_split,
 )
 
-__all__ = ["Inputs", "TrainConfig", "fit", "predict", "scores", "train"]
+__all__ = ["Inputs", "TrainConfig", "cross_validate", "fit", "predict", "scores", "train"]
 
 
 @dataclass
@@ -75,6 +76,8 @@ class TrainConfig:
     threads: int = 2
     whisper_model: str | None = None
     beam_size: int = 5
+    #: Why this configuration was chosen (free text; travels in the checkpoint and into the evaluation report).
+    note: str = ""
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
@@ -141,7 +144,7 @@ def make_inputs(examples: Sequence[Example], model_cfg: ModelConfig, text_featur
         audio = [np.ascontiguousarray(e.mel.T) for e in examples]
     texts = [e.text for e in examples]
     unique = sorted(set(texts))
-    table = dict(zip(unique, text_features(unique), strict=True))
+    table = dict(zip(unique, text_features(unique) if unique else [], strict=True))
     return Inputs(audio, [table[t] for t in texts], np.array([e.label for e in examples], int))
 
 
@@ -304,6 +307,84 @@ def text_feature_fn(model_cfg: ModelConfig, encoder: Any) -> Any:
     return encoder.tokens
 
 
+def network_config(cfg: TrainConfig, text_dim: int, examples: Sequence[Example]) -> ModelConfig:
+    """The network settings of ``cfg`` with the input widths of the text encoder and of ``examples``."""
+    model_cfg = ModelConfig.from_dict({"text_dim": text_dim, **cfg.model})
+    if model_cfg.audio_input == "encoder" and examples:
+        return replace(model_cfg, audio_dim=int(examples[0].states.shape[1]))
+    if model_cfg.audio_input == "mel":
+        return replace(model_cfg, audio_dim=get_preset("whisper").n_mels)
+    return model_cfg
+
+
+def cross_validate(
+    cfg: TrainConfig, folds: int, *, progress: bool = True, data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Speaker-fold cross-validation of ``cfg`` on its training and validation speakers (never its test speakers).
+
+    Each fold holds out a group of speakers (:func:`speaker_folds`), trains one
+    network (the config's first seed) on the others' versions for all
+    ``cfg.epochs`` (no early stopping) and scores the held-out speakers' clean
+    default-codec clips after every epoch.  Returns per-fold histories, the mean
+    validation UAR per epoch, and the epoch count with the best mean: what to
+    choose a configuration and a fixed epoch count by, on far more speakers
+    than one validation split has.  ``data`` (``clips``, ``split``, ``examples``)
+    skips the Whisper pass.
+    """
+    from .asr import Transcriber
+    from .text import TextEncoder
+
+    torch.set_num_threads(cfg.threads)
+    if data is None:
+        transcriber = Transcriber(model_path=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
+        clips = read_manifest(cfg.manifest)
+        split = make_split(clips, seed=cfg.split_seed, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
+        clips = [c for c in clips if split[c.speaker] != "test"]
+        versions = training_versions(clips, seed=cfg.seed, clean=cfg.clean_settings, augmented=cfg.augmented_versions)
+        examples = build_examples(versions, transcriber, cfg.cache, seed=cfg.seed, babble_pool=clips, progress=progress)
+        data = {"clips": clips, "examples": examples}
+    fold_of = speaker_folds(data["clips"], folds, seed=cfg.split_seed)
+    encoder = TextEncoder(cfg.text_encoder)
+    model_cfg = replace(network_config(cfg, encoder.dim, data["examples"]), members=1)
+    texts = text_feature_fn(model_cfg, encoder)
+    histories = []
+    for f in range(folds):
+        held = [fold_of[e.version.clip.speaker] == f for e in data["examples"]]
+        train_part = [e for e, h in zip(data["examples"], held, strict=True) if not h]
+        val_part = [
+            e
+            for e, h in zip(data["examples"], held, strict=True)
+            if h and not e.version.augmented and e.version.setting == DEFAULT_SETTING
+        ]
+        if progress:
+            speakers = sorted({e.version.clip.speaker for e in val_part})
+            print(f"fold {f + 1}/{folds}: {len(val_part)} clips of {', '.join(speakers)}", file=sys.stderr)
+        _, history = fit(
+            model_cfg,
+            make_inputs(train_part, model_cfg, texts),
+            make_inputs(val_part, model_cfg, texts),
+            seed=cfg.seed,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            patience=cfg.epochs,
+            threads=cfg.threads,
+            label_smoothing=cfg.label_smoothing,
+            average=cfg.average,
+            progress=progress,
+        )
+        histories.append(history)
+    mean_uar = [float(np.mean([h[e]["val_uar"] for h in histories])) for e in range(cfg.epochs)]
+    return {
+        "folds": folds,
+        "histories": histories,
+        "mean_val_uar": mean_uar,
+        "best_epochs": int(np.argmax(mean_uar)) + 1,
+        "fold_of": fold_of,
+    }
+
+
 def train(
     cfg: TrainConfig, *, progress: bool = True, data: dict[str, Any] | None = None, save: bool = True
 ) -> tuple[EmotionNet | EmotionEnsemble, dict[str, Any]]:
@@ -316,11 +397,7 @@ def train(
     transcriber = Transcriber(model_path=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
     data = data or load_split_examples(cfg, transcriber, progress=progress)
     encoder = TextEncoder(cfg.text_encoder)
-    model_cfg = ModelConfig.from_dict({"text_dim": encoder.dim, **cfg.model})
-    if model_cfg.audio_input == "encoder" and data["train"]:
-        model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), "audio_dim": int(data["train"][0].states.shape[1])})
-    elif model_cfg.audio_input == "mel":
-        model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), "audio_dim": get_preset("whisper").n_mels})
+    model_cfg = network_config(cfg, encoder.dim, data["train"])
     texts = text_feature_fn(model_cfg, encoder)
     inputs = {k: make_inputs(data[k], model_cfg, texts) for k in ("train", "val", "test")}
     prepared = time.perf_counter()
@@ -398,8 +475,22 @@ def train(
 
 def main(args: Any) -> int:  # ``amser train-emotion``
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    if args.folds is not None and args.out:
+        raise ConfigError("--out goes without --folds (cross-validation writes no checkpoint; --json keeps its numbers)")
     if args.out:
         cfg.out = args.out
+    if args.folds is not None:
+        result = cross_validate(cfg, args.folds)
+        print("epoch | mean validation UAR % | per fold")
+        for e, m in enumerate(result["mean_val_uar"]):
+            per_fold = " ".join(f"{h[e]['val_uar']:.1f}" for h in result["histories"])
+            print(f"{e + 1:5d} | {m:.1f} | {per_fold}")
+        print(f"best: {result['best_epochs']} epochs, mean validation UAR {max(result['mean_val_uar']):.1f}%")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"train_config": asdict(cfg), **result}, indent=1))
+        return 0
+    if args.json:
+        raise ConfigError("--json goes with --folds (the training run itself writes a checkpoint)")
     _, meta = train(cfg)
     for setting, m in meta["metrics"]["test"].items():
         print(
