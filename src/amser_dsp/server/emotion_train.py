@@ -476,7 +476,9 @@ def train(
 def main(args: Any) -> int:  # ``amser train-emotion``
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     if args.folds is not None and args.out:
-        raise ConfigError("--out goes without --folds (cross-validation writes no checkpoint; --json keeps its numbers)")
+        raise ConfigError(
+            "--out goes without --folds (cross-validation writes no checkpoint; --json keeps its numbers)"
+        )
     if args.out:
         cfg.out = args.out
     if args.folds is not None:
