@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -379,3 +379,30 @@ def test_train_emotion_refuses_options_that_do_not_go_together(
     assert main(["train-emotion", "--json", str(tmp_path / "cv.json")]) == 1
     assert "--json goes with --folds" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("fusion", ["coattention", "concat"])
+@pytest.mark.parametrize("val_fraction", [0.15, 0.0])
+def test_report_describes_the_model_it_was_given(fusion: str, val_fraction: float) -> None:
+    from amser_dsp.server.emotion_data import EmotionClip
+    from amser_dsp.server.emotion_eval import Scored, report
+
+    rng = np.random.default_rng(0)
+    clips = [EmotionClip(f"c{i}", Path(f"c{i}.wav"), "ravdess", f"s{i % 3}", "f", LABELS[i % 4], "") for i in range(12)]
+    shipped = {s: Scored("m", s, clips, rng.dirichlet(np.ones(4), 12)) for s in ("kltdct default", "uncompressed")}
+    model = asdict(ModelConfig(fusion=fusion, members=2))
+    history = {"best_epoch": {"epoch": 5}, "epochs_run": 9}
+    meta = {
+        "name": "test-model",
+        "model_config": model,
+        "recogniser": "tiny.en",
+        "text_encoder": {"name": "all-MiniLM-L6-v2"},
+        "train_config": asdict(TrainConfig(val_fraction=val_fraction, epochs=9, note="picked by a coin")),
+        "metrics": {"members": [history, history]},
+    }
+    text = report("m", {"m": shipped}, {"kltdct default": 3.8, "uncompressed": 600.0}, meta, "cmd", None)
+    assert ("guided attention" in text) == (fusion == "coattention")
+    assert ("no cross-modal attention" in text) == (fusion == "concat")
+    assert ("fixed 9 epochs" in text) == (val_fraction == 0)
+    assert ("best epochs 5 of 9, 5 of 9" in text) == (val_fraction > 0)
+    assert "Why this configuration: picked by a coin" in text and "a seed ensemble of 2 networks" in text

@@ -306,7 +306,6 @@ def method_note(meta: dict[str, Any]) -> list[str]:
     """How the shipped model was made, from its checkpoint."""
     cfg = meta.get("train_config", {})
     m = meta["model_config"]
-    best = meta.get("metrics", {}).get("best_epoch", {})
     secs = meta.get("seconds", {})
     return [
         "## How the model was made",
@@ -346,23 +345,31 @@ def method_note(meta: dict[str, Any]) -> list[str]:
             if cfg.get("average")
             else ""
         )
-        + "class-weighted cross-entropy, early stopping on the validation speakers' UAR "
-        f"(patience {cfg.get('patience')}); "
-        + (
-            f"a seed ensemble of {m['members']} networks (seeds {cfg.get('seed')} to "
-            f"{cfg.get('seed', 0) + m['members'] - 1}, trained one after the other; their log-probabilities are "
-            "averaged), best epochs "
-            + ", ".join(
-                f"{x['best_epoch'].get('epoch')} of {x['epochs_run']}"
-                for x in meta.get("metrics", {}).get("members", [])
-            )
-            + ". "
-            if m.get("members", 1) > 1
-            else f"best epoch {best.get('epoch')} of {meta.get('metrics', {}).get('epochs_run')}. "
-        )
+        + _stopping_words(cfg, m, meta)
         + f"Preparing the examples took {secs.get('prepare', 0) / 60:.1f} min (mostly Whisper; cached afterwards), "
         f"fitting {secs.get('fit', 0) / 60:.1f} min on {cfg.get('threads')} threads.",
     ]
+
+
+def _stopping_words(cfg: dict[str, Any], m: dict[str, Any], meta: dict[str, Any]) -> str:
+    """How many epochs each network trained, and why."""
+    members = meta.get("metrics", {}).get("members", [])
+    ensemble = (
+        f"a seed ensemble of {m['members']} networks (seeds {cfg.get('seed')} to "
+        f"{cfg.get('seed', 0) + m['members'] - 1}, trained one after the other; their log-probabilities are averaged)"
+        if m.get("members", 1) > 1
+        else "one network"
+    )
+    if not cfg.get("val_fraction", 0.15):
+        return (
+            f"class-weighted cross-entropy for a fixed {cfg.get('epochs')} epochs on all training speakers (no "
+            f"validation split; the epoch count comes from speaker-fold cross-validation); {ensemble}. "
+        )
+    best = ", ".join(f"{x['best_epoch'].get('epoch')} of {x['epochs_run']}" for x in members)
+    return (
+        "class-weighted cross-entropy, early stopping on the validation speakers' UAR "
+        f"(patience {cfg.get('patience')}); {ensemble}, best epoch{'s' if len(members) > 1 else ''} {best}. "
+    )
 
 
 def _fusion_words(m: dict[str, Any]) -> str:
