@@ -115,6 +115,16 @@ def read_manifest(path: str | Path) -> list[EmotionClip]:
 
 
 # ------------------------------------------------------------------- splits
+def _speaker_groups(clips: Sequence[EmotionClip]) -> dict[tuple[str, str], list[str]]:
+    """(corpus, gender) -> its speakers, in order of first appearance."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in clips:
+        speakers = groups.setdefault((c.corpus, c.gender), [])
+        if c.speaker not in speakers:
+            speakers.append(c.speaker)
+    return groups
+
+
 def make_split(
     clips: Sequence[EmotionClip], *, seed: int = 0, test_fraction: float = 0.3, val_fraction: float = 0.15
 ) -> dict[str, str]:
@@ -125,11 +135,7 @@ def make_split(
     the next ``val_fraction`` to validation (early stopping; none when it is 0),
     the rest to training.
     """
-    groups: dict[tuple[str, str], list[str]] = {}
-    for c in clips:
-        speakers = groups.setdefault((c.corpus, c.gender), [])
-        if c.speaker not in speakers:
-            speakers.append(c.speaker)
+    groups = _speaker_groups(clips)
     split = {}
     for key in sorted(groups):
         speakers = sorted(groups[key])
@@ -143,11 +149,7 @@ def make_split(
 
 def speaker_folds(clips: Sequence[EmotionClip], k: int, *, seed: int = 0) -> dict[str, int]:
     """Speaker -> fold (0 to ``k - 1``): seeded, by speaker only, each (corpus, gender) group dealt round the folds."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for c in clips:
-        speakers = groups.setdefault((c.corpus, c.gender), [])
-        if c.speaker not in speakers:
-            speakers.append(c.speaker)
+    groups = _speaker_groups(clips)
     if not 2 <= k <= sum(len(g) for g in groups.values()):
         raise ConfigError(f"{k} folds: expected 2 to the number of speakers ({sum(len(g) for g in groups.values())})")
     fold, dealt = {}, 0
