@@ -331,7 +331,7 @@ def method_note(meta: dict[str, Any]) -> list[str]:
             "Added beside the paper's audio branch (`pooled_stats`): the mean and standard deviation of the "
             "standardised audio input over the clip's frames, through one linear layer + ReLU, concatenated with "
             "the pooled branches before the classifier (the statistics a linear classifier on Whisper states "
-            "already uses well; the conv-LSTM alone over-fits the 425 training clips). "
+            "already uses well; the conv-LSTM alone over-fits a few hundred training clips). "
             if m.get("pooled_stats")
             else ""
         )
