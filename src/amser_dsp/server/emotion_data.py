@@ -150,8 +150,9 @@ def make_split(
 def speaker_folds(clips: Sequence[EmotionClip], k: int, *, seed: int = 0) -> dict[str, int]:
     """Speaker -> fold (0 to ``k - 1``): seeded, by speaker only, each (corpus, gender) group dealt round the folds."""
     groups = _speaker_groups(clips)
-    if not 2 <= k <= sum(len(g) for g in groups.values()):
-        raise ConfigError(f"{k} folds: expected 2 to the number of speakers ({sum(len(g) for g in groups.values())})")
+    n_speakers = sum(len(g) for g in groups.values())
+    if not 2 <= k <= n_speakers:
+        raise ConfigError(f"{k} folds: expected 2 to the number of speakers ({n_speakers})")
     fold, dealt = {}, 0
     for key in sorted(groups):
         speakers = sorted(groups[key])

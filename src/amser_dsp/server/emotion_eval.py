@@ -360,7 +360,7 @@ def _stopping_words(cfg: dict[str, Any], m: dict[str, Any], meta: dict[str, Any]
         if m.get("members", 1) > 1
         else "one network"
     )
-    if not cfg.get("val_fraction", 0.15):
+    if cfg.get("val_fraction") == 0:
         return (
             f"class-weighted cross-entropy for a fixed {cfg.get('epochs')} epochs on all training speakers (no "
             f"validation split; the epoch count comes from speaker-fold cross-validation); {ensemble}. "

@@ -47,7 +47,7 @@ from .emotion_data import (  # noqa: E402
     write_split,
 )
 
-__all__ = ["Inputs", "TrainConfig", "cross_validate", "fit", "predict", "scores", "train"]
+__all__ = ["Inputs", "TrainConfig", "cross_validate", "fit", "fit_config", "predict", "scores", "train"]
 
 
 @dataclass
@@ -272,9 +272,39 @@ def fit(
     return model.eval(), history
 
 
+def fit_config(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    train: Inputs,
+    val: Inputs | None,
+    *,
+    seed: int,
+    patience: int,
+    progress: bool,
+) -> tuple[EmotionNet, list[dict[str, float]]]:
+    """:func:`fit` with the optimisation settings of ``cfg``."""
+    return fit(
+        model_cfg,
+        train,
+        val,
+        seed=seed,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        patience=patience,
+        threads=cfg.threads,
+        label_smoothing=cfg.label_smoothing,
+        average=cfg.average,
+        progress=progress,
+    )
+
+
 # ---------------------------------------------------------------- the run
-def load_split_examples(cfg: TrainConfig, transcriber: Any, *, progress: bool = True) -> dict[str, Any]:
-    """Clips, split and examples of a run: ``train`` (all versions), ``val`` and ``test`` (clean, default codec)."""
+def load_split_examples(
+    cfg: TrainConfig, transcriber: Any, *, progress: bool = True, test: bool = True
+) -> dict[str, Any]:
+    """Clips, split and examples of a run: ``train`` (all versions), ``val`` and ``test`` (clean; none if not ``test``)."""
     clips = read_manifest(cfg.manifest)
     split = make_split(clips, seed=cfg.split_seed, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
     part = {p: [c for c in clips if split[c.speaker] == p] for p in ("train", "val", "test")}
@@ -290,7 +320,11 @@ def load_split_examples(cfg: TrainConfig, transcriber: Any, *, progress: bool = 
             [Version(c, 0, False, DEFAULT_SETTING) for c in part["val"]], transcriber, cfg.cache, **common
         ),
         "test": build_examples(
-            [Version(c, 0, False, s) for s in (DEFAULT_SETTING, "uncompressed") for c in part["test"]],
+            [
+                Version(c, 0, False, s)
+                for s in (DEFAULT_SETTING, "uncompressed")
+                for c in (part["test"] if test else [])
+            ],
             transcriber,
             cfg.cache,
             **common,
@@ -328,8 +362,8 @@ def cross_validate(
     default-codec clips after every epoch.  Returns per-fold histories, the mean
     validation UAR per epoch, and the epoch count with the best mean: what to
     choose a configuration and a fixed epoch count by, on far more speakers
-    than one validation split has.  ``data`` (``clips``, ``split``, ``examples``)
-    skips the Whisper pass.
+    than one validation split has.  ``data`` (``clips``: the non-test clips,
+    ``examples``: their versions) skips the Whisper pass.
     """
     from .asr import Transcriber
     from .text import TextEncoder
@@ -337,12 +371,9 @@ def cross_validate(
     torch.set_num_threads(cfg.threads)
     if data is None:
         transcriber = Transcriber(model_path=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
-        clips = read_manifest(cfg.manifest)
-        split = make_split(clips, seed=cfg.split_seed, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
-        clips = [c for c in clips if split[c.speaker] != "test"]
-        versions = training_versions(clips, seed=cfg.seed, clean=cfg.clean_settings, augmented=cfg.augmented_versions)
-        examples = build_examples(versions, transcriber, cfg.cache, seed=cfg.seed, babble_pool=clips, progress=progress)
-        data = {"clips": clips, "examples": examples}
+        # Without a validation split the run's training part is every non-test speaker (the test ones do not move).
+        run = load_split_examples(replace(cfg, val_fraction=0.0), transcriber, progress=progress, test=False)
+        data = {"clips": [c for c in run["clips"] if run["split"][c.speaker] == "train"], "examples": run["train"]}
     fold_of = speaker_folds(data["clips"], folds, seed=cfg.split_seed)
     encoder = TextEncoder(cfg.text_encoder)
     model_cfg = replace(network_config(cfg, encoder.dim, data["examples"]), members=1)
@@ -359,19 +390,13 @@ def cross_validate(
         if progress:
             speakers = sorted({e.version.clip.speaker for e in val_part})
             print(f"fold {f + 1}/{folds}: {len(val_part)} clips of {', '.join(speakers)}", file=sys.stderr)
-        _, history = fit(
+        _, history = fit_config(
+            cfg,
             model_cfg,
             make_inputs(train_part, model_cfg, texts),
             make_inputs(val_part, model_cfg, texts),
             seed=cfg.seed,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
             patience=cfg.epochs,
-            threads=cfg.threads,
-            label_smoothing=cfg.label_smoothing,
-            average=cfg.average,
             progress=progress,
         )
         histories.append(history)
@@ -405,19 +430,13 @@ def train(
     for k in range(model_cfg.members):  # a seed ensemble: member k is trained with seed + k
         if progress and model_cfg.members > 1:
             print(f"member {k + 1}/{model_cfg.members} (seed {cfg.seed + k})", file=sys.stderr)
-        net, history = fit(
+        net, history = fit_config(
+            cfg,
             replace(model_cfg, members=1),
             inputs["train"],
             inputs["val"],
             seed=cfg.seed + k,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
             patience=cfg.patience,
-            threads=cfg.threads,
-            label_smoothing=cfg.label_smoothing,
-            average=cfg.average,
             progress=progress,
         )
         members.append(net)
