@@ -406,3 +406,19 @@ def test_report_describes_the_model_it_was_given(fusion: str, val_fraction: floa
     assert ("fixed 9 epochs" in text) == (val_fraction == 0)
     assert ("best epochs 5 of 9, 5 of 9" in text) == (val_fraction > 0)
     assert "Why this configuration: picked by a coin" in text and "a seed ensemble of 2 networks" in text
+
+
+def test_cross_validation_refuses_a_bad_fold_count_before_any_whisper_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = SHARED_DATA / "emotion" / "manifest.tsv"
+    if not manifest.exists():
+        pytest.skip("no shared emotion data")
+    import amser_dsp.server.asr as asr
+    from amser_dsp.server.emotion_train import cross_validate
+
+    def no_whisper(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the recogniser was loaded before the fold count was checked")
+
+    monkeypatch.setattr(asr, "Transcriber", no_whisper)
+    for k in (1, 1000):
+        with pytest.raises(ConfigError, match=f"{k} folds"):
+            cross_validate(TrainConfig(manifest=str(manifest)), k, progress=False)

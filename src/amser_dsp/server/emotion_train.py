@@ -36,6 +36,7 @@ from .emotion_data import (  # noqa: E402
     DEFAULT_SETTING,
     LABELS,
     SETTINGS,
+    EmotionClip,
     Example,
     Version,
     build_examples,
@@ -301,12 +302,17 @@ def fit_config(
 
 
 # ---------------------------------------------------------------- the run
+def split_clips(cfg: TrainConfig) -> tuple[list[EmotionClip], dict[str, str]]:
+    """The manifest's clips and the run's speaker split (cheap: no audio is read)."""
+    clips = read_manifest(cfg.manifest)
+    return clips, make_split(clips, seed=cfg.split_seed, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
+
+
 def load_split_examples(
     cfg: TrainConfig, transcriber: Any, *, progress: bool = True, test: bool = True
 ) -> dict[str, Any]:
     """Clips, split and examples of a run: ``train`` (all versions), ``val`` and ``test`` (clean; none if not ``test``)."""
-    clips = read_manifest(cfg.manifest)
-    split = make_split(clips, seed=cfg.split_seed, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
+    clips, split = split_clips(cfg)
     part = {p: [c for c in clips if split[c.speaker] == p] for p in ("train", "val", "test")}
     versions = training_versions(
         part["train"], seed=cfg.seed, clean=cfg.clean_settings, augmented=cfg.augmented_versions
@@ -369,22 +375,27 @@ def cross_validate(
     from .text import TextEncoder
 
     torch.set_num_threads(cfg.threads)
-    if data is None:
+    # Without a validation split the run's training part is every non-test speaker (the test ones do not move).
+    run_cfg = replace(cfg, val_fraction=0.0)
+    if data is not None:
+        clips, examples = data["clips"], data["examples"]
+    else:
+        every_clip, split = split_clips(run_cfg)
+        clips, examples = [c for c in every_clip if split[c.speaker] == "train"], None
+    fold_of = speaker_folds(clips, folds, seed=cfg.split_seed)  # a bad K is refused before the Whisper pass
+    if examples is None:
         transcriber = Transcriber(model_path=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
-        # Without a validation split the run's training part is every non-test speaker (the test ones do not move).
-        run = load_split_examples(replace(cfg, val_fraction=0.0), transcriber, progress=progress, test=False)
-        data = {"clips": [c for c in run["clips"] if run["split"][c.speaker] == "train"], "examples": run["train"]}
-    fold_of = speaker_folds(data["clips"], folds, seed=cfg.split_seed)
+        examples = load_split_examples(run_cfg, transcriber, progress=progress, test=False)["train"]
     encoder = TextEncoder(cfg.text_encoder)
-    model_cfg = replace(network_config(cfg, encoder.dim, data["examples"]), members=1)
+    model_cfg = replace(network_config(cfg, encoder.dim, examples), members=1)
     texts = text_feature_fn(model_cfg, encoder)
     histories = []
     for f in range(folds):
-        held = [fold_of[e.version.clip.speaker] == f for e in data["examples"]]
-        train_part = [e for e, h in zip(data["examples"], held, strict=True) if not h]
+        held = [fold_of[e.version.clip.speaker] == f for e in examples]
+        train_part = [e for e, h in zip(examples, held, strict=True) if not h]
         val_part = [
             e
-            for e, h in zip(data["examples"], held, strict=True)
+            for e, h in zip(examples, held, strict=True)
             if h and not e.version.augmented and e.version.setting == DEFAULT_SETTING
         ]
         if progress:
