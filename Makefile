@@ -40,7 +40,7 @@ chromium:
 
 # The page's table file, from the package's codec tables (committed; a test checks it is up to date).
 web-assets: $(VENV)/.stamp-server
-	$(PY) -m amser_dsp.server.web
+	$(PY) -m amser_dsp.web.tables
 
 # The screenshots of docs/web.md, taken by the end-to-end browser test.
 web-screenshots: $(VENV)/.stamp-fast,emotion,test chromium
@@ -89,9 +89,9 @@ rd: $(VENV)/.stamp-numba,plot,eval $(FOLD_TABLES)
 		--markdown docs/rd.md --plot docs/img/rd.png --json out/rd.json
 
 EMOTION ?= ../shared/data/emotion/manifest.tsv
-# The packaged emotion model (src/amser_dsp/server/data/emotion-v1.pt; recogniser outputs cached in .cache/emotion).
+# The packaged emotion model (src/amser_dsp/server/emotion/data/emotion-v1.pt; recogniser outputs cached in .cache/emotion).
 emotion-model: $(VENV)/.stamp-fast,emotion
-	$(VENV)/bin/amser train-emotion --config src/amser_dsp/server/data/emotion-v1.json
+	$(VENV)/bin/amser train-emotion --config src/amser_dsp/server/emotion/data/emotion-v1.json
 
 # docs/emotion.md and docs/img/emotion-confusion.png: the packaged model on held-out speakers, codec sweep, ablations.
 emotion-eval: $(VENV)/.stamp-fast,plot,emotion

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import httpx
 
-    from amser_dsp.server.local import LocalServer
+    from amser_dsp.server.http.local import LocalServer
 
     audio = amser_dsp.load_audio(args.clip or amser_dsp.sample_path())
     blob = amser_dsp.encode_audio(audio, "whisper")

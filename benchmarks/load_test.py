@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import httpx
 
-    from amser_dsp.server.local import LocalServer
+    from amser_dsp.server.http.local import LocalServer
 
     serve_args = ["--queue", str(args.queue), "--workers", str(args.workers), "--beam", str(args.beam)]
     with LocalServer(serve_args, env={"AMSER_API_KEY": ""}) as url:

@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_pipeline(audio: np.ndarray) -> int:
     """Device encodes, a local server transcribes; print transcript, bytes and stage timings."""
     try:
-        from .server.client import Client
-        from .server.local import LocalServer
+        from .client import Client
+        from .server.http.local import LocalServer
     except ImportError as exc:
         print(f"the server side is not installed ({exc}); the whole pipeline needs: pip install 'amser-dsp[server]'")
         return 0

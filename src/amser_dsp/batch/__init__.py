@@ -194,7 +194,7 @@ def _speech(
     root: str | os.PathLike[str] | None,
     codec_params: dict[str, Any],
 ) -> Summary:
-    from ..server import require_extra
+    from ..extras import require_extra
 
     require_extra("ctranslate2", "tokenizers")
     if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:

@@ -19,13 +19,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import codec as codecs
-from ..errors import AmserError
-from ..io import load_audio
-from .asr import Transcriber
-from .eval_modes import Clip, Mode, default_modes, held_out_tables, read_manifest
-from .eval_report import lowest_within, markdown, opus_comparison, plot, summarise, total_seconds
-from .transcripts import TranscriptCache
+from ... import codec as codecs
+from ...errors import AmserError
+from ...io import load_audio
+from ..recognition.transcripts import TranscriptCache
+from ..recognition.whisper import Transcriber
+from .modes import Clip, Mode, default_modes, held_out_tables, read_manifest
+from .report import lowest_within, markdown, opus_comparison, plot, summarise, total_seconds
 
 __all__ = ["main", "run_evaluation"]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..cli import (
+from ...cli import (
     AUDIO_SUFFIXES,
     CONTAINER_SUFFIX,
     Done,
@@ -27,7 +27,7 @@ from ..cli import (
     jobs_for,
     run_jobs,
 )
-from ..errors import AmserError
+from ...errors import AmserError
 
 __all__ = ["add_parsers"]
 
@@ -35,7 +35,7 @@ INPUT_SUFFIXES = (*AUDIO_SUFFIXES, CONTAINER_SUFFIX)
 
 
 def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bool, **extra: object) -> Done:
-    from .. import inspect
+    from ... import inspect
 
     info = inspect(blob)
     if seconds is None:  # a container: its framing says how long it is
@@ -47,8 +47,8 @@ def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bo
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from .. import decode, encode_audio
-    from .asr import Transcriber
+    from ... import decode, encode_audio
+    from ..recognition.whisper import Transcriber
 
     options = codec_arguments(args)
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
@@ -69,7 +69,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     (docs/transfer.md: a round trip per file was most of the time); results print in input order."""
     import threading
 
-    from .client import Client
+    from ...client import Client
 
     options = codec_arguments(args)
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
@@ -145,7 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .app import ServiceSettings, create_app
+    from ..http.app import ServiceSettings, create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = ServiceSettings.from_env(
@@ -205,7 +205,7 @@ async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) ->
     """Stream one signal; the live line follows it; return the file's summary (without its path)."""
     import numpy as np
 
-    from .client import stream_transcript
+    from ...client import stream_transcript
 
     latencies: list[float] = []
     counts: dict[str, int] = {}
@@ -243,13 +243,13 @@ async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) ->
 def cmd_stream(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ..cli import read_input
+    from ...cli import read_input
 
     jobs = jobs_for(args.inputs, AUDIO_SUFFIXES)
     line = LiveLine(sys.stdout.isatty() and not args.json)
 
     def work(job: Job) -> Done:
-        from .. import load_audio
+        from ... import load_audio
 
         data = read_input(job.src)
         audio = load_audio(io.BytesIO(data) if isinstance(data, bytes) else data, sample_rate=16_000)
@@ -261,18 +261,18 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_asr(args: argparse.Namespace) -> int:
-    from .evaluate import main
+    from ..evaluation.run import main
 
     return main(args)
 
 
 def cmd_train_codec(args: argparse.Namespace) -> int:
-    from ..api import features
-    from ..codec.kltdct import tables_from_bytes
-    from ..codec.train import fit_tables, speaker_folds
-    from ..config import get_preset
-    from ..io import load_audio
-    from .eval_modes import read_manifest
+    from ...api import features
+    from ...codec.kltdct import tables_from_bytes
+    from ...codec.train import fit_tables, speaker_folds
+    from ...config import get_preset
+    from ...io import load_audio
+    from ..evaluation.modes import read_manifest
 
     config = get_preset(args.preset)
     clips = read_manifest(args.manifest)
@@ -294,7 +294,7 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
     if args.weights_from:
         weight = tables_from_bytes(args.weights_from.read_bytes()).weight
     else:
-        from .asr import Transcriber
+        from ..recognition.whisper import Transcriber
 
         encode = Transcriber().encoder_outputs
     meta = {"clips": [c.id for c in clips], "manifest": args.manifest.name, "preset": args.preset}
@@ -308,7 +308,7 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
 
 
 def _default(settings_field: str) -> object:
-    from .settings import ServiceSettings
+    from ..http.settings import ServiceSettings
 
     return {f.name: f.default for f in dataclasses.fields(ServiceSettings)}[settings_field]
 

@@ -7,62 +7,39 @@ batcher, pools, the admission count); :mod:`.app` builds the routes on it.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from . import require_extra
+from .. import require_extra
 
 require_extra("fastapi", "uvicorn", "ctranslate2")
 
 import numpy as np  # noqa: E402
 from fastapi import Request  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
 
-from .. import codec  # noqa: E402
-from .. import container as fmt  # noqa: E402
-from ..config import get_preset  # noqa: E402
-from ..errors import AmserError, LimitExceededError  # noqa: E402
-from .asr import Transcriber, WhisperRecogniser, check_whisper_config  # noqa: E402
-from .audio_input import audio_features  # noqa: E402
-from .batcher import RecogniserBatcher  # noqa: E402
-from .live import LiveSettings, StreamHub  # noqa: E402
+from ... import codec  # noqa: E402
+from ... import container as fmt  # noqa: E402
+from ...config import get_preset  # noqa: E402
+from ...errors import AmserError, LimitExceededError  # noqa: E402
+from ..analysis import Analyzer  # noqa: E402
+from ..recognition.batcher import RecogniserBatcher  # noqa: E402
+from ..recognition.live import StreamingSettings  # noqa: E402
+from ..recognition.whisper import Transcriber, WhisperRecogniser, check_whisper_config  # noqa: E402
+from .auth import Keys  # noqa: E402
+from .errors import ServiceError  # noqa: E402
 from .memory import IdleTrimmer  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
-from .streaming import StreamingSettings  # noqa: E402
-from .web import websocket_key  # noqa: E402
+from .streams import LiveSettings, StreamHub  # noqa: E402
+from .uploads import audio_features  # noqa: E402
 
-__all__ = ["Service", "ServiceError", "bearer_token", "error_body", "error_response"]
+__all__ = ["Service"]
 
 log = logging.getLogger("amser_dsp.server")
 
 #: Frames per second of the features the service reads (the whisper preset's hop).
 FRAME_RATE = get_preset("whisper").sample_rate / get_preset("whisper").hop_length
-
-
-class ServiceError(Exception):
-    """An error answered as ``{"error": {"code", "message", "request_id"}}`` with an HTTP status."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-def error_body(code: str, message: str, request_id: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "request_id": request_id}}
-
-
-def error_response(request_id: str, exc: ServiceError) -> JSONResponse:
-    headers = {**exc.headers, "X-Request-ID": request_id}
-    return JSONResponse(error_body(exc.code, exc.message, request_id), status_code=exc.status, headers=headers)
-
-
-def bearer_token(authorization: str | None) -> str:
-    """The credentials of an ``Authorization: Bearer`` header (the scheme is case-insensitive, RFC 9110)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 class Service:
@@ -77,7 +54,9 @@ class Service:
         # Decoding has its own threads: a bad container is answered at once, never behind recognition.
         self.decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="amser-decode")
         self.batcher = RecogniserBatcher(self.asr, self.pool, settings.workers)
-        self.emotion, self.emotion_status = self._load_emotion(settings.emotion_model)
+        emotion, self.emotion_status = self._load_emotion(settings.emotion_model)
+        self.analyzer = Analyzer(self.asr, emotion)
+        self.keys = Keys(settings.api_keys)
         self.admitted = 0
         self.trimmer = IdleTrimmer(settings.trim_idle)
         self.limits = self._limits(settings.max_audio_seconds)
@@ -92,7 +71,7 @@ class Service:
                 policy=StreamingSettings(max_stream_seconds=settings.max_stream_seconds),
             ),
             self._limits(settings.max_stream_seconds),
-            lambda headers: self.check_key(websocket_key(headers)),  # headers, or the page's cookie
+            self.keys.check_websocket,  # headers, or the page's cookie
             decode_pool=self.decode_pool,
         )
 
@@ -110,7 +89,7 @@ class Service:
         if choice == "none":
             return None, "disabled (--emotion-model none)"
         try:
-            from .emotion import EmotionRecogniser, default_checkpoint
+            from ..emotion.network import EmotionRecogniser, default_checkpoint
         except ImportError as exc:
             if choice:
                 raise
@@ -120,23 +99,6 @@ class Service:
             return None, f"unavailable: no packaged checkpoint at {default_checkpoint()}"
         recogniser = EmotionRecogniser(choice, recogniser=self.asr.model_id)
         return recogniser, "ready"
-
-    # ------------------------------------------------------------ access
-    def check_key(self, given_key: str | None) -> None:
-        """Raise 401 unless ``given_key`` is a configured key (no keys configured: open)."""
-        if not self.settings.api_keys:
-            return
-        given = (given_key or "").encode()
-        ok = False
-        for key in self.settings.api_keys:  # every key compared, in constant time, whatever matches
-            ok |= hmac.compare_digest(given, key.encode())
-        if not ok:
-            raise ServiceError(
-                401,
-                "unauthorized",
-                "a valid API key is required (Authorization: Bearer KEY)",
-                {"WWW-Authenticate": "Bearer"},
-            )
 
     # -------------------------------------------------------------- bodies
     async def read_body(self, request: Request) -> bytes:
@@ -235,7 +197,7 @@ class Service:
         result = await self.decode(blob, audio=audio)
         feats = result["features"] if keep_features else result.pop("features")
         timings = result["timings"]
-        classify = emotion and self.emotion is not None and self.settings.recognise and feats.shape[1] > 0
+        classify = emotion and self.analyzer.emotion is not None and self.settings.recognise and feats.shape[1] > 0
 
         async def work() -> str:
             t0 = time.perf_counter()
@@ -247,8 +209,8 @@ class Service:
             t1 = time.perf_counter()
             timings["asr_ms"] = 1000 * (t1 - t0)
             loop = asyncio.get_running_loop()
-            probs = await loop.run_in_executor(self.decode_pool, self.emotion.predict, [states], [feats], [text])
-            result["emotion"] = self.emotion.describe(probs[0])
+            found = await loop.run_in_executor(self.decode_pool, self.analyzer.classify, [states], [feats], [text])
+            result["emotion"] = found[0]
             timings["emotion_ms"] = 1000 * (time.perf_counter() - t1)
             return text
 

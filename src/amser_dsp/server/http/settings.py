@@ -10,12 +10,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ...errors import ConfigError
+from .. import DEFAULT_BEAM_SIZE
 
 __all__ = ["DEFAULT_BEAM_SIZE", "ServiceSettings", "read_api_keys"]
-
-#: Beam size of every recogniser the package makes unless told otherwise (Whisper's own default).
-DEFAULT_BEAM_SIZE = 5
 
 
 def read_api_keys(path: str | os.PathLike[str]) -> tuple[str, ...]:

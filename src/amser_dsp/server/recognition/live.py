@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import LimitExceededError
+from ...errors import LimitExceededError
 
 __all__ = [
     "FRAMES_PER_SECOND",

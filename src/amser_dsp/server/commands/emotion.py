@@ -10,21 +10,21 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import Done, Job, add_codec_arguments, codec_arguments, container_from, jobs_for, run_jobs
-from .commands import INPUT_SUFFIXES
+from ...cli import Done, Job, add_codec_arguments, codec_arguments, container_from, jobs_for, run_jobs
+from .recognition import INPUT_SUFFIXES
 
 __all__ = ["add_parsers"]
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .. import decode, encode_audio, inspect
-    from .analysis import Analyzer
-    from .asr import Transcriber
+    from ... import decode, encode_audio, inspect
+    from ..analysis import Analyzer
+    from ..recognition.whisper import Transcriber
 
     options = codec_arguments(args)
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
     transcriber = Transcriber(model_path=args.model, **({"beam_size": args.beam} if args.beam else {}))
-    analyzer = Analyzer(transcriber, args.emotion_model)  # both models load once, for every file
+    analyzer = Analyzer.load(transcriber, args.emotion_model)  # both models load once, for every file
 
     def work(job: Job) -> Done:
         blob, seconds = container_from(
@@ -46,21 +46,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 }
             )
         else:
-            p = result["probabilities"][result["label"]]
-            line = f"{job.src}: {result['label']} ({p:.2f}): {result['text']}"
+            label = result["label"]
+            said = f"{label} ({result['probabilities'][label]:.2f})" if label else "no audio"
+            line = f"{job.src}: {said}: {result['text']}"
         return Done(line, {"seconds": seconds, "bytes": len(blob)})
 
     return run_jobs(jobs, work, "analyze", progress=not args.json)
 
 
 def cmd_train_emotion(args: argparse.Namespace) -> int:
-    from .emotion_train import main
+    from ..emotion.train import main
 
     return main(args)
 
 
 def cmd_eval_emotion(args: argparse.Namespace) -> int:
-    from .emotion_eval import main
+    from ..emotion.evaluate import main
 
     return main(args)
 

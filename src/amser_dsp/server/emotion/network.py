@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError
-from . import require_extra
+from ...errors import CheckpointError, ConfigError
+from .. import require_extra
 
 require_extra("torch", extra="emotion")
 
@@ -503,7 +503,7 @@ class EmotionRecogniser:
         text_encoder: Any = None,
         threads: int | None = 1,
     ) -> None:
-        from ..config import get_preset
+        from ...config import get_preset
 
         self.path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         name = text_encoder.name if text_encoder is not None else None

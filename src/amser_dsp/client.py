@@ -1,6 +1,6 @@
 """Client of the amser service: encode locally with what the server asks for, send, retry when busy.
 
-from amser_dsp.server.client import Client
+from amser_dsp.client import Client
 with Client("http://127.0.0.1:8000") as client:
     print(client.transcribe_file("speech.flac")["text"])
     for answer in client.transcribe_files(paths):   # many files: one connection, no waiting per file
@@ -36,11 +36,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .. import StreamEncoder, encode_audio, load_audio
-from ..errors import AmserError
-from . import require_extra
+from . import StreamEncoder, encode_audio, load_audio
+from .errors import AmserError
+from .extras import require_extra
 
-require_extra("httpx")
+require_extra("httpx", "websockets", extra="client")
 
 import httpx  # noqa: E402
 from websockets.exceptions import WebSocketException  # noqa: E402

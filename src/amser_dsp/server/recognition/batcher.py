@@ -6,7 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .asr import Transcriber
+from .whisper import Transcriber
 
 __all__ = ["RecogniserBatcher"]
 

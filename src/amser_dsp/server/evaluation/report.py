@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AmserError
-from .eval_modes import SAMPLE_RATE, Clip, Mode
+from ...errors import AmserError
+from .modes import SAMPLE_RATE, Clip, Mode
 from .scoring import normaliser, paired_bootstrap, word_errors
 
 __all__ = ["Row", "lowest_within", "markdown", "opus_comparison", "plot", "summarise", "total_seconds"]

@@ -22,17 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..config import get_preset
-from ..errors import ConfigError
-from . import require_extra
+from ... import __version__
+from ...config import get_preset
+from ...errors import ConfigError
+from .. import require_extra
 
 require_extra("torch", extra="emotion")
 
 import torch  # noqa: E402
 
-from .emotion import EmotionEnsemble, EmotionNet, ModelConfig, collate, save_checkpoint  # noqa: E402
-from .emotion_data import (  # noqa: E402
+from .data import (  # noqa: E402
     DEFAULT_SETTING,
     LABELS,
     SETTINGS,
@@ -47,6 +46,7 @@ from .emotion_data import (  # noqa: E402
     training_versions,
     write_split,
 )
+from .network import EmotionEnsemble, EmotionNet, ModelConfig, collate, save_checkpoint  # noqa: E402
 
 __all__ = ["Inputs", "TrainConfig", "cross_validate", "fit", "fit_config", "predict", "scores", "train"]
 
@@ -56,7 +56,7 @@ class TrainConfig:
     """Everything a training run depends on (a JSON file of these keys; unknown keys are refused)."""
 
     manifest: str = "../shared/data/emotion/manifest.tsv"
-    out: str = "src/amser_dsp/server/data/emotion-v1.pt"
+    out: str = "src/amser_dsp/server/emotion/data/emotion-v1.pt"
     name: str = "amser-emotion-v1"
     cache: str = ".cache/emotion"
     seed: int = 0
@@ -371,7 +371,7 @@ def cross_validate(
     than one validation split has.  ``data`` (``clips``: the non-test clips,
     ``examples``: their versions) skips the Whisper pass.
     """
-    from .asr import Transcriber
+    from ..recognition.whisper import Transcriber
     from .text import TextEncoder
 
     torch.set_num_threads(cfg.threads)
@@ -425,7 +425,7 @@ def train(
     cfg: TrainConfig, *, progress: bool = True, data: dict[str, Any] | None = None, save: bool = True
 ) -> tuple[EmotionNet | EmotionEnsemble, dict[str, Any]]:
     """Run ``cfg`` end to end; write the checkpoint and split file when ``save``; returns the model and metadata."""
-    from .asr import Transcriber
+    from ..recognition.whisper import Transcriber
     from .text import TextEncoder
 
     started = time.perf_counter()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from . import require_extra
+from ...errors import ConfigError
+from .. import require_extra
 
 require_extra("torch", "tokenizers", extra="emotion")
 

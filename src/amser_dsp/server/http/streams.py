@@ -2,7 +2,7 @@
 
 :class:`StreamHub` owns every open stream of one service.  Each connection has
 a reader (container bytes in, decoded chunks into its
-:class:`~amser_dsp.server.streaming.LiveTranscript`) and a writer (JSON messages
+:class:`~amser_dsp.server.recognition.live.LiveTranscript`) and a writer (JSON messages
 out); one scheduler task gathers the pending decode of every stream into one
 recogniser batch, so the encoder and decoder work of many streams is shared.
 The protocol (messages, close codes, limits) is docs/streaming.md.
@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import codec
-from .. import container as fmt
-from ..errors import AmserError, LimitExceededError
-from . import require_extra
-from .asr import check_whisper_config
-from .streaming import LiveTranscript, Recogniser, StreamingSettings, Update, Word
+from ... import codec
+from ... import container as fmt
+from ...errors import AmserError, LimitExceededError
+from .. import require_extra
+from ..recognition.live import LiveTranscript, Recogniser, StreamingSettings, Update, Word
+from ..recognition.whisper import check_whisper_config
 
 require_extra("starlette")
 

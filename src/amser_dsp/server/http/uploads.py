@@ -14,8 +14,8 @@ import io
 
 import numpy as np
 
-from .. import features, load_audio
-from ..errors import AudioError, LimitExceededError
+from ... import features, load_audio
+from ...errors import AudioError, LimitExceededError
 
 __all__ = ["audio_features"]
 

@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import codec as codecs
-from ..api import features
-from ..config import get_preset
-from ..errors import AmserError, ConfigError
-from ..io import load_audio
-from .asr import Transcriber, window_features
+from ... import codec as codecs
+from ...api import features
+from ...config import get_preset
+from ...errors import AmserError, ConfigError
+from ...io import load_audio
+from ..recognition.transcripts import input_digest
+from ..recognition.whisper import Transcriber, window_features
 from .augment import Augmenter
-from .transcripts import input_digest
 
 __all__ = [
     "DEFAULT_SETTING",

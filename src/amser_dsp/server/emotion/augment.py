@@ -15,7 +15,7 @@ from fractions import Fraction
 import numpy as np
 from scipy.signal import istft, resample_poly, stft
 
-from ..errors import AudioError
+from ...errors import AudioError
 
 __all__ = ["Augmenter", "add_noise", "babble", "pitch_shift", "time_stretch"]
 

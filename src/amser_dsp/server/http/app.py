@@ -24,31 +24,30 @@ The plumbing is :mod:`.service`; the settings :mod:`.settings`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import uuid
 from typing import Any, Literal
 
-from . import require_extra
+from .. import require_extra
 
 require_extra("fastapi", "uvicorn", "ctranslate2")
 
-from fastapi import Depends, FastAPI, Query, Request, Security, WebSocket, WebSocketDisconnect  # noqa: E402
+from fastapi import Depends, FastAPI, Query, Request, WebSocket  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
-from .. import __version__, codec  # noqa: E402
-from .. import container as fmt  # noqa: E402
+from ... import __version__, codec  # noqa: E402
+from ... import container as fmt  # noqa: E402
+from ...web.tables import encoded_array  # noqa: E402
+from ..recognition.whisper import Transcriber  # noqa: E402
 from . import memory  # noqa: E402
-from .asr import Transcriber  # noqa: E402
-from .live import refuse  # noqa: E402
-from .service import Service, ServiceError, error_body, error_response  # noqa: E402
+from .errors import ServiceError, error_body, request_id_from  # noqa: E402
+from .files import serve_files  # noqa: E402
+from .page import mount_page  # noqa: E402
+from .service import Service  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
-from .web import encoded_array, mount_page, websocket_key  # noqa: E402
 
 __all__ = ["ServiceSettings", "app_from_env", "create_app"]
 
@@ -88,10 +87,13 @@ class AnalyzeResponse(TranscribeResponse):
     features: DecodedFeatures | None = None
 
 
-_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="or X-API-Key: KEY")
-
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 422: "invalid_request"}
+
+
+def error_response(request_id: str, exc: ServiceError) -> JSONResponse:
+    """A :class:`ServiceError` as the JSON envelope, with its headers and the request id."""
+    headers = {**exc.headers, "X-Request-ID": request_id}
+    return JSONResponse(error_body(exc.code, exc.message, request_id), status_code=exc.status, headers=headers)
 
 
 def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber | None = None) -> FastAPI:
@@ -106,7 +108,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
     # ---------------------------------------------------------------- plumbing
     @app.middleware("http")
     async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex[:16]
+        request_id = request_id_from(request.headers)
         request.state.request_id = request_id
         start = time.perf_counter()
         try:
@@ -142,12 +144,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(request_id(request), ServiceError(422, "invalid_request", str(exc.errors())[:500]))
 
-    async def authorised(
-        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008
-        api_key: str | None = Security(_api_key),
-    ) -> None:
-        """The routes' dependency: runs after routing, so unknown paths are 404 and wrong methods 405."""
-        service.check_key(api_key or (bearer.credentials if bearer else None))
+    authorised = service.keys.dependency()
 
     # ----------------------------------------------------------------- routes
     container_body = {
@@ -225,14 +222,15 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         }
 
     def emotion_info() -> dict[str, Any]:
-        if service.emotion is None:
+        emotion = service.analyzer.emotion
+        if emotion is None:
             return {"status": service.emotion_status, "model": None, "labels": None}
-        return {"status": service.emotion_status, **service.emotion.info()}
+        return {"status": service.emotion_status, **emotion.info()}
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
         """Binary messages carry a container's bytes in order; JSON partial, final and end messages come back."""
-        await service.streams.serve(ws, ws.headers.get("x-request-id") or uuid.uuid4().hex[:16])
+        await service.streams.serve(ws, request_id_from(ws.headers))
 
     @app.websocket("/v1/files")
     async def files(ws: WebSocket, kind: str = "container") -> None:
@@ -241,59 +239,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         answered as soon as it is ready (``{"index", "text", ...}`` or ``{"index", "error"}``, index in
         arrival order), then ``{"done": true, "files": n}``.  At most ``queue_size`` files of one connection
         are in work at once; past that the service stops reading, so TCP holds the sender back."""
-        request_id = ws.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        await ws.accept()  # refusals are JSON errors with the close codes of docs/streaming.md
-        try:
-            service.check_key(websocket_key(ws.headers))  # headers, or the page's cookie, as on /v1/stream
-        except ServiceError as exc:
-            await refuse(ws, request_id, "unauthorized", exc.message)
-            return
-        if kind not in ("container", "audio"):
-            await refuse(ws, request_id, "bad_container", f"kind={kind!r}: expected 'container' or 'audio'")
-            return
-        slots = asyncio.Semaphore(service.settings.queue_size)
-        send_lock = asyncio.Lock()
-        tasks: set[asyncio.Task[None]] = set()
-
-        async def answer(index: int, blob: bytes) -> None:
-            try:
-                if len(blob) > service.settings.max_body_bytes:
-                    raise ServiceError(413, "too_large", f"file exceeds {service.settings.max_body_bytes} bytes")
-                message = {"index": index, **await service.transcribe_blob(blob, audio=kind == "audio")}
-            except ServiceError as exc:
-                message = {"index": index, **error_body(exc.code, exc.message, request_id)}
-            finally:
-                slots.release()
-            async with send_lock:
-                await ws.send_json({**message, "request_id": request_id})
-
-        count = 0
-        try:
-            while True:
-                try:
-                    message = await asyncio.wait_for(ws.receive(), service.settings.idle_timeout)
-                except TimeoutError:
-                    await refuse(ws, request_id, "idle_timeout", f"no message for {service.settings.idle_timeout} s")
-                    return
-                if message["type"] == "websocket.disconnect":
-                    raise WebSocketDisconnect(message.get("code", 1000))
-                if message.get("bytes") is not None:
-                    await slots.acquire()
-                    task = asyncio.create_task(answer(count, message["bytes"]))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    count += 1
-                elif message.get("text") is not None:
-                    break  # the client has sent everything
-            if tasks:
-                await asyncio.gather(*tasks)
-            async with send_lock:
-                await ws.send_json({"done": True, "files": count, "request_id": request_id})
-            await ws.close()
-        except WebSocketDisconnect:
-            for task in tasks:
-                task.cancel()
-            log.info("%s files connection closed by the client after %d files", request_id, count)
+        await serve_files(service, ws, kind)
 
     if memory.probe_enabled():  # AMSER_DEBUG_MEMORY=1 only (benchmarks/soak.py --debug-memory)
         probe = memory.MemoryProbe()
@@ -312,5 +258,5 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory amser_dsp.server.app:app_from_env``."""
+    """Factory for ``uvicorn --factory amser_dsp.server.http.app:app_from_env``."""
     return create_app(ServiceSettings.from_env())

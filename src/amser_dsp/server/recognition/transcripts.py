@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .asr import Transcriber
+    from .whisper import Transcriber
 
 __all__ = ["TranscriptCache", "input_digest"]
 
@@ -31,7 +31,7 @@ def input_digest(model: str, windows: Sequence[np.ndarray]) -> str:
 
 
 class TranscriptCache:
-    """Transcripts of window lists, computed with a :class:`~amser_dsp.server.asr.Transcriber` once and kept on disk.
+    """Transcripts of window lists, computed with a :class:`~amser_dsp.server.recognition.whisper.Transcriber` once and kept on disk.
 
     Parameters
     ----------

@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import codec as codecs
-from ..api import features
-from ..errors import AmserError
-from ..io import load_audio
-from .emotion import EmotionEnsemble, EmotionNet, EmotionRecogniser, ModelConfig, load_checkpoint, save_checkpoint
-from .emotion_data import (
+from ... import codec as codecs
+from ...api import features
+from ...errors import AmserError
+from ...io import load_audio
+from .data import (
     DEFAULT_SETTING,
     LABELS,
     SAMPLE_RATE,
@@ -38,7 +37,8 @@ from .emotion_data import (
     build_examples,
     read_manifest,
 )
-from .emotion_train import TrainConfig, load_split_examples, make_inputs, predict, scores, text_feature_fn, train
+from .network import EmotionEnsemble, EmotionNet, EmotionRecogniser, ModelConfig, load_checkpoint, save_checkpoint
+from .train import TrainConfig, load_split_examples, make_inputs, predict, scores, text_feature_fn, train
 
 __all__ = ["Scored", "bootstrap", "evaluate_model", "main"]
 
@@ -418,7 +418,7 @@ def text_branch_note(results: dict[str, dict[str, Scored]], main_name: str) -> l
 
 
 def main(args: Any) -> int:  # ``amser eval-emotion``
-    from .asr import Transcriber
+    from ..recognition.whisper import Transcriber
     from .text import TextEncoder
 
     checkpoint = args.checkpoint

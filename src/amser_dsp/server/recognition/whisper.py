@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import FeatureConfig, get_preset
-from ..errors import ConfigError
-from . import require_extra
-from .settings import DEFAULT_BEAM_SIZE
-from .streaming import DecodeRequest, Hypothesis, Word
+from ...config import FeatureConfig, get_preset
+from ...errors import ConfigError
+from .. import DEFAULT_BEAM_SIZE, require_extra
+from .live import DecodeRequest, Hypothesis, Word
 
 require_extra("ctranslate2", "tokenizers")
 
@@ -236,7 +235,7 @@ class Transcriber:
 
 
 class WhisperRecogniser:
-    """The live policy's recogniser (:class:`~amser_dsp.server.streaming.Recogniser`): Whisper words with times.
+    """The live policy's recogniser (:class:`~amser_dsp.server.recognition.live.Recogniser`): Whisper words with times.
 
     Each request's buffer is encoded in one batch, decoded after its committed
     prefix (prompted with the text before it), and the decoded words are timed

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import codec as codecs
-from ..api import features
-from ..config import get_preset
-from ..errors import AmserError
-from ..io import load_audio
-from .asr import WINDOW_FRAMES, window_features
+from ... import codec as codecs
+from ...api import features
+from ...config import get_preset
+from ...errors import AmserError
+from ...io import load_audio
+from ..recognition.whisper import WINDOW_FRAMES, window_features
 
 __all__ = [
     "KLTDCT_KBPS",

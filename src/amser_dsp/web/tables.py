@@ -1,11 +1,10 @@
-"""The web page (docs/web.md): its static files and the table file it reads.
+"""The page's table file, ``web/tables.json``: the default codec's tables as the page's JavaScript reads them.
 
-The page (``amser_dsp/web/``: HTML, JavaScript modules, the vendored deflate) is served by
-``amser serve`` at ``/`` and ``/static/``; it computes the ``whisper`` preset's features and the
-default kltdct codec's containers in the browser.  The codec's shipped tables reach it as
-``web/tables.json``, made from the package's own table files by :func:`build_asset` at build time
-(``python -m amser_dsp.server.web``; ``--check`` compares, a test holds it) and committed, so
-installing the package builds nothing.
+The page (``amser_dsp/web/``: HTML, JavaScript modules, the vendored deflate) computes the ``whisper``
+preset's features and the default kltdct codec's containers in the browser.  The codec's shipped tables
+reach it as ``tables.json``, made from the package's own table files by :func:`build_asset` at build time
+(``python -m amser_dsp.web.tables``; ``--check`` compares, a test holds it) and committed, so installing the
+package builds nothing.
 """
 
 from __future__ import annotations
@@ -15,30 +14,18 @@ import base64
 import hashlib
 import json
 import sys
-from collections.abc import Mapping, Sequence
-from http.cookies import CookieError, SimpleCookie
-from importlib.resources import files
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
 from .. import container as fmt
 from ..codec import kltdct, make_codec, rans
 from ..config import DEFAULT_PRESET, get_preset
+from . import web_root
 
-__all__ = [
-    "ASSET_NAME",
-    "KEY_COOKIE",
-    "asset_path",
-    "build_asset",
-    "encoded_array",
-    "main",
-    "mount_page",
-    "web_root",
-    "websocket_key",
-]
+__all__ = ["ASSET_NAME", "asset_path", "build_asset", "encoded_array", "main"]
 
 #: The table file of the page, in ``amser_dsp/web/``.
 ASSET_NAME = "tables.json"
@@ -54,18 +41,6 @@ REFERENCE = {
     "criterion": "within 0.5 WER points of uncompressed features",
     "source": "docs/rd.md",
 }
-
-#: What the page's responses allow: its own files only (no CDN), the service's API and WebSocket.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src 'self' ws: wss:; media-src 'self' blob:; worker-src 'self'; object-src 'none'; "
-    "base-uri 'none'; frame-ancestors 'none'"
-)
-
-
-def web_root() -> Path:
-    """The folder of the page's files inside the installed package."""
-    return Path(str(files("amser_dsp").joinpath("web")))
 
 
 def asset_path() -> Path:
@@ -131,51 +106,8 @@ def build_asset() -> bytes:
     return (json.dumps(asset, sort_keys=True, indent=1) + "\n").encode()
 
 
-#: The cookie that carries the API key of the page's WebSocket handshakes (path /v1/stream, SameSite=Strict).
-KEY_COOKIE = "amser_api_key"
-
-
-def websocket_key(headers: Mapping[str, str]) -> str | None:
-    """The API key of a WebSocket handshake: ``X-API-Key``, ``Authorization: Bearer``, or the page's cookie.
-
-    A browser cannot set headers on a WebSocket, so the page puts its key in the :data:`KEY_COOKIE`
-    cookie (SameSite=Strict, path ``/v1/stream``).  The cookie is honoured only on a handshake whose
-    ``Origin`` is this service's own host (a page of the service), so another site's page cannot use a
-    visitor's key (cross-site WebSocket hijacking); the HTTP endpoints never read it (no CSRF).
-    """
-    from .service import bearer_token
-
-    key = headers.get("x-api-key") or bearer_token(headers.get("authorization"))
-    if key:
-        return key
-    origin, host = headers.get("origin"), headers.get("host")
-    if not origin or not host or urlsplit(origin).netloc.lower() != host.lower():
-        return None
-    cookies = SimpleCookie()
-    try:
-        cookies.load(headers.get("cookie") or "")
-    except CookieError:
-        return None
-    morsel = cookies.get(KEY_COOKIE)
-    return unquote(morsel.value) if morsel is not None and morsel.value else None
-
-
-def mount_page(app: Any) -> None:
-    """Serve the page at ``/`` and its files at ``/static/`` (no key needed: the page asks for one)."""
-    from fastapi.responses import FileResponse
-    from fastapi.staticfiles import StaticFiles
-
-    headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff"}
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(web_root() / "index.html", media_type="text/html; charset=utf-8", headers=headers)
-
-    app.mount("/static", StaticFiles(directory=web_root()), name="static")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m amser_dsp.server.web", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m amser_dsp.web.tables", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help=f"where to write (default: the package's {ASSET_NAME})")
     parser.add_argument("--check", action="store_true", help="compare with the file instead of writing it")
     args = parser.parse_args(argv)
@@ -183,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = build_asset()
     if args.check:
         same = out.is_file() and out.read_bytes() == data
-        print(f"{out}: {'up to date' if same else 'OUT OF DATE: run python -m amser_dsp.server.web'}")
+        print(f"{out}: {'up to date' if same else 'OUT OF DATE: run python -m amser_dsp.web.tables'}")
         return 0 if same else 1
     out.write_bytes(data)
     print(f"wrote {out} ({len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]})")
