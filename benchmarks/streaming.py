@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 import amser_dsp
-from amser_dsp.server.evaluation.modes import read_manifest
+from amser_dsp.server.evaluation.modes import read_asr_manifest
 from amser_dsp.server.evaluation.scoring import normaliser, word_errors
 from amser_dsp.server.recognition.live import FRAMES_PER_SECOND, LiveTranscript, StreamingSettings
 from amser_dsp.server.recognition.whisper import Transcriber, WhisperRecogniser
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.manifest.is_file():
         print(f"no manifest at {args.manifest}: the shared speech data is needed", file=sys.stderr)
         return 2
-    clips = read_manifest(args.manifest, args.limit)
+    clips = read_asr_manifest(args.manifest, args.limit)
     if args.capacity:
         print(f"load average before: {os.getloadavg()}", file=sys.stderr)
         serve = ["--beam", str(args.final_beam), "--max-streams", str(max(args.capacity))]

@@ -26,11 +26,11 @@ import numpy as np
 
 from . import PRESETS, __version__
 from .config import DEFAULT_PRESET
+from .container import CONTAINER_SUFFIX
 from .errors import AmserError, AmserWarning
+from .io import AUDIO_SUFFIXES
 
 __all__ = [
-    "AUDIO_SUFFIXES",
-    "CONTAINER_SUFFIX",
     "STDIO",
     "Done",
     "Job",
@@ -45,8 +45,6 @@ __all__ = [
     "write_output",
 ]
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".mp3")
-CONTAINER_SUFFIX = ".amser"
 #: ``-``: standard input as an input path, standard output as an output path.
 STDIO = Path("-")
 ENTRY_POINT_GROUP = "amser_dsp.commands"

@@ -10,7 +10,10 @@ import numpy as np
 
 from .errors import AudioError
 
-__all__ = ["load_audio"]
+__all__ = ["AUDIO_SUFFIXES", "load_audio"]
+
+#: The file names the commands take as audio when they list a folder (what libsndfile reads).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".mp3")
 
 
 def load_audio(source: str | os.PathLike[str] | BinaryIO, sample_rate: int | None = 16_000) -> np.ndarray:

@@ -186,9 +186,9 @@ def test_tiny_run_on_real_clips_drives_the_loss_down() -> None:
     manifest = SHARED_DATA / "emotion" / "manifest.tsv"
     if not manifest.exists():
         pytest.skip("../shared/data/emotion is absent")
-    from amser_dsp.server.emotion.data import codec_features, read_manifest
+    from amser_dsp.server.emotion.data import codec_features, read_emotion_manifest
 
-    clips = read_manifest(manifest)
+    clips = read_emotion_manifest(manifest)
     chosen = [
         next(c for c in clips if c.label == lab and c.speaker == sp)
         for lab in LABELS

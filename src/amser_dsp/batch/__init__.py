@@ -24,9 +24,10 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from ..cli import AUDIO_SUFFIXES, CONTAINER_SUFFIX
 from ..config import get_preset
+from ..container import CONTAINER_SUFFIX
 from ..errors import AmserError
+from ..io import AUDIO_SUFFIXES
 from .manifest import settings_digest
 from .plan import Item, list_items
 from .report import Summary

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from ..cli import CONTAINER_SUFFIX
+from ..container import CONTAINER_SUFFIX
 from ..errors import AmserError
 from .manifest import atomic_write, digest_bytes, verify_output
 from .plan import Item

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ...cli import (
-    AUDIO_SUFFIXES,
-    CONTAINER_SUFFIX,
     Done,
     Job,
     add_codec_arguments,
@@ -27,7 +25,10 @@ from ...cli import (
     jobs_for,
     run_jobs,
 )
+from ...config import get_preset
+from ...container import CONTAINER_SUFFIX
 from ...errors import AmserError
+from ...io import AUDIO_SUFFIXES
 
 __all__ = ["add_parsers"]
 
@@ -233,7 +234,7 @@ async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) ->
 
     return {
         "text": end.get("text", ""),
-        "seconds": round(audio.size / 16_000, 3),
+        "seconds": round(audio.size / get_preset("whisper").sample_rate, 3),
         "latency": {"p50": pct(50), "p90": pct(90), "max": pct(100), "words": len(latencies)},
         "messages": counts,
         "server": end.get("timings", {}),
@@ -252,7 +253,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         from ... import load_audio
 
         data = read_input(job.src)
-        audio = load_audio(io.BytesIO(data) if isinstance(data, bytes) else data, sample_rate=16_000)
+        rate = get_preset("whisper").sample_rate
+        audio = load_audio(io.BytesIO(data) if isinstance(data, bytes) else data, sample_rate=rate)
         result = {"path": str(job.src), **asyncio.run(_stream_audio(audio, args, line))}
         return Done(json.dumps(result) if args.json else f"{job.src}: {result['text']}", {"seconds": result["seconds"]})
 
@@ -269,13 +271,13 @@ def cmd_eval_asr(args: argparse.Namespace) -> int:
 def cmd_train_codec(args: argparse.Namespace) -> int:
     from ...api import features
     from ...codec.kltdct import tables_from_bytes
-    from ...codec.train import fit_tables, speaker_folds
+    from ...codec.train import clip_folds, fit_tables
     from ...config import get_preset
     from ...io import load_audio
-    from ..evaluation.modes import read_manifest
+    from ..evaluation.modes import read_asr_manifest
 
     config = get_preset(args.preset)
-    clips = read_manifest(args.manifest)
+    clips = read_asr_manifest(args.manifest)
     if args.ids:
         keep = set(args.ids.read_text().split())
         clips = [c for c in clips if c.id in keep]
@@ -284,7 +286,7 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
             index, n_folds = (int(v) for v in args.exclude_fold.split("/"))
         except ValueError:
             raise AmserError(f"--exclude-fold {args.exclude_fold!r} is not of the form I/K") from None
-        folds = speaker_folds([{"id": c.id, "speaker": c.speaker} for c in clips], n_folds)
+        folds = clip_folds([{"id": c.id, "speaker": c.speaker} for c in clips], n_folds)
         clips = [c for c in clips if folds[c.id] != index]
     if not clips:
         raise AmserError(f"no clips to train on in {args.manifest}")
@@ -418,7 +420,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--exclude-fold",
         metavar="I/K",
-        help="train on every speaker-disjoint fold but I of K (see speaker_folds), for out-of-fold evaluation",
+        help="train on every speaker-disjoint fold but I of K (see clip_folds), for out-of-fold evaluation",
     )
     p.add_argument("--weights-from", type=Path, help="reuse the sensitivity weights of these tables")
     p.set_defaults(run=cmd_train_codec)

@@ -42,7 +42,7 @@ __all__ = [
     "build_examples",
     "codec_features",
     "make_split",
-    "read_manifest",
+    "read_emotion_manifest",
     "read_split",
     "speaker_folds",
     "training_versions",
@@ -51,7 +51,7 @@ __all__ = [
 
 #: The four classes, in the order of the classifier's outputs.
 LABELS = ("angry", "happy", "neutral", "sad")
-SAMPLE_RATE = 16_000
+SAMPLE_RATE = get_preset("whisper").sample_rate
 
 #: Codec settings by name: keyword arguments of :func:`amser_dsp.encode` (the paper's sweep and ours).
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -82,7 +82,7 @@ class EmotionClip:
     text: str
 
 
-def read_manifest(path: str | Path) -> list[EmotionClip]:
+def read_emotion_manifest(path: str | Path) -> list[EmotionClip]:
     """The clips of ``manifest.tsv`` whose label is one of :data:`LABELS` (``in_4class`` = 1).
 
     Raises

@@ -24,8 +24,10 @@ import numpy as np
 
 from ... import codec as codecs
 from ...api import features
+from ...config import get_preset
 from ...errors import AmserError
 from ...io import load_audio
+from ..evaluation.scoring import paired_bootstrap
 from .data import (
     DEFAULT_SETTING,
     LABELS,
@@ -35,7 +37,7 @@ from .data import (
     Example,
     Version,
     build_examples,
-    read_manifest,
+    read_emotion_manifest,
 )
 from .network import EmotionEnsemble, EmotionNet, EmotionRecogniser, ModelConfig, load_checkpoint, save_checkpoint
 from .train import TrainConfig, load_split_examples, make_inputs, predict, scores, text_feature_fn, train
@@ -71,11 +73,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 def bootstrap(
     correct: np.ndarray, other: np.ndarray | None = None, *, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
-    """95% percentile interval of the mean of ``correct`` (0/1 per clip), or of ``correct - other`` paired; in %."""
+    """95% percentile interval of the accuracy of ``correct`` (0/1 per clip), or of ``correct - other`` paired; in %."""
     values = correct.astype(float) - (0 if other is None else other.astype(float))
-    idx = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
-    lo, hi = np.percentile(100 * values[idx].mean(1), [2.5, 97.5])
-    return float(lo), float(hi)
+    return paired_bootstrap(lambda idx: 100 * values[idx].mean(1), len(values), seed=seed, resamples=resamples)
 
 
 @dataclass
@@ -128,7 +128,7 @@ def _ablation(
 def setting_kbps(clips: Sequence[EmotionClip], settings: Sequence[str] = tuple(SETTINGS)) -> dict[str, float]:
     """Container kilobits per audio second of each of ``settings`` over ``clips``."""
     feats = [features(load_audio(c.path, sample_rate=SAMPLE_RATE), SAMPLE_RATE, "whisper") for c in clips]
-    seconds = sum(f.shape[1] for f in feats) / 100
+    seconds = sum(f.shape[1] for f in feats) / get_preset("whisper").frame_rate
     return {
         s: sum(len(codecs.encode(f, config="whisper", **SETTINGS[s])) for f in feats) * 8 / seconds / 1000
         for s in settings
@@ -430,7 +430,7 @@ def main(args: Any) -> int:  # ``amser eval-emotion``
     if args.cache:
         cfg.cache = args.cache
     transcriber = Transcriber(model_path=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
-    clips = read_manifest(cfg.manifest)
+    clips = read_emotion_manifest(cfg.manifest)
     split = meta["split"]
     test = [c for c in clips if split.get(c.speaker) == "test"]
     if not test:

@@ -41,7 +41,7 @@ from .data import (  # noqa: E402
     build_examples,
     make_split,
     manifest_digest,
-    read_manifest,
+    read_emotion_manifest,
     speaker_folds,
     training_versions,
     write_split,
@@ -304,7 +304,7 @@ def fit_config(
 # ---------------------------------------------------------------- the run
 def split_clips(cfg: TrainConfig) -> tuple[list[EmotionClip], dict[str, str]]:
     """The manifest's clips and the run's speaker split (cheap: no audio is read)."""
-    clips = read_manifest(cfg.manifest)
+    clips = read_emotion_manifest(cfg.manifest)
     return clips, make_split(clips, seed=cfg.split_seed, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
 
 

@@ -32,10 +32,10 @@ __all__ = [
     "kltdct_mode",
     "opus_mode",
     "opus_roundtrip",
-    "read_manifest",
+    "read_asr_manifest",
 ]
 
-SAMPLE_RATE = 16_000
+SAMPLE_RATE = get_preset("whisper").sample_rate
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def default_modes(fold_tables: Sequence | None = None, folds: dict | None = None
     return modes
 
 
-def read_manifest(path: Path, limit: int | None = None) -> list[Clip]:
+def read_asr_manifest(path: Path, limit: int | None = None) -> list[Clip]:
     with path.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))[:limit]
     return [Clip(r["id"], path.parent / r["path"], r["text"], r.get("speaker", r["id"])) for r in rows]

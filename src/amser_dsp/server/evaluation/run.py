@@ -24,7 +24,7 @@ from ...errors import AmserError
 from ...io import load_audio
 from ..recognition.transcripts import TranscriptCache
 from ..recognition.whisper import Transcriber
-from .modes import Clip, Mode, default_modes, held_out_tables, read_manifest
+from .modes import Clip, Mode, default_modes, held_out_tables, read_asr_manifest
 from .report import lowest_within, markdown, opus_comparison, plot, summarise, total_seconds
 
 __all__ = ["main", "run_evaluation"]
@@ -51,7 +51,7 @@ def run_evaluation(
 
 
 def main(args) -> int:  # called by the ``amser eval-asr`` command
-    clips = read_manifest(Path(args.manifest), args.limit)
+    clips = read_asr_manifest(Path(args.manifest), args.limit)
     if not clips:
         raise AmserError(f"no clips in {args.manifest}")
     transcriber = Transcriber(model_path=args.model, beam_size=args.beam)

@@ -38,8 +38,8 @@ __all__ = ["Service"]
 
 log = logging.getLogger("amser_dsp.server")
 
-#: Frames per second of the features the service reads (the whisper preset's hop).
-FRAME_RATE = get_preset("whisper").sample_rate / get_preset("whisper").hop_length
+#: Frames per second of the features the service reads.
+FRAME_RATE = get_preset("whisper").frame_rate
 
 
 class Service:

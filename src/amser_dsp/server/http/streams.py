@@ -26,7 +26,7 @@ from ... import codec
 from ... import container as fmt
 from ...errors import AmserError, LimitExceededError
 from .. import require_extra
-from ..recognition.live import LiveTranscript, Recogniser, StreamingSettings, Update, Word
+from ..recognition.live import FRAMES_PER_SECOND, LiveTranscript, Recogniser, StreamingSettings, Update, Word
 from ..recognition.whisper import check_whisper_config
 
 require_extra("starlette")
@@ -174,7 +174,7 @@ class Session:
         return {
             "type": "end",
             "text": self.committed_text,
-            "seconds": round(self.live.total_frames / 100, 3),
+            "seconds": round(self.live.total_frames / FRAMES_PER_SECOND, 3),
             "words": len(self.live.committed),
             "timings": {
                 "wall_ms": round(1000 * (time.monotonic() - self.started), 1),
@@ -269,7 +269,7 @@ class StreamHub:
             "%s stream %s: %.1f s audio, %d decodes",
             request_id,
             session.failed.code if session.failed else "ended",
-            session.live.total_frames / 100,
+            session.live.total_frames / FRAMES_PER_SECOND,
             session.live.decodes,
         )
 
@@ -314,7 +314,7 @@ class StreamHub:
             except LimitExceededError as exc:
                 raise StreamError("too_long", str(exc)) from None
             if chunks:
-                session.received_seconds.append(session.live.total_frames / 100)
+                session.received_seconds.append(session.live.total_frames / FRAMES_PER_SECOND)
                 session.received_times.append(time.monotonic())
             if session.decoder.finished:
                 session.live.finish()

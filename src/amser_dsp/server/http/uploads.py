@@ -15,6 +15,7 @@ import io
 import numpy as np
 
 from ... import features, load_audio
+from ...config import get_preset
 from ...errors import AudioError, LimitExceededError
 
 __all__ = ["audio_features"]
@@ -45,5 +46,6 @@ def audio_features(blob: bytes, *, max_seconds: float) -> tuple[np.ndarray, floa
         raise LimitExceededError(f"audio of {seconds:.1f} s exceeds the limit of {max_seconds:g} s")
     if info.channels > 8:
         raise LimitExceededError(f"audio has {info.channels} channels; at most 8 are accepted")
-    audio = load_audio(io.BytesIO(blob))
-    return features(audio, 16000, preset="whisper"), seconds
+    config = get_preset("whisper")
+    audio = load_audio(io.BytesIO(blob), sample_rate=config.sample_rate)
+    return features(audio, config.sample_rate, preset=config), seconds

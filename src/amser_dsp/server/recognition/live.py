@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ...config import get_preset
 from ...errors import LimitExceededError
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 #: Frames per second of the ``whisper`` preset (hop of 160 samples at 16 kHz).
-FRAMES_PER_SECOND = 100
+FRAMES_PER_SECOND = int(get_preset("whisper").frame_rate)
 #: Frames in one Whisper window (30 s).
 WINDOW_FRAMES = 3000
 
