@@ -6,7 +6,7 @@ Warm: wall time of ``python -c "import amser_dsp; features(1 s, whisper, numba)"
 with the kernels already in Numba's on-disk cache (interpreter start
 included), and the split inside the process (``import amser_dsp``, ``import
 numba``, first call).  Cold: the same with an empty ``NUMBA_CACHE_DIR``, so the
-kernels compile from scratch (first-call compile time).  Target (issue 4):
+kernels compile from scratch (first-call compile time).  Target:
 warm <= 0.8 s wall.
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,28 @@ def test_every_public_module_imports_first_in_a_fresh_process(module: str) -> No
     if ("ImportError" in last and "pip install 'amser-dsp[" in last) or missing in OPTIONAL_MODULES:
         pytest.skip(f"{module} needs an extra that is not installed: {last}")
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_every_module_is_named_in_the_architecture_page() -> None:
+    page = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [
+        path.relative_to(PACKAGE).as_posix()
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if f"`{path.relative_to(PACKAGE).as_posix()}`" not in page
+    ]
+    assert not missing, f"not in docs/architecture.md: {missing}"
+
+
+def test_no_internal_issue_numbers_in_code_or_docs() -> None:
+    # A reader of the project has no tracker to look them up in: say why, in the project's own terms.
+    root = PACKAGE.parents[1]
+    pattern = re.compile(r"\bissues? #?[0-9]+", re.IGNORECASE)
+    found = [
+        f"{path.relative_to(root)}:{n}"
+        for top in ("src", "docs", "tests", "benchmarks")
+        for path in sorted((root / top).rglob("*"))
+        if path.suffix in {".py", ".md", ".js", ".html", ".sh"} and "data" not in path.relative_to(root).parts[1:2]
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not found, found

@@ -7,7 +7,7 @@ Transports:
 - ``paper``: a new TCP connection and one HTTP request per file, each answer awaited before the next file
   (``requests.post`` per file, as a script would do it; TCP_NODELAY on, as urllib3 sets it).
 - ``keepalive-nagle``: one kept-alive HTTP/1.1 connection, one request per file, answers awaited; httpx's
-  defaults (Nagle's algorithm on): what ``amser send`` did before issue 15.
+  defaults (Nagle's algorithm on): what ``amser send`` did before it set TCP_NODELAY.
 - ``keepalive``: the same with TCP_NODELAY.
 - ``ws``: :meth:`amser_dsp.client.Client.transcribe_many`: one WebSocket, files sent back to back
   without waiting, answers read as they come (what ``amser send`` does now).

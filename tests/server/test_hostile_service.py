@@ -1,4 +1,4 @@
-"""Hostile containers at the service: 400 or 413 with the JSON error envelope, never a 500 (issue 18)."""
+"""Hostile containers at the service: 400 or 413 with the JSON error envelope, never a 500."""
 
 from __future__ import annotations
 

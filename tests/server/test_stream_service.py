@@ -177,7 +177,7 @@ def test_bad_input_is_refused_with_its_code_and_others_keep_streaming(
 
     bad, other = asyncio.run(both())
     if case == "chunk swap":
-        # Until chunks are numbered (issue 18) a swap of equal chunks decodes; it must still end cleanly.
+        # Before format 1.1 numbered chunks, a swap of equal chunks decodes; it must still end cleanly.
         assert bad[1] in (1000, CLOSE_CODES["bad_container"]), bad
     else:
         check_error(bad, "text_frame" if case == "text frame" else "bad_container")

@@ -19,7 +19,6 @@ reason in ``amser-failures.tsv`` and never stop the others.  Needs the
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -167,14 +166,12 @@ def analyze(
 
     Raises
     ------
-    AmserError
-        If this installation has no emotion classifier (``amser_dsp.server.analysis``).
+    ImportError
+        If the emotion extra (torch) is not installed.
     """
-    if importlib.util.find_spec("amser_dsp.server.analysis") is None:
-        raise AmserError(
-            "amser batch analyze needs the emotion classifier (amser_dsp.server.analysis and .emotion), which "
-            "this version does not have yet; amser batch transcribe gives the transcripts"
-        )
+    from ..extras import require_extra
+
+    require_extra("torch", extra="emotion")  # the emotion model, before any worker starts
     return _speech("analyze", paths, out_dir, client, scheduler, workers, force, progress, model, beam,
                    emotion_model, codec, root, codec_params)  # fmt: skip
 
