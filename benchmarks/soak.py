@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from amser_dsp.server.http.local import LocalServer
     from amser_dsp.server.http.memory import process_memory, rss_by_mapping
 
-    env = {"AMSER_API_KEY": "", **dict(kv.split("=", 1) for kv in args.env)}
+    env = dict(kv.split("=", 1) for kv in args.env)
     if args.debug_memory:
         env["AMSER_DEBUG_MEMORY"] = "1"
     serve_args = ["--workers", str(args.workers), "--queue", str(args.queue), "--beam", str(args.beam)]

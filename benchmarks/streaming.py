@@ -167,7 +167,7 @@ def capacity(clips, counts: list[int], chunk_seconds: float, seconds: float, ser
 
     audios = [amser_dsp.load_audio(c.path) for c in clips]
     rows = []
-    with LocalServer(serve_args, env={"AMSER_API_KEY": ""}) as url:
+    with LocalServer(serve_args) as url:
         for n in counts:
             deadline = time.monotonic() + seconds
 

@@ -103,6 +103,10 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         title="amser-dsp",
         version=__version__,
         description="Speech recognition on compressed log-Mel feature containers (docs/format.md).",
+        # The interactive pages load their scripts from a CDN: offline they fail, and online they pull third-party
+        # code into an operator's browser.  The OpenAPI document itself stays at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
 
     # ---------------------------------------------------------------- plumbing

@@ -40,7 +40,8 @@ class LocalServer:
     args : list of str
         Extra ``amser serve`` options.
     env : dict, optional
-        Extra environment variables (``AMSER_API_KEY``, ...).
+        Extra environment variables (``AMSER_API_KEY``, ...).  The caller's own ``AMSER_API_KEY`` and
+        ``AMSER_API_KEY_FILE`` are not inherited: a local server has a key only when given one here.
     startup_timeout : float
         Seconds to wait for the service to answer.
     """
@@ -59,8 +60,9 @@ class LocalServer:
         import httpx
 
         src = str(Path(__file__).resolve().parents[2])
+        inherited = {k: v for k, v in os.environ.items() if k not in ("AMSER_API_KEY", "AMSER_API_KEY_FILE")}
         env = {
-            **os.environ,
+            **inherited,
             "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
             **self.extra_env,
         }

@@ -35,6 +35,20 @@ def read_api_keys(path: str | os.PathLike[str]) -> tuple[str, ...]:
     return keys
 
 
+def env_api_key() -> str:
+    """The key of ``AMSER_API_KEY``, read as a key file's line is (surrounding white space dropped).
+
+    Raises
+    ------
+    ConfigError
+        If the variable is set but holds no key: like an empty key file, it must never start an open service.
+    """
+    key = os.environ.get("AMSER_API_KEY", "").strip()
+    if not key:
+        raise ConfigError("AMSER_API_KEY is set but empty; set a key, or unset it to run without authentication")
+    return key
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """Limits and access control of the service (``amser serve`` options, or :meth:`from_env`)."""
@@ -84,7 +98,7 @@ class ServiceSettings:
         ``overrides`` (``None`` values ignored) win over the environment;
         ``api_key_file`` adds the keys of a file (:func:`read_api_keys`).
         """
-        keys = [k for k in (os.environ.get("AMSER_API_KEY"),) if k]
+        keys = [env_api_key()] if "AMSER_API_KEY" in os.environ else []
         key_file = overrides.pop("api_key_file", None) or os.environ.get("AMSER_API_KEY_FILE")
         if key_file:
             keys += read_api_keys(key_file)
@@ -107,8 +121,10 @@ class ServiceSettings:
         return cls(api_keys=tuple(keys), **values)
 
     def public(self) -> dict[str, Any]:
-        """The settings a client may see (no keys)."""
+        """The settings a client may see: no keys, and no path on the server's disk (the models are named by
+        ``/v1/info``'s ``model`` and ``emotion`` entries)."""
         out = asdict(self)
-        out.pop("api_keys")
+        for private in ("api_keys", "model_path", "emotion_model"):
+            out.pop(private)
         out["auth"] = "api-key" if self.api_keys else "none"
         return out
