@@ -48,6 +48,21 @@ def test_transcribe_a_container(folder: Path, capsys: pytest.CaptureFixture[str]
     assert results["b.amser"]["bytes"] == (folder / "b.amser").stat().st_size
 
 
+def test_transcribe_refuses_features_whisper_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Another preset's container (or another band count) is named and refused; the other files go on."""
+    audio = amser_dsp.load_audio(amser_dsp.sample_path())
+    (tmp_path / "amser.amser").write_bytes(amser_dsp.encode_audio(audio, "amser", codec="svd", rank=14))
+    (tmp_path / "bands.amser").write_bytes(
+        amser_dsp.encode_audio(audio, amser_dsp.get_preset("whisper").replace(n_mels=64), codec="svd", rank=14)
+    )
+    (tmp_path / "ok.amser").write_bytes(amser_dsp.encode_audio(audio, "whisper"))
+    assert main(["transcribe", str(tmp_path), "--json", "--beam", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert set(_results(out)) == {"ok.amser"}
+    assert "amser.amser" in err and "bands.amser" in err and "whisper" in err
+    assert "Traceback" not in err and "transcribe: 1 of 3 files (2 failed)" in err
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     pytest.importorskip("fastapi")

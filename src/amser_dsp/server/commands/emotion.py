@@ -17,9 +17,9 @@ __all__ = ["add_parsers"]
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from ... import decode, encode_audio, inspect
+    from ... import encode_audio, inspect
     from ..analysis import Analyzer
-    from ..recognition.whisper import Transcriber
+    from ..recognition.whisper import Transcriber, decode_for_whisper
 
     options = codec_arguments(args)
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
@@ -33,7 +33,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if seconds is None:
             seconds = inspect(blob).seconds or 0.0
-        result = analyzer.analyze([decode(blob)])[0]
+        result = analyzer.analyze([decode_for_whisper(blob).features])[0]
         if args.json:
             line = json.dumps(
                 {

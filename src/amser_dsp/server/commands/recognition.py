@@ -48,8 +48,8 @@ def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bo
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from ... import decode, encode_audio
-    from ..recognition.whisper import Transcriber
+    from ... import encode_audio
+    from ..recognition.whisper import Transcriber, decode_for_whisper
 
     options = codec_arguments(args)
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
@@ -60,7 +60,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             job.src, lambda audio: encode_audio(audio, "whisper", chunk_seconds=args.chunk_seconds, **options),
             options, args.chunk_seconds,
         )  # fmt: skip
-        return _report(job, transcriber.transcribe(decode(blob)), blob, seconds, args.json)
+        features = decode_for_whisper(blob).features  # another preset's features: refused, not misread
+        return _report(job, transcriber.transcribe(features), blob, seconds, args.json)
 
     return run_jobs(jobs, work, "transcribe", progress=not args.json)
 

@@ -26,7 +26,7 @@ from ...errors import AmserError, LimitExceededError  # noqa: E402
 from ..analysis import Analyzer  # noqa: E402
 from ..recognition.batcher import RecogniserBatcher  # noqa: E402
 from ..recognition.live import StreamingSettings  # noqa: E402
-from ..recognition.whisper import Transcriber, WhisperRecogniser, check_whisper_config  # noqa: E402
+from ..recognition.whisper import Transcriber, WhisperRecogniser, decode_for_whisper  # noqa: E402
 from .auth import Keys  # noqa: E402
 from .errors import ServiceError  # noqa: E402
 from .memory import IdleTrimmer  # noqa: E402
@@ -119,8 +119,7 @@ class Service:
     def _decode(self, blob: bytes) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
-            decoded = codec.decode_container(blob, limits=self.limits)
-            check_whisper_config(decoded.config)
+            decoded = decode_for_whisper(blob, limits=self.limits)
         except LimitExceededError as exc:
             raise ServiceError(413, "too_long", str(exc)) from None
         except AmserError as exc:  # damaged, malformed, another preset, an unknown codec

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import container as fmt
+from ...codec import Decoded, decode_container
 from ...config import FeatureConfig, get_preset
 from ...errors import ConfigError
 from .. import DEFAULT_BEAM_SIZE, require_extra
@@ -32,6 +34,7 @@ __all__ = [
     "Transcriber",
     "WhisperRecogniser",
     "check_whisper_config",
+    "decode_for_whisper",
     "default_model_path",
     "window_features",
 ]
@@ -70,6 +73,21 @@ def check_whisper_config(config: FeatureConfig | None) -> FeatureConfig:
             "encode with preset='whisper'"
         )
     return config
+
+
+def decode_for_whisper(blob: bytes, *, limits: fmt.Limits | None = None) -> Decoded:
+    """Decode a container whose features Whisper can read (the ``whisper`` preset's).
+
+    Raises
+    ------
+    AmserError
+        If the container is damaged or malformed (:func:`~amser_dsp.codec.decode_container`), or
+        :class:`~amser_dsp.errors.ConfigError` if its features were made with another config: transcribing
+        them anyway gives fluent nonsense, never an error.
+    """
+    decoded = decode_container(blob, limits=limits)
+    check_whisper_config(decoded.config)
+    return decoded
 
 
 def silence_value(features: np.ndarray, config: FeatureConfig) -> float:
