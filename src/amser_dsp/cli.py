@@ -322,11 +322,17 @@ def _load_audio_data(data: bytes | Path, sample_rate: int) -> np.ndarray:
 
 
 def container_from(
-    src: Path, encode: Callable[[np.ndarray], bytes], options: dict[str, Any], chunk_seconds: float | None
+    src: Path,
+    encode: Callable[[np.ndarray], bytes],
+    options: dict[str, Any],
+    chunk_seconds: float | None,
+    *,
+    sample_rate: int = PRESETS[DEFAULT_PRESET].sample_rate,
 ) -> tuple[bytes, float | None]:
     """A container from an input that is one already (``.amser``, or bytes starting with its magic) or audio.
 
-    Audio is loaded at 16 kHz and passed to ``encode``.  Returns the container
+    Audio is loaded at ``sample_rate`` (default: the default preset's, the one the commands encode with) and
+    passed to ``encode``.  Returns the container
     and the audio's duration (None for a container: its info says).
 
     Raises
@@ -343,8 +349,8 @@ def container_from(
         if given:
             raise AmserError(f"is a container, encoded already: codec options {given} do not apply to it")
         return (data if isinstance(data, bytes) else src.read_bytes()), None
-    audio = _load_audio_data(data, 16_000)
-    return encode(audio), audio.size / 16_000
+    audio = _load_audio_data(data, sample_rate)
+    return encode(audio), audio.size / sample_rate
 
 
 def cmd_encode(args: argparse.Namespace) -> int:

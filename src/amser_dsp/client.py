@@ -88,7 +88,7 @@ async def stream_transcript(
     url : str
         The service (``http://127.0.0.1:8000``) or the stream endpoint (``ws://.../v1/stream``).
     audio : ndarray
-        16 kHz mono float samples.
+        Mono float samples at the ``whisper`` preset's rate (16 kHz).
     chunk_seconds : float
         Audio per container chunk (one message each).
     realtime : bool
@@ -116,6 +116,7 @@ async def stream_transcript(
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     encoder = StreamEncoder("whisper", chunk_seconds=chunk_seconds, codec=codec)
     block = encoder.chunk_frames * encoder.config.hop_length
+    rate = encoder.config.sample_rate
     sent_seconds: list[float] = []  # audio seconds sent after each message
     sent_times: list[float] = []
     try:
@@ -131,10 +132,10 @@ async def stream_transcript(
             part = audio[i : i + block]
             data = encoder.write(part) + (encoder.close() if i + block >= audio.size else b"")
             if realtime:
-                await asyncio.sleep(max(0.0, start + (i + part.size) / 16000 - time.monotonic()))
+                await asyncio.sleep(max(0.0, start + (i + part.size) / rate - time.monotonic()))
             if data:
                 await ws.send(data)
-                sent_seconds.append((i + part.size) / 16000)
+                sent_seconds.append((i + part.size) / rate)
                 sent_times.append(time.monotonic())
 
     sender = asyncio.get_running_loop().create_task(send())
