@@ -164,6 +164,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
         max_stream_seconds=args.max_stream_seconds,
         recognise=False if args.no_recognise else None,
+        metrics_public=True if args.metrics_public else None,
         trim_idle=args.trim_idle,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
@@ -363,6 +364,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="benchmark mode: receive, check and decode files but do not transcribe them (answers have empty "
         "texts; /v1/info says so)",
+    )
+    p.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="GET /metrics answers without an API key (for a scraper on the operator's network; AMSER_METRICS_PUBLIC=1)",
     )
     p.add_argument(
         "--trim-idle",

@@ -34,7 +34,7 @@ require_extra("fastapi", "uvicorn", "ctranslate2")
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
+from fastapi.responses import JSONResponse, Response  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
@@ -45,6 +45,7 @@ from ..recognition.whisper import Transcriber  # noqa: E402
 from . import memory  # noqa: E402
 from .errors import ServiceError, error_body, request_id_from  # noqa: E402
 from .files import serve_files  # noqa: E402
+from .metrics import CONTENT_TYPE_LATEST  # noqa: E402
 from .page import mount_page  # noqa: E402
 from .service import Service  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
@@ -121,6 +122,8 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             log.exception("%s unhandled error", request_id)
             response = error_response(request_id, ServiceError(500, "internal", "internal error; see the server log"))
         response.headers["X-Request-ID"] = request_id
+        route = request.scope.get("route")
+        service.metrics.observe_request(getattr(route, "path", "unmatched"), response.status_code)
         log.info(
             "%s %s %s %d %.1fms",
             request_id,
@@ -136,6 +139,8 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        route = request.scope.get("route")
+        service.metrics.observe_error(getattr(route, "path", "unmatched"), exc.code)
         return error_response(request_id(request), exc)
 
     @app.exception_handler(StarletteHTTPException)
@@ -204,7 +209,21 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """Readiness: the model is loaded, the queue has room and the service is not draining (else 503)."""
+        ready, reason = service.readiness()
+        return JSONResponse({"status": "ready" if ready else "not ready", "reason": reason}, 200 if ready else 503)
+
+    metrics_access = [] if service.settings.metrics_public else [Depends(authorised)]
+
+    @app.get("/metrics", include_in_schema=False, dependencies=metrics_access)
+    async def metrics() -> Response:
+        """Every series in Prometheus' text format (docs/operations.md)."""
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/info")
     async def info() -> dict[str, Any]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .. import require_extra
@@ -30,6 +31,7 @@ from ..recognition.whisper import Transcriber, WhisperRecogniser, decode_for_whi
 from .auth import Keys  # noqa: E402
 from .errors import ServiceError  # noqa: E402
 from .memory import IdleTrimmer  # noqa: E402
+from .metrics import Metrics  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
 from .streams import LiveSettings, StreamHub  # noqa: E402
 from .uploads import audio_features  # noqa: E402
@@ -42,6 +44,24 @@ log = logging.getLogger("amser_dsp.server")
 FRAME_RATE = get_preset("whisper").frame_rate
 
 
+class TimedExecutor(ThreadPoolExecutor):
+    """A thread pool that reports the seconds each task ran (to ``busy``), whatever submitted it."""
+
+    def __init__(self, busy: Callable[[float], None], workers: int, name: str) -> None:
+        super().__init__(max_workers=workers, thread_name_prefix=name)
+        self.busy = busy
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:  # type: ignore[override]
+        def timed() -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.busy(time.perf_counter() - t0)
+
+        return super().submit(timed)
+
+
 class Service:
     """One application's state and the steps every request goes through."""
 
@@ -50,7 +70,14 @@ class Service:
         self.asr = transcriber or Transcriber(model_path=settings.model_path, beam_size=settings.beam_size)
         # Load the default codec's tables and entropy coder now (Numba's cache: about 0.5 s), not in a request.
         codec.decode(codec.encode(np.zeros((80, 16), np.float32), config="whisper"))
-        self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="amser-asr")
+        self.metrics = Metrics(
+            queue_depth=lambda: self.admitted,
+            live_streams=lambda: len(self.streams.sessions),
+            ready=lambda: float(self.readiness()[0]),
+        )
+        self.draining = False
+        # Every batch on the recogniser threads, of requests and of live streams, counts as busy time.
+        self.pool = TimedExecutor(self.metrics.recogniser_busy.inc, settings.workers, "amser-asr")
         # Decoding has its own threads: a bad container is answered at once, never behind recognition.
         self.decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="amser-decode")
         self.batcher = RecogniserBatcher(self.asr, self.pool, settings.workers)
@@ -74,6 +101,14 @@ class Service:
             self.keys.check_websocket,  # headers, or the page's cookie
             decode_pool=self.decode_pool,
         )
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the service takes requests now (``/readyz``), and why not."""
+        if self.draining:
+            return False, "draining: the service is shutting down"
+        if self.admitted >= self.settings.queue_size:
+            return False, f"the queue of {self.settings.queue_size} requests is full"
+        return True, "ready"
 
     def _limits(self, seconds: float) -> fmt.Limits:
         frames = int(seconds * FRAME_RATE) + 1
@@ -188,6 +223,7 @@ class Service:
         model, whose answer is added as ``emotion`` (None when the service has no emotion model or does not
         recognise).  ``keep_features``: the decoded features stay in the result.
         """
+        self.metrics.received.labels("audio" if audio else "container").inc(len(blob))
         with self.trimmer.busy():  # idle again afterwards: glibc's free arena pages go back to the system
             return await self._transcribe_blob(blob, audio=audio, emotion=emotion, keep_features=keep_features)
 
@@ -217,6 +253,8 @@ class Service:
             result["emotion"] = None
         result["text"] = await self.admit(work)
         timings["total_ms"] = 1000 * (time.perf_counter() - start)
+        self.metrics.audio.labels("audio" if audio else "container").inc(result["seconds"])
+        self.metrics.observe_stages(timings)
         return result
 
     async def transcribe(self, request: Request, **options: bool) -> dict[str, Any]:

@@ -76,6 +76,8 @@ class ServiceSettings:
     #: False: a benchmark mode that receives, checks and decodes every file but does not transcribe it
     #: (``amser serve --no-recognise``; ``/v1/info`` says so; texts are empty).
     recognise: bool = True
+    #: True: ``GET /metrics`` answers without an API key (for a scraper inside the operator's network).
+    metrics_public: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "queue_size", "workers", "beam_size", "max_streams"):
@@ -105,7 +107,7 @@ class ServiceSettings:
         types = {
             f.name: f.type
             for f in fields(cls)
-            if f.name not in ("api_keys", "model_path", "emotion_model", "recognise")
+            if f.name not in ("api_keys", "model_path", "emotion_model", "recognise", "metrics_public")
         }
         values: dict[str, Any] = {}
         for name, kind in types.items():
@@ -115,6 +117,11 @@ class ServiceSettings:
                     values[name] = float(raw) if kind == "float" else int(raw)
                 except ValueError:
                     raise ConfigError(f"AMSER_{name.upper()}={raw!r} is not a {kind}") from None
+        if os.environ.get("AMSER_METRICS_PUBLIC"):
+            flag = os.environ["AMSER_METRICS_PUBLIC"].strip().lower()
+            if flag not in ("0", "1", "true", "false"):
+                raise ConfigError(f"AMSER_METRICS_PUBLIC={flag!r}: expected 1, 0, true or false")
+            values["metrics_public"] = flag in ("1", "true")
         if os.environ.get("AMSER_EMOTION_MODEL"):
             values["emotion_model"] = os.environ["AMSER_EMOTION_MODEL"]
         values.update({k: v for k, v in overrides.items() if v is not None})
