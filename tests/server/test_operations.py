@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +108,49 @@ def test_metrics_can_be_public() -> None:
     with TestClient(create_app(settings)) as c:
         assert c.get("/metrics").status_code == 200
         assert c.post("/v1/transcribe", content=b"x").status_code == 401  # the API itself still needs the key
+
+
+def test_sigterm_drains_what_is_under_way_refuses_the_rest_and_exits_0() -> None:
+    """The request under way at SIGTERM gets its transcript; readiness drops at once; a new request gets 503
+    ``draining`` with Retry-After; then the process exits 0."""
+    import signal
+    import threading
+
+    import httpx
+    import numpy as np
+
+    from amser_dsp.server.http.local import LocalServer
+
+    clip = amser_dsp.load_audio(amser_dsp.sample_path())
+    long = amser_dsp.encode_audio(np.tile(clip, int(np.ceil(90 * 16000 / clip.size))), "whisper")  # 90 s: seconds
+    short = amser_dsp.encode_audio(clip, "whisper")
+    server = LocalServer(["--workers", "1", "--drain-seconds", "60", "--emotion-model", "none"])
+    with server as url:
+        answers: list[httpx.Response] = []
+        sender = threading.Thread(
+            target=lambda: answers.append(httpx.post(f"{url}/v1/transcribe", content=long, timeout=120))
+        )
+        sender.start()
+        deadline = time.monotonic() + 30
+        while _queue_depth(url) < 1 and time.monotonic() < deadline:  # the long request is being recognised
+            time.sleep(0.05)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        ready = httpx.get(f"{url}/readyz", timeout=5)
+        assert ready.status_code == 503 and "draining" in ready.json()["reason"]
+        refused = httpx.post(f"{url}/v1/transcribe", content=short, timeout=30)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "draining"
+        assert refused.headers["Retry-After"]
+        sender.join(120)
+        assert answers and answers[0].status_code == 200 and "belly" in answers[0].json()["text"].lower()
+        assert server.process.wait(30) == 0, server.log_tail()
+
+
+def _queue_depth(url: str) -> float:
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return next(
+        s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == "amser_queue_depth"
+    )

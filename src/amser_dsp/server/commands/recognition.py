@@ -145,9 +145,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    import uvicorn
-
-    from ..http.app import ServiceSettings, create_app
+    from ..http.server import serve
+    from ..http.settings import ServiceSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = ServiceSettings.from_env(
@@ -165,10 +164,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_stream_seconds=args.max_stream_seconds,
         recognise=False if args.no_recognise else None,
         metrics_public=True if args.metrics_public else None,
+        drain_seconds=args.drain_seconds,
         trim_idle=args.trim_idle,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
-    return 0
+    return serve(settings, args.host, args.port)
 
 
 def _positive_seconds(text: str) -> float:
@@ -364,6 +363,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="benchmark mode: receive, check and decode files but do not transcribe them (answers have empty "
         "texts; /v1/info says so)",
+    )
+    p.add_argument(
+        "--drain-seconds",
+        type=_positive_seconds,
+        help="on SIGTERM, how long to finish the requests and live streams under way before stopping "
+        f"(default {_default('drain_seconds')}; docs/operations.md)",
     )
     p.add_argument(
         "--metrics-public",

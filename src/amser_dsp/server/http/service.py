@@ -76,6 +76,7 @@ class Service:
             ready=lambda: float(self.readiness()[0]),
         )
         self.draining = False
+        self.requests_in_progress = 0
         # Every batch on the recogniser threads, of requests and of live streams, counts as busy time.
         self.pool = TimedExecutor(self.metrics.recogniser_busy.inc, settings.workers, "amser-asr")
         # Decoding has its own threads: a bad container is answered at once, never behind recognition.
@@ -101,6 +102,10 @@ class Service:
             self.keys.check_websocket,  # headers, or the page's cookie
             decode_pool=self.decode_pool,
         )
+
+    def in_progress(self) -> dict[str, int]:
+        """What a drain waits for: requests under way (decoding, queued or recognising) and open live streams."""
+        return {"requests": self.requests_in_progress, "streams": len(self.streams.sessions)}
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the service takes requests now (``/readyz``), and why not."""
@@ -224,8 +229,19 @@ class Service:
         recognise).  ``keep_features``: the decoded features stay in the result.
         """
         self.metrics.received.labels("audio" if audio else "container").inc(len(blob))
-        with self.trimmer.busy():  # idle again afterwards: glibc's free arena pages go back to the system
-            return await self._transcribe_blob(blob, audio=audio, emotion=emotion, keep_features=keep_features)
+        if self.draining:
+            raise ServiceError(
+                503,
+                "draining",
+                "the service is shutting down; retry (another replica takes it)",
+                {"Retry-After": str(self.settings.retry_after)},
+            )
+        self.requests_in_progress += 1
+        try:
+            with self.trimmer.busy():  # idle again afterwards: glibc's free arena pages go back to the system
+                return await self._transcribe_blob(blob, audio=audio, emotion=emotion, keep_features=keep_features)
+        finally:
+            self.requests_in_progress -= 1
 
     async def _transcribe_blob(self, blob: bytes, *, audio: bool, emotion: bool, keep_features: bool) -> dict[str, Any]:
         start = time.perf_counter()
@@ -260,7 +276,12 @@ class Service:
     async def transcribe(self, request: Request, **options: bool) -> dict[str, Any]:
         """Read one request's body and transcribe it (:meth:`transcribe_blob` with ``options``)."""
         start = time.perf_counter()
-        result = await self.transcribe_blob(await self.read_body(request), **options)
+        self.requests_in_progress += 1  # a drain waits for a body being read too
+        try:
+            blob = await self.read_body(request)
+        finally:
+            self.requests_in_progress -= 1
+        result = await self.transcribe_blob(blob, **options)
         result["timings"]["total_ms"] = 1000 * (time.perf_counter() - start)
         result["request_id"] = request.state.request_id
         return result

@@ -76,6 +76,8 @@ class ServiceSettings:
     #: False: a benchmark mode that receives, checks and decodes every file but does not transcribe it
     #: (``amser serve --no-recognise``; ``/v1/info`` says so; texts are empty).
     recognise: bool = True
+    #: Seconds a drain (SIGTERM) waits for the requests and live streams under way before it stops.
+    drain_seconds: float = 30.0
     #: True: ``GET /metrics`` answers without an API key (for a scraper inside the operator's network).
     metrics_public: bool = False
 
