@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import queue
 import socket
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,11 @@ require_extra("httpx", "websockets", extra="client")
 import httpx  # noqa: E402
 from websockets.exceptions import WebSocketException  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
+
+#: HTTP statuses worth another attempt: busy or draining (503), and a proxy's bad gateway and timeout.
+RETRY_STATUS = (502, 503, 504)
+#: Error codes of ``/v1/files`` answers worth sending the file again for: nothing was processed.
+RETRY_CODES = ("busy", "draining")
 
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
@@ -219,15 +226,18 @@ class Client:
         self.http.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        # One idempotency key for every attempt: a service that finished the first attempt answers a retry
+        # from memory instead of processing the file again (docs/operations.md).
+        headers = {"Idempotency-Key": uuid.uuid4().hex, **kwargs.pop("headers", {})}
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
-                response = self.http.request(method, path, **kwargs)
+                response = self.http.request(method, path, headers=headers, **kwargs)
             except httpx.TransportError as exc:
                 if attempt == self.retries:
                     raise ServiceUnavailableError(f"cannot reach {self.http.base_url}: {exc}") from None
             else:
-                if response.status_code != 503:
+                if response.status_code not in RETRY_STATUS:
                     if response.status_code >= 400:
                         try:
                             message = response.json()["error"]["message"]
@@ -236,7 +246,9 @@ class Client:
                         raise ServiceUnavailableError(f"service answered {response.status_code}: {message}")
                     return response
                 if attempt == self.retries:
-                    raise ServiceUnavailableError(f"service busy after {self.retries + 1} attempts")
+                    raise ServiceUnavailableError(
+                        f"service unavailable ({response.status_code}) after {self.retries + 1} attempts"
+                    )
                 retry_after = response.headers.get("Retry-After", "")
                 delay = max(delay, float(retry_after)) if retry_after.isdigit() else delay
             time.sleep(delay)
@@ -274,25 +286,41 @@ class Client:
         sent again (``retries`` times, with back-off).  ``audio=True`` sends audio files instead of
         containers (the baseline of docs/transfer.md).
         """
-        pending: Iterable[tuple[int, bytes]] = enumerate(blobs)
-        delay = self.backoff
-        for attempt in range(self.retries + 1):
-            busy: list[tuple[int, bytes]] = []
-            for answer, blob in self._files_connection(pending, audio):
-                if answer.get("error", {}).get("code") == "busy" and attempt < self.retries:
-                    busy.append((answer["index"], blob))
-                else:
-                    yield answer
-            if not busy:
-                return
+        pending: Iterator[tuple[int, bytes]] = iter(enumerate(blobs))
+        delay, failures = self.backoff, 0
+        while True:
+            again: list[tuple[int, bytes]] = []  # refused for now (busy, draining): to send again
+            unanswered: dict[int, tuple[int, bytes]] = {}
+            answered = 0
+            try:
+                for answer, blob in self._files_connection(pending, audio, unanswered):
+                    if answer.get("error", {}).get("code") in RETRY_CODES and failures < self.retries:
+                        again.append((answer["index"], blob))
+                    else:
+                        answered += 1
+                        yield answer
+            except ServiceUnavailableError:
+                # The connection was refused or cut (a replica restarting, a proxy): the files it had not
+                # answered go again on a new connection, before those not sent yet; answered ones never do.
+                if failures >= self.retries:
+                    raise
+                again.extend(unanswered.values())
+            else:
+                if not again:
+                    return
+            failures = 0 if answered else failures + 1  # the budget is for attempts that make no progress
+            delay = self.backoff if answered else delay * 2
             time.sleep(delay)
-            delay *= 2
-            pending = busy
+            pending = itertools.chain(sorted(again), pending)
 
     def _files_connection(
-        self, items: Iterable[tuple[int, bytes]], audio: bool
+        self, items: Iterator[tuple[int, bytes]], audio: bool, in_flight: dict[int, tuple[int, bytes]]
     ) -> Iterator[tuple[dict[str, Any], bytes]]:
-        """One ``/v1/files`` connection: a thread sends, this generator reads; yields (answer, its payload)."""
+        """One ``/v1/files`` connection: a thread sends, this generator reads; yields (answer, its payload).
+
+        ``in_flight`` (the connection's index -> (caller's index, payload)) holds what was taken from
+        ``items`` and not answered yet: after a lost connection, what to send again.
+        """
         parts = urlsplit(self.url)
         scheme = {"http": "ws", "https": "wss"}.get(parts.scheme)
         if scheme is None:
@@ -305,7 +333,6 @@ class Client:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         uri = f"{scheme}://{parts.netloc}{parts.path}/v1/files" + ("?kind=audio" if audio else "")
         slots = threading.Semaphore(self.window)
-        in_flight: dict[int, tuple[int, bytes]] = {}  # the service's index -> (caller's index, payload)
         failure: queue.SimpleQueue[BaseException] = queue.SimpleQueue()
         try:
             # Payloads are compressed already (or are the raw-audio baseline): no permessage-deflate.
@@ -321,15 +348,24 @@ class Client:
         except (OSError, WebSocketException) as exc:
             sock.close()
             raise ServiceUnavailableError(f"cannot open {uri}: {exc}") from None
+        stop = threading.Event()
 
         def send_all() -> None:
             try:
-                for n, (index, blob) in enumerate(items):
+                for n in itertools.count():
                     slots.acquire()
-                    in_flight[n] = (index, blob)
-                    ws.send(blob)
+                    if stop.is_set():  # the reader has ended: leave the rest of items to the caller
+                        return
+                    item = next(items, None)
+                    if item is None:
+                        break
+                    in_flight[n] = item
+                    ws.send(item[1])
                 ws.send(json.dumps({"done": True}))
-            except BaseException as exc:  # an encoding error or a broken connection: end the reader too
+            except (OSError, WebSocketException) as exc:  # a broken connection: end the reader too
+                failure.put(ServiceUnavailableError(f"connection to {uri} lost: {exc}"))
+                ws.close()
+            except BaseException as exc:  # an encoding error: end the reader too, and raise it there
                 failure.put(exc)
                 ws.close()
 
@@ -352,6 +388,8 @@ class Client:
                     slots.release()
                     yield {**answer, "index": index}, blob
             finally:
+                stop.set()
+                slots.release()  # wake a sender waiting for a slot
                 ws.close()
                 sender.join(self.timeout)
         if not failure.empty():

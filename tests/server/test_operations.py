@@ -154,3 +154,19 @@ def _queue_depth(url: str) -> float:
     return next(
         s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == "amser_queue_depth"
     )
+
+
+def test_a_retry_with_the_same_idempotency_key_is_answered_from_memory(client: TestClient) -> None:
+    blob = amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "whisper")
+    headers = {"X-API-Key": KEY, "Idempotency-Key": "file-1-attempt-any"}
+    before = _scrape(client)
+    first = client.post("/v1/transcribe", content=blob, headers=headers)
+    again = client.post("/v1/transcribe", content=blob, headers=headers)
+    other = client.post("/v1/transcribe", content=blob, headers={**headers, "Idempotency-Key": "file-2"})
+    assert first.status_code == again.status_code == other.status_code == 200
+    assert first.json()["text"] == again.json()["text"] == other.json()["text"]
+    assert first.json()["request_id"] != again.json()["request_id"]  # each answer carries its own request id
+    key = ("amser_audio_seconds_total", (("kind", "container"),))
+    assert _scrape(client)[key] - before.get(key, 0) == pytest.approx(2 * amser_dsp.inspect(blob).seconds)
+    bad = client.post("/v1/transcribe", content=blob, headers={**headers, "Idempotency-Key": "k" * 129})
+    assert bad.status_code == 400 and "Idempotency-Key" in bad.json()["error"]["message"]

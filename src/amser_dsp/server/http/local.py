@@ -44,13 +44,20 @@ class LocalServer:
         ``AMSER_API_KEY_FILE`` are not inherited: a local server has a key only when given one here.
     startup_timeout : float
         Seconds to wait for the service to answer.
+    port : int, optional
+        The port to listen on (default: a free one); a replica restarted on its old port takes it again.
     """
 
     def __init__(
-        self, args: list[str] | None = None, *, env: dict[str, str] | None = None, startup_timeout: float = 60.0
+        self,
+        args: list[str] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 60.0,
+        port: int | None = None,
     ) -> None:
         self.args, self.extra_env, self.startup_timeout = list(args or []), env or {}, startup_timeout
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         # The server logs a line per request: a file, not a pipe nobody reads (a full pipe blocks the server).

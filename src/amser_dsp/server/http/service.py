@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -39,6 +40,10 @@ from .uploads import audio_features  # noqa: E402
 __all__ = ["Service"]
 
 log = logging.getLogger("amser_dsp.server")
+
+#: How long, and how many, answers are kept by idempotency key (a retry comes within seconds).
+IDEMPOTENCY_SECONDS = 300.0
+IDEMPOTENCY_ANSWERS = 1024
 
 #: Frames per second of the features the service reads.
 FRAME_RATE = get_preset("whisper").frame_rate
@@ -76,6 +81,7 @@ class Service:
             ready=lambda: float(self.readiness()[0]),
         )
         self.draining = False
+        self.answers = Answers(IDEMPOTENCY_ANSWERS, IDEMPOTENCY_SECONDS)
         self.requests_in_progress = 0
         # Every batch on the recogniser threads, of requests and of live streams, counts as busy time.
         self.pool = TimedExecutor(self.metrics.recogniser_busy.inc, settings.workers, "amser-asr")
@@ -274,7 +280,33 @@ class Service:
         return result
 
     async def transcribe(self, request: Request, **options: bool) -> dict[str, Any]:
-        """Read one request's body and transcribe it (:meth:`transcribe_blob` with ``options``)."""
+        """Read one request's body and transcribe it (:meth:`transcribe_blob` with ``options``).
+
+        A request with an ``Idempotency-Key`` that this service has answered in the last
+        :data:`IDEMPOTENCY_SECONDS` (or is answering now) gets that answer again instead of a second pass:
+        a client that lost the first answer retries without the file being processed twice.
+        """
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            return await self._transcribe_request(request, options)
+        if not 1 <= len(key) <= 128:
+            raise ServiceError(400, "invalid_request", "Idempotency-Key must be 1 to 128 characters")
+        remembered = self.answers.get((request.url.path, key))
+        if remembered is None:
+            future = asyncio.get_running_loop().create_future()
+            self.answers.put((request.url.path, key), future)
+            try:
+                future.set_result(await self._transcribe_request(request, options))
+            except BaseException:
+                self.answers.forget((request.url.path, key))  # a failed attempt may be tried again
+                future.cancel()
+                raise
+            remembered = future
+        result = dict(await asyncio.shield(remembered))
+        result["request_id"] = request.state.request_id
+        return result
+
+    async def _transcribe_request(self, request: Request, options: dict[str, bool]) -> dict[str, Any]:
         start = time.perf_counter()
         self.requests_in_progress += 1  # a drain waits for a body being read too
         try:
@@ -285,3 +317,26 @@ class Service:
         result["timings"]["total_ms"] = 1000 * (time.perf_counter() - start)
         result["request_id"] = request.state.request_id
         return result
+
+
+class Answers:
+    """Answers by idempotency key for a while: at most ``size`` of them, each for ``seconds``."""
+
+    def __init__(self, size: int, seconds: float) -> None:
+        self.size, self.seconds = size, seconds
+        self.items: OrderedDict[tuple[str, str], tuple[float, asyncio.Future[dict[str, Any]]]] = OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> asyncio.Future[dict[str, Any]] | None:
+        now = time.monotonic()
+        while self.items and next(iter(self.items.values()))[0] < now:  # oldest first: drop the expired
+            self.items.popitem(last=False)
+        found = self.items.get(key)
+        return found[1] if found is not None else None
+
+    def put(self, key: tuple[str, str], future: asyncio.Future[dict[str, Any]]) -> None:
+        self.items[key] = (time.monotonic() + self.seconds, future)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self.items.pop(key, None)
