@@ -46,9 +46,9 @@ web-assets: $(VENV)/.stamp-server
 web-screenshots: $(VENV)/.stamp-fast,emotion,test chromium
 	AMSER_WEB_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/web/test_page_service.py
 
-# The network lab's tools (tests/server/test_transfer_link.py, make transfer): installed with apt only when
-# missing and only as root; elsewhere those tests skip and say why.
-NET_TOOLS ?= ip:iproute2 tc:iproute2 nft:nftables
+# The network lab's tools (tests/server/test_transfer_link.py, make transfer) and HAProxy (tests/server/test_replicas.py):
+# installed with apt only when missing and only as root; elsewhere those tests skip and say why.
+NET_TOOLS ?= ip:iproute2 tc:iproute2 nft:nftables haproxy:haproxy
 net-tools:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		missing=""; for t in $(NET_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
