@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from . import StreamEncoder, encode_audio, load_audio
-from .errors import AmserError
+from .errors import AmserError, ConfigError
 from .extras import require_extra
 
 require_extra("httpx", "websockets", extra="client")
@@ -55,11 +55,15 @@ RETRY_CODES = ("busy", "draining")
 
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
-__all__ = ["Client", "ServiceUnavailableError", "StreamFailedError", "stream_transcript"]
+__all__ = ["Client", "ServiceRefusedError", "ServiceUnavailableError", "StreamFailedError", "stream_transcript"]
 
 
 class ServiceUnavailableError(AmserError, ConnectionError):
     """The service stayed busy (503) or unreachable through every retry, or answered an error."""
+
+
+class ServiceRefusedError(AmserError, PermissionError):
+    """The service refused the connection itself (a missing or wrong API key, a bad request): no retry helps."""
 
 
 class StreamFailedError(ServiceUnavailableError):
@@ -201,6 +205,8 @@ class Client:
         backoff: float = 0.5,
         window: int = 16,
     ) -> None:
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise ConfigError(f"the service URL must be http://HOST[:PORT] or https://..., got {url!r}")
         key = api_key if api_key is not None else os.environ.get("AMSER_API_KEY")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.url = url.rstrip("/")
@@ -212,7 +218,7 @@ class Client:
         )
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
         if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+            raise ConfigError(f"window must be >= 1, got {window}")
         self.window = window
         self._info: dict[str, Any] | None = None
 
@@ -322,9 +328,7 @@ class Client:
         ``items`` and not answered yet: after a lost connection, what to send again.
         """
         parts = urlsplit(self.url)
-        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme)
-        if scheme is None:
-            raise ValueError(f"the service URL must be http:// or https://, got {self.url!r}")
+        scheme = {"http": "ws", "https": "wss"}[parts.scheme]  # checked by __init__
         port = parts.port or (443 if scheme == "wss" else 80)
         try:
             sock = socket.create_connection((parts.hostname, port), timeout=self.timeout)
@@ -384,6 +388,12 @@ class Client:
                         raise ServiceUnavailableError(f"connection to {uri} lost: {exc}") from None
                     if answer.get("done"):
                         break
+                    if "index" not in answer:  # the service refused the connection itself
+                        error = answer.get("error") or {}
+                        message = f"{uri}: {error.get('code', 'error')}: {error.get('message', answer)}"
+                        if error.get("code") in RETRY_CODES:
+                            raise ServiceUnavailableError(message)
+                        raise ServiceRefusedError(message)
                     index, blob = in_flight.pop(answer["index"])
                     slots.release()
                     yield {**answer, "index": index}, blob

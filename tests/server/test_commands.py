@@ -83,3 +83,33 @@ def test_send_takes_audio_and_containers_and_carries_on(
     assert "c.wav" in err and "send: 2 of 3 files (1 failed)" in err
     assert main(["send", str(folder / "a.flac"), "--url", server, "--json", "--chunk-seconds", "1"]) == 0
     assert _results(capsys.readouterr().out)["a.flac"]["chunks"] == 4
+
+
+@pytest.fixture(scope="module")
+def keyed_server() -> Iterator[str]:
+    pytest.importorskip("fastapi")
+    from amser_dsp.server.http.local import LocalServer
+
+    with LocalServer(["--beam", "1"], env={"AMSER_API_KEY": "right-key"}) as url:
+        yield url
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key"])
+def test_send_without_the_right_key_names_the_refusal(
+    folder: Path,
+    keyed_server: str,
+    key: str | None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AMSER_API_KEY", raising=False)
+    extra = ["--api-key", key] if key else []
+    assert main(["send", str(folder / "a.flac"), "--url", keyed_server, *extra]) == 1
+    err = capsys.readouterr().err
+    assert "unauthorized" in err and "a.flac" in err and "Traceback" not in err
+
+
+def test_send_to_a_url_without_a_scheme_is_one_clear_error(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["send", str(folder / "a.flac"), "--url", "127.0.0.1:8000"]) == 1
+    err = capsys.readouterr().err
+    assert "http://" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

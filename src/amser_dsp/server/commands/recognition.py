@@ -12,7 +12,7 @@ import io
 import json
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,19 +165,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         recognise=False if args.no_recognise else None,
         metrics_public=True if args.metrics_public else None,
         drain_seconds=args.drain_seconds,
+        head_timeout=args.head_timeout,
+        min_upload_rate=args.min_upload_rate,
         trim_idle=args.trim_idle,
     )
     return serve(settings, args.host, args.port)
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+def _positive(unit: str) -> Callable[[str], float]:
+    """An argparse type: a positive number of ``unit``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of {unit}")
+        return value
+
+    return parse
+
+
+_positive_seconds = _positive("seconds")
 
 
 class LiveLine:
@@ -363,6 +373,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="benchmark mode: receive, check and decode files but do not transcribe them (answers have empty "
         "texts; /v1/info says so)",
+    )
+    p.add_argument(
+        "--head-timeout",
+        type=_positive_seconds,
+        help=f"seconds a client may take to send a request's head (default {_default('head_timeout')})",
+    )
+    p.add_argument(
+        "--min-upload-rate",
+        type=_positive("bytes per second"),
+        metavar="BYTES_PER_S",
+        help="average bytes/s a request body must keep up after --head-timeout of grace, else 408 "
+        f"(default {_default('min_upload_rate')})",
     )
     p.add_argument(
         "--drain-seconds",

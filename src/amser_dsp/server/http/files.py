@@ -65,8 +65,10 @@ async def serve_files(service: Service, ws: WebSocket, kind: str) -> None:
     count = 0
     try:
         while True:
+            # Idle means idle on both sides: while files are in work, a client waiting for their answers (its
+            # window full) is not idle, however long recognition takes.
             try:
-                message = await asyncio.wait_for(ws.receive(), settings.idle_timeout)
+                message = await asyncio.wait_for(ws.receive(), None if tasks else settings.idle_timeout)
             except TimeoutError:
                 await refuse(ws, request_id, "idle_timeout", f"no message for {settings.idle_timeout} s")
                 return

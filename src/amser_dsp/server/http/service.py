@@ -153,7 +153,20 @@ class Service:
         if declared and declared.isdigit() and int(declared) > limit:
             raise ServiceError(413, "too_large", f"body of {declared} bytes exceeds {limit}")
         chunks, size = [], 0
-        async for part in request.stream():
+        # A body must keep up min_upload_rate on average after a grace of head_timeout: a client trickling
+        # a byte now and then cannot hold a connection and a decode slot for ever.
+        start, rate, grace = time.monotonic(), self.settings.min_upload_rate, self.settings.head_timeout
+        parts = request.stream().__aiter__()
+        while True:
+            allowed = start + grace + (size + 1) / rate - time.monotonic()
+            try:
+                part = await asyncio.wait_for(parts.__anext__(), max(allowed, 0.001))
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise ServiceError(
+                    408, "too_slow", f"the body arrived slower than {rate:g} bytes/s ({size} bytes received)"
+                ) from None
             size += len(part)
             if size > limit:
                 raise ServiceError(413, "too_large", f"body exceeds {limit} bytes")

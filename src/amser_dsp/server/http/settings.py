@@ -76,6 +76,10 @@ class ServiceSettings:
     #: False: a benchmark mode that receives, checks and decodes every file but does not transcribe it
     #: (``amser serve --no-recognise``; ``/v1/info`` says so; texts are empty).
     recognise: bool = True
+    #: Seconds a client may take to send a request's head (request line and headers).
+    head_timeout: float = 10.0
+    #: Bytes per second a request body must keep up on average, after ``head_timeout`` seconds of grace.
+    min_upload_rate: float = 1000.0
     #: Seconds a drain (SIGTERM) waits for the requests and live streams under way before it stops.
     drain_seconds: float = 30.0
     #: True: ``GET /metrics`` answers without an API key (for a scraper inside the operator's network).
@@ -86,7 +90,15 @@ class ServiceSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"service setting {name}={value!r} is invalid: expected a positive integer")
-        for name in ("max_audio_seconds", "request_timeout", "idle_timeout", "max_stream_seconds"):
+        for name in (
+            "max_audio_seconds",
+            "request_timeout",
+            "idle_timeout",
+            "max_stream_seconds",
+            "head_timeout",
+            "min_upload_rate",
+            "drain_seconds",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"service setting {name}={value!r} is invalid: expected a positive number")
