@@ -61,9 +61,10 @@ def busy(micros: dict[str, float]) -> variants.Maker:
 
 
 def test_picks_the_fastest_candidate_with_slowed_ones_injected() -> None:
-    # The default (lanes64) and lanes32 are slowed on purpose; lanes64p, unslowed, must win in both classes.
-    plan = variants.measure(["lanes64", "lanes64p", "lanes32"], make=slowed({"lanes64": 3, "lanes32": 2}), **QUICK)
-    assert plan["default"] == variants.select().name == "lanes64"
+    # The default (lanes64t48) and lanes32 are slowed on purpose; lanes64p, unslowed, must win in both classes.
+    make = slowed({"lanes64t48": 3, "lanes32": 2})
+    plan = variants.measure(["lanes64t48", "lanes64p", "lanes32"], make=make, **QUICK)
+    assert plan["default"] == variants.select().name == "lanes64t48"
     assert plan["choice"] == {"short": "lanes64p", "long": "lanes64p"}
     for per in plan["timings"].values():
         assert per["lanes64p"]["ratio"] < 0.6 < per["lanes32"]["ratio"]  # measured, not assumed
@@ -71,9 +72,9 @@ def test_picks_the_fastest_candidate_with_slowed_ones_injected() -> None:
 
 
 def test_keeps_the_default_unless_beaten_by_more_than_noise() -> None:
-    make = busy({"lanes64": 200, "lanes64p": 200, "lanes32": 100, "lanes16": 400})
+    make = busy({"lanes64t48": 200, "lanes64p": 200, "lanes32": 100, "lanes16": 400})
     plan = variants.measure(["lanes64p", "lanes16"], make=make, **QUICK)
-    assert plan["choice"] == {"short": "lanes64", "long": "lanes64"}  # lanes64p only ties
+    assert plan["choice"] == {"short": "lanes64t48", "long": "lanes64t48"}  # lanes64p only ties
     plan = variants.measure(["lanes64p", "lanes32"], make=make, **QUICK)
     assert plan["choice"] == {"short": "lanes32", "long": "lanes32"}
 
@@ -108,7 +109,7 @@ def _child(env_extra: dict[str, str] | None = None) -> dict[str, str]:
 def test_a_new_process_reuses_the_plan_and_does_not_measure(plan_dir: Path) -> None:
     assert _child()["source"].startswith("default")  # nothing measured: the default, and no file made
     assert not list(plan_dir.iterdir())
-    plan = variants.measure(["lanes64", "lanes32"], make=slowed({"lanes64": 3}), **QUICK)
+    plan = variants.measure(["lanes64t48", "lanes32"], make=slowed({"lanes64t48": 3}), **QUICK)
     assert plan["choice"] == {"short": "lanes32", "long": "lanes32"}  # not the default: reuse is visible
     path = variants.save_plan(plan)
     assert path.parent == plan_dir and [p.name for p in plan_dir.iterdir()] == [path.name]  # no temp file left

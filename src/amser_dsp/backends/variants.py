@@ -37,7 +37,11 @@ per-core L2 (the other half holds the signal, the output and the filter bank):
 64 lanes on most desktop, server and recent ARM cores, 32 or 16 on cores with
 256-512 KB of L2.  Measured on Zen 4 (1 MB L2 per core) 64 lanes beat 32 and 16
 at 1, 10 and 60 s; on Zen 5, 128 lanes were slower than 64 once the buffers left
-L2 (docs/benchmarks.md, sections 5 and 8).
+L2 (docs/benchmarks.md, sections 5 and 8).  Of the 64-lane variants the default
+is ``lanes64t48``: the same blocks as ``lanes64`` for 1 s (64 + 48) and long
+signals, half its compiled widths (a cold start compiles half as much), 48 lanes
+for tails of 32 frames or fewer; ``lanes64p`` compiles one width but pays a
+whole 64-lane block for every tail (measured about 5% slower at 1 s on Zen 4).
 
 **Code generation.**  For Intel's AVX-512 server and client cores LLVM's tuning
 prefers 256-bit vectors (``prefer-256-bit``): compiled for ``skylake-avx512`` or
@@ -248,8 +252,8 @@ def select(l2: int | None = -1) -> Variant:
 def _by_l2(l2: int | None = -1) -> Variant:
     size = l2_bytes() if l2 == -1 else l2
     if size is None:
-        return VARIANTS["lanes64"]
-    for name in ("lanes64", "lanes32"):
+        return VARIANTS["lanes64t48"]
+    for name in ("lanes64t48", "lanes32"):
         if buffer_bytes(VARIANTS[name].lanes) <= size // 2:
             return VARIANTS[name]
     return VARIANTS["lanes16"]
