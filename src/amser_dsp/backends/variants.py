@@ -91,6 +91,7 @@ __all__ = [
     "configure_numba",
     "cpu_features",
     "cpu_model",
+    "decide",
     "describe",
     "get",
     "l2_bytes",
@@ -365,6 +366,27 @@ def choose() -> Choice:
     return Choice(v, v, "default (no plan measured for this CPU: the widest block that fits half the L2)")
 
 
+def decide(rounds: dict[str, Sequence[float]], default: str) -> tuple[str, dict[str, dict[str, float]]]:
+    """The winner of one length class from each candidate's per-round times, and its ratios to ``default``.
+
+    Paired (same round) and best-of ratios: load from other work only adds
+    time, so a candidate replaces the default only if its median and its best
+    ratio are both below ``1 - MARGIN`` and it was faster in three rounds of
+    four; among such, the lowest median ratio wins.
+    """
+    base = np.asarray(rounds[default], float)
+    paired = {n: np.asarray(v, float) / base for n, v in rounds.items()}
+    stats = {
+        n: {"ratio": float(np.median(r)), "best_ratio": float(min(rounds[n]) / base.min())} for n, r in paired.items()
+    }
+    winners = [
+        n
+        for n, r in paired.items()
+        if max(stats[n]["ratio"], stats[n]["best_ratio"]) < 1 - MARGIN and np.percentile(r, 75) < 1
+    ]
+    return (min(winners, key=lambda n: stats[n]["ratio"]) if winners else default), stats
+
+
 #: Makes the call timed for a candidate: ``make(name)`` returns ``f(samples, config)``.
 Maker = Callable[[str], Callable[[np.ndarray, Any], Any]]
 
@@ -391,8 +413,8 @@ def measure(
     them alike.  Rounds continue until ``budget`` seconds of timing are spent
     (at least ``rounds[0]``, at most ``rounds[1]``).  Per class the plan keeps
     the default (:func:`select`) unless a candidate's median per-round ratio to
-    it, and the ratio of the best rounds, are both below ``1 - MARGIN``; then
-    the lowest median ratio wins.
+    it, and the ratio of the best rounds, are both below ``1 - MARGIN``, and it
+    was faster in three rounds of four (:func:`decide`).
 
     Parameters
     ----------
@@ -440,20 +462,10 @@ def measure(
     timed = time.perf_counter() - started
     choice, table = {}, {}
     for c, per in times.items():
-        base = np.asarray(per[default])
-        # Paired (same round) and best-of ratios: load from other work only adds time, so a
-        # candidate must win by both to replace the default.
-        ratios = {n: float(np.median(np.asarray(v) / base)) for n, v in per.items()}
-        best_of = {n: min(v) / base.min() for n, v in per.items()}
-        winners = [n for n in per if max(ratios[n], best_of[n]) < 1 - MARGIN]
-        choice[c] = min(winners, key=ratios.__getitem__) if winners else default
+        choice[c], stats = decide(per, default)
         table[c] = {
-            n: {
-                "us_per_audio_s": 1e6 * statistics.median(v) / CLASSES[c] / len(configs),
-                "ratio": ratios[n],
-                "best_ratio": best_of[n],
-            }
-            for n, v in per.items()
+            n: {"us_per_audio_s": 1e6 * statistics.median(per[n]) / CLASSES[c] / len(configs), **r}
+            for n, r in stats.items()
         }
     return {
         "format": PLAN_FORMAT,
