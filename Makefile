@@ -20,7 +20,9 @@ $(VENV)/.stamp-%: pyproject.toml
 	$(PIP) install --quiet -e ".[$*]"
 	touch $@
 
+# The Numba kernels' plan and cache first (measured and compiled once per CPU; later runs only check them).
 demo: $(VENV)/.stamp-fast,plot,emotion
+	$(PY) -m amser_dsp.backends.variants --warm
 	$(PY) -m amser_dsp.demo
 
 test: $(VENV)/.stamp-fast,emotion,test chromium net-tools
