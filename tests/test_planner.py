@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import amser_dsp
-from amser_dsp.backends import variants
+from amser_dsp.backends import planner, variants
 
 pytest.importorskip("numba")
 
@@ -30,7 +30,7 @@ def plan_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def slowed(repeats: dict[str, int]) -> variants.Maker:
+def slowed(repeats: dict[str, int]) -> planner.Maker:
     """Each candidate's real kernel, run ``repeats[name]`` times per call (1 if not named): slowed on purpose."""
 
     def make(name: str):
@@ -46,7 +46,7 @@ def slowed(repeats: dict[str, int]) -> variants.Maker:
     return make
 
 
-def busy(micros: dict[str, float]) -> variants.Maker:
+def busy(micros: dict[str, float]) -> planner.Maker:
     """Candidates that only spin for a fixed time per call (no kernel): the planner's arithmetic alone."""
 
     def make(name: str):
@@ -63,7 +63,7 @@ def busy(micros: dict[str, float]) -> variants.Maker:
 def test_picks_the_fastest_candidate_with_slowed_ones_injected() -> None:
     # The default (lanes64t48) and lanes32 are slowed on purpose; lanes64p, unslowed, must win in both classes.
     make = slowed({"lanes64t48": 4, "lanes32": 3})
-    plan = variants.measure(["lanes64t48", "lanes64p", "lanes32"], make=make, **QUICK)
+    plan = planner.measure(["lanes64t48", "lanes64p", "lanes32"], make=make, **QUICK)
     assert plan["default"] == variants.select().name == "lanes64t48"
     assert plan["choice"] == {"short": "lanes64p", "long": "lanes64p"}
     for per in plan["timings"].values():
@@ -91,18 +91,18 @@ def test_the_decision_rule(rounds: dict[str, list[float]], expected: str) -> Non
 
 def test_bad_planner_arguments_are_refused() -> None:
     with pytest.raises(amser_dsp.UnknownBackendError, match="unknown Numba kernel variant 'lanes7'"):
-        variants.measure(["lanes7"], **QUICK)
+        planner.measure(["lanes7"], **QUICK)
     with pytest.raises(amser_dsp.BackendError, match="budget > 0"):
-        variants.measure(["lanes64"], budget=0)
+        planner.measure(["lanes64"], budget=0)
     with pytest.raises(SystemExit):
-        variants.main(["--budget", "-1"])
+        planner.main(["--budget", "-1"])
     with pytest.raises(SystemExit):
-        variants.main(["--candidates", "lanes64"])  # only with --measure
+        planner.main(["--candidates", "lanes64"])  # only with --measure
 
 
 _CHILD = """
 import json
-from amser_dsp.backends import variants
+from amser_dsp.backends import _codegen, planner, variants
 from amser_dsp.backends.numba_backend import NumbaBackend
 be = NumbaBackend()
 print(json.dumps({"short": be.choice.short.name, "long": be.choice.long.name, "source": be.choice.source}))
@@ -119,7 +119,7 @@ def _child(env_extra: dict[str, str] | None = None) -> dict[str, str]:
 def test_a_new_process_reuses_the_plan_and_does_not_measure(plan_dir: Path) -> None:
     assert _child()["source"].startswith("default")  # nothing measured: the default, and no file made
     assert not list(plan_dir.iterdir())
-    plan = variants.measure(["lanes64t48", "lanes32"], make=slowed({"lanes64t48": 4}), **QUICK)
+    plan = planner.measure(["lanes64t48", "lanes32"], make=slowed({"lanes64t48": 4}), **QUICK)
     assert plan["choice"] == {"short": "lanes32", "long": "lanes32"}  # not the default: reuse is visible
     path = variants.save_plan(plan)
     assert path.parent == plan_dir and [p.name for p in plan_dir.iterdir()] == [path.name]  # no temp file left
@@ -157,9 +157,9 @@ def test_a_corrupt_or_stale_plan_is_ignored_then_rebuilt(damage, monkeypatch: py
     assert choice.source.startswith("default") and choice.long == variants.select()
     assert NumbaBackend().choice == choice  # the back end still works, on the default
     # warm() rebuilds it (measuring with a stand-in, so the test does not depend on this CPU's timings).
-    monkeypatch.setattr(variants, "_default_maker", busy({n: 50 + 10 * i for i, n in enumerate(variants.VARIANTS)}))
-    monkeypatch.setattr(variants, "measure", lambda budget: _plan({"short": "lanes32", "long": "lanes64p"}))
-    variants.warm(budget=0.1)
+    monkeypatch.setattr(planner, "_default_maker", busy({n: 50 + 10 * i for i, n in enumerate(variants.VARIANTS)}))
+    monkeypatch.setattr(planner, "measure", lambda budget: _plan({"short": "lanes32", "long": "lanes64p"}))
+    planner.warm(budget=0.1)
     rebuilt = variants.load_plan()
     assert rebuilt is not None and rebuilt["choice"] == {"short": "lanes32", "long": "lanes64p"}
     assert variants.choose().source == f"plan {path}"
@@ -171,9 +171,9 @@ def test_a_valid_plan_is_kept_by_warm(monkeypatch: pytest.MonkeyPatch) -> None:
     def must_not_measure(budget):
         raise AssertionError("warm() measured although a valid plan exists")
 
-    monkeypatch.setattr(variants, "measure", must_not_measure)
-    monkeypatch.setattr(variants, "_default_maker", busy({n: 1 for n in variants.VARIANTS}))
-    assert variants.warm()["choice"] == {"short": "lanes64", "long": "lanes64p"}
+    monkeypatch.setattr(planner, "measure", must_not_measure)
+    monkeypatch.setattr(planner, "_default_maker", busy({n: 1 for n in variants.VARIANTS}))
+    assert planner.warm()["choice"] == {"short": "lanes64", "long": "lanes64p"}
     assert variants.choose() == variants.Choice(variants.get("lanes64"), variants.get("lanes64p"), f"plan {path}")
 
 
@@ -196,7 +196,7 @@ def test_module_prints_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
             },
         }
     )
-    assert variants.main([]) == 0
+    assert planner.main([]) == 0
     out = capsys.readouterr().out
     assert "up to 500 frames: lanes64 (" in out and "longer: lanes64p (" in out
     assert "| long (60 s) | lanes64p (chosen) |" in out and "7 rounds" in out

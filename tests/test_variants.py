@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from amser_dsp import FeatureConfig, UnknownBackendError, get_preset
-from amser_dsp.backends import variants
+from amser_dsp.backends import _codegen, variants
 from amser_dsp.frontend.extract import log_mel as reference_log_mel
 
 from .test_backends import PRESETS, assert_log_mel_close
@@ -163,14 +163,14 @@ def test_describe_names_the_cpu_and_the_variant() -> None:
     ],
 )
 def test_wide_vectors_only_for_intel_avx512(cpu: str, features: set[str], wide: bool) -> None:
-    assert variants.wide_vectors_wanted(cpu, frozenset(features)) is wide
+    assert _codegen.wide_vectors_wanted(cpu, frozenset(features)) is wide
 
 
 _INTEL_SCRIPT = """
 import json, sys
 import numpy as np
 from amser_dsp import get_preset
-from amser_dsp.backends import variants
+from amser_dsp.backends import _codegen, planner, variants
 from amser_dsp.backends.numba_backend import NumbaBackend
 import numba.core.config as numba_config
 x = np.load(sys.argv[1])
@@ -194,7 +194,7 @@ def test_intel_tuned_code_matches_reference(tmp_path, sample_audio: np.ndarray) 
     np.save(tmp_path / "x.npy", x)
     env = {**os.environ, "NUMBA_CPU_NAME": "skylake-avx512", "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
     env.pop("NUMBA_CPU_FEATURES", None)
-    env.pop(variants.WIDE_ENV_VAR, None)
+    env.pop(_codegen.WIDE_ENV_VAR, None)
     run = subprocess.run(
         [sys.executable, "-c", _INTEL_SCRIPT, str(tmp_path / "x.npy")], capture_output=True, text=True, env=env
     )

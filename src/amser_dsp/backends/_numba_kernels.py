@@ -36,9 +36,9 @@ import decimal
 import math
 import struct
 
-from . import variants
+from . import _codegen
 
-variants.configure_numba()  # before Numba creates its CPU target: 512-bit vectors on Intel AVX-512
+_codegen.configure_numba()  # before Numba creates its CPU target: 512-bit vectors on Intel AVX-512
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
