@@ -63,6 +63,8 @@ def choose_rank(x: np.ndarray, *, rank: int | None, ratio: float | None, energy:
         r = rank
     elif ratio is not None:
         r = math.ceil(ratio * k - 1e-9)
+    elif energy is None:
+        raise CodecError("give one of rank, ratio or energy; got none")
     else:
         power = singular_values(x) ** 2
         total = power.sum()
