@@ -27,9 +27,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a @ b
 
 
-def option(
-    default: Any, help: str, *, type: Callable[[str], Any] | None = None, choices: tuple[Any, ...] = ()
-) -> Any:
+def option(default: Any, help: str, *, type: Callable[[str], Any] | None = None, choices: tuple[Any, ...] = ()) -> Any:
     """A codec parameter users may set (a dataclass field with what the CLI needs to offer it).
 
     Every field declared with ``option`` becomes a keyword of
