@@ -57,6 +57,7 @@ def choose_rank(x: np.ndarray, *, rank: int | None, ratio: float | None, energy:
 
     ``energy=e`` keeps the fewest components whose squared singular values sum
     to at least ``e`` of the total.  The rank is clipped to ``[1, min(m, n)]``.
+    Raises :class:`CodecError` if all three are None.
     """
     k = min(x.shape)
     if rank is not None:
