@@ -189,7 +189,7 @@ def _drive(
 
     def submit() -> bool:
         nonlocal n_sub
-        group = pending.pop() if pending else next(groups, None)
+        group = next(groups, None) if not pending else pending.pop()
         if group is None:
             return False
         n_sub += 1
