@@ -111,8 +111,7 @@ def _load_entry_points() -> None:
 
 def _from_entry_point(ep: EntryPoint) -> Backend:
     """The back end an ``amser_dsp.backends`` entry point names (loaded when first used)."""
-    backend: Backend = ep.load()()
-    return backend
+    return ep.load()()
 
 
 def names() -> list[str]:

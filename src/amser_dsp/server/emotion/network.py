@@ -233,11 +233,11 @@ class AudioBranch(nn.Module):
         self.convs: list[tuple[int, int, int]] = []  # each block's convolution: kernel, stride, padding
         channels = cfg.audio_dim
         for i in range(cfg.conv_blocks):
-            stride = cfg.conv_stride if i == 0 else 1
-            self.convs.append((cfg.conv_kernel, stride, cfg.conv_kernel // 2))
+            stride, padding = (cfg.conv_stride if i == 0 else 1), cfg.conv_kernel // 2
+            self.convs.append((cfg.conv_kernel, stride, padding))
             self.blocks.append(
                 nn.Sequential(
-                    nn.Conv1d(channels, cfg.d_model, cfg.conv_kernel, stride=stride, padding=cfg.conv_kernel // 2),
+                    nn.Conv1d(channels, cfg.d_model, cfg.conv_kernel, stride=stride, padding=padding),
                     nn.BatchNorm1d(cfg.d_model),
                     nn.ReLU(),
                     nn.Dropout(cfg.dropout),
