@@ -99,8 +99,10 @@ emotion-model: $(VENV)/.stamp-fast,emotion
 emotion-eval: $(VENV)/.stamp-fast,plot,emotion
 	$(VENV)/bin/amser eval-emotion --manifest $(EMOTION) --markdown docs/emotion.md --plot docs/img/emotion-confusion.png
 
+# ruff, then mypy with the settings of pyproject.toml ([tool.mypy]: 0 errors on src/, the core with the strict flags).
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis .mypy_cache

@@ -288,6 +288,36 @@ def test_features_store_round_trip_and_resume(tmp_path: Path, client) -> None:
     assert batch.features(src, store, client=client, progress=False, force=True).done == 7
 
 
+@pytest.mark.parametrize("lost", ["features", "start", "ok"])
+def test_store_missing_an_array_is_refused(tmp_path: Path, lost: str) -> None:
+    from amser_dsp.zarrstore import create_corpus, open_corpus
+
+    store = tmp_path / "corpus.zarr"
+    cfg = amser_dsp.get_preset("whisper")
+    create_corpus(store, lengths=[3], paths=["a.wav"], seconds=[0.04], starts=[0], total_frames=3, config=cfg,
+                  codec=None, chunk_frames=256, plan="p")  # fmt: skip
+    assert len(open_corpus(store)) == 1
+    shutil.rmtree(store / lost)
+    with pytest.raises(AmserError, match=f"damaged: its '{lost}' array is missing"):
+        open_corpus(store)
+
+
+@pytest.mark.parametrize(
+    ("configuration", "match"),
+    [
+        ({"colour": 1}, r"no parameter\(s\) \['colour'\]"),
+        ({"codec": ["kltdct"]}, "is invalid"),
+        ({"config": 80}, "is invalid"),
+    ],
+)
+def test_zarr_codec_metadata_is_checked(configuration: dict, match: str) -> None:
+    from amser_dsp.errors import CodecError
+    from amser_dsp.zarrstore import AmserZarrCodec
+
+    with pytest.raises(CodecError, match=match):
+        AmserZarrCodec.from_dict({"name": "amser", "configuration": configuration})
+
+
 def test_store_of_shared_asr_is_small(tmp_path: Path, client) -> None:
     """The default codec store of ../shared/data/asr: <= 1/10 of float16 and <= 1/2 of blosc-zstd at equal chunks."""
     if not ASR.is_dir():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import amser_dsp
-from amser_dsp.cli import main
+from amser_dsp.cli import Done, Job, jobs_for, main, run_jobs, write_output
 
 
 @pytest.fixture
@@ -235,3 +235,15 @@ def test_codec_options_of_different_codecs_are_one_error_not_one_per_file(
         "amser: error: options kbps (kltdct), rank (svd) do not select one codec: they belong to different codecs"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_listed_without_an_output_fails_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Jobs listed without an output (as for commands that print) that reach a writing step are refused, named."""
+    (tmp_path / "a.npy").write_bytes(b"x")
+
+    def work(job: Job) -> Done:
+        write_output(job.dst, b"features")
+        return Done()
+
+    assert run_jobs(jobs_for([tmp_path], (".npy",)), work, "write") == 1
+    assert capsys.readouterr().err.strip() == f"amser: error: {tmp_path / 'a.npy'}: no output was named for it"

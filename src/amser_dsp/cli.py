@@ -180,12 +180,15 @@ def read_input(path: Path) -> bytes | Path:
     return sys.stdin.buffer.read() if path == STDIO else path
 
 
-def write_output(path: Path, data: bytes | Callable[[Any], None]) -> None:
+def write_output(path: Path | None, data: bytes | Callable[[Any], None]) -> None:
     """Write bytes (or call ``data(fileobj)``) to ``path``, or to standard output for ``-``.
 
     A file is written under a temporary name and renamed, so an interrupted run
-    never leaves a half-written output.
+    never leaves a half-written output.  ``path`` is a :class:`Job`'s ``dst``:
+    None (a job listed without an output) is refused.
     """
+    if path is None:
+        raise AmserError("no output was named for it")
     if path == STDIO:
         if callable(data):
             # Into memory first: np.save on a pipe asks for the file position, which fails under qemu-user (arm64).

@@ -84,6 +84,21 @@ def test_bad_model_path(tmp_path) -> None:
         Transcriber(model_path=tmp_path)
 
 
+def test_model_without_whispers_special_tokens_is_refused(tmp_path) -> None:
+    """A model folder whose tokenizer is not Whisper's: a ConfigError when it loads, not a failure per request."""
+    import tokenizers
+
+    from amser_dsp.server.recognition.whisper import default_model_path
+
+    for name in ("model.bin", "config.json", "vocabulary.txt"):
+        (tmp_path / name).symlink_to(default_model_path() / name)
+    tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")).save(
+        str(tmp_path / "tokenizer.json")
+    )
+    with pytest.raises(ConfigError, match=r"tokenizer has no <\|startoftranscript\|> token"):
+        Transcriber(model_path=tmp_path)
+
+
 @pytest.mark.parametrize(
     ("ref", "hyp", "expected"),
     [

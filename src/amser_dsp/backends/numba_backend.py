@@ -19,7 +19,7 @@ import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -300,7 +300,8 @@ class NumbaBackend(Backend):
         plan, size = None, 0
         if dtype in (np.float32, np.float64) and fft_supported(config.n_fft):
             plan = _kernel_plan(config, dtype)
-            size = K._workspace_layout.py_func(
+            layout: Any = K._workspace_layout  # a Numba dispatcher: py_func is the plain Python function
+            size = layout.py_func(
                 config.hop_length, config.frame_length, config.n_fft, config.n_mels, dtype.itemsize, self._lanes
             )[3]
         call = _Call(config, plan, size, threading.local(), {}, np.empty(0, dtype))
@@ -333,7 +334,7 @@ class NumbaBackend(Backend):
             call.frames[n] = frames
         return frames
 
-    def _run_ranges(self, call: _Call, x: np.ndarray, out: np.ndarray, workers: int) -> None:
+    def _run_ranges(self, call: _Call, plan: _KernelPlan, x: np.ndarray, out: np.ndarray, workers: int) -> None:
         """The kernel over contiguous frame ranges (a multiple of LANES each), one pool task per range.
 
         Each task reports its peaks; the dynamic-range clamp waits for all of them.
@@ -347,12 +348,12 @@ class NumbaBackend(Backend):
 
         def task(i: int, t: int) -> None:
             stop = min(t + chunk, n_frames)
-            block(x, out, peaks[i], t, stop, *call.plan, False, self._workspace(call))
+            block(x, out, peaks[i], t, stop, *plan, False, self._workspace(call))
 
         futures = [_pool(workers).submit(task, i, t) for i, t in enumerate(starts)]
         for f in futures:
             f.result()
-        finish_ranges(call.plan, out, peaks)
+        finish_ranges(plan, out, peaks)
 
     def log_mel(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
         """Fused path: checked samples ``(..., n)`` to features ``(..., n_mels, n_frames)``.
@@ -377,7 +378,7 @@ class NumbaBackend(Backend):
         if n_frames:
             workers = self.workers if workers is None else workers
             if workers > 1 and n_frames * x.shape[0] >= 2 * self.min_frames_per_worker:
-                self._run_ranges(call, x, out, workers)
+                self._run_ranges(call, call.plan, x, out, workers)
             else:
                 work = getattr(call.local, "work", None)
                 if work is None:

@@ -206,12 +206,16 @@ def features(
     def counted() -> Iterator[Item]:
         yield from (p for g in groups for p in g)
 
+    def planned() -> Iterator[list[Item]]:
+        for g in groups:
+            yield list(g)
+
     summary = run_batch(
         "features",
         counted,
         task,
         side,
-        groups=lambda: iter(groups),
+        groups=planned,
         client=client,
         scheduler=scheduler,
         workers=workers,

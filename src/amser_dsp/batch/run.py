@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,7 @@ def run_batch(
     progress: bool | None = None,
     files_per_task: int = 64,
     bytes_per_task: int = 16_000_000,
-    prefailed: list[tuple[Item, str]] = (),  # type: ignore[assignment]
+    prefailed: Sequence[tuple[Item, str]] = (),
 ) -> Summary:
     """Run ``task`` over every item, a group of items per Dask task, and return the :class:`Summary`.
 
@@ -189,7 +189,7 @@ def _drive(
 
     def submit() -> bool:
         nonlocal n_sub
-        group = pending.pop() if pending else next(groups, None)
+        group = next(groups, None) if not pending else pending.pop()
         if group is None:
             return False
         n_sub += 1

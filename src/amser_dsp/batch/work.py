@@ -161,7 +161,7 @@ def run_task(
     ``seconds`` of audio, ``src_bytes``, and ``record`` (the manifest record of
     a done file) or ``error`` (the reason a file failed).
     """
-    results: list[dict[str, Any] | None] = [None] * len(items)
+    results: dict[int, dict[str, Any]] = {}  # by the item's index
     todo: list[int] = []
     for i, (item, record) in enumerate(zip(items, records, strict=True)):
         if not force and record is not None and _skip_reason(item, record, digest) is None:
@@ -187,8 +187,7 @@ def run_task(
                 "seconds": seconds,
                 "record": _record(item, data, digest, seconds, out_root),
             }
-    for i, item in enumerate(items):
-        results[i]["src_bytes"] = item.size  # type: ignore[index]
-        results[i]["src"] = item.src  # type: ignore[index]
-        results[i]["dst_dir"] = os.path.dirname(item.dst)  # type: ignore[index]
-    return results  # type: ignore[return-value]
+    return [
+        {**results[i], "src_bytes": item.size, "src": item.src, "dst_dir": os.path.dirname(item.dst)}
+        for i, item in enumerate(items)
+    ]

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: What ``decode`` and ``inspect`` read: bytes, a path, or a binary file object.
-Source = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
+Source = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 
 
 def read_container(source: Source, limits: fmt.Limits | None = None) -> bytes:

@@ -14,7 +14,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...cli import (
     Done,
@@ -29,10 +29,19 @@ from ...config import get_preset
 from ...container import CONTAINER_SUFFIX
 from ...errors import AmserError
 from ...io import AUDIO_SUFFIXES
+from .. import DEFAULT_BEAM_SIZE
 
 __all__ = ["add_parsers"]
 
 INPUT_SUFFIXES = (*AUDIO_SUFFIXES, CONTAINER_SUFFIX)
+
+
+class _Sent(NamedTuple):
+    """A file on its way: its container and seconds, then the service's answer."""
+
+    blob: bytes
+    seconds: float | None
+    answer: dict[str, Any] | None = None
 
 
 def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bool, **extra: object) -> Done:
@@ -53,7 +62,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     options = codec_arguments(args)
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
-    transcriber = Transcriber(model_path=args.model, **({"beam_size": args.beam} if args.beam else {}))
+    transcriber = Transcriber(model_path=args.model, beam_size=args.beam or DEFAULT_BEAM_SIZE)
 
     def work(job: Job) -> Done:
         blob, seconds = container_from(
@@ -78,14 +87,18 @@ def cmd_send(args: argparse.Namespace) -> int:
     if args.window < 1:
         raise AmserError(f"--window must be at least 1, got {args.window}")
     done = threading.Condition()
-    outcome: dict[int, tuple[str, object]] = {}  # job position -> ("sent", (blob, seconds)) / ("error", exc) / answer
+    outcome: dict[int, _Sent | Exception] = {}  # job position -> the file, or why it failed
     sent: list[int] = []  # the connection's file index -> job position
 
-    def settle(i: int, kind: str, value: object) -> None:
+    def settle(i: int, value: _Sent | Exception) -> None:
         with done:
-            if outcome.get(i, ("",))[0] != "error":  # a failed connection has settled it already
-                outcome[i] = (kind, value)
+            if not isinstance(outcome.get(i), Exception):  # a failed connection has settled it already
+                outcome[i] = value
             done.notify_all()
+
+    def waiting(i: int) -> bool:
+        value = outcome.get(i)
+        return value is None or (isinstance(value, _Sent) and value.answer is None)
 
     with Client(args.url, api_key=args.api_key, window=args.window) as client:
 
@@ -99,10 +112,10 @@ def cmd_send(args: argparse.Namespace) -> int:
                         options, args.chunk_seconds,
                     )  # fmt: skip
                 except (AmserError, OSError) as exc:
-                    settle(i, "error", exc)
+                    settle(i, exc)
                     continue
                 sent.append(i)
-                settle(i, "sent", (blob, seconds))
+                settle(i, _Sent(blob, seconds))
                 yield blob
 
         def receive() -> None:
@@ -110,15 +123,16 @@ def cmd_send(args: argparse.Namespace) -> int:
             try:
                 for answer in client.transcribe_many(containers()):
                     i = sent[answer["index"]]
-                    blob, seconds = outcome[i][1]  # type: ignore[misc]
-                    settle(i, "answer", (answer, blob, seconds))
+                    file = outcome[i]
+                    if isinstance(file, _Sent):
+                        settle(i, file._replace(answer=answer))
             except (AmserError, OSError) as exc:  # the connection failed: every file still open fails with it
                 failure = exc
             finally:
                 with done:
                     for i in range(len(jobs)):
-                        if i not in outcome or outcome[i][0] == "sent":
-                            outcome[i] = ("error", failure)
+                        if waiting(i):
+                            outcome[i] = failure
                     done.notify_all()
 
         receiver = threading.Thread(target=receive, name="amser-receive", daemon=True)
@@ -128,14 +142,14 @@ def cmd_send(args: argparse.Namespace) -> int:
         def work(job: Job) -> Done:
             i = position[id(job)]
             with done:
-                done.wait_for(lambda: i in outcome and outcome[i][0] != "sent")
-                kind, value = outcome[i]
-            if kind == "error":
-                raise value  # type: ignore[misc]
-            answer, blob, seconds = value  # type: ignore[misc]
+                done.wait_for(lambda: not waiting(i))
+                file = outcome[i]
+            if isinstance(file, Exception):
+                raise file
+            answer = file.answer or {}
             if "error" in answer:
                 raise AmserError(f"the service refused it: {answer['error']['message']}")
-            return _report(job, answer["text"], blob, seconds, args.json, request_id=answer.get("request_id"))
+            return _report(job, answer["text"], file.blob, file.seconds, args.json, request_id=answer.get("request_id"))
 
         status = run_jobs(jobs, work, "send", progress=not args.json)
         receiver.join()

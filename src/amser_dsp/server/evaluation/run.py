@@ -11,6 +11,7 @@ over clips (:mod:`.eval_report`).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -50,7 +51,7 @@ def run_evaluation(
             )
 
 
-def main(args) -> int:  # called by the ``amser eval-asr`` command
+def main(args: argparse.Namespace) -> int:  # called by the ``amser eval-asr`` command
     clips = read_asr_manifest(Path(args.manifest), args.limit)
     if not clips:
         raise AmserError(f"no clips in {args.manifest}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -65,7 +66,7 @@ class RecogniserBatcher:
     async def _decode(self, batch: list[tuple[Any, bool, asyncio.Future[Any]]], slots: asyncio.Semaphore) -> None:
         feats = [f for f, _, _ in batch]
         keep = any(s for _, s, _ in batch)
-        run = self.asr.transcribe_with_states if keep else self.asr.transcribe
+        run: Callable[[list[Any]], Sequence[Any]] = self.asr.transcribe_with_states if keep else self.asr.transcribe
         try:
             results = await asyncio.get_running_loop().run_in_executor(self.pool, run, feats)
         except Exception as exc:

