@@ -65,7 +65,7 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -348,7 +348,7 @@ def choose() -> Choice:
     return Choice(v, v, "default (no plan measured for this CPU: the widest block that fits half the L2)")
 
 
-def decide(rounds: dict[str, Sequence[float]], default: str) -> tuple[str, dict[str, dict[str, float]]]:
+def decide(rounds: Mapping[str, Sequence[float]], default: str) -> tuple[str, dict[str, dict[str, float]]]:
     """The winner of one length class from each candidate's per-round times, and its ratios to ``default``.
 
     Paired (same round) and best-of ratios: load from other work only adds

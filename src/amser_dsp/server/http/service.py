@@ -56,7 +56,7 @@ class TimedExecutor(ThreadPoolExecutor):
         super().__init__(max_workers=workers, thread_name_prefix=name)
         self.busy = busy
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:  # type: ignore[override]
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         def timed() -> Any:
             t0 = time.perf_counter()
             try:
