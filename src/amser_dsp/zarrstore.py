@@ -40,7 +40,7 @@ except ImportError:
     raise ImportError("amser_dsp.zarrstore needs zarr 3: pip install 'amser-dsp[zarr]'", name="zarr") from None
 
 from .config import FeatureConfig
-from .errors import AmserError, CodecError
+from .errors import AmserError, AudioError, CodecError
 from .numcodecs import AmserCodec
 
 if TYPE_CHECKING:
@@ -259,20 +259,23 @@ def open_corpus(store: Any) -> Corpus:
 
 
 def expected_frames(path: str, config: FeatureConfig) -> tuple[int, float]:
-    """Frames :func:`amser_dsp.features` will give for an audio file, and its seconds, from its header alone."""
-    import soundfile as sf
+    """Frames :func:`amser_dsp.features` will give for an audio file, and its seconds, from its header alone.
 
-    try:
-        info = sf.info(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AmserError(f"cannot read audio from {path}: {exc}") from None
+    Raises
+    ------
+    AudioError
+        As :func:`amser_dsp.io.audio_header`: unreadable, or a sample rate out of bounds.
+    """
+    from math import gcd
+
+    from .io import audio_header
+
+    info = audio_header(path)
     if info.frames <= 0:
-        raise AmserError(f"audio file {path} holds no samples")
+        raise AudioError(f"audio file {path} holds no samples")
     n = info.frames
-    if info.samplerate != config.sample_rate:
-        from math import gcd
-
-        g = gcd(int(info.samplerate), config.sample_rate)
-        up, down = config.sample_rate // g, int(info.samplerate) // g
+    if info.sample_rate != config.sample_rate:
+        g = gcd(info.sample_rate, config.sample_rate)
+        up, down = config.sample_rate // g, info.sample_rate // g
         n = -(-n * up // down)  # resample_poly's output length
-    return config.num_frames(n), info.frames / info.samplerate
+    return config.num_frames(n), info.seconds
