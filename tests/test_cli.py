@@ -337,3 +337,16 @@ def test_an_unwritable_output_blames_the_output(tmp_path: Path, capsys: pytest.C
     assert main(["encode", str(src), str(tmp_path / "plain" / "a.amser")]) == 1
     err = capsys.readouterr().err
     assert f"cannot write the output {tmp_path / 'plain' / 'a.amser'}: {tmp_path / 'plain'} is a file" in err
+
+
+def test_chunk_seconds_a_reader_refuses_is_one_error_before_any_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav"):
+        _wav(folder / name)
+    assert main(["encode", str(folder), str(tmp_path / "out"), "--chunk-seconds", "400"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "chunk_seconds=400 makes chunks of 40000 frames; readers accept at most 30000" in err[0]
+    assert not (tmp_path / "out").exists()

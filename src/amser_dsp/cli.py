@@ -413,9 +413,11 @@ def container_from(
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from . import encode_audio
+    from .codec.stream import chunk_frames
 
     cfg = PRESETS[args.preset]
     options = codec_arguments(args)
+    chunk_frames(cfg, args.chunk_seconds)  # a bad --chunk-seconds is one error, not one per file
 
     def work(job: Job) -> Done:
         audio = _load_audio(job.src, cfg.sample_rate)
