@@ -208,7 +208,7 @@ def test_max_seconds_is_checked_from_the_header_and_while_reading(tmp_path: Path
     path = tmp_path / "long.wav"
     path.write_bytes(wav_bytes(tone(16000, 2.0)))
     assert load_audio(path, max_seconds=2.0).size == 32000  # exactly the limit is within it
-    with pytest.raises(amser_dsp.LimitExceededError, match="lasts 2.0 s; the limit is 1.5 s"):
+    with pytest.raises(amser_dsp.LimitExceededError, match=r"lasts 2\.0 s; the limit is 1\.5 s"):
         load_audio(path, max_seconds=1.5)
     with pytest.raises(AudioError, match="max_seconds"):
         load_audio(path, max_seconds=0)

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ __all__ = [
     "Job",
     "Progress",
     "add_codec_arguments",
+    "amser_warnings",
     "clash_reason",
     "codec_arguments",
     "container_from",
@@ -267,6 +268,22 @@ def write_output(path: Path, data: bytes | Callable[[Any], None]) -> None:
         raise AmserError(f"cannot write the output {path}: {exc.strerror or exc}") from None
 
 
+@contextlib.contextmanager
+def amser_warnings() -> Iterator[list[str]]:
+    """Collect the library's warnings (a rate target not met, audio cut short) as messages, each once.
+
+    Every command prints them as ``amser: warning: FILE: message`` lines rather
+    than as Python warnings with a source line.
+    """
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AmserWarning)
+        try:
+            yield found
+        finally:
+            found += dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, AmserWarning))
+
+
 def run_jobs(jobs: list[Job], work: Callable[[Job], Done], label: str, *, progress: bool = True) -> int:
     """Run ``work`` per job: keep going past failures, name each, summarise several; 1 if any failed.
 
@@ -278,8 +295,7 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], Done], label: str, *, progre
     totals: dict[str, float] = {}
     for job in jobs:
         name = "standard input" if job.src == STDIO else str(job.src)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", AmserWarning)
+        with amser_warnings() as caught:
             try:
                 if job.refused:
                     raise AmserError(job.refused)
@@ -294,8 +310,8 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], Done], label: str, *, progre
                 failures += 1
                 bar.write(f"amser: error: {name}: {exc.strerror or exc}", err=True)
                 done = None
-        for w in {str(w.message): w for w in caught if issubclass(w.category, AmserWarning)}.values():
-            bar.write(f"amser: warning: {name}: {w.message}", err=True)
+        for message in caught:
+            bar.write(f"amser: warning: {name}: {message}", err=True)
         if done is not None:
             if done.output is not None:
                 bar.write(done.output)

@@ -193,9 +193,7 @@ def load_audio(
     import soundfile as sf
 
     if sample_rate is not None and (
-        isinstance(sample_rate, bool)
-        or not isinstance(sample_rate, int)
-        or not 0 < sample_rate <= MAX_SAMPLE_RATE
+        isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 0 < sample_rate <= MAX_SAMPLE_RATE
     ):
         raise AudioError(
             f"sample_rate must be a positive integer in Hz (at most {MAX_SAMPLE_RATE}) or None, got {sample_rate!r}"
@@ -245,4 +243,3 @@ def load_audio(
         g = gcd(file_rate, sample_rate)
         samples = resample_poly(samples, sample_rate // g, file_rate // g).astype(np.float32)
     return np.ascontiguousarray(samples, dtype=np.float32)
-
