@@ -266,16 +266,9 @@ def expected_frames(path: str, config: FeatureConfig) -> tuple[int, float]:
     AudioError
         As :func:`amser_dsp.io.audio_header`: unreadable, or a sample rate out of bounds.
     """
-    from math import gcd
-
-    from .io import audio_header
+    from .io import audio_header, resampled_length
 
     info = audio_header(path)
     if info.frames <= 0:
         raise AudioError(f"audio file {path} holds no samples")
-    n = info.frames
-    if info.sample_rate != config.sample_rate:
-        g = gcd(info.sample_rate, config.sample_rate)
-        up, down = config.sample_rate // g, info.sample_rate // g
-        n = -(-n * up // down)  # resample_poly's output length
-    return config.num_frames(n), info.seconds
+    return config.num_frames(resampled_length(info.frames, info.sample_rate, config.sample_rate)), info.seconds
