@@ -263,3 +263,28 @@ def test_the_store_plans_the_frames_load_audio_gives(tmp_path: Path) -> None:
         path.write_bytes(wav_bytes(tone(16000, 0.3), rate=rate))
         frames, _ = expected_frames(str(path), cfg)
         assert frames == amser_dsp.features(load_audio(path), 16000, cfg).shape[1]
+
+
+def test_a_hostile_file_object_makes_no_noise_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An AIFF whose sound chunk is renamed makes libsndfile seek before the start of a BytesIO; the
+    # ValueError inside soundfile's C callback was printed as "Exception ignored from cffi callback" (found
+    # by tests/fuzz/fuzz_audio.py), on the terminal of `amser encode - - < file`.
+    import sys
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(800, np.float32), 16000, format="AIFF", subtype="PCM_16")
+    blob = buf.getvalue().replace(b"SSND", b"XXXX")
+    noise: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: noise.append(f"{u.exc_type.__name__}: {u.exc_value}"))
+    with pytest.raises(AudioError, match="cannot read audio"):
+        load_audio(io.BytesIO(blob))
+    assert noise == []
+
+
+def test_a_short_run_of_the_audio_fuzzer_finds_nothing() -> None:
+    # The long run is a command: see docs/fuzzing.md.
+    from .fuzz import fuzz_audio
+
+    summary = fuzz_audio.run(1200, seed=1, max_seconds=1.0, max_samples=16_000_000, findings=None, progress=False)
+    assert summary["findings"] == 0, summary["first_findings"]
+    assert len(summary["mutations"]) >= 15  # every kind of mutation ran

@@ -82,6 +82,35 @@ def _reason(exc: Exception) -> str:
     return str(getattr(exc, "error_string", None) or exc)
 
 
+class _Guarded:
+    """A file object for libsndfile's virtual I/O whose calls never raise.
+
+    libsndfile asks a hostile file for impossible seeks (before its start);
+    ``BytesIO`` raises, and an exception inside soundfile's C callbacks is
+    printed by Python as "Exception ignored from cffi callback" noise on
+    stderr.  A seek or read that fails here leaves the position where it was
+    and reads nothing, as a failed ``fseek`` / ``fread`` would.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:
+            return self._fh.seek(offset, whence)
+        except (OSError, ValueError, OverflowError):
+            return self._fh.tell()
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._fh.read(n)
+        except (OSError, ValueError, OverflowError):
+            return b""
+
+
 @contextmanager
 def _opened(source: str | os.PathLike[str] | BinaryIO) -> Iterator[tuple[Any, AudioHeader]]:
     """The open ``soundfile.SoundFile`` and its checked header."""
@@ -91,7 +120,7 @@ def _opened(source: str | os.PathLike[str] | BinaryIO) -> Iterator[tuple[Any, Au
     if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
         raise AudioError(f"audio file not found: {name}")
     try:
-        fh = sf.SoundFile(source)
+        fh = sf.SoundFile(source if isinstance(source, (str, os.PathLike)) else _Guarded(source))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioError(
             f"cannot read audio{f' from {name}' if name else ''}: {_reason(exc)} "
