@@ -294,7 +294,7 @@ def resample_factors(file_rate: int, sample_rate: int) -> tuple[int, int]:
     if max(up, down) <= MAX_RESAMPLE_FACTOR:
         return up, down
     exact = Fraction(sample_rate, file_rate)
-    limit = max(1, int(MAX_RESAMPLE_FACTOR / max(1, exact)))
+    limit = MAX_RESAMPLE_FACTOR if exact <= 1 else max(1, int(MAX_RESAMPLE_FACTOR / exact))
     while True:  # limit_denominator bounds the denominator only: lower it until the numerator fits too
         ratio = exact.limit_denominator(limit)
         if ratio.numerator <= MAX_RESAMPLE_FACTOR:
