@@ -13,22 +13,18 @@ mutant goes through ``load_audio`` (at 16 kHz, and at the file's own rate) and `
 
 A finding is any exception other than an ``AmserError``, a ``RuntimeWarning``, a call using more than
 ``--max-seconds`` of CPU (thread time), an output of more samples than ``--max-samples``, or (checked at
-the end) a peak RSS over ``--max-rss-mb``.  Findings are written to ``--findings``.  Exit status 1 if any.
+the end) a growth of the peak RSS over the run above ``--max-rss-mb``.  Findings are written to ``--findings``.  Exit status 1 if any.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import random
-import resource
 import struct
 import sys
 import time
 import traceback
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +32,8 @@ import numpy as np
 import amser_dsp
 from amser_dsp.io import audio_header, load_audio
 
-from .fuzz_structured import _cpu_name, _flip, _resize
+from .fuzz_structured import _flip, _resize
+from .harness import arguments, drive, report
 
 #: Extreme values for 32-bit fields, and for 16-bit ones.
 HUGE32 = (0, 1, 2, 7999, 8000, 192_000, 192_001, 1_000_003, 2**16, 2**24, 2**31 - 1, 2**31, 2**32 - 1)
@@ -234,64 +231,24 @@ def run(
 ) -> dict:
     rng = random.Random(seed)
     pool = seeds()
-    kinds: Counter[str] = Counter()
-    found: list[dict] = []
-    rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    start = time.perf_counter()
-    worst = 0.0
-    for i in range(runs):
-        blob, kind = mutate(rng, pool)
-        kinds[kind.split("+")[0]] += 1
-        t0 = time.thread_time()
-        problems = check(blob, max_seconds, max_samples)
-        worst = max(worst, time.thread_time() - t0)
-        if problems:
-            found.append({"run": i, "kind": kind, "problems": problems})
-            if findings is not None:
-                findings.mkdir(parents=True, exist_ok=True)
-                (findings / f"finding-{i}.bin").write_bytes(blob)
-                (findings / f"finding-{i}.txt").write_text("\n".join(problems))
-        if progress and (i + 1) % 10000 == 0:
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(
-                f"{i + 1} runs, {len(found)} findings, {time.perf_counter() - start:.0f} s, peak RSS {rss:.0f} MB",
-                file=sys.stderr,
-            )
-    rss_end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
-        "runs": runs,
-        "seed": seed,
-        "seeds": len(pool),
-        "findings": len(found),
-        "first_findings": found[:5],
-        "seconds": time.perf_counter() - start,
-        "worst_cpu_seconds_per_mutant": worst,
-        "peak_rss_mb": rss_end,
-        "rss_growth_mb": rss_end - rss_start,
-        "max_cpu_seconds_per_call": max_seconds,
-        "mutations": dict(sorted(kinds.items())),
-    }
+    summary = drive(
+        runs,
+        lambda: mutate(rng, pool),
+        lambda blob: check(blob, max_seconds, max_samples),
+        findings,
+        suffix=".bin",
+        progress=progress,
+        kind_of=lambda kind: kind.split("+")[0],
+    )
+    return {**summary, "seed": seed, "seeds": len(pool), "max_cpu_seconds_per_call": max_seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--max-seconds", type=float, default=1.0, help="CPU seconds allowed per call")
+    parser = arguments(__doc__, "out/fuzz-audio-findings")
     parser.add_argument("--max-samples", type=int, default=16_000_000, help="samples allowed in one output")
-    parser.add_argument("--max-rss-mb", type=float, default=300.0, help="peak RSS growth allowed over the run")
-    parser.add_argument("--findings", type=Path, default=Path("out/fuzz-audio-findings"))
-    parser.add_argument("--report", type=Path, help="write the summary as JSON here")
     args = parser.parse_args(argv)
     summary = run(args.runs, args.seed, args.max_seconds, args.max_samples, args.findings)
-    summary["max_rss_mb"] = args.max_rss_mb
-    summary["cpu"] = _cpu_name()
-    text = json.dumps(summary, indent=1, default=str)
-    print(text)
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(text)
-    return 1 if summary["findings"] or summary["rss_growth_mb"] > args.max_rss_mb else 0
+    return report(summary, args, summary["rss_growth_mb"])
 
 
 if __name__ == "__main__":
