@@ -22,8 +22,6 @@ import io
 import random
 import struct
 import sys
-import time
-import traceback
 import warnings
 from pathlib import Path
 
@@ -33,7 +31,7 @@ import amser_dsp
 from amser_dsp.io import audio_header, load_audio
 
 from .fuzz_structured import _flip, _resize
-from .harness import arguments, drive, report
+from .harness import arguments, call_checked, drive, report
 
 #: Extreme values for 32-bit fields, and for 16-bit ones.
 HUGE32 = (0, 1, 2, 7999, 8000, 192_000, 192_001, 1_000_003, 2**16, 2**24, 2**31 - 1, 2**31, 2**32 - 1)
@@ -208,20 +206,10 @@ def _check_calls(blob: bytes, max_seconds: float, max_samples: int, problems: li
         ("audio_header", lambda: audio_header(io.BytesIO(blob))),
     )
     for name, call in calls:
-        start = time.thread_time()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", amser_dsp.AmserWarning)  # a file cut short: said, as designed
-                warnings.simplefilter("error", RuntimeWarning)
-                result = call()
-        except amser_dsp.AmserError:
-            result = None
-        except Exception as exc:  # the finding this harness looks for
-            problems.append(f"{name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-            result = None
-        spent = time.thread_time() - start
-        if spent > max_seconds:
-            problems.append(f"{name}: {spent:.2f} s of CPU")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", amser_dsp.AmserWarning)  # a file cut short: said, as designed
+            warnings.simplefilter("error", RuntimeWarning)
+            result = call_checked(name, call, max_seconds, problems)
         if isinstance(result, np.ndarray) and result.size > max_samples:
             problems.append(f"{name}: {result.size} samples from {len(blob)} bytes")
 

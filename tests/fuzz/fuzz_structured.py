@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import random
 import struct
-import time
-import traceback
 import warnings
 import zlib
 from collections.abc import Callable
@@ -33,7 +31,7 @@ import amser_dsp
 from amser_dsp import container as fmt
 
 from .. import containers
-from .harness import arguments, drive, report
+from .harness import arguments, call_checked, drive, report
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -251,20 +249,10 @@ def _entry_points(rng: random.Random) -> list[tuple[str, Callable[[bytes], objec
 
 def check(blob: bytes, rng: random.Random, max_seconds: float) -> list[str]:
     """Problems of one mutant (empty when every entry point behaved)."""
-    problems = []
+    problems: list[str] = []
     limit = fmt.DEFAULT_LIMITS.max_decoded_bytes
     for name, run in _entry_points(rng):
-        start = time.thread_time()
-        try:
-            result = run(blob)
-        except amser_dsp.AmserError:
-            result = None
-        except Exception as exc:  # the finding this harness looks for
-            problems.append(f"{name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-            result = None
-        spent = time.thread_time() - start
-        if spent > max_seconds:
-            problems.append(f"{name}: {spent:.2f} s of CPU")
+        result = call_checked(name, lambda run=run: run(blob), max_seconds, problems)  # type: ignore[misc]
         arrays = result if isinstance(result, list) else [result]
         size = sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
         if size > limit:

@@ -8,14 +8,33 @@ import os
 import resource
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import amser_dsp
+
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def call_checked(name: str, call: Callable[[], Any], max_seconds: float, problems: list[str]) -> Any:
+    """``call()``'s result (None after an ``AmserError``); any other exception, or too much CPU, is a problem."""
+    start = time.thread_time()
+    try:
+        result = call()
+    except amser_dsp.AmserError:
+        result = None
+    except Exception as exc:  # the finding the fuzzers look for
+        problems.append(f"{name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        result = None
+    spent = time.thread_time() - start
+    if spent > max_seconds:
+        problems.append(f"{name}: {spent:.2f} s of CPU")
+    return result
 
 
 def drive(
