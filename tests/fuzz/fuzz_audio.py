@@ -12,8 +12,8 @@ block's length and last flag) and its first frame header; then truncates, extend
 mutant goes through ``load_audio`` (at 16 kHz, and at the file's own rate) and ``audio_header``.
 
 A finding is any exception other than an ``AmserError``, a ``RuntimeWarning``, a call using more than
-``--max-seconds`` of CPU (thread time), an output of more samples than ``--max-samples``, or (checked at
-the end) a growth of the peak RSS over the run above ``--max-rss-mb``.  Findings are written to ``--findings``.  Exit status 1 if any.
+``--max-seconds`` of CPU (thread time), an output of more samples than ``--max-samples``, or a mutant whose
+checks raise the peak RSS by more than ``--max-rss-mb``.  Findings are written to ``--findings``.  Exit status 1 if any.
 """
 
 from __future__ import annotations
@@ -219,6 +219,8 @@ def run(
 ) -> dict:
     rng = random.Random(seed)
     pool = seeds()
+    for blob in pool:  # imports and caches (scipy.signal, the resampler) load before anything is measured
+        check(blob, max_seconds=60.0, max_samples=max_samples)
     summary = drive(
         runs,
         lambda: mutate(rng, pool),
@@ -236,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-samples", type=int, default=16_000_000, help="samples allowed in one output")
     args = parser.parse_args(argv)
     summary = run(args.runs, args.seed, args.max_seconds, args.max_samples, args.findings)
-    return report(summary, args, summary["rss_growth_mb"])
+    # Per mutant: libvorbis leaks about 5.8 KB per malformed Ogg Vorbis file it refuses (docs/fuzzing.md), so
+    # the growth over a whole run grows with its length; what one file may cost is the bound.
+    return report(summary, args, summary["largest_rss_jump_mb"])
 
 
 if __name__ == "__main__":

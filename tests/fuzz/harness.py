@@ -50,20 +50,22 @@ def drive(
     """Check ``runs`` mutants; a mutant with problems is a finding (its bytes and problems go to ``findings``).
 
     Returns the summary: runs, findings (and the first five), seconds, the
-    worst CPU time of one mutant's checks, peak RSS and its growth over the
-    run, and how many mutants of each kind (``kind_of`` of the mutator's name).
+    worst CPU time of one mutant's checks, peak RSS, its growth over the run
+    and the most one mutant raised it, and how many mutants of each kind
+    (``kind_of`` of the mutator's name).
     """
     kinds: Counter[str] = Counter()
     found: list[dict[str, Any]] = []
     rss_start = peak_rss_mb()
     start = time.perf_counter()
-    worst = 0.0
+    worst = jump = 0.0
     for i in range(runs):
         blob, kind = mutant()
         kinds[kind_of(kind)] += 1
-        t0 = time.thread_time()
+        t0, rss0 = time.thread_time(), peak_rss_mb()
         problems = check(blob)
         worst = max(worst, time.thread_time() - t0)
+        jump = max(jump, peak_rss_mb() - rss0)
         if problems:
             found.append({"run": i, "kind": kind, "problems": problems})
             if findings is not None:
@@ -84,6 +86,7 @@ def drive(
         "worst_cpu_seconds_per_mutant": worst,
         "peak_rss_mb": peak_rss_mb(),
         "rss_growth_mb": peak_rss_mb() - rss_start,
+        "largest_rss_jump_mb": jump,  # the most one mutant's checks raised the peak RSS
         "mutations": dict(sorted(kinds.items())),
     }
 
