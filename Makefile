@@ -20,7 +20,9 @@ $(VENV)/.stamp-%: pyproject.toml
 	$(PIP) install --quiet -e ".[$*]"
 	touch $@
 
+# The Numba kernels' plan and cache first (measured and compiled once per CPU; later runs only check them).
 demo: $(VENV)/.stamp-fast,plot,emotion
+	$(PY) -m amser_dsp.backends.variants --warm
 	$(PY) -m amser_dsp.demo
 
 test: $(VENV)/.stamp-fast,emotion,test chromium net-tools
@@ -40,15 +42,15 @@ chromium:
 
 # The page's table file, from the package's codec tables (committed; a test checks it is up to date).
 web-assets: $(VENV)/.stamp-server
-	$(PY) -m amser_dsp.server.web
+	$(PY) -m amser_dsp.web.tables
 
 # The screenshots of docs/web.md, taken by the end-to-end browser test.
 web-screenshots: $(VENV)/.stamp-fast,emotion,test chromium
 	AMSER_WEB_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/web/test_page_service.py
 
-# The network lab's tools (tests/server/test_transfer_link.py, make transfer): installed with apt only when
-# missing and only as root; elsewhere those tests skip and say why.
-NET_TOOLS ?= ip:iproute2 tc:iproute2 nft:nftables
+# The network lab's tools (tests/server/test_transfer_link.py, make transfer) and HAProxy (tests/server/test_replicas.py):
+# installed with apt only when missing and only as root; elsewhere those tests skip and say why.
+NET_TOOLS ?= ip:iproute2 tc:iproute2 nft:nftables haproxy:haproxy
 net-tools:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		missing=""; for t in $(NET_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
@@ -89,9 +91,9 @@ rd: $(VENV)/.stamp-numba,plot,eval $(FOLD_TABLES)
 		--markdown docs/rd.md --plot docs/img/rd.png --json out/rd.json
 
 EMOTION ?= ../shared/data/emotion/manifest.tsv
-# The packaged emotion model (src/amser_dsp/server/data/emotion-v1.pt; recogniser outputs cached in .cache/emotion).
+# The packaged emotion model (src/amser_dsp/server/emotion/data/emotion-v1.pt; recogniser outputs cached in .cache/emotion).
 emotion-model: $(VENV)/.stamp-fast,emotion
-	$(VENV)/bin/amser train-emotion --config src/amser_dsp/server/data/emotion-v1.json
+	$(VENV)/bin/amser train-emotion --config src/amser_dsp/server/emotion/data/emotion-v1.json
 
 # docs/emotion.md and docs/img/emotion-confusion.png: the packaged model on held-out speakers, codec sweep, ablations.
 emotion-eval: $(VENV)/.stamp-fast,plot,emotion

@@ -42,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import httpx
 
-    from amser_dsp.server.local import LocalServer
+    from amser_dsp.server.http.local import LocalServer
 
     audio = amser_dsp.load_audio(args.clip or amser_dsp.sample_path())
     blob = amser_dsp.encode_audio(audio, "whisper")
-    server = LocalServer(["--workers", "1", "--beam", str(args.beam)], env={"AMSER_API_KEY": ""})
+    server = LocalServer(["--workers", "1", "--beam", str(args.beam)])
     with server as url, httpx.Client(base_url=url, timeout=120) as http:
         first = http.post("/v1/transcribe", content=blob).json()
         analysed = http.post("/v1/analyze", content=blob).json()

@@ -98,7 +98,7 @@ def compare_transcribe(files: list[Path], tmp: Path, rounds: int) -> dict[str, o
     Both sides have their model loaded before timing; wall and CPU seconds are recorded per round.
     """
     from amser_dsp import batch, decode, encode_audio, load_audio
-    from amser_dsp.server.asr import Transcriber
+    from amser_dsp.server.recognition.whisper import Transcriber
 
     transcriber = Transcriber(threads=2)
     rows = []

@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import httpx
 
-    from amser_dsp.server.local import LocalServer
+    from amser_dsp.server.http.local import LocalServer
 
     serve_args = ["--queue", str(args.queue), "--workers", str(args.workers), "--beam", str(args.beam)]
-    with LocalServer(serve_args, env={"AMSER_API_KEY": ""}) as url:
+    with LocalServer(serve_args) as url:
         blob = amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "whisper")
         statuses: collections.Counter[str] = collections.Counter()
         latencies: list[float] = []

@@ -2,7 +2,7 @@
 
     python benchmarks/soak.py [--clients 8] [--minutes 30] [--invalid 0.2] [--json out/soak.json]
 
-Starts one ``amser serve`` on 127.0.0.1 (:class:`~amser_dsp.server.local.LocalServer`),
+Starts one ``amser serve`` on 127.0.0.1 (:class:`~amser_dsp.server.http.local.LocalServer`),
 then N client threads, each on its own kept-alive connection, post to
 ``/v1/transcribe`` or ``/v1/analyze`` (``--routes``; the second adds the emotion model) containers of
 real speech (the clips of ../shared/data/asr, or the bundled clip, in several codec
@@ -205,10 +205,10 @@ def slope(x: list[float], y: list[float]) -> float | None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import httpx
 
-    from amser_dsp.server.local import LocalServer
-    from amser_dsp.server.memory import process_memory, rss_by_mapping
+    from amser_dsp.server.http.local import LocalServer
+    from amser_dsp.server.http.memory import process_memory, rss_by_mapping
 
-    env = {"AMSER_API_KEY": "", **dict(kv.split("=", 1) for kv in args.env)}
+    env = dict(kv.split("=", 1) for kv in args.env)
     if args.debug_memory:
         env["AMSER_DEBUG_MEMORY"] = "1"
     serve_args = ["--workers", str(args.workers), "--queue", str(args.queue), "--beam", str(args.beam)]

@@ -4,7 +4,7 @@
     python benchmarks/streaming.py --capacity 1 2 3 4 [--chunk 0.5] [--seconds 40]
 
 The first form runs every clip of ``../shared/data/asr`` through the live policy
-(:mod:`amser_dsp.server.streaming`) with the service's recogniser, paced in real
+(:mod:`amser_dsp.server.recognition.live`) with the service's recogniser, paced in real
 time on a simulated clock: chunk k of a clip arrives when its audio has been
 recorded, a decode starts when the recogniser is free and covers every chunk
 that has arrived by then, and it takes as long as it really took here (each
@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 
 import amser_dsp
-from amser_dsp.server.asr import Transcriber, WhisperRecogniser
-from amser_dsp.server.eval_modes import read_manifest
-from amser_dsp.server.scoring import normaliser, word_errors
-from amser_dsp.server.streaming import FRAMES_PER_SECOND, LiveTranscript, StreamingSettings
+from amser_dsp.server.evaluation.modes import read_asr_manifest
+from amser_dsp.server.evaluation.scoring import normaliser, word_errors
+from amser_dsp.server.recognition.live import FRAMES_PER_SECOND, LiveTranscript, StreamingSettings
+from amser_dsp.server.recognition.whisper import Transcriber, WhisperRecogniser
 
 MANIFEST = Path(__file__).resolve().parents[1] / "../shared/data/asr/manifest.tsv"
 
@@ -143,7 +143,7 @@ def run_chunk_size(transcriber, recogniser, clips, chunk_seconds, settings, offl
 
 
 async def _client(url: str, audios: list[np.ndarray], chunk_seconds: float, deadline: float) -> dict:
-    from amser_dsp.server.client import stream_transcript
+    from amser_dsp.client import stream_transcript
 
     latencies, lags, streams = [], 0, 0
     i = 0
@@ -163,11 +163,11 @@ def capacity(clips, counts: list[int], chunk_seconds: float, seconds: float, ser
     """N real-time WebSocket streams at once against one local server, for each N."""
     import asyncio
 
-    from amser_dsp.server.local import LocalServer
+    from amser_dsp.server.http.local import LocalServer
 
     audios = [amser_dsp.load_audio(c.path) for c in clips]
     rows = []
-    with LocalServer(serve_args, env={"AMSER_API_KEY": ""}) as url:
+    with LocalServer(serve_args) as url:
         for n in counts:
             deadline = time.monotonic() + seconds
 
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.manifest.is_file():
         print(f"no manifest at {args.manifest}: the shared speech data is needed", file=sys.stderr)
         return 2
-    clips = read_manifest(args.manifest, args.limit)
+    clips = read_asr_manifest(args.manifest, args.limit)
     if args.capacity:
         print(f"load average before: {os.getloadavg()}", file=sys.stderr)
         serve = ["--beam", str(args.final_beam), "--max-streams", str(max(args.capacity))]

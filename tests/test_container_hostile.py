@@ -1,7 +1,7 @@
 """Hostile containers stay cheap: bounded memory and time, whatever the bytes say.
 
 Complements tests/test_container.py (which checks the error types) with the
-other two promises of issue 5: decoding never allocates beyond the configured
+other two promises of the format: decoding never allocates beyond the configured
 limits and never hangs.
 """
 

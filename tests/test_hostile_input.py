@@ -1,4 +1,4 @@
-"""What an outside fuzzer and a soak found (issue 18): each case fails on amser-dsp 0.1 and passes now.
+"""What an outside fuzzer and a soak found: each case fails on amser-dsp 0.1 and passes now.
 
 Every hostile container must raise an :class:`AmserError` (never a builtin) from ``decode``, ``inspect`` and
 ``StreamDecoder`` in any feed sizes; chunks moved, dropped, duplicated or spliced are refused.

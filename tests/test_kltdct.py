@@ -24,7 +24,7 @@ from amser_dsp import (
     inspect,
 )
 from amser_dsp.codec import KltDctCodec, kltdct, rans
-from amser_dsp.codec.train import fit_basis, fit_tables, speaker_folds
+from amser_dsp.codec.train import clip_folds, fit_basis, fit_tables
 from amser_dsp.container import read_all
 
 SHIPPED = kltdct.load_tables(kltdct.DEFAULT_TABLES)
@@ -292,7 +292,7 @@ def test_registered_tables_code_and_decode(speech: list[np.ndarray]) -> None:
 
 def test_speaker_folds_are_disjoint_and_cover_every_clip() -> None:
     rows = [{"id": f"c{i}", "speaker": f"s{i % 5}"} for i in range(23)]
-    folds = speaker_folds(rows, 2)
+    folds = clip_folds(rows, 2)
     assert set(folds) == {r["id"] for r in rows}
     by_speaker: dict[str, set[int]] = {}
     for r in rows:

@@ -7,9 +7,9 @@ Transports:
 - ``paper``: a new TCP connection and one HTTP request per file, each answer awaited before the next file
   (``requests.post`` per file, as a script would do it; TCP_NODELAY on, as urllib3 sets it).
 - ``keepalive-nagle``: one kept-alive HTTP/1.1 connection, one request per file, answers awaited; httpx's
-  defaults (Nagle's algorithm on): what ``amser send`` did before issue 15.
+  defaults (Nagle's algorithm on): what ``amser send`` did before it set TCP_NODELAY.
 - ``keepalive``: the same with TCP_NODELAY.
-- ``ws``: :meth:`amser_dsp.server.client.Client.transcribe_many`: one WebSocket, files sent back to back
+- ``ws``: :meth:`amser_dsp.client.Client.transcribe_many`: one WebSocket, files sent back to back
   without waiting, answers read as they come (what ``amser send`` does now).
 - ``stream``: the live-recording WebSocket ``/v1/stream``, one connection per file, the container's bytes
   sent at once, waiting for its last chunk's text (containers only; made for live audio, not for batches).
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from amser_dsp.server.client import Client
+from amser_dsp.client import Client
 
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 

@@ -60,7 +60,7 @@ class Profile:
     note: str = ""
 
 
-#: Uplink rate, RTT and loss as issue 15 names them; downlink rates are our assumption (answers are small JSON,
+#: Uplink rate, RTT and loss as the links users reported; downlink rates are our assumption (answers are small JSON,
 #: so they barely matter): a few times the uplink, as cellular links are asymmetric.
 PROFILES: dict[str, Profile] = {
     p.name: p

@@ -203,7 +203,7 @@ def recognition_table(groups: dict[tuple, dict]) -> list[str]:
 
 def wer_table(records: list[dict]) -> list[str]:
     """WER of the transcripts the service returned, per payload, for each run with recognition on a link."""
-    from amser_dsp.server.scoring import normaliser, word_errors
+    from amser_dsp.server.evaluation.scoring import normaliser, word_errors
 
     norm, norm_name = normaliser()
     columns = []  # (heading, {method: (errors, words)})

@@ -58,7 +58,7 @@ def start_server(lab: netlab.Lab, recognise: bool, log: Path) -> subprocess.Pope
     ]
     if not recognise:
         cmd.append("--no-recognise")
-    env = {**os.environ, **ONE_THREAD, "AMSER_API_KEY": ""}
+    env = {k: v for k, v in {**os.environ, **ONE_THREAD}.items() if k not in ("AMSER_API_KEY", "AMSER_API_KEY_FILE")}
     proc = lab.popen(lab.srv, cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     probe = (
         "import httpx,time,sys\n"

@@ -13,6 +13,9 @@ Numba and the server extra load on first use.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
 from . import backends
 from .api import features
 from .backends import use_backend
@@ -53,7 +56,10 @@ from .errors import (
 from .frontend import OnlineFeatures
 from .io import load_audio
 
-__version__ = "0.2.0"
+try:  # one version, pyproject.toml's, as the installed package's metadata says
+    __version__ = _version("amser-dsp")
+except _PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_CODEC",

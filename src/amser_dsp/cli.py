@@ -28,11 +28,11 @@ import numpy as np
 
 from . import PRESETS, __version__
 from .config import DEFAULT_PRESET
+from .container import CONTAINER_SUFFIX
 from .errors import AmserError, AmserWarning
+from .io import AUDIO_SUFFIXES
 
 __all__ = [
-    "AUDIO_SUFFIXES",
-    "CONTAINER_SUFFIX",
     "STDIO",
     "Done",
     "Job",
@@ -49,8 +49,6 @@ __all__ = [
     "write_output",
 ]
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".mp3")
-CONTAINER_SUFFIX = ".amser"
 #: ``-``: standard input as an input path, standard output as an output path.
 STDIO = Path("-")
 ENTRY_POINT_GROUP = "amser_dsp.commands"
@@ -402,11 +400,17 @@ def _load_audio_data(data: bytes | Path, sample_rate: int) -> np.ndarray:
 
 
 def container_from(
-    src: Path, encode: Callable[[np.ndarray], bytes], options: dict[str, Any], chunk_seconds: float | None
+    src: Path,
+    encode: Callable[[np.ndarray], bytes],
+    options: dict[str, Any],
+    chunk_seconds: float | None,
+    *,
+    sample_rate: int = PRESETS[DEFAULT_PRESET].sample_rate,
 ) -> tuple[bytes, float | None]:
     """A container from an input that is one already (``.amser``, or bytes starting with its magic) or audio.
 
-    Audio is loaded at 16 kHz and passed to ``encode``.  Returns the container
+    Audio is loaded at ``sample_rate`` (default: the default preset's, the one the commands encode with) and
+    passed to ``encode``.  Returns the container
     and the audio's duration (None for a container: its info says).
 
     Raises
@@ -423,8 +427,8 @@ def container_from(
         if given:
             raise AmserError(f"is a container, encoded already: codec options {given} do not apply to it")
         return (data if isinstance(data, bytes) else src.read_bytes()), None
-    audio = _load_audio_data(data, 16_000)
-    return encode(audio), audio.size / 16_000
+    audio = _load_audio_data(data, sample_rate)
+    return encode(audio), audio.size / sample_rate
 
 
 def cmd_encode(args: argparse.Namespace) -> int:

@@ -147,6 +147,11 @@ class FeatureConfig:
 
     # ------------------------------------------------------------------ derived
     @property
+    def frame_rate(self) -> float:
+        """Frames per second of audio, ``sample_rate / hop_length``."""
+        return self.sample_rate / self.hop_length
+
+    @property
     def n_bins(self) -> int:
         """Number of one-sided FFT bins, ``n_fft // 2 + 1``."""
         return self.n_fft // 2 + 1

@@ -16,6 +16,7 @@ from typing import Any
 from .errors import ContainerError, CorruptContainerError, LimitExceededError, UnsupportedVersionError
 
 __all__ = [
+    "CONTAINER_SUFFIX",
     "HEADER_DICTIONARY",
     "MAGIC",
     "MAJOR",
@@ -32,6 +33,9 @@ __all__ = [
     "header_bytes",
     "read_all",
 ]
+
+#: The file name ending of a container on disk.
+CONTAINER_SUFFIX = ".amser"
 
 MAGIC = b"AMSR"
 MAJOR = 1

@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_pipeline(audio: np.ndarray) -> int:
     """Device encodes, a local server transcribes; print transcript, bytes and stage timings."""
     try:
-        from .server.client import Client
-        from .server.local import LocalServer
+        from .client import Client
+        from .server.http.local import LocalServer
     except ImportError as exc:
         print(f"the server side is not installed ({exc}); the whole pipeline needs: pip install 'amser-dsp[server]'")
         return 0
@@ -102,7 +102,7 @@ def run_pipeline(audio: np.ndarray) -> int:
 
     print("\nstarting a local server on 127.0.0.1 (loads Whisper once) ...")
     started = time.perf_counter()
-    with LocalServer(env={"AMSER_API_KEY": ""}) as url, Client(url) as client:
+    with LocalServer() as url, Client(url) as client:
         info = client.info()
         ready = time.perf_counter() - started
         encode_audio(audio[:16_000], info["presets"][0], codec=info["default_codec"])  # warm caches

@@ -25,6 +25,7 @@ import numpy as np
 from .errors import AmserWarning, AudioError, LimitExceededError
 
 __all__ = [
+    "AUDIO_SUFFIXES",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
     "AudioHeader",
@@ -34,6 +35,8 @@ __all__ = [
     "resampled_length",
 ]
 
+#: The file names the commands take as audio when they list a folder (what libsndfile reads).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".mp3")
 #: Lowest sample rate accepted from a file (narrow-band telephone speech), Hz.
 MIN_SAMPLE_RATE = 8_000
 #: Highest sample rate accepted from a file or as a target (studio audio), Hz.  Resampling from a rate

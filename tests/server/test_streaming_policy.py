@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from amser_dsp.errors import LimitExceededError
-from amser_dsp.server.streaming import (
+from amser_dsp.server.recognition.live import (
     WINDOW_FRAMES,
     DecodeRequest,
     Hypothesis,

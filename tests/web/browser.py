@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from amser_dsp.server.web import web_root
+from amser_dsp.web import web_root
 
 #: Flags for a quiet, sandbox-free headless run on a CI machine (root, no GPU, no network).
 CHROMIUM_ARGS = [

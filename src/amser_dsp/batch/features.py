@@ -163,8 +163,8 @@ def features(
     same listing and settings resumes (regions that read back whole are
     skipped); a different listing needs ``force=True``, which rebuilds the store.
     """
-    from ..cli import AUDIO_SUFFIXES
     from ..codec import make_codec
+    from ..io import AUDIO_SUFFIXES
     from ..zarrstore import LAYOUT, create_corpus, expected_frames
 
     if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:

@@ -13,7 +13,8 @@ import json
 import os
 from typing import Any
 
-from ..cli import CONTAINER_SUFFIX, amser_warnings
+from ..cli import amser_warnings
+from ..container import CONTAINER_SUFFIX
 from ..errors import AmserError
 from .manifest import atomic_write, digest_bytes, verify_output
 from .plan import Item
@@ -27,7 +28,7 @@ KINDS = ("encode", "transcribe", "analyze")
 @functools.lru_cache(maxsize=2)
 def transcriber(model: str | None, beam: int, threads: int = 1) -> Any:
     """This process's Whisper model (loaded on first use, then kept for every later task)."""
-    from ..server.asr import Transcriber  # the server extra, needed only by these kinds
+    from ..server.recognition.whisper import Transcriber  # the server extra, needed only by these kinds
 
     return Transcriber(model_path=model, beam_size=beam, threads=threads)
 
@@ -37,7 +38,7 @@ def analyzer(model: str | None, beam: int, checkpoint: str | None) -> Any:
     """This process's Whisper plus emotion model (the server's ``Analyzer``), loaded once."""
     from ..server.analysis import Analyzer  # the emotion model: needs the emotion extra
 
-    return Analyzer(transcriber(model, beam), checkpoint)
+    return Analyzer.load(transcriber(model, beam), checkpoint)
 
 
 def _skip_reason(item: Item, record: dict[str, Any] | None, digest: str) -> str | None:

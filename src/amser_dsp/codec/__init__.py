@@ -9,8 +9,8 @@ The codec is chosen in one place (:func:`make_codec`); the modules:
 
 from __future__ import annotations
 
-from .api import Decoded, Info, decode, decode_container, encode, inspect
 from .base import Codec, RawCodec, codec_from_config, register, registered
+from .containers import Decoded, Info, decode, decode_container, encode, inspect
 from .kltdct import KltDctCodec, register_tables
 from .settings import DEFAULT_CODEC, codec_options, make_codec
 from .stream import StreamDecoder, StreamEncoder, encode_audio

@@ -1,4 +1,4 @@
-"""Transform coding of log-Mel features with shipped, trained tables (issue 7).
+"""Transform coding of log-Mel features with shipped, trained tables.
 
 The feature matrix ``X`` (``n_mels x T``) is coded as::
 
@@ -356,7 +356,7 @@ def _boundary(predicate, coeffs: np.ndarray, sample_blocks: int = 32) -> int:
 @register
 @dataclass(frozen=True)
 class KltDctCodec(Codec):
-    """Fixed trained transform + shaped uniform quantiser + static rANS (issue 7; docs/codec.md).
+    """Fixed trained transform + shaped uniform quantiser + static rANS (docs/codec.md).
 
     Exactly one of ``step``, ``kbps`` and ``quality`` sets the quantiser, per chunk:
 
@@ -439,7 +439,7 @@ class KltDctCodec(Codec):
             raise CodecError(
                 f"codec tables {self.tables!r} were trained on {tables.meta.get('preset', 'other')!r} features; "
                 f"these features were made with another config (digest {config.digest()[:12]}): "
-                "use the svd codec for them (rank=14, factor_dtype='int8'; amser encode --rank 14 --dtype int8)"
+                "use the svd codec for them (rank=14, factor_dtype='int8'; amser encode --rank 14 --factor-dtype int8)"
             )
 
     def check_container(self, n_bytes: int, n_frames: int, n_chunks: int, payload_bytes: int) -> None:

@@ -1,4 +1,4 @@
-"""Static rANS entropy coder with shipped discretised-Laplace tables (issue 7).
+"""Static rANS entropy coder with shipped discretised-Laplace tables.
 
 Each signed integer symbol ``q`` is coded with one of :data:`N_TABLES` fixed
 frequency tables, chosen per symbol by an integer *context*: the index ``i`` of

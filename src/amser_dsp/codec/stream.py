@@ -11,8 +11,8 @@ from .. import container as fmt
 from ..config import DEFAULT_PRESET, FeatureConfig, get_preset
 from ..errors import CodecError, CorruptContainerError
 from ..frontend.streaming import ChunkedFeatures, chunked_features
-from .api import decode_chunk, guarded, header_codec, header_config, write_container
 from .base import Codec
+from .containers import decode_chunk, guarded, header_codec, header_config, write_container
 from .settings import make_codec
 
 __all__ = ["StreamDecoder", "StreamEncoder", "chunk_frames", "encode_audio"]

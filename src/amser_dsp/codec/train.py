@@ -22,7 +22,7 @@ import numpy as np
 
 from .kltdct import KltDctTables, analyse, synthesise, tables_from_bytes
 
-__all__ = ["fit_tables", "measure_sensitivity", "speaker_folds"]
+__all__ = ["clip_folds", "fit_tables", "measure_sensitivity"]
 
 # Coefficient groups whose sensitivity is measured together: KLT components
 # (finer where the variance is) and time-DCT indices.
@@ -138,7 +138,7 @@ def fit_tables(
     return tables_from_bytes(fitted.to_bytes())
 
 
-def speaker_folds(rows: Sequence[dict[str, str]], n_folds: int = 2) -> dict[str, int]:
+def clip_folds(rows: Sequence[dict[str, str]], n_folds: int = 2) -> dict[str, int]:
     """Clip id -> fold, speaker-disjoint: speakers in sorted order are dealt round-robin.
 
     Out-of-fold evaluation trains tables on every fold but ``i`` and tests on fold ``i``.

