@@ -40,7 +40,7 @@ except ImportError:
     raise ImportError("amser_dsp.zarrstore needs zarr 3: pip install 'amser-dsp[zarr]'", name="zarr") from None
 
 from .config import FeatureConfig
-from .errors import AmserError, CodecError
+from .errors import AmserError, AudioError, CodecError
 from .numcodecs import AmserCodec
 
 if TYPE_CHECKING:
@@ -274,20 +274,16 @@ def open_corpus(store: Any) -> Corpus:
 
 
 def expected_frames(path: str, config: FeatureConfig) -> tuple[int, float]:
-    """Frames :func:`amser_dsp.features` will give for an audio file, and its seconds, from its header alone."""
-    import soundfile as sf
+    """Frames :func:`amser_dsp.features` will give for an audio file, and its seconds, from its header alone.
 
-    try:
-        info = sf.info(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AmserError(f"cannot read audio from {path}: {exc}") from None
+    Raises
+    ------
+    AudioError
+        As :func:`amser_dsp.io.audio_header`: unreadable, or a sample rate out of bounds.
+    """
+    from .io import audio_header, resampled_length
+
+    info = audio_header(path)
     if info.frames <= 0:
-        raise AmserError(f"audio file {path} holds no samples")
-    n = info.frames
-    if info.samplerate != config.sample_rate:
-        from math import gcd
-
-        g = gcd(int(info.samplerate), config.sample_rate)
-        up, down = config.sample_rate // g, int(info.samplerate) // g
-        n = -(-n * up // down)  # resample_poly's output length
-    return config.num_frames(n), info.frames / info.samplerate
+        raise AudioError(f"audio file {path} holds no samples")
+    return config.num_frames(resampled_length(info.frames, info.sample_rate, config.sample_rate)), info.seconds

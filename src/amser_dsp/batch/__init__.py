@@ -96,7 +96,10 @@ def encode(
     Summary
         Counts, audio hours, sizes, times, workers lost, failures.
     """
+    from ..codec.stream import chunk_frames
+
     cfg = get_preset(preset)
+    chunk_frames(cfg, chunk_seconds)  # refused here once, not in every worker for every file
     settings = {
         "kind": "encode",
         "config": cfg.to_dict(),

@@ -27,6 +27,10 @@ def _report(summary: object) -> int:
     from .report import Summary
 
     assert isinstance(summary, Summary)
+    for src, message in summary.warnings[:SHOWN_FAILURES]:
+        print(f"amser: warning: {src}: {message}", file=sys.stderr)
+    if len(summary.warnings) > SHOWN_FAILURES:
+        print(f"amser: ... {len(summary.warnings) - SHOWN_FAILURES} more warnings", file=sys.stderr)
     for src, reason in summary.failures[:SHOWN_FAILURES]:
         print(f"amser: error: {src}: {reason}", file=sys.stderr)
     if summary.failed > SHOWN_FAILURES:
