@@ -170,3 +170,15 @@ def test_a_retry_with_the_same_idempotency_key_is_answered_from_memory(client: T
     assert _scrape(client)[key] - before.get(key, 0) == pytest.approx(2 * amser_dsp.inspect(blob).seconds)
     bad = client.post("/v1/transcribe", content=blob, headers={**headers, "Idempotency-Key": "k" * 129})
     assert bad.status_code == 400 and "Idempotency-Key" in bad.json()["error"]["message"]
+
+
+def test_the_audio_limit_counts_seconds_of_audio() -> None:
+    """Exactly --max-audio-seconds of audio is accepted (600 s is 60,002 whisper frames); a frame more is not."""
+    import numpy as np
+
+    settings = ServiceSettings(emotion_model="none", recognise=False, max_audio_seconds=600, max_body_bytes=8 << 20)
+    with TestClient(create_app(settings)) as c:
+        for seconds, status in ((600.0, 200), (600.02, 413)):
+            blob = amser_dsp.encode_audio(np.zeros(int(seconds * 16000), np.float32), "whisper")
+            r = c.post("/v1/transcribe", content=blob)
+            assert r.status_code == status, (seconds, r.text)

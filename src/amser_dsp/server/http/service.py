@@ -23,7 +23,6 @@ from fastapi import Request  # noqa: E402
 
 from ... import codec  # noqa: E402
 from ... import container as fmt  # noqa: E402
-from ...config import get_preset  # noqa: E402
 from ...errors import AmserError, LimitExceededError  # noqa: E402
 from ..analysis import Analyzer  # noqa: E402
 from ..recognition.batcher import RecogniserBatcher  # noqa: E402
@@ -45,8 +44,6 @@ log = logging.getLogger("amser_dsp.server")
 IDEMPOTENCY_SECONDS = 300.0
 IDEMPOTENCY_ANSWERS = 1024
 
-#: Frames per second of the features the service reads.
-FRAME_RATE = get_preset("whisper").frame_rate
 
 
 class TimedExecutor(ThreadPoolExecutor):
@@ -122,10 +119,9 @@ class Service:
         return True, "ready"
 
     def _limits(self, seconds: float) -> fmt.Limits:
-        frames = int(seconds * FRAME_RATE) + 1
-        return fmt.Limits(
-            max_total_frames=frames,
-            max_chunk_frames=frames,
+        # In seconds of audio, as documented: a 600-s limit admits exactly 600 s (60,002 whisper frames).
+        return fmt.Limits.for_seconds(
+            seconds,
             max_chunk_bytes=self.settings.max_body_bytes,
             max_header_bytes=min(1 << 16, self.settings.max_body_bytes),
         )
