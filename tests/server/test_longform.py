@@ -277,3 +277,30 @@ def test_long_speech_keeps_its_words_and_its_segments_are_timed(
     assert d.segments[-1].end > duration - 5  # the last window reached the end
     check_subtitles(srt(d.segments), "srt", duration)
     check_subtitles(vtt(d.segments), "vtt", duration)
+
+
+def test_a_streams_final_decode_is_the_offline_decoders(
+    transcriber: Transcriber, sample_audio: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amser_dsp.server.recognition.live import DecodeRequest
+    from amser_dsp.server.recognition.whisper import WhisperRecogniser
+
+    calls = []
+    original = LongFormDecoder.decode_encoded
+
+    def spy(self, decodings, encoded):  # type: ignore[no-untyped-def]
+        calls.append([d.prefix for d in decodings])
+        return original(self, decodings, encoded)
+
+    monkeypatch.setattr(LongFormDecoder, "decode_encoded", spy)
+    feats = amser_dsp.features(sample_audio, 16000, "whisper")
+    silence = amser_dsp.features(np.zeros(16000 * 2, np.float32), 16000, "whisper")
+    recogniser = WhisperRecogniser(transcriber)
+    interim, final, quiet = recogniser.hypotheses(
+        [DecodeRequest(feats), DecodeRequest(feats, prefix="Stuff it", final=True), DecodeRequest(silence, final=True)]
+    )
+    assert len(calls) == 1 and len(calls[0]) == 2  # the two final requests, in one batch; not the interim one
+    assert calls[0][0] == tuple(TOKENIZER.encode(" Stuff it", add_special_tokens=False).ids)
+    assert interim.words and final.words and "belly" in " ".join(w.text for w in final.words)
+    assert final.words[0].text != "Stuff"  # the words after the prefix
+    assert quiet.words == () and quiet.no_speech_prob == 1.0

@@ -148,6 +148,7 @@ class Segment:
     start: float
     end: float
     text: str
+    tokens: tuple[int, ...] = ()
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
     temperature: float = 0.0
@@ -175,8 +176,9 @@ class Decoding:
     keep_states: bool = False
     seek: int = 0
     segments: list[Segment] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)  # every segment's tokens: the prompt's source
-    prompt_from: int = 0  # the prompt starts at this token (reset after a high-temperature window)
+    tokens: list[int] = field(default_factory=list)  # text before the recording, then every segment's tokens
+    prompt_from: int = 0  # the next prompt starts at this token
+    prefix: tuple[int, ...] = ()  # text forced at the start of the first window
     state_parts: list[np.ndarray] = field(default_factory=list)
     mute: bool = False  # nothing to decode: too short or no possible speech
     windows: int = 0  # windows decoded (silent windows skipped without decoding do not count)
@@ -265,18 +267,35 @@ class LongFormDecoder:
         self.config = get_preset("whisper")
 
     # ------------------------------------------------------------ recordings
-    def start(self, features: np.ndarray, *, keep_states: bool = False) -> Decoding:
+    def start(
+        self,
+        features: np.ndarray,
+        *,
+        keep_states: bool = False,
+        previous: Sequence[int] = (),
+        prefix: Sequence[int] = (),
+    ) -> Decoding:
         """A :class:`Decoding` of ``(n_mels, T)`` features.
 
         Features shorter than ``min_seconds``, or without a single stretch of
         possible speech, are never given to the decoder: they have no text
         (with ``keep_states`` their windows are still encoded for the emotion model).
+        ``previous``: token ids of text said before the features (the first window's
+        prompt); ``prefix``: token ids the first window's text must start with.
         """
         features = np.asarray(features, np.float32)
         o = self.options
         loud = int(active_frames(features, o.speech_level).sum()) if features.shape[1] else 0
         mute = features.shape[1] < o.min_seconds * FRAMES_PER_SECOND or loud < o.min_speech_frames
-        return Decoding(features, silence_value(features, self.config), keep_states, mute=mute)
+        previous = list(previous)[-(TEXT_CONTEXT // 2 - 1) :]
+        return Decoding(
+            features,
+            silence_value(features, self.config),
+            keep_states,
+            mute=mute,
+            tokens=previous,
+            prefix=tuple(prefix),
+        )
 
     def run(self, items: Sequence[np.ndarray], *, keep_states: bool = False) -> list[Decoding]:
         """Decode every item to the end, the next windows of all unfinished items batched together."""
@@ -295,27 +314,31 @@ class LongFormDecoder:
         A window with no possible speech is passed over without the decoder (and without the
         encoder, unless its states are kept).
         """
-        speak, encode = [], []
+        encode = []
         for d in decodings:
             if d.done:
                 continue
-            if d.mute or not self._speech_in(d):
-                if not d.keep_states:
-                    d.advance(d.seek + WINDOW_FRAMES, None)
-                    continue
+            if (d.mute or not self._speech_in(d)) and not d.keep_states:
+                d.advance(d.seek + WINDOW_FRAMES, None)
             else:
-                speak.append(len(encode))
-            encode.append(d)
-        if not encode:
-            return
-        batch = np.ascontiguousarray(np.stack([d.window() for d in encode]))
-        encoded = self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
-        states = np.asarray(encoded) if any(d.keep_states for d in encode) else None
+                encode.append(d)
+        if encode:
+            batch = np.ascontiguousarray(np.stack([d.window() for d in encode]))
+            self.decode_encoded(encode, self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True))
+
+    def decode_encoded(self, decodings: Sequence[Decoding], encoded: Any) -> None:
+        """Decode each decoding's next window from its encoder output (row ``i`` for ``decodings[i]``), and move on.
+
+        For a caller that encodes the windows itself (:meth:`Decoding.window`) and uses the
+        encoder output again, as the live recogniser does to time the words.
+        """
+        speak = [i for i, d in enumerate(decodings) if not d.mute and self._speech_in(d)]
+        states = np.asarray(encoded) if any(d.keep_states for d in decodings) else None
         decoded: dict[int, _Decoded] = {}
         if speak:
             rows = encoded_rows(encoded, speak)
-            decoded = dict(zip(speak, self._decode(rows, [self._prompt(encode[i]) for i in speak]), strict=True))
-        for i, d in enumerate(encode):
+            decoded = dict(zip(speak, self._decode(rows, [self._prompt(decodings[i]) for i in speak]), strict=True))
+        for i, d in enumerate(decodings):
             own = None if states is None else states[i]
             if i in decoded:
                 d.windows += 1
@@ -328,9 +351,9 @@ class LongFormDecoder:
         return int(active_frames(part, self.options.speech_level).sum()) >= self.options.min_speech_frames
 
     def _prompt(self, d: Decoding) -> list[int]:
-        previous = d.tokens[d.prompt_from :] if self.options.condition_on_previous_text else []
-        previous = previous[-(TEXT_CONTEXT // 2 - 1) :]
-        return ([self.sot_prev, *previous] if previous else []) + [self.sot]
+        previous = d.tokens[d.prompt_from :][-(TEXT_CONTEXT // 2 - 1) :]
+        prompt = ([self.sot_prev, *previous] if previous else []) + [self.sot]
+        return [*prompt, self.timestamp_begin, *d.prefix] if d.prefix and not d.windows else prompt
 
     def _decode(self, encoded: Any, prompts: list[list[int]]) -> list[_Decoded]:
         """Temperature 0 for all, then each higher temperature for the decodes that still fail (Whisper's fallback)."""
@@ -455,10 +478,12 @@ class LongFormDecoder:
                 continue
             a, b = min(offset + start, duration), min(offset + end, duration)
             d.segments.append(
-                Segment(a, max(a, b), text, r.avg_logprob, r.no_speech_prob, r.temperature, r.compression_ratio)
+                Segment(
+                    a, max(a, b), text, tuple(part), r.avg_logprob, r.no_speech_prob, r.temperature, r.compression_ratio
+                )
             )
             d.tokens += part
-        if reset:
+        if reset or not o.condition_on_previous_text:
             d.prompt_from = len(d.tokens)
         d.advance(to, encoded)
 

@@ -290,21 +290,26 @@ class WhisperRecogniser:
             batch[b, :, : r.features.shape[1]] = r.features
         encoded = self.asr.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
         prefixes = [self._ids(r.prefix) for r in requests]
-        prompts = []
-        for r, prefix in zip(requests, prefixes, strict=True):
-            previous = self._ids(r.previous)[-(self.asr.max_length // 2 - 1) :]
-            prompts.append(([self._prev, *previous] if previous else []) + self._sot + prefix)
-        results = self.asr.model.generate(
-            encoded,
-            prompts,
-            beam_size=self.final_beam_size if final else self.beam_size,
-            max_length=self.asr.max_length + max(len(p) for p in prompts),
-            return_no_speech_prob=True,
-        )
-        texts = []
-        for result, prefix in zip(results, prefixes, strict=True):
-            ids = [t for t in result.sequences_ids[0] if t < self._eot]
+        if final:
+            found = self._final(requests, prefixes, encoded)
+        else:
+            prompts = []
+            for r, prefix in zip(requests, prefixes, strict=True):
+                previous = self._ids(r.previous)[-(self.asr.max_length // 2 - 1) :]
+                prompts.append(([self._prev, *previous] if previous else []) + self._sot + prefix)
+            results = self.asr.model.generate(
+                encoded,
+                prompts,
+                beam_size=self.beam_size,
+                max_length=self.asr.max_length + max(len(p) for p in prompts),
+                return_no_speech_prob=True,
+            )
+            found = [(list(r.sequences_ids[0]), float(r.no_speech_prob)) for r in results]
+        texts, no_speech = [], []
+        for (ids, p_silent), prefix in zip(found, prefixes, strict=True):
+            ids = [t for t in ids if t < self._eot]
             texts.append(ids if ids[: len(prefix)] == prefix else prefix + ids)
+            no_speech.append(p_silent)
         timed = [i for i, ids in enumerate(texts) if len(ids) > len(prefixes[i])]
         alignments = {}
         if timed:
@@ -316,11 +321,27 @@ class WhisperRecogniser:
             )
             alignments = dict(zip(timed, aligned, strict=True))
         out = []
-        for i, (ids, result) in enumerate(zip(texts, results, strict=True)):
+        for i, ids in enumerate(texts):
             words = self._words(ids, alignments[i]) if i in alignments else []
             n_prefix = len(requests[i].prefix.split())
-            out.append(Hypothesis(tuple(words[n_prefix:]), float(result.no_speech_prob)))
+            out.append(Hypothesis(tuple(words[n_prefix:]), no_speech[i]))
         return out
+
+    def _final(
+        self, requests: Sequence[DecodeRequest], prefixes: list[list[int]], encoded: ctranslate2.StorageView
+    ) -> list[tuple[list[int], float]]:
+        """A stream's last decode by the offline decoder (:mod:`.longform`: temperature fallback, silence):
+        per request, the text's token ids (its prefix first) and the no-speech probability (1 for silence)."""
+        decoder = self.asr.decoder(self.final_beam_size)
+        decodings = [
+            decoder.start(r.features, previous=self._ids(r.previous), prefix=prefix)
+            for r, prefix in zip(requests, prefixes, strict=True)
+        ]
+        decoder.decode_encoded(decodings, encoded)
+        return [
+            ([t for s in d.segments for t in s.tokens], d.segments[0].no_speech_prob if d.segments else 1.0)
+            for d in decodings
+        ]
 
     def _words(self, ids: list[int], alignment) -> list[Word]:  # type: ignore[no-untyped-def]
         """Group tokens into words at leading spaces; time each by the DTW path's jumps (20 ms steps)."""
