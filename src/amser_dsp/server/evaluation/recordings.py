@@ -67,7 +67,8 @@ def long_recordings(clips: Sequence[Clip], lengths: Sequence[float] = LONG_SECON
     import soundfile as sf
 
     seconds = [sf.info(str(c.path)).frames / SAMPLE_RATE for c in clips]
-    out, at = [], 0
+    out: list[LongRecording] = []
+    at = 0
     for length in lengths:
         if sum(seconds[at:]) < length:
             at = 0

@@ -159,10 +159,9 @@ class Transcriber:
         beam_size: int | None = None,
     ) -> str | list[str]:
         """Transcribe one ``(80, T)`` feature matrix (a str) or a list of them (a list), batched together."""
-        single = isinstance(features, np.ndarray)
-        items = [features] if single else list(features)
+        items: list[np.ndarray] = [features] if isinstance(features, np.ndarray) else list(features)
         texts = [d.text for d in self.decode(items, config, beam_size=beam_size)]
-        return texts[0] if single else texts
+        return texts[0] if isinstance(features, np.ndarray) else texts
 
     def transcribe_with_states(
         self, features: Sequence[np.ndarray], config: FeatureConfig | str = "whisper", *, beam_size: int | None = None
