@@ -91,7 +91,7 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 
 
 class _CountingTranscriber:
-    model_id, compute_type, beam_size, options = "fake", "int8", 1, None
+    key = "fake|int8|beam1"
 
     def __init__(self) -> None:
         self.windows = 0

@@ -45,8 +45,7 @@ class TranscriptCache:
     def __init__(self, folder: str | Path, transcriber: Transcriber) -> None:
         self.folder = Path(folder)
         self.transcriber = transcriber
-        options = transcriber.options.key() if transcriber.options is not None else ""
-        self.model = f"{transcriber.model_id}|{transcriber.compute_type}|beam{transcriber.beam_size}|{options}"
+        self.model = transcriber.key
 
     def path(self, features: np.ndarray) -> Path:
         """Where the transcript of exactly these ``(80, T)`` features is (or would be) cached."""

@@ -141,6 +141,12 @@ class Transcriber:
         self.model_id = path.parent.name if path.name == "model" else path.name
         self.options = self.options or DecodeOptions()
 
+    @property
+    def key(self) -> str:
+        """What makes a transcript, in cache keys: the model files, their arithmetic, the beam, the decoding."""
+        options = self.options.key() if self.options is not None else ""
+        return f"{self.model_id}|{self.compute_type}|beam{self.beam_size}|{options}"
+
     def decoder(self, beam_size: int | None = None) -> LongFormDecoder:
         """The long-form decoder on this model (:mod:`.longform`), with this beam (default: the transcriber's)."""
         return LongFormDecoder(
