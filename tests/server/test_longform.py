@@ -304,3 +304,10 @@ def test_a_streams_final_decode_is_the_offline_decoders(
     assert interim.words and final.words and "belly" in " ".join(w.text for w in final.words)
     assert final.words[0].text != "Stuff"  # the words after the prefix
     assert quiet.words == () and quiet.no_speech_prob == 1.0
+
+
+@pytest.mark.parametrize("bad", [np.zeros(100), np.zeros((40, 100)), np.full((80, 100), np.nan)])
+def test_features_it_cannot_decode_are_refused(bad: np.ndarray) -> None:
+    dec, _ = decoder(lambda seek, t: ([], 0.0, 0.0))
+    with pytest.raises(amser_dsp.ConfigError, match=r"expected finite \(80, frames\)"):
+        dec.start(bad)

@@ -284,6 +284,12 @@ class LongFormDecoder:
         prompt); ``prefix``: token ids the first window's text must start with.
         """
         features = np.asarray(features, np.float32)
+        bands = self.config.n_mels
+        if features.ndim != 2 or features.shape[0] != bands or not np.isfinite(features).all():
+            raise ConfigError(
+                f"features of shape {features.shape} cannot be decoded: expected finite ({bands}, frames) "
+                "whisper-preset features"
+            )
         o = self.options
         loud = int(active_frames(features, o.speech_level).sum()) if features.shape[1] else 0
         mute = features.shape[1] < o.min_seconds * FRAMES_PER_SECOND or loud < o.min_speech_frames
