@@ -94,8 +94,10 @@ class DecodeOptions:
         A window whose no-speech probability is above this and whose decode is unsure
         (``log_prob_threshold``) is silent: no text, on to the next window.
     condition_on_previous_text : bool
-        Prompt each window with the text of the windows before it (``<|startofprev|>``).
-        Off by default: on the long recordings of docs/fidelity.md it cost accuracy.
+        Prompt each window with the text of the windows before it (``<|startofprev|>``),
+        as openai-whisper and faster-whisper do by default.  On the long recordings of
+        docs/fidelity.md it took 1.1 points off the default codec's WER (13.12 to 12.04)
+        and cost 0.25 on uncompressed features (11.40 to 11.65).
     prompt_reset_on_temperature : float
         After a window decoded at a temperature above this, the prompt starts afresh.
     best_of : int
@@ -119,7 +121,7 @@ class DecodeOptions:
     compression_ratio_threshold: float | None = 2.4
     log_prob_threshold: float | None = -1.0
     no_speech_threshold: float | None = 0.6
-    condition_on_previous_text: bool = False
+    condition_on_previous_text: bool = True
     prompt_reset_on_temperature: float = 0.5
     best_of: int = 5
     max_initial_timestamp: float = 1.0
