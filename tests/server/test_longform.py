@@ -58,6 +58,7 @@ class ScriptedModel:
     script: object
     calls: list[tuple[int, float]] = field(default_factory=list)
     generate_rows: list[int] = field(default_factory=list)
+    prompts: list[list[int]] = field(default_factory=list)
 
     def encode(self, features, to_cpu=False):  # type: ignore[no-untyped-def]
         array = np.asarray(features)
@@ -70,6 +71,7 @@ class ScriptedModel:
         seeks = [round(float(r[0, 0])) for r in rows]
         temperature = kwargs.get("sampling_temperature", 0.0) if kwargs.get("beam_size") == 1 else 0.0
         self.generate_rows.append(len(prompts))
+        self.prompts += prompts
         out = []
         for seek in seeks:
             self.calls.append((seek, temperature))
@@ -188,6 +190,26 @@ def test_states_cover_every_frame_once() -> None:
     dec, _ = decoder(script)
     [d] = dec.run([frames_of(4001)], keep_states=True)
     assert d.states.shape == (2001, 4)
+
+
+def test_each_window_is_prompted_with_the_text_before_it_until_a_hot_fallback() -> None:
+    sot, prev = TOKENIZER.token_to_id("<|startoftranscript|>"), TOKENIZER.token_to_id("<|startofprev|>")
+
+    def script(seek: int, temperature: float) -> tuple[list[int], float, float]:
+        if seek == 5000 and temperature < 0.6:
+            return [ts(0), *words("unsure"), ts(25), ts(25)], -3.0, 0.0
+        return [ts(0), *words(f"at {seek}"), ts(25), ts(25)], -0.1, 0.0
+
+    dec, model = decoder(script)
+    dec.run([frames_of(10000)])
+    greedy = [p for p, (_, t) in zip(model.prompts, model.calls, strict=True) if t == 0.0]
+    assert greedy[0] == [sot]
+    assert greedy[1] == [prev, ts(0), *words("at 0"), ts(25), sot]
+    assert greedy[2][-4:-1] == [*words("at 2500"), ts(25)]
+    assert greedy[3] == [sot]  # the window before was decoded at 0.6: the prompt starts afresh
+    off, model = decoder(script, condition_on_previous_text=False)
+    off.run([frames_of(6000)])
+    assert all(p == [sot] for p in model.prompts)
 
 
 def test_decode_options_are_checked() -> None:
