@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,23 +36,13 @@ from pathlib import Path
 import numpy as np
 
 import amser_dsp
+from amser_dsp.backends.variants import cpu_model
 from amser_dsp.server.evaluation.modes import read_asr_manifest
 from amser_dsp.server.evaluation.recordings import long_recordings, recording_clips
 from amser_dsp.server.evaluation.scoring import normaliser, word_errors
 from amser_dsp.server.recognition.whisper import DecodeOptions, Transcriber
 
 MANIFEST = Path(__file__).resolve().parents[1] / "../shared/data/asr/manifest.tsv"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def corpus_wer(references: list[str], hypotheses: list[str]) -> tuple[float, list[float]]:

@@ -113,13 +113,21 @@ def test_a_clip_under_30_seconds_is_one_window_even_when_its_last_segment_is_ope
     def script(seek: int, temperature: float) -> tuple[list[int], float, float]:
         return [ts(0), *words("hello there"), ts(2), ts(2.5), *words("general")], -0.3, 0.0
 
-    dec, model = decoder(script)
+    dec, model = decoder(script, short_timestamps=True)
     [d] = dec.run([frames_of(400)])
     assert len(model.calls) == 1
     assert [(s.start, s.end, s.text) for s in d.segments] == [(0.0, 2.0, "hello there"), (2.5, 4.0, "general")]
-    again, model = decoder(script, finish_last_window=False)
+    again, model = decoder(script, short_timestamps=True, finish_last_window=False)
     again.run([frames_of(400)])
     assert [c[0] for c in model.calls] == [0, 200]  # openai-whisper's way: the open segment decoded again
+
+
+def test_a_clip_under_30_seconds_is_decoded_without_timestamps_by_default() -> None:
+    sot, no_timestamps = TOKENIZER.token_to_id("<|startoftranscript|>"), TOKENIZER.token_to_id("<|notimestamps|>")
+    dec, model = decoder(lambda seek, t: (words("hello there general"), -0.3, 0.0))
+    [d] = dec.run([frames_of(400)])
+    assert model.prompts == [[sot, no_timestamps]]
+    assert [(s.start, s.end, s.text) for s in d.segments] == [(0.0, 4.0, "hello there general")]
 
 
 def test_loops_and_unsure_decodes_fall_back_to_higher_temperatures() -> None:
@@ -178,7 +186,9 @@ def test_windows_of_many_recordings_are_decoded_together_each_at_its_own_seek() 
 
     dec, model = decoder(script)
     out = dec.run([frames_of(7000), frames_of(300), frames_of(5000)])
-    assert model.generate_rows == [3, 2, 1]  # the short one leaves after its one window
+    # The short one, decoded without timestamps, has a prompt of its own length: a generate call of its own
+    # (CTranslate2 wants <|startoftranscript|> at one position), in the same step; then it is done.
+    assert model.generate_rows == [2, 1, 2, 1]
     assert [d.text for d in out] == ["at 0 at 2500 at 5000", "at 0", "at 0 at 2500"]
     assert out[1].segments[0].end == 3.0  # never past the end of the audio
 
