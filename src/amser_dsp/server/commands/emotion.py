@@ -42,6 +42,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                     "text": result["text"],
                     "label": result["label"],
                     "probabilities": result["probabilities"],
+                    "segments": result["segments"],
                     "bytes": len(blob),
                     "kbps": len(blob) * 8 / seconds / 1000 if seconds else None,
                 }

@@ -24,6 +24,7 @@ from ...cli import (
     container_from,
     jobs_for,
     run_jobs,
+    write_output,
 )
 from ...config import get_preset
 from ...container import CONTAINER_SUFFIX
@@ -45,6 +46,14 @@ class _Sent(NamedTuple):
 
 
 def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bool, **extra: object) -> Done:
+    fields, totals = _fields(job, text, blob, seconds, **extra)
+    return Done(json.dumps(fields) if as_json else f"{job.src}: {text}", totals)
+
+
+def _fields(
+    job: Job, text: str, blob: bytes, seconds: float | None, **extra: object
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """A file's JSON answer (path, text, bytes, kbps, chunks, ``extra``) and its numbers for the summary."""
     from ... import inspect
 
     info = inspect(blob)
@@ -52,16 +61,25 @@ def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bo
         seconds = info.seconds or 0.0
     kbps = len(blob) * 8 / seconds / 1000 if seconds else None
     fields = {"path": str(job.src), "text": text, "bytes": len(blob), "kbps": kbps, "chunks": info.n_chunks, **extra}
-    line = json.dumps(fields)
-    return Done(line if as_json else f"{job.src}: {text}", {"seconds": seconds, "bytes": len(blob)})
+    return fields, {"seconds": seconds, "bytes": len(blob)}
+
+
+#: ``amser transcribe --format``: what each file's transcript is written as.
+TRANSCRIPT_FORMATS = ("txt", "json", "srt", "vtt")
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from ... import encode_audio
+    from ..recognition import subtitles
     from ..recognition.whisper import Transcriber, decode_for_whisper
 
+    form = args.format or ("json" if args.json else "txt")
+    if args.json and form != "json":
+        raise AmserError(f"--json and --format {form} disagree: give one of them")
     options = codec_arguments(args)
-    jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
+    jobs = jobs_for(args.inputs, INPUT_SUFFIXES, output=args.output, out_suffix=f".{form}")
+    if form in ("srt", "vtt") and args.output is None and len(jobs) > 1:
+        raise AmserError(f"--format {form} of several files needs --output FOLDER (one subtitle file per input)")
     transcriber = Transcriber(model_path=args.model, beam_size=args.beam or DEFAULT_BEAM_SIZE)
 
     def work(job: Job) -> Done:
@@ -69,10 +87,23 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             job.src, lambda audio: encode_audio(audio, "whisper", chunk_seconds=args.chunk_seconds, **options),
             options, args.chunk_seconds,
         )  # fmt: skip
-        features = decode_for_whisper(blob).features  # another preset's features: refused, not misread
-        return _report(job, transcriber.transcribe(features), blob, seconds, args.json)
+        # another preset's features: refused, not misread
+        decoded = transcriber.decode([decode_for_whisper(blob).features])[0]
+        fields, totals = _fields(job, decoded.text, blob, seconds, segments=[s.to_dict() for s in decoded.segments])
+        document = {
+            "txt": decoded.text + "\n",
+            "json": json.dumps(fields) + "\n",
+            "srt": subtitles.srt(decoded.segments),
+            "vtt": subtitles.vtt(decoded.segments),
+        }[form]
+        if job.dst is not None:
+            write_output(job.dst, document.encode())
+            return Done(None, totals)
+        if form == "txt":
+            document = f"{job.src}: {decoded.text}"
+        return Done(document.rstrip("\n"), totals)
 
-    return run_jobs(jobs, work, "transcribe", progress=not args.json)
+    return run_jobs(jobs, work, "transcribe", progress=form != "json")
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -345,7 +376,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("transcribe", help="encode, decode and transcribe audio locally (no server)")
     p.add_argument("inputs", type=Path, nargs="+", help="audio or .amser files, folders, or - (standard input)")
     add_codec_arguments(p)
-    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument("--json", action="store_true", help="one JSON object per file (the same as --format json)")
+    p.add_argument(
+        "--format",
+        choices=TRANSCRIPT_FORMATS,
+        help="txt: the text (default); json: text, segments with times, sizes; srt, vtt: subtitles of the segments",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="write each transcript to a file (one input) or a folder mirroring an input folder, "
+        "named by --format; default: standard output",
+    )
     p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
     p.add_argument("--beam", type=int, help=f"beam size (1: greedy; default {_default('beam_size')})")
     p.set_defaults(run=cmd_transcribe)
@@ -443,6 +486,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", required=True, help="TSV with id, path, text (../shared/data/asr/manifest.tsv)")
     p.add_argument("--cache", default=".cache/eval", help="transcript cache folder")
     p.add_argument("--limit", type=int, help="first N clips only")
+    p.add_argument(
+        "--long",
+        action="store_true",
+        help="the long-form set: the clips joined in manifest order into recordings of 2, 3, 5 and 10 minutes",
+    )
     p.add_argument("--modes", help="regular expression selecting modes (reference and uncompressed always run)")
     p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
     p.add_argument("--beam", type=int, default=_default("beam_size"), help="beam size (default %(default)s)")

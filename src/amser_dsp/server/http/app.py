@@ -63,8 +63,17 @@ class Timings(BaseModel):
     total_ms: float
 
 
+class TranscriptSegment(BaseModel):
+    """A stretch of the recording and its text (Whisper's timestamps), in seconds from the start."""
+
+    start: float
+    end: float
+    text: str
+
+
 class TranscribeResponse(BaseModel):
     text: str
+    segments: list[TranscriptSegment]
     seconds: float
     n_frames: int
     bytes: int
@@ -84,7 +93,12 @@ class Emotion(BaseModel):
     probabilities: dict[str, float]
 
 
+class AnalyzedSegment(TranscriptSegment):
+    emotion: Emotion | None = None
+
+
 class AnalyzeResponse(TranscribeResponse):
+    segments: list[AnalyzedSegment]  # type: ignore[assignment]
     emotion: Emotion | None = None
     features: DecodedFeatures | None = None
 
@@ -210,8 +224,8 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             None, description="also return the decoded features in this dtype (base64 of little-endian values, C order)"
         ),
     ) -> dict[str, Any]:
-        """Transcript, emotion (label and the probability of each class; null without an emotion model), timings,
-        and the decoded features on request.
+        """Transcript, its segments, emotion (label and the probability of each class; null without an emotion
+        model) of the whole recording and of each segment, timings, and the decoded features on request.
 
         The Whisper encoder runs once: its states feed both the transcript and the emotion network.
         """

@@ -27,6 +27,7 @@ from ...errors import AmserError, LimitExceededError  # noqa: E402
 from ..analysis import Analyzer  # noqa: E402
 from ..recognition.batcher import RecogniserBatcher  # noqa: E402
 from ..recognition.live import StreamingSettings  # noqa: E402
+from ..recognition.longform import Decoding  # noqa: E402
 from ..recognition.whisper import Transcriber, WhisperRecogniser, decode_for_whisper  # noqa: E402
 from .auth import Keys  # noqa: E402
 from .errors import ServiceError  # noqa: E402
@@ -43,7 +44,6 @@ log = logging.getLogger("amser_dsp.server")
 #: How long, and how many, answers are kept by idempotency key (a retry comes within seconds).
 IDEMPOTENCY_SECONDS = 300.0
 IDEMPOTENCY_ANSWERS = 1024
-
 
 
 class TimedExecutor(ThreadPoolExecutor):
@@ -211,9 +211,12 @@ class Service:
         work = self._decode_audio if audio else self._decode
         return await asyncio.get_running_loop().run_in_executor(self.decode_pool, work, blob)
 
-    async def recognise(self, features: Any) -> str:
-        """The transcript of decoded features; empty in the ``recognise=False`` benchmark mode."""
-        return await self.batcher.recognise(features) if self.settings.recognise else ""
+    async def recognise(self, features: Any, *, states: bool = False) -> Decoding:
+        """The finished decoding of decoded features (text, segments, with ``states`` the encoder states);
+        no text in the ``recognise=False`` benchmark mode."""
+        if not self.settings.recognise:
+            return self.batcher.decoder.start(features[:, :0])
+        return await self.batcher.recognise(features, states=states)
 
     # ----------------------------------------------------------- admission
     async def admit(self, coro_fn: Any, *args: Any) -> Any:
@@ -267,18 +270,20 @@ class Service:
 
         async def work() -> str:
             t0 = time.perf_counter()
-            if not classify:
-                text = await self.recognise(feats)
-                timings["asr_ms"] = 1000 * (time.perf_counter() - t0)
-                return text
-            text, states = await self.batcher.recognise(feats, states=True)
+            decoding = await self.recognise(feats, states=classify)
+            result["segments"] = [s.to_dict() for s in decoding.segments]
             t1 = time.perf_counter()
             timings["asr_ms"] = 1000 * (t1 - t0)
-            loop = asyncio.get_running_loop()
-            found = await loop.run_in_executor(self.decode_pool, self.analyzer.classify, [states], [feats], [text])
-            result["emotion"] = found[0]
-            timings["emotion_ms"] = 1000 * (time.perf_counter() - t1)
-            return text
+            if classify:
+                loop = asyncio.get_running_loop()
+                [(whole, parts)] = await loop.run_in_executor(
+                    self.decode_pool, self.analyzer.emotions, [decoding], [feats]
+                )
+                result["emotion"] = whole
+                for segment, found in zip(result["segments"], parts, strict=True):
+                    segment["emotion"] = found
+                timings["emotion_ms"] = 1000 * (time.perf_counter() - t1)
+            return decoding.text
 
         if emotion:
             result["emotion"] = None
