@@ -53,7 +53,7 @@ class FakeSocket:
 
 
 class SlowRecogniser:
-    """Says one word per decode, taking ``seconds`` each; records batch sizes."""
+    """Hears a word in every half second of audio after the prefix, taking ``seconds`` per batch; records batches."""
 
     def __init__(self, seconds: float, fail: bool = False) -> None:
         self.seconds, self.fail = seconds, fail
@@ -68,7 +68,13 @@ class SlowRecogniser:
             self.max_frames = max(self.max_frames, *(r.features.shape[1] for r in requests))
         if self.fail:
             raise RuntimeError("model exploded")
-        return [Hypothesis((Word("word", 0.0, 0.3),)) for _ in requests]
+        return [Hypothesis(half_seconds(r)) for r in requests]
+
+
+def half_seconds(request: DecodeRequest) -> tuple[Word, ...]:
+    n_prefix = len(request.prefix.split())
+    slots = range(n_prefix, request.features.shape[1] // 50)
+    return tuple(Word(f"w{i}", 0.5 * i, 0.5 * i + 0.4) for i in slots)
 
 
 def speech_container(seconds: float, chunk_seconds: float = 1.0) -> list[bytes]:

@@ -25,13 +25,13 @@ from ...config import get_preset  # noqa: E402
 from ...errors import AmserError, LimitExceededError  # noqa: E402
 from ..analysis import Analyzer  # noqa: E402
 from ..recognition.batcher import RecogniserBatcher  # noqa: E402
-from ..recognition.live import StreamingSettings  # noqa: E402
+from ..recognition.live import Recogniser, StreamingSettings  # noqa: E402
 from ..recognition.whisper import Transcriber, WhisperRecogniser, check_whisper_config  # noqa: E402
 from .auth import Keys  # noqa: E402
 from .errors import ServiceError  # noqa: E402
 from .memory import IdleTrimmer  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
-from .streams import LiveSettings, StreamHub  # noqa: E402
+from .streams import LiveSettings, SlowedRecogniser, StreamHub, debug_stream_delay  # noqa: E402
 from .uploads import audio_features  # noqa: E402
 
 __all__ = ["Service"]
@@ -61,8 +61,12 @@ class Service:
         self.trimmer = IdleTrimmer(settings.trim_idle)
         self.limits = self._limits(settings.max_audio_seconds)
         # Live streams (WS /v1/stream): their decodes share the recogniser threads, batched across streams.
+        recogniser: Recogniser = WhisperRecogniser(self.asr, final_beam_size=settings.beam_size)
+        if delay := debug_stream_delay():
+            log.warning("AMSER_DEBUG_STREAM_DELAY: every live batch takes %g s longer", delay)
+            recogniser = SlowedRecogniser(recogniser, delay)
         self.streams = StreamHub(
-            WhisperRecogniser(self.asr, final_beam_size=settings.beam_size),
+            recogniser,
             self.pool,
             LiveSettings(
                 max_streams=settings.max_streams,

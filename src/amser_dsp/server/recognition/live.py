@@ -46,6 +46,9 @@ FRAMES_PER_SECOND = int(get_preset("whisper").frame_rate)
 #: Frames in one Whisper window (30 s).
 WINDOW_FRAMES = 3000
 
+#: Seconds after a committed word's aligned end that may still be that word's sound (not speech left out).
+TAIL_MARGIN = 0.2
+
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
 _NORMALISE = re.compile(r"[^\w']+")
 
@@ -129,6 +132,9 @@ class StreamingSettings:
     exact_agreement : bool
         Two hypotheses agree on a word only if they spell it the same, case and punctuation
         included (``False``: only the letters count).
+    utterance_end_seconds : float
+        A pause of this long (no frame above ``speech_level``) ends an utterance: the next decode
+        commits every word it hears, without waiting for a second hypothesis (0: never).
     """
 
     trim_seconds: float = 12.0
@@ -139,22 +145,28 @@ class StreamingSettings:
     prompt_chars: int = 200
     hold_seconds: float = 2.0
     exact_agreement: bool = True
+    utterance_end_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 < self.trim_seconds <= 25:
             raise ValueError(f"trim_seconds={self.trim_seconds!r} is invalid: expected 0 < trim_seconds <= 25")
         if not self.max_stream_seconds > 0:
             raise ValueError(f"max_stream_seconds={self.max_stream_seconds!r} is invalid: expected > 0")
+        if not 0 <= self.utterance_end_seconds <= 10:
+            raise ValueError(
+                f"utterance_end_seconds={self.utterance_end_seconds!r} is invalid: expected 0 (never) to 10 s"
+            )
         if not 0 < self.no_speech_threshold <= 1:
             raise ValueError(f"no_speech_threshold={self.no_speech_threshold!r} is invalid: expected 0 < p <= 1")
 
 
 @dataclass
 class Update:
-    """What one decode changed: newly committed words and the tentative rest."""
+    """What one decode changed: newly committed words, the tentative rest, stretches of speech left without words."""
 
     final: list[Word] = field(default_factory=list)
     partial: list[Word] = field(default_factory=list)
+    gaps: list[tuple[float, float]] = field(default_factory=list)
 
 
 def normalised(text: str) -> str:
@@ -176,7 +188,10 @@ class LiveTranscript:
     :class:`DecodeRequest` (or ``None`` when nothing new needs decoding);
     ``apply(hypothesis)`` with the recogniser's answer returns the
     :class:`Update`.  After the last chunk, ``finish()`` marks the stream
-    ended: the next request is final and its words are all committed.
+    ended: the next request is final and its words are all committed; the
+    stream is ``done`` once the audio after the last committed word holds
+    no speech, or that speech has been decoded on its own and committed or
+    reported as a gap.
     """
 
     def __init__(self, settings: StreamingSettings | None = None) -> None:
@@ -190,11 +205,21 @@ class LiveTranscript:
         self._previous: list[Word] = []  # last hypothesis's uncommitted words (stream times)
         self._decoded_to = 0  # stream frame the last decode covered
         self._asked: DecodeRequest | None = None
+        self._asked_start = 0  # stream frames the pending request covers
         self._asked_end = 0
-        self._unreported: list[Word] = []  # committed by _make_room, reported with the next update
+        self._asked_kind = ""  # "interim", "final" (commit every word), "window" (the buffer's first 30 s), "tail"
+        self._asked_prefix = False
+        self._tail: int | None = None  # stream frame from which speech the last decode left out is decoded alone
+        self._tail_end = 0
+        self._closed = False  # finished, and the audio's end decoded by a decode that commits every word
+        self._complete = False  # closed, and every stretch of speech committed or reported
+        #: Stretches of speech (stream seconds) the recogniser gave no words for, however decoded.
+        self.gaps: list[tuple[float, float]] = []
         self.finished = False
         self.decodes = 0
         self.skipped = 0  # decodes avoided because the new audio held no speech
+        self.utterance_ends = 0  # decodes made final by a pause (end of utterance)
+        self.tail_decodes = 0  # stretches of left-out speech decoded on their own
 
     # ------------------------------------------------------------ input
     def add(self, features: np.ndarray) -> None:
@@ -227,8 +252,8 @@ class LiveTranscript:
 
     @property
     def done(self) -> bool:
-        """Finished and every frame decoded."""
-        return self.finished and self._decoded_to >= self.total_frames and self._asked is None
+        """Finished, every frame decoded and every stretch of speech committed or reported."""
+        return self._complete and self._asked is None
 
     @property
     def text(self) -> str:
@@ -237,7 +262,12 @@ class LiveTranscript:
     # ------------------------------------------------------------ decoding
     def request(self) -> DecodeRequest | None:
         """The next decode to run, or ``None`` if nothing new has arrived (or one is under way)."""
-        if self._asked is not None or (self._decoded_to >= self.total_frames and not self._pending_final()):
+        if self._asked is not None or self._complete:
+            return None
+        if self._tail is not None:
+            return self._ask_tail()
+        if self._decoded_to >= self.total_frames and (self._closed or not self.finished):
+            self._complete = self._closed
             return None
         self._make_room()
         if not self._speech_ahead():
@@ -245,36 +275,63 @@ class LiveTranscript:
             self.skipped += 1
             self._decoded_to = self.total_frames
             self._drop_silence()
+            self._complete = self._closed = self.finished
             return None
-        prefix = self.committed[len(self.committed) - self._in_buffer :] if self._in_buffer else []
-        previous = " ".join(w.text for w in self.committed[: len(self.committed) - self._in_buffer])
+        end = min(self.total_frames, self.buffer_start + WINDOW_FRAMES)
+        if end < self.total_frames:
+            kind = "window"  # far behind: the buffer's first window is decoded and all its words kept
+        elif self.finished:
+            kind = "final"
+        elif self._utterance_ended():
+            kind, self.utterance_ends = "final", self.utterance_ends + 1
+        else:
+            kind = "interim"
+        return self._ask(self.buffer_start, end, kind, prefix=True)
+
+    def _ask(self, start: int, end: int, kind: str, *, prefix: bool) -> DecodeRequest:
+        """A request for stream frames ``[start, end)`` of the buffer (with the committed words in it as prefix)."""
+        n_prefix = self._in_buffer if prefix else 0
+        inside = self.committed[len(self.committed) - n_prefix :] if n_prefix else []
+        previous = " ".join(w.text for w in self.committed[: len(self.committed) - n_prefix])
         self._asked = DecodeRequest(
-            features=self._buffer,
+            features=self._buffer[:, start - self.buffer_start : end - self.buffer_start],
             previous=previous[-self.settings.prompt_chars :].lstrip(),
-            prefix=" ".join(w.text for w in prefix),
-            final=self.finished,
+            prefix=" ".join(w.text for w in inside),
+            final=kind != "interim",
         )
-        self._asked_end = self.total_frames
+        self._asked_start, self._asked_end, self._asked_kind = start, end, kind
+        self._asked_prefix = bool(n_prefix)
         return self._asked
 
-    def _pending_final(self) -> bool:
-        return self.finished and bool(self._previous)
+    def _ask_tail(self) -> DecodeRequest:
+        """Speech after the last committed word that the last decode left out, decoded on its own."""
+        assert self._tail is not None
+        self.tail_decodes += 1
+        self._cut(self._tail, drop_committed=True)  # the committed words become the prompt, not the prefix
+        return self._ask(self.buffer_start, self._tail_end, "tail", prefix=False)
+
+    def _utterance_ended(self) -> bool:
+        """A pause ends the buffer: its last ``utterance_end_seconds`` hold no speech."""
+        n = round(self.settings.utterance_end_seconds * FRAMES_PER_SECOND)
+        if n <= 0 or self.buffer_frames < n:
+            return False
+        return not active_frames(self._buffer[:, -n:], self.settings.speech_level).any()
 
     def apply(self, hypothesis: Hypothesis) -> Update:
         """Take the recogniser's answer to the last request; return what was committed and what is tentative."""
         if self._asked is None:
             raise ValueError("apply() without a pending request()")
-        final, audio = self._asked.final, self._asked.features
+        kind, audio = self._asked_kind, self._asked.features
         self._asked = None
         self.decodes += 1
-        self._decoded_to = self._asked_end
-        offset = self.buffer_start / FRAMES_PER_SECOND
-        words = [] if hypothesis.no_speech_prob > self.settings.no_speech_threshold else list(hypothesis.words)
+        self._decoded_to = max(self._decoded_to, self._asked_end)
+        offset = self._asked_start / FRAMES_PER_SECOND
+        silent = hypothesis.no_speech_prob > self.settings.no_speech_threshold
+        words = [] if silent else list(hypothesis.words)
         words = [w for w in words if w.text.strip() and self._heard(w, audio)]
         words = self._without_repeat([w.shifted(offset) for w in words])
-        if final and self._decoded_to >= self.total_frames:
-            commit, rest = words, []
-        else:
+        update = Update()
+        if kind == "interim":
             # A word is committed when both hypotheses say it the same way (its punctuation too) and
             # the newer one has heard a word after it: the last word of a decode is where Whisper
             # guesses, and its "." or "?" is often only the end of the buffer.
@@ -282,20 +339,69 @@ class LiveTranscript:
             # At the start of an utterance (no committed word in the buffer) Whisper has heard
             # nothing before the words it guesses: they wait for hold_seconds of audio after them.
             hold = 0.0 if self._in_buffer else self.settings.hold_seconds
-            horizon = self._decoded_to / FRAMES_PER_SECOND - hold
+            horizon = self._asked_end / FRAMES_PER_SECOND - hold
             while (
                 n < min(len(words) - 1, len(self._previous))
                 and self._same(words[n].text, self._previous[n].text)
                 and words[n].end <= horizon
             ):
                 n += 1
-            commit, rest = words[:n], words[n:]
+            commit, self._previous = words[:n], words[n:]
+        else:
+            if kind == "window":
+                # The window's last second may end inside a word: those words wait for the next decode.
+                edge = self._asked_end / FRAMES_PER_SECOND - 1.0
+                kept = [w for w in words if w.end <= edge]
+                words = kept or words
+            commit, self._previous = words, []
         self.committed += commit
         self._in_buffer += len(commit)
-        self._previous = rest
+        update.final = commit
+        if kind != "interim":
+            self._cover(kind, silent, update)
         self._trim()
-        forced, self._unreported = self._unreported, []
-        return Update(final=forced + commit, partial=list(rest))
+        update.partial = list(self._previous)
+        return update
+
+    def _cover(self, kind: str, silent: bool, update: Update) -> None:
+        """After a decode whose words are all committed: is there speech after them it left out?
+
+        Whisper may stop (end-of-text) in the middle of speech, say after a forced prefix that ends
+        a sentence; such a decode is not the end of the speech.  The audio after the last committed
+        word is decoded again on its own (the committed words as prompt, not prefix), until its speech
+        is committed or a decode of exactly that stretch gives no words: then it is a gap, reported
+        (unless Whisper judged it no speech at all).
+        """
+        start, end = self._asked_start, self._asked_end
+        if self._in_buffer:
+            start = max(start, math.ceil(self.committed[-1].end * FRAMES_PER_SECOND))
+        self._tail = None
+        if kind == "window":
+            if start == self._asked_start:  # no word in a whole window: it leaves, reported if Whisper heard speech
+                self._report_gap(start, end, silent, update)
+            return  # otherwise the next request cuts after the committed words and decodes on from there
+        if self._speech_frames(start + round(TAIL_MARGIN * FRAMES_PER_SECOND), end) < self.settings.min_speech_frames:
+            if self.finished and end >= self.total_frames:
+                self._closed = True
+            return
+        if start == self._asked_start and not self._asked_prefix:
+            self._report_gap(start, end, silent, update)  # decoded on its own already
+            if self.finished and end >= self.total_frames:
+                self._closed = True
+            return
+        self._tail, self._tail_end = start, end
+
+    def _report_gap(self, start: int, end: int, silent: bool, update: Update) -> None:
+        if not silent:
+            gap = (start / FRAMES_PER_SECOND, end / FRAMES_PER_SECOND)
+            self.gaps.append(gap)
+            update.gaps.append(gap)
+        self._cut(end, drop_committed=True)
+
+    def _speech_frames(self, start: int, end: int) -> int:
+        """Frames of possible speech among stream frames ``[start, end)`` of the buffer."""
+        a, b = max(0, start - self.buffer_start), max(0, end - self.buffer_start)
+        return int(active_frames(self._buffer[:, a:b], self.settings.speech_level).sum()) if b > a else 0
 
     def _same(self, a: str, b: str) -> bool:
         return a.strip() == b.strip() if self.settings.exact_agreement else normalised(a) == normalised(b)
@@ -334,11 +440,10 @@ class LiveTranscript:
     # ------------------------------------------------------------ buffer upkeep
     def _speech_ahead(self) -> bool:
         """Does the audio after the last committed word hold enough loud frames to be worth decoding?"""
-        start = 0
+        start = self.buffer_start
         if self._in_buffer:
-            start = max(0, round(self.committed[-1].end * FRAMES_PER_SECOND) - self.buffer_start)
-        active = active_frames(self._buffer[:, start:], self.settings.speech_level)
-        return int(active.sum()) >= self.settings.min_speech_frames or bool(self._previous)
+            start = max(start, round(self.committed[-1].end * FRAMES_PER_SECOND))
+        return self._speech_frames(start, self.total_frames) >= self.settings.min_speech_frames or bool(self._previous)
 
     def _drop_silence(self) -> None:
         """Silence after the committed words leaves the buffer (keeping the last half second for context).
@@ -377,16 +482,11 @@ class LiveTranscript:
             self._in_buffer = 0 if n_words is None else self._in_buffer - n_words
 
     def _make_room(self) -> None:
-        """Keep the buffer within one window: commit and cut when the audio would not fit."""
-        while self.buffer_frames > WINDOW_FRAMES:
-            if self._in_buffer:
-                inside = self.committed[len(self.committed) - self._in_buffer :]
-                self._cut_after(inside, len(inside) - 1)
-                if self.buffer_frames <= WINDOW_FRAMES:
-                    break
-            # Nothing committed to cut after (the server fell far behind): the tentative words are
-            # committed as they stand and the audio they came from leaves the window.
-            self.committed += self._previous
-            self._unreported += self._previous
-            self._previous = []
-            self._cut(self.total_frames - WINDOW_FRAMES, drop_committed=True)
+        """Keep decodes within one window: cut after the committed words when the buffer is longer.
+
+        Audio is never dropped here: what is still longer than a window is decoded a window at a
+        time (a ``window`` request), its words committed as they stand.
+        """
+        if self.buffer_frames > WINDOW_FRAMES and self._in_buffer:
+            inside = self.committed[len(self.committed) - self._in_buffer :]
+            self._cut_after(inside, len(inside) - 1)

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,9 @@ __all__ = [
 
 #: Frames in one Whisper input window (30 s at 100 frames per second).
 WINDOW_FRAMES = 3000
+#: Token counts a live decode's previous text is cut to (its tail), longest first: the
+#: <|startoftranscript|> of streams with as much previous text then stands at the same place.
+PROMPT_TOKENS = (48, 32, 16, 8)
 
 
 def default_model_path() -> Path:
@@ -286,6 +290,15 @@ class WhisperRecogniser:
     def _ids(self, text: str) -> list[int]:
         return self.asr.tokenizer.encode(" " + text, add_special_tokens=False).ids if text else []
 
+    def _prompt(self, previous: str, prefix: list[int]) -> list[int]:
+        """``<|startofprev|>``, the tail of ``previous`` cut to one of :data:`PROMPT_TOKENS`, the start tokens, ``prefix``.
+
+        Few prompt lengths make few decoder calls per batch of streams (each stream's previous text differs).
+        """
+        ids = self._ids(previous)
+        n = next((k for k in PROMPT_TOKENS if len(ids) >= k), 0)
+        return ([self._prev, *ids[-n:]] if n else []) + self._sot + prefix
+
     def _window(self, n: int) -> int:
         return min(WINDOW_FRAMES, max(self.min_window_frames, -(-n // 500) * 500))
 
@@ -320,17 +333,23 @@ class WhisperRecogniser:
             batch[b, :, : r.features.shape[1]] = r.features
         encoded = self.asr.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
         prefixes = [self._ids(r.prefix) for r in requests]
-        prompts = []
-        for r, prefix in zip(requests, prefixes, strict=True):
-            previous = self._ids(r.previous)[-(self.asr.max_length // 2 - 1) :]
-            prompts.append(([self._prev, *previous] if previous else []) + self._sot + prefix)
-        results = self.asr.model.generate(
-            encoded,
-            prompts,
-            beam_size=self.final_beam_size if final else self.beam_size,
-            max_length=self.asr.max_length + max(len(p) for p in prompts),
-            return_no_speech_prob=True,
-        )
+        prompts = [self._prompt(r.previous, prefix) for r, prefix in zip(requests, prefixes, strict=True)]
+        # CTranslate2 decodes a batch in one call only if <|startoftranscript|> stands at the same
+        # position in every prompt: the encoder runs once for the batch, the decoder once per prompt length.
+        groups: dict[int, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(prompt.index(self._sot[0]), []).append(i)
+        results: list[Any] = [None] * len(requests)
+        for rows in groups.values():
+            part = self.asr.model.generate(
+                encoded_rows(encoded, rows),
+                [prompts[i] for i in rows],
+                beam_size=self.final_beam_size if final else self.beam_size,
+                max_length=self.asr.max_length + max(len(prompts[i]) for i in rows),
+                return_no_speech_prob=True,
+            )
+            for i, result in zip(rows, part, strict=True):
+                results[i] = result
         texts = []
         for result, prefix in zip(results, prefixes, strict=True):
             ids = [t for t in result.sequences_ids[0] if t < self._eot]
