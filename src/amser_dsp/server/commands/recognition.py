@@ -165,7 +165,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         recognise=False if args.no_recognise else None,
         trim_idle=args.trim_idle,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    # WebSocket pings, but no ping timeout: a live stream's reader stops reading while the server is
+    # behind (docs/streaming.md), so the client's pong waits behind its audio; the streams' idle timeout
+    # ends a client that has gone.
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", ws_ping_timeout=None)
     return 0
 
 

@@ -347,6 +347,7 @@ class WhisperRecogniser:
                 beam_size=self.final_beam_size if final else self.beam_size,
                 max_length=self.asr.max_length + max(len(prompts[i]) for i in rows),
                 return_no_speech_prob=True,
+                return_scores=True,
             )
             for i, result in zip(rows, part, strict=True):
                 results[i] = result
@@ -368,7 +369,8 @@ class WhisperRecogniser:
         for i, (ids, result) in enumerate(zip(texts, results, strict=True)):
             words = self._words(ids, alignments[i]) if i in alignments else []
             n_prefix = len(requests[i].prefix.split())
-            out.append(Hypothesis(tuple(words[n_prefix:]), float(result.no_speech_prob)))
+            score = float(result.scores[0]) if result.scores else None  # mean log-probability per token
+            out.append(Hypothesis(tuple(words[n_prefix:]), float(result.no_speech_prob), score))
         return out
 
     def _words(self, ids: list[int], alignment) -> list[Word]:  # type: ignore[no-untyped-def]
