@@ -16,7 +16,6 @@ reported gap (no speech is lost without a word).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 
 import numpy as np
 from hypothesis import HealthCheck, settings
