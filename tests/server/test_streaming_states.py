@@ -104,7 +104,8 @@ class LivePolicy(RuleBasedStateMachine):
     def start(self, stream: tuple[int, list[Word]], eou: float, seed: int) -> None:
         n_frames, self.truth = stream
         self.features = features_of(n_frames, self.truth)
-        self.live = LiveTranscript(StreamingSettings(trim_seconds=4, hold_seconds=0.5, utterance_end_seconds=eou))
+        settings = StreamingSettings(trim_seconds=4, hold_seconds=0.5, utterance_end_seconds=eou, gap_seconds=0.1)
+        self.live = LiveTranscript(settings)
         self.whisper = FakeWhisper(self.truth, self.live, random.Random(seed))
         self.sent = 0
         self.pending: DecodeRequest | None = None

@@ -81,7 +81,8 @@ class DecodeRequest:
     prefix : str
         Committed text inside the buffer (forced as the start of the transcript).
     final : bool
-        The last decode of the stream: nothing after it can confirm a word.
+        A decode after the stream's end (its last, or speech left out decoded alone): nothing after
+        it can confirm a word, and the recogniser decodes it as offline does.
     """
 
     features: np.ndarray
@@ -144,6 +145,9 @@ class StreamingSettings:
     utterance_end_seconds : float
         A pause of this long (no frame above ``speech_level``) ends an utterance: the next decode
         commits every word it hears, without waiting for a second hypothesis (0: never).
+    gap_seconds : float
+        Possible speech that no decode gives words for is reported as a gap when it holds at least
+        this many seconds of frames above ``speech_level`` (less: a breath, a noise, a word's end).
     """
 
     trim_seconds: float = 12.0
@@ -156,6 +160,7 @@ class StreamingSettings:
     hold_seconds: float = 2.0
     exact_agreement: bool = True
     utterance_end_seconds: float = 0.5
+    gap_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.trim_seconds <= 25:
@@ -166,6 +171,8 @@ class StreamingSettings:
             raise ValueError(
                 f"utterance_end_seconds={self.utterance_end_seconds!r} is invalid: expected 0 (never) to 10 s"
             )
+        if not 0 <= self.gap_seconds <= 30:
+            raise ValueError(f"gap_seconds={self.gap_seconds!r} is invalid: expected 0 to 30 s")
         if not 0 < self.no_speech_threshold <= 1:
             raise ValueError(f"no_speech_threshold={self.no_speech_threshold!r} is invalid: expected 0 < p <= 1")
 
@@ -307,7 +314,7 @@ class LiveTranscript:
             features=self._buffer[:, start - self.buffer_start : end - self.buffer_start],
             previous=previous[-self.settings.prompt_chars :].lstrip(),
             prefix=" ".join(w.text for w in inside),
-            final=kind != "interim",
+            final=self.finished and kind != "interim",
         )
         self._asked_start, self._asked_end, self._asked_kind = start, end, kind
         self._asked_prefix = bool(n_prefix)
@@ -409,7 +416,7 @@ class LiveTranscript:
 
     def _report_gap(self, start: int, end: int, no_speech: bool, update: Update) -> None:
         """Speech in stream frames ``[start, end)`` got no words: report it (unless Whisper heard none) and drop it."""
-        if not no_speech:
+        if not no_speech and self._speech_frames(start, end) >= self.settings.gap_seconds * FRAMES_PER_SECOND:
             gap = (start / FRAMES_PER_SECOND, end / FRAMES_PER_SECOND)
             self.gaps.append(gap)
             update.gaps.append(gap)
