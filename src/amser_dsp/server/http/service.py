@@ -26,7 +26,7 @@ from ... import container as fmt  # noqa: E402
 from ...errors import AmserError, LimitExceededError  # noqa: E402
 from ..analysis import Analyzer  # noqa: E402
 from ..recognition.batcher import RecogniserBatcher  # noqa: E402
-from ..recognition.live import StreamingSettings  # noqa: E402
+from ..recognition.live import Recogniser, StreamingSettings  # noqa: E402
 from ..recognition.longform import Decoding  # noqa: E402
 from ..recognition.whisper import Transcriber, WhisperRecogniser, decode_for_whisper  # noqa: E402
 from .auth import Keys  # noqa: E402
@@ -34,7 +34,7 @@ from .errors import ServiceError  # noqa: E402
 from .memory import IdleTrimmer  # noqa: E402
 from .metrics import Metrics  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
-from .streams import LiveSettings, StreamHub  # noqa: E402
+from .streams import LiveSettings, SlowedRecogniser, StreamHub, debug_stream_delay  # noqa: E402
 from .uploads import audio_features  # noqa: E402
 
 __all__ = ["Service"]
@@ -69,7 +69,9 @@ class Service:
 
     def __init__(self, settings: ServiceSettings, transcriber: Transcriber | None = None) -> None:
         self.settings = settings
-        self.asr = transcriber or Transcriber(model_path=settings.model_path, beam_size=settings.beam_size)
+        self.asr = transcriber or Transcriber(
+            model_path=settings.model_path, beam_size=settings.beam_size, threads=settings.threads
+        )
         # Load the default codec's tables and entropy coder now (Numba's cache: about 0.5 s), not in a request.
         codec.decode(codec.encode(np.zeros((80, 16), np.float32), config="whisper"))
         self.metrics = Metrics(
@@ -92,8 +94,12 @@ class Service:
         self.trimmer = IdleTrimmer(settings.trim_idle)
         self.limits = self._limits(settings.max_audio_seconds)
         # Live streams (WS /v1/stream): their decodes share the recogniser threads, batched across streams.
+        recogniser: Recogniser = WhisperRecogniser(self.asr, final_beam_size=settings.beam_size)
+        if delay := debug_stream_delay():
+            log.warning("AMSER_DEBUG_STREAM_DELAY: every live batch takes %g s longer", delay)
+            recogniser = SlowedRecogniser(recogniser, delay)
         self.streams = StreamHub(
-            WhisperRecogniser(self.asr, final_beam_size=settings.beam_size),
+            recogniser,
             self.pool,
             LiveSettings(
                 max_streams=settings.max_streams,

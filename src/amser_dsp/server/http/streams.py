@@ -14,8 +14,9 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,16 +25,25 @@ import numpy as np
 
 from ... import codec
 from ... import container as fmt
-from ...errors import AmserError, LimitExceededError
+from ...errors import AmserError, ConfigError, LimitExceededError
 from .. import require_extra
-from ..recognition.live import FRAMES_PER_SECOND, LiveTranscript, Recogniser, StreamingSettings, Update, Word
+from ..recognition.live import (
+    FRAMES_PER_SECOND,
+    DecodeRequest,
+    Hypothesis,
+    LiveTranscript,
+    Recogniser,
+    StreamingSettings,
+    Update,
+    Word,
+)
 from ..recognition.whisper import check_whisper_config
 
 require_extra("starlette")
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState  # noqa: E402
 
-__all__ = ["CLOSE_CODES", "LiveSettings", "StreamHub", "refuse"]
+__all__ = ["CLOSE_CODES", "LiveSettings", "SlowedRecogniser", "StreamHub", "debug_stream_delay", "refuse"]
 
 log = logging.getLogger("amser_dsp.server")
 
@@ -84,6 +94,39 @@ class LiveSettings:
             "max_lag_seconds": self.max_lag_seconds,
             "max_stream_seconds": self.policy.max_stream_seconds,
         }
+
+
+class SlowedRecogniser:
+    """A recogniser that takes ``seconds`` longer for every batch: a slow or busy server on demand.
+
+    For tests and load measurements only: ``AMSER_DEBUG_STREAM_DELAY=SECONDS`` in the service's
+    environment wraps the live recogniser in one (docs/streaming.md).
+    """
+
+    def __init__(self, recogniser: Recogniser, seconds: float) -> None:
+        self.recogniser, self.seconds = recogniser, seconds
+
+    def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        time.sleep(self.seconds)
+        return self.recogniser.hypotheses(requests)
+
+
+def debug_stream_delay() -> float:
+    """``AMSER_DEBUG_STREAM_DELAY`` (seconds added to every live batch; 0 when unset).
+
+    Raises
+    ------
+    ConfigError
+        If it is set to anything but a number of seconds from 0 to 60.
+    """
+    raw = os.environ.get("AMSER_DEBUG_STREAM_DELAY", "").strip()
+    try:
+        seconds = float(raw) if raw else 0.0
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 60:
+        raise ConfigError(f"AMSER_DEBUG_STREAM_DELAY={raw!r} is invalid: expected seconds from 0 to 60")
+    return seconds
 
 
 class StreamError(Exception):
@@ -160,6 +203,8 @@ class Session:
                     "words": [w.to_dict() for w in words],
                 }
             )
+        for start, end in update.gaps:
+            self.send({"type": "gap", "start": round(start, 3), "end": round(end, 3)})
         if update.partial:
             self.send(
                 {
@@ -176,6 +221,7 @@ class Session:
             "text": self.committed_text,
             "seconds": round(self.live.total_frames / FRAMES_PER_SECOND, 3),
             "words": len(self.live.committed),
+            "gaps": [[round(a, 3), round(b, 3)] for a, b in self.live.gaps],
             "timings": {
                 "wall_ms": round(1000 * (time.monotonic() - self.started), 1),
                 "asr_ms": round(1000 * self.asr_seconds, 1),
@@ -361,21 +407,44 @@ class StreamHub:
             if not batch:
                 continue
             t0 = time.perf_counter()
+            hypotheses: list[Hypothesis | None]
             try:
-                hypotheses = await loop.run_in_executor(self.pool, self.recogniser.hypotheses, [r for _, r in batch])
+                found = await loop.run_in_executor(self.pool, self.recogniser.hypotheses, [r for _, r in batch])
+                hypotheses = list(found)
             except Exception:
-                log.exception("recogniser failed on a batch of %d streams", len(batch))
-                for session, _ in batch:
+                log.exception("recogniser failed on a batch of %d streams; decoding them one by one", len(batch))
+                hypotheses = await self._one_by_one(batch)
+            spent = time.perf_counter() - t0
+            for (session, _), hypothesis in zip(batch, hypotheses, strict=True):
+                if hypothesis is None:  # this stream's own decode failed: it ends, the others go on
                     session.failed = StreamError("internal", "speech recognition failed")
                     session.ended.set()
                     session.caught_up.set()
-                continue
-            spent = time.perf_counter() - t0
-            for (session, _), hypothesis in zip(batch, hypotheses, strict=True):
+                    continue
                 session.asr_seconds += spent / len(batch)
-                session.publish(session.live.apply(hypothesis))
+                try:
+                    session.publish(session.live.apply(hypothesis))
+                except Exception:  # a policy bug ends this stream with a word, never the scheduler
+                    log.exception("%s live transcript failed", session.request_id)
+                    session.failed = StreamError("internal", "speech recognition failed")
+                    session.ended.set()
+                    session.caught_up.set()
+                    continue
                 self._settle(session)
             self._wakeup.set()  # whatever arrived meanwhile is decoded next
+
+    async def _one_by_one(self, batch: list[tuple[Session, DecodeRequest]]) -> list[Hypothesis | None]:
+        """Each request of a failed batch alone: ``None`` for those that fail again."""
+        loop = asyncio.get_running_loop()
+        out: list[Hypothesis | None] = []
+        for session, request in batch:
+            try:
+                (hypothesis,) = await loop.run_in_executor(self.pool, self.recogniser.hypotheses, [request])
+            except Exception:
+                log.exception("%s recogniser failed on this stream's decode", session.request_id)
+                hypothesis = None
+            out.append(hypothesis)
+        return out
 
     def _settle(self, session: Session) -> None:
         """Release a waiting reader; end a finished stream."""

