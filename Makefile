@@ -100,7 +100,7 @@ emotion-eval: $(VENV)/.stamp-fast,plot,emotion
 	$(VENV)/bin/amser eval-emotion --manifest $(EMOTION) --markdown docs/emotion.md --plot docs/img/emotion-confusion.png
 
 # ruff, then mypy with the settings of pyproject.toml ([tool.mypy]: 0 errors on src/, the core with the strict flags).
-lint: $(VENV)/.stamp-dev
+lint: $(VENV)/.stamp-fast,emotion,test,lint
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy src
 
