@@ -450,6 +450,15 @@ class LongFormDecoder:
         return str(self.tokenizer.decode([t for t in tokens if t < self.eot])).strip()
 
     # ------------------------------------------------------------ segments and the next window
+    def _audio_seconds(self, frames: int) -> float:
+        """The shortest audio that makes ``frames`` frames: segment times never pass it (the frames reach a
+        little past the audio, into the preset's trailing silence and the last frame's overhang)."""
+        c = self.config
+        if frames <= 0:
+            return 0.0
+        samples = (frames - 1 + int(c.drop_last_frame)) * c.hop_length + c.frame_length
+        return max(0, samples - c.trailing_silence - 2 * c.center_pad) / c.sample_rate
+
     def _apply(self, d: Decoding, r: _Decoded, encoded: np.ndarray | None) -> None:
         o = self.options
         size = min(WINDOW_FRAMES, d.frames - d.seek)
@@ -488,7 +497,7 @@ class LongFormDecoder:
             end = (stamps[-1] - ts) * TIME_PRECISION if stamps and stamps[-1] != ts else size / FRAMES_PER_SECOND
             found.append((0.0, end, tokens))
             to = d.seek + size
-        duration = d.frames / FRAMES_PER_SECOND
+        duration = self._audio_seconds(d.frames)
         reset = r.temperature > o.prompt_reset_on_temperature
         for start, end, part in found:
             text = self._text(part)
