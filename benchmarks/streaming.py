@@ -194,7 +194,9 @@ def compare(pairs: list[tuple[str, str, str]]) -> dict:
         errors, words = word_errors(ref, text)
         live, n, offline = live + errors, n + words, offline + word_errors(ref, off)[0]
         lost += edit_counts(off, text)[1]
-        losing += len(text.split()) < 0.9 * len(off.split())
+        if len(text.split()) < 0.9 * len(off.split()):
+            losing += 1
+            print(f"  fewer words than offline: {text!r} (offline {off!r})", file=sys.stderr)
     return {
         "wer": 100 * live / max(n, 1),
         "offline_wer": 100 * offline / max(n, 1),
