@@ -1,7 +1,7 @@
 """Live transcription measured: WER against offline, word commit latency, partial churn, streams sustained.
 
-    python benchmarks/streaming.py [--chunks 0.16 0.5 1 2] [--limit N] [--json out/streaming.json]
-    python benchmarks/streaming.py --capacity 1 2 3 4 [--chunk 0.5] [--seconds 40]
+    python benchmarks/streaming.py [--chunks 0.16 0.5 1 2] [--limit N] [--utterance-end S] [--json out/streaming.json]
+    python benchmarks/streaming.py --capacity 1 2 4 8 [--chunk 0.5] [--seconds 40] [--threads T]
 
 The first form runs every clip of ``../shared/data/asr`` through the live policy
 (:mod:`amser_dsp.server.recognition.live`) with the service's recogniser, paced in real
@@ -17,13 +17,19 @@ server sees, without waiting through the idle time between chunks.
 - commit latency: for each committed word, the time from the moment the chunk
   holding the word's end (by its aligned end time) was sent to the moment the
   word was committed (p50, p90 over all words).
+- offline words lost: offline's words the final transcript has nothing for (deletions of the
+  word alignment); clips losing words: final transcripts with fewer than 90% of offline's words;
+  gaps: stretches of speech reported without words.
 - churn: words taken back from the displayed text (committed + partial) per final word.
 - ``rtf``: recogniser time per second of audio.
 
 The second form (``--capacity``) starts ``amser serve`` on 127.0.0.1 and runs N
-WebSocket clients at once, each sending clips in real time, and reports commit
-latency and lag per N: the streams one server sustains are those whose p90
-latency stays bounded and whose lag does not grow.
+WebSocket clients at once, each sending clips in real time (each in its own order
+of the clips) for ``--seconds``, and reports per N: commit latency p50/p90 measured
+by the clients, lag and gap messages, and every streamed clip's final transcript
+against the same server's offline transcript of it (WER, offline words lost, clips
+losing words).  The streams one server sustains are those within the latency
+targets (p50 <= 2 s, p90 <= 3.5 s) with no lag.
 
 Timings depend on the machine's load: run under ``flock /work/.bench.lock`` and
 note the load average (printed).
@@ -188,7 +194,9 @@ def compare(pairs: list[tuple[str, str, str]]) -> dict:
         errors, words = word_errors(ref, text)
         live, n, offline = live + errors, n + words, offline + word_errors(ref, off)[0]
         lost += edit_counts(off, text)[1]
-        losing += len(text.split()) < 0.9 * len(off.split())
+        if len(text.split()) < 0.9 * len(off.split()):
+            losing += 1
+            print(f"  fewer words than offline: {text!r} (offline {off!r})", file=sys.stderr)
     return {
         "wer": 100 * live / max(n, 1),
         "offline_wer": 100 * offline / max(n, 1),

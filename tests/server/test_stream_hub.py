@@ -198,3 +198,20 @@ def test_speech_without_words_is_reported_as_a_gap() -> None:
     gaps = [m for m in ws.sent if m["type"] == "gap"]
     assert [(g["start"], g["end"]) for g in gaps] == [(0.0, 3.0)]
     assert ws.sent[-1]["type"] == "end" and ws.sent[-1]["text"] == "" and ws.sent[-1]["gaps"] == [[0.0, 3.0]]
+
+
+def test_the_debug_delay_is_read_from_the_environment_or_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amser_dsp.errors import ConfigError
+    from amser_dsp.server.http.settings import ServiceSettings
+    from amser_dsp.server.http.streams import debug_stream_delay
+
+    monkeypatch.delenv("AMSER_DEBUG_STREAM_DELAY", raising=False)
+    assert debug_stream_delay() == 0.0
+    monkeypatch.setenv("AMSER_DEBUG_STREAM_DELAY", "0.25")
+    assert debug_stream_delay() == 0.25
+    for bad in ("slow", "-1", "nan", "100"):
+        monkeypatch.setenv("AMSER_DEBUG_STREAM_DELAY", bad)
+        with pytest.raises(ConfigError, match="AMSER_DEBUG_STREAM_DELAY"):
+            debug_stream_delay()
+    with pytest.raises(ConfigError, match="threads"):
+        ServiceSettings(threads=0)

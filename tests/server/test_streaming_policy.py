@@ -186,6 +186,8 @@ def test_stream_past_its_limit_is_refused() -> None:
         ({"trim_seconds": 0}, "trim_seconds"),
         ({"trim_seconds": 40}, "trim_seconds"),
         ({"no_speech_threshold": 0}, "no_speech"),
+        ({"utterance_end_seconds": -1}, "utterance_end_seconds"),
+        ({"gap_seconds": -0.5}, "gap_seconds"),
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict, match: str) -> None:

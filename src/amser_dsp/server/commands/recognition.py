@@ -291,6 +291,7 @@ async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) ->
 
     return {
         "text": end.get("text", ""),
+        "gaps": end.get("gaps", []),
         "seconds": round(audio.size / get_preset("whisper").sample_rate, 3),
         "latency": {"p50": pct(50), "p90": pct(90), "max": pct(100), "words": len(latencies)},
         "messages": counts,
