@@ -124,15 +124,34 @@ def test_sigterm_drains_what_is_under_way_refuses_the_rest_and_exits_0() -> None
     clip = amser_dsp.load_audio(amser_dsp.sample_path())
     long = amser_dsp.encode_audio(np.tile(clip, int(np.ceil(90 * 16000 / clip.size))), "whisper")  # 90 s: seconds
     short = amser_dsp.encode_audio(clip, "whisper")
-    server = LocalServer(["--workers", "1", "--drain-seconds", "60", "--emotion-model", "none"])
+    server = LocalServer(["--workers", "1", "--drain-seconds", "120", "--timeout", "300", "--emotion-model", "none"])
     with server as url:
+        ends: list[dict[str, object]] = []
+        heard: list[dict[str, object]] = []
+
+        def stream() -> None:  # a live stream open at SIGTERM ends with its `end`, over what it had sent
+            import asyncio
+
+            from amser_dsp.client import stream_transcript
+
+            async def run() -> None:
+                async for message in stream_transcript(url, np.tile(clip, 4), realtime=True):
+                    heard.append(message)
+                    if message["type"] == "end":
+                        ends.append(message)
+
+            asyncio.run(run())
+
+        streamer = threading.Thread(target=stream)
+        streamer.start()
         answers: list[httpx.Response] = []
         sender = threading.Thread(
             target=lambda: answers.append(httpx.post(f"{url}/v1/transcribe", content=long, timeout=120))
         )
         sender.start()
         deadline = time.monotonic() + 30
-        while _queue_depth(url) < 1 and time.monotonic() < deadline:  # the long request is being recognised
+        # The long request is being recognised, and the stream has words.
+        while (_queue_depth(url) < 1 or not any(m["type"] == "final" for m in heard)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.process is not None
         server.process.send_signal(signal.SIGTERM)
@@ -144,6 +163,9 @@ def test_sigterm_drains_what_is_under_way_refuses_the_rest_and_exits_0() -> None
         assert refused.headers["Retry-After"]
         sender.join(120)
         assert answers and answers[0].status_code == 200 and "belly" in answers[0].json()["text"].lower()
+        streamer.join(120)
+        assert ends and "belly" in str(ends[0]["text"]).lower(), ends
+        assert float(ends[0]["seconds"]) < 4 * clip.size / 16000  # ended early: the drain, not the client
         assert server.process.wait(30) == 0, server.log_tail()
 
 

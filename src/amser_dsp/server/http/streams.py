@@ -56,6 +56,7 @@ CLOSE_CODES = {
     "too_large": 4413,
     "text_frame": 4415,
     "busy": 4429,
+    "draining": 4503,
     "too_slow": 4429,
     "internal": 1011,
 }
@@ -265,6 +266,8 @@ class StreamHub:
         self.authorise = authorise
         self.decode_pool = decode_pool or pool
         self.sessions: set[Session] = set()
+        self.readers: dict[Session, asyncio.Task[None]] = {}
+        self.draining = False
         self._wakeup: asyncio.Event | None = None
         self._scheduler: asyncio.Task[None] | None = None
 
@@ -277,6 +280,9 @@ class StreamHub:
         except Exception as exc:
             await self._refuse(ws, request_id, "unauthorized", getattr(exc, "message", str(exc)))
             return
+        if self.draining:
+            await self._refuse(ws, request_id, "draining", "the service is shutting down; open the stream again")
+            return
         if len(self.sessions) >= self.settings.max_streams:
             await self._refuse(ws, request_id, "busy", f"{self.settings.max_streams} streams are open; retry later")
             return
@@ -285,12 +291,14 @@ class StreamHub:
         self._wake()
         loop = asyncio.get_running_loop()
         writer = loop.create_task(self._write(session))
-        reader = loop.create_task(self._read(session))
+        reader = self.readers[session] = loop.create_task(self._read(session))
         ended = loop.create_task(session.ended.wait())
         try:
             await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
             if not reader.done():  # ended first: the recogniser failed or the client stopped reading
                 reader.cancel()
+            elif reader.cancelled():  # the service drains: what arrived is decoded to the end, then `end`
+                await ended
             else:
                 reader.result()  # raises what ended the reading
                 await ended
@@ -300,6 +308,7 @@ class StreamHub:
             log.info("%s stream closed by the client", request_id)
         finally:
             self.sessions.discard(session)
+            self.readers.pop(session, None)
             ended.cancel()
         if session.failed is not None:
             error = {"code": session.failed.code, "message": session.failed.message, "request_id": request_id}
@@ -318,6 +327,16 @@ class StreamHub:
             session.live.total_frames / FRAMES_PER_SECOND,
             session.live.decodes,
         )
+
+    def drain(self) -> None:
+        """Refuse new streams; end every open one as if its client had sent the end record: what it sent is
+        decoded to the end and answered with its ``end`` message."""
+        self.draining = True
+        for session, reader in list(self.readers.items()):
+            if not session.decoder.finished and not reader.done():
+                reader.cancel()
+                session.live.finish()
+        self._wake()
 
     async def _refuse(self, ws: WebSocket, request_id: str, code: str, message: str) -> None:
         await refuse(ws, request_id, code, message)
