@@ -55,7 +55,7 @@ def clips() -> list[tuple[str, np.ndarray]]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    env = {"AMSER_API_KEY": "", "AMSER_DEBUG_STREAM_DELAY": "0.4"}
+    env = {"AMSER_DEBUG_STREAM_DELAY": "0.4"}
     with LocalServer(["--beam", "1", "--max-streams", str(len(CLIPS))], env=env) as url:
         yield url
 
