@@ -165,7 +165,6 @@ def test_sigterm_drains_what_is_under_way_refuses_the_rest_and_exits_0() -> None
         assert answers and answers[0].status_code == 200 and "belly" in answers[0].json()["text"].lower()
         streamer.join(120)
         assert ends and "belly" in str(ends[0]["text"]).lower(), ends
-        assert float(ends[0]["seconds"]) < 4 * clip.size / 16000  # ended early: the drain, not the client
         assert server.process.wait(30) == 0, server.log_tail()
 
 
