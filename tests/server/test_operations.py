@@ -135,7 +135,7 @@ def test_sigterm_drains_what_is_under_way_refuses_the_rest_and_exits_0() -> None
             from amser_dsp.client import stream_transcript
 
             async def run() -> None:
-                async for message in stream_transcript(url, np.tile(clip, 4), realtime=True):
+                async for message in stream_transcript(url, np.tile(clip, 15), realtime=True):
                     heard.append(message)
                     if message["type"] == "end":
                         ends.append(message)
@@ -144,15 +144,20 @@ def test_sigterm_drains_what_is_under_way_refuses_the_rest_and_exits_0() -> None
 
         streamer = threading.Thread(target=stream)
         streamer.start()
+        # In order, so that both are surely under way at the signal on a machine of any speed: the stream (49 s of
+        # speech sent in real time) has words, then the 90-s request is admitted.
+        deadline = time.monotonic() + 60
+        while not any(m["type"] == "final" for m in heard) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(m["type"] == "final" for m in heard), heard
         answers: list[httpx.Response] = []
         sender = threading.Thread(
             target=lambda: answers.append(httpx.post(f"{url}/v1/transcribe", content=long, timeout=120))
         )
         sender.start()
-        deadline = time.monotonic() + 30
-        # The long request is being recognised, and the stream has words.
-        while (_queue_depth(url) < 1 or not any(m["type"] == "final" for m in heard)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while _queue_depth(url) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _queue_depth(url) >= 1 and not ends
         assert server.process is not None
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
