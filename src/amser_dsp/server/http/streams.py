@@ -407,8 +407,11 @@ class StreamHub:
             if not batch:
                 continue
             t0 = time.perf_counter()
+            hypotheses: list[Hypothesis | None]
             try:
-                hypotheses = await loop.run_in_executor(self.pool, self.recogniser.hypotheses, [r for _, r in batch])
+                hypotheses = list(
+                    await loop.run_in_executor(self.pool, self.recogniser.hypotheses, [r for _, r in batch])
+                )
             except Exception:
                 log.exception("recogniser failed on a batch of %d streams; decoding them one by one", len(batch))
                 hypotheses = await self._one_by_one(batch)
