@@ -81,8 +81,8 @@ class DecodeRequest:
     prefix : str
         Committed text inside the buffer (forced as the start of the transcript).
     final : bool
-        A decode after the stream's end (its last, or speech left out decoded alone): nothing after
-        it can confirm a word, and the recogniser decodes it as offline does.
+        The stream's last decode: nothing after it can confirm a word, and the recogniser decodes
+        it as offline does (a full window).
     """
 
     features: np.ndarray
@@ -314,7 +314,7 @@ class LiveTranscript:
             features=self._buffer[:, start - self.buffer_start : end - self.buffer_start],
             previous=previous[-self.settings.prompt_chars :].lstrip(),
             prefix=" ".join(w.text for w in inside),
-            final=self.finished and kind != "interim",
+            final=self.finished and kind == "final",
         )
         self._asked_start, self._asked_end, self._asked_kind = start, end, kind
         self._asked_prefix = bool(n_prefix)
