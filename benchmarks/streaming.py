@@ -113,11 +113,24 @@ def simulate(recogniser, chunks: list[np.ndarray], settings: StreamingSettings) 
     }
 
 
-def run_chunk_size(transcriber, recogniser, clips, chunk_seconds, settings, offline_cache):  # type: ignore[no-untyped-def]
+def joined(clips, pause: float):  # type: ignore[no-untyped-def]
+    """Clips in pairs, ``pause`` seconds of digital silence between them: utterances a pause apart."""
+    from amser_dsp.server.evaluation.modes import Clip
+
+    out = []
+    for a, b in zip(clips[::2], clips[1::2], strict=False):
+        audio = np.concatenate(
+            [amser_dsp.load_audio(a.path), np.zeros(round(pause * 16000), np.float32), amser_dsp.load_audio(b.path)]
+        )
+        out.append((Clip(f"{a.id}+{b.id}", a.path, f"{a.text} {b.text}", a.speaker), audio))
+    return out
+
+
+def run_chunk_size(transcriber, recogniser, clips, chunk_seconds, settings, offline_cache, pause=None):  # type: ignore[no-untyped-def]
     norm, _ = normaliser()
     rows = []
-    for clip in clips:
-        audio = amser_dsp.load_audio(clip.path)
+    streams = joined(clips, pause) if pause is not None else [(c, amser_dsp.load_audio(c.path)) for c in clips]
+    for clip, audio in streams:
         chunks = chunked(audio, chunk_seconds)
         key = (clip.id, chunk_seconds)
         if key not in offline_cache:
@@ -315,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds of pause that end an utterance (0: never)",
     )
     parser.add_argument("--threads", type=int, default=1, help="recogniser CPU threads")
+    parser.add_argument(
+        "--pause", type=float, help="stream the clips in pairs, this many seconds of silence between them"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--capacity", type=int, nargs="+", metavar="N", help="measure N concurrent streams instead")
     parser.add_argument("--chunk", type=float, default=0.5, help="chunk seconds of the capacity run")
@@ -325,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no manifest at {args.manifest}: the shared speech data is needed", file=sys.stderr)
         return 2
     clips = read_asr_manifest(args.manifest, args.limit)
+    if args.capacity and (args.pause is not None or args.utterance_end != StreamingSettings.utterance_end_seconds):
+        parser.error("--pause and --utterance-end measure the policy alone: not with --capacity")
     if args.capacity:
         print(f"load average before: {os.getloadavg()}", file=sys.stderr)
         serve = [
@@ -348,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = StreamingSettings(trim_seconds=args.trim, utterance_end_seconds=args.utterance_end)
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     cache: dict = {}
-    results = [run_chunk_size(transcriber, recogniser, clips, c, settings, cache) for c in args.chunks]
+    results = [run_chunk_size(transcriber, recogniser, clips, c, settings, cache, args.pause) for c in args.chunks]
     print(f"load average after: {os.getloadavg()}", file=sys.stderr)
     print(table(results))
     if args.noise:

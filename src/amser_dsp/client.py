@@ -112,7 +112,7 @@ async def stream_transcript(
     Yields
     ------
     dict
-        ``partial``, ``final``, ``lag`` and lastly ``end`` messages (docs/streaming.md).  Each
+        ``partial``, ``final``, ``lag``, ``gap`` and lastly ``end`` messages (docs/streaming.md).  Each
         ``final`` also gets ``latencies``: per word, seconds from sending the chunk that held
         the word's end to receiving the word.
 

@@ -309,3 +309,38 @@ def test_agreement_needs_the_same_punctuation_and_a_word_heard_after() -> None:
         finals.append([w.text for w in live.apply(recogniser.hypotheses([live.request()])[0]).final])
     # "went?" agreed twice but was the last word heard; "went," then differs in punctuation; then agrees.
     assert finals == [[], ["Who"], [], ["went,"]]
+
+
+class StopsAtPauses(FakeRecogniser):
+    """Says nothing past a pause: the words after the prefix up to the first break of 0.3 s (Whisper's end-of-text)."""
+
+    def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        out = []
+        for hyp, r in zip(super().hypotheses(requests), requests, strict=True):
+            words, before = [], self.heard_before(r)
+            for w in hyp.words:
+                if before is not None and w.start - before >= 0.3:
+                    break
+                words.append(w)
+                before = w.end
+            out.append(Hypothesis(tuple(words)))
+        return out
+
+    def heard_before(self, r: DecodeRequest) -> float | None:
+        """Where the prefix ends (buffer seconds); ``None`` without a prefix (silence before the first word is fine)."""
+        first = frame_index(r.features[0, 0]) / 100
+        n = len(r.prefix.split())
+        heard = [w for w in self.truth if w.start >= first - 1e-6]
+        return heard[n - 1].end - first if n else None
+
+
+@pytest.mark.parametrize("utterance_end", [0.0, 0.5])
+def test_speech_after_a_pause_where_whisper_stops_is_not_lost(utterance_end: float) -> None:
+    first = script(8)  # 0 to 3.2 s
+    second = [Word(f"v{i}", w.start + 4.5, w.end + 4.5) for i, w in enumerate(script(8))]
+    speech = stream_features(320)
+    pause = stream_features(130, 320, level=SILENCE)
+    more = stream_features(340, 450)
+    live = LiveTranscript(StreamingSettings(utterance_end_seconds=utterance_end))
+    run(live, StopsAtPauses(first + second, wobble=False), np.concatenate([speech, pause, more], axis=1), 50)
+    assert live.text == " ".join(w.text for w in first + second) and not live.gaps

@@ -48,6 +48,9 @@ WINDOW_FRAMES = 3000
 
 #: Seconds after a committed word's aligned end that may still be that word's sound (not speech left out).
 TAIL_MARGIN = 0.2
+#: Speech (seconds of loud frames) that a stretch decoded alone with no words must hold to be split and
+#: its halves decoded alone (Whisper stops at a pause: it may say nothing of two utterances together).
+TAIL_SPLIT_SECONDS = 2.0
 
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
 _NORMALISE = re.compile(r"[^\w']+")
@@ -81,8 +84,8 @@ class DecodeRequest:
     prefix : str
         Committed text inside the buffer (forced as the start of the transcript).
     final : bool
-        A decode after the stream's end (its last, or speech left out decoded alone): nothing after
-        it can confirm a word, and the recogniser decodes it as offline does.
+        The stream's last decode: nothing after it can confirm a word, and the recogniser decodes
+        it as offline does (a full window).
     """
 
     features: np.ndarray
@@ -226,8 +229,8 @@ class LiveTranscript:
         self._asked_end = 0
         self._asked_kind = ""  # "interim", "final" (commit every word), "window" (the buffer's first 30 s), "tail"
         self._asked_prefix = False
-        self._tail: int | None = None  # stream frame from which speech the last decode left out is decoded alone
-        self._tail_end = 0
+        # Stretches of speech left out (stream frames), to decode alone; True for the pieces of a split one.
+        self._tails: list[tuple[int, int, bool]] = []
         self._closed = False  # finished, and the audio's end decoded by a decode that commits every word
         self._complete = False  # closed, and every stretch of speech committed or reported
         #: Stretches of speech (stream seconds) the recogniser gave no words for, however decoded.
@@ -281,7 +284,7 @@ class LiveTranscript:
         """The next decode to run, or ``None`` if nothing new has arrived (or one is under way)."""
         if self._asked is not None or self._complete:
             return None
-        if self._tail is not None:
+        if self._tails:
             return self._ask_tail()
         if self._decoded_to >= self.total_frames and (self._closed or not self.finished):
             self._complete = self._closed
@@ -314,7 +317,7 @@ class LiveTranscript:
             features=self._buffer[:, start - self.buffer_start : end - self.buffer_start],
             previous=previous[-self.settings.prompt_chars :].lstrip(),
             prefix=" ".join(w.text for w in inside),
-            final=self.finished and kind != "interim",
+            final=self.finished and kind == "final",
         )
         self._asked_start, self._asked_end, self._asked_kind = start, end, kind
         self._asked_prefix = bool(n_prefix)
@@ -322,10 +325,10 @@ class LiveTranscript:
 
     def _ask_tail(self) -> DecodeRequest:
         """Speech after the last committed word that the last decode left out, decoded on its own."""
-        assert self._tail is not None
+        start, end, _ = self._tails[0]
         self.tail_decodes += 1
-        self._cut(self._tail, drop_committed=True)  # the committed words become the prompt, not the prefix
-        return self._ask(self.buffer_start, self._tail_end, "tail", prefix=False)
+        self._cut(start, drop_committed=True)  # the committed words become the prompt, not the prefix
+        return self._ask(self.buffer_start, end, "tail", prefix=False)
 
     def _utterance_ended(self) -> bool:
         """A pause ends the buffer: its last ``utterance_end_seconds`` hold no speech."""
@@ -389,34 +392,43 @@ class LiveTranscript:
         """After a decode whose words are all committed: is there speech after them it left out?
 
         Whisper may stop (end-of-text) in the middle of speech, say after a forced prefix that ends
-        a sentence; such a decode is not the end of the speech.  The audio after the last committed
-        word is decoded again on its own (the committed words as prompt, not prefix), until its speech
-        is committed or a decode of exactly that stretch gives no words: then it is a gap, reported
-        (unless Whisper judged it no speech at all).
+        a sentence, or at a pause; such a decode is not the end of the speech.  The audio after the last
+        committed word is decoded again on its own (the committed words as prompt, not prefix), until its
+        speech is committed.  A stretch decoded alone that gives no words is split at its quietest point
+        and each half decoded alone, down to pieces of ``TAIL_SPLIT_SECONDS`` of speech; a piece that still
+        gives none is a gap, reported (unless Whisper judged it no speech at all).
         """
         start, end, margin = self._asked_start, self._asked_end, 0
         if self._in_buffer:
             start = max(start, math.ceil(self.committed[-1].end * FRAMES_PER_SECOND - 1e-6))
             margin = round(TAIL_MARGIN * FRAMES_PER_SECOND)
-        self._tail = None
         if kind == "window":
             if start == self._asked_start:  # no word in a whole window: it leaves, reported if Whisper heard speech
                 self._report_gap(start, end, no_speech, update)
             return  # otherwise the next request cuts after the committed words and decodes on from there
-        if self._speech_frames(start + margin, end) < self.settings.min_speech_frames:
-            if self.finished and end >= self.total_frames:
-                self._closed = True
-            return
-        if start == self._asked_start and not self._asked_prefix:
-            self._report_gap(start, end, no_speech, update)  # decoded on its own already
-            if self.finished and end >= self.total_frames:
-                self._closed = True
-            return
-        self._tail, self._tail_end = start, end
+        piece = self._tails.pop(0)[2] if kind == "tail" else False
+        if self._speech_frames(start + margin, end) >= self.settings.min_speech_frames:
+            if start > self._asked_start or self._asked_prefix:
+                self._tails.insert(0, (start, end, piece))  # words came, or a prefix: what follows is decoded alone
+            elif not no_speech and self._speech_frames(start, end) >= TAIL_SPLIT_SECONDS * FRAMES_PER_SECOND:
+                middle = self._quietest(start, end)
+                self._tails[:0] = [(start, middle, True), (middle, end, True)]
+            else:  # a piece of a longer stretch is reported however short
+                self._report_gap(start, end, no_speech, update, always=piece)
+        if not self._tails and self.finished and end >= self.total_frames:
+            self._closed = True
 
-    def _report_gap(self, start: int, end: int, no_speech: bool, update: Update) -> None:
+    def _quietest(self, start: int, end: int) -> int:
+        """The stream frame of least energy in the middle half of ``[start, end)`` (a pause, if there is one)."""
+        a, b = start + (end - start) // 4, end - (end - start) // 4
+        loudness = self._buffer[:, a - self.buffer_start : b - self.buffer_start].max(axis=0)
+        smooth = np.convolve(loudness, np.ones(9) / 9, mode="same")
+        return a + int(np.argmin(smooth))
+
+    def _report_gap(self, start: int, end: int, no_speech: bool, update: Update, *, always: bool = False) -> None:
         """Speech in stream frames ``[start, end)`` got no words: report it (unless Whisper heard none) and drop it."""
-        if not no_speech and self._speech_frames(start, end) >= self.settings.gap_seconds * FRAMES_PER_SECOND:
+        long = self._speech_frames(start, end) >= self.settings.gap_seconds * FRAMES_PER_SECOND
+        if not no_speech and (long or always):
             gap = (start / FRAMES_PER_SECOND, end / FRAMES_PER_SECOND)
             self.gaps.append(gap)
             update.gaps.append(gap)

@@ -308,7 +308,7 @@ class WhisperRecogniser:
     def _ids(self, text: str) -> list[int]:
         return self.asr.tokenizer.encode(" " + text, add_special_tokens=False).ids if text else []
 
-    def _prompt(self, previous: str, prefix: list[int]) -> list[int]:
+    def _prompt(self, previous: str, prefix: list[int]) -> list[Any]:
         """``<|startofprev|>``, the tail of ``previous`` cut to one of :data:`PROMPT_TOKENS`, the start tokens, ``prefix``.
 
         Few prompt lengths make few decoder calls per batch of streams (each stream's previous text differs).
