@@ -422,9 +422,6 @@ def _stage4_first(xr, xi, yr, yi, m, lanes):
 
 @_kernel()
 def _stage4(xr, xi, yr, yi, m, ns, twr, twi, off, lanes):
-    if ns == 1:
-        _stage4_first(xr, xi, yr, yi, m, lanes)
-        return
     q = m // 4
     for g in range(q // ns):
         for k in range(ns):
@@ -579,25 +576,60 @@ def _stage8_first(xr, xi, yr, yi, m, lanes):
             )  # fmt: skip
 
 
+#: The stage kernels a config can need, in the order of the ``kinds`` flags (:func:`stage_kinds`).
+STAGE_KINDS = ("8 first", "8", "4 first", "4", "5", "3", "2")
+
+
+def stage_kinds(radices, hop, flen):
+    """The ``kinds`` argument of the ``mel_block_*`` entry points for an FFT's radices and a frame geometry.
+
+    One flag per stage kernel (:data:`STAGE_KINDS`; the first stage of radix 8
+    or 4 has its own kernel, its twiddles all 1) and one for frames farther apart
+    than they are long (:func:`_fill_gathered`): ``0`` where the config uses it,
+    ``None`` where it does not.  Numba prunes a branch on ``flag is None`` when it
+    types the call (the flag's type is ``none``), so the kernels a config does not
+    use are neither typed nor compiled: ``whisper`` (radices 8, 5, 5) compiles two
+    of the seven stage kernels, ``kaldi`` (8, 8, 4) three.  Each distinct set is a
+    specialisation of its own, compiled on first use and cached.  Plain Python.
+    """
+    used = set()
+    for s, p in enumerate(radices):
+        kind = f"{p} first" if s == 0 and p in (8, 4) else str(p)
+        used.add(kind)
+    return (*(0 if k in used else None for k in STAGE_KINDS), 0 if hop > flen else None)
+
+
+#: Every kernel compiled in (for :func:`frames_power`, which takes any size).
+ALL_KINDS = (0, 0, 0, 0, 0, 0, 0, 0)
+
+
 @_kernel()
-def _stage(p, xr, xi, yr, yi, m, ns, twr, twi, off, lanes):
+def _stage(p, xr, xi, yr, yi, m, ns, twr, twi, off, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
+    """One Stockham stage of radix ``p``; a stage kernel whose flag is ``None`` is not compiled (:func:`stage_kinds`)."""
     if p == 8:
         if ns == 1:
-            _stage8_first(xr, xi, yr, yi, m, lanes)
-        else:
+            if k8f is not None:
+                _stage8_first(xr, xi, yr, yi, m, lanes)
+        elif k8 is not None:
             _stage8(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
     elif p == 4:
-        _stage4(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
-    elif p == 2:
-        _stage2(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
+        if ns == 1:
+            if k4f is not None:
+                _stage4_first(xr, xi, yr, yi, m, lanes)
+        elif k4 is not None:
+            _stage4(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
+    elif p == 5:
+        if k5 is not None:
+            _stage5(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
     elif p == 3:
-        _stage3(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
-    else:
-        _stage5(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
+        if k3 is not None:
+            _stage3(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
+    elif k2 is not None:
+        _stage2(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
 
 
 @_kernel()
-def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes):
+def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes, kinds):
     """In-lane complex FFT of ``m`` points; returns True if the result is in ``(br, bi)``."""
     # Explicit ping-pong calls (not swapped references): each call sees four
     # distinct noalias buffers, which keeps its loops vectorised.
@@ -605,9 +637,9 @@ def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes):
     for s in range(radices.shape[0]):
         p = radices[s]
         if s % 2 == 0:
-            _stage(p, ar, ai, br, bi, m, ns, twr, twi, twoff[s], lanes)
+            _stage(p, ar, ai, br, bi, m, ns, twr, twi, twoff[s], lanes, *kinds)
         else:
-            _stage(p, br, bi, ar, ai, m, ns, twr, twi, twoff[s], lanes)
+            _stage(p, br, bi, ar, ai, m, ns, twr, twi, twoff[s], lanes, *kinds)
         ns *= p
     return radices.shape[0] % 2 == 1
 
@@ -645,9 +677,9 @@ def _power_lanes(zr, zi, m, rtr, rti, magnitude, pw, lanes):
 
 
 @_kernel()
-def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes):
+def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes, kinds):
     """FFT of the packed block in ``(ar, ai)`` and its power spectrum into ``pw``."""
-    if _fft_lanes(ar, ai, br, bi, half, radices, twr, twi, twoff, lanes):
+    if _fft_lanes(ar, ai, br, bi, half, radices, twr, twi, twoff, lanes, kinds):
         _power_lanes(br, bi, half, rtr, rti, magnitude, pw, lanes)
     else:
         _power_lanes(ar, ai, half, rtr, rti, magnitude, pw, lanes)
@@ -854,7 +886,7 @@ _workspace_layout = _kernel(inline="always")(_workspace_layout)
 
 
 @_kernel()
-def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, lanes, t48, t32, t16):
+def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, lanes, t48, t32, t16):
     """Log-Mel features of frames ``[t_first, t_stop)`` of every signal.
 
     ``x`` is ``(batch, nr)``, each row followed by the config's trailing
@@ -923,15 +955,15 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, wor
             # it (lanes64: 1 s = 102 frames = 64 + 48 lanes, not 64 + 32 + 16).
             left = t_stop - t0
             if left > lanes - 16:
-                _one_block(xs, o, t0, min(left, lanes), geometry, coefs, tables, bufs, lanes)
+                _one_block(xs, o, t0, min(left, lanes), geometry, coefs, tables, bufs, kinds, lanes)
                 t0 += lanes
                 continue
             if left > 32:
-                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, t48)
+                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48)
             elif left > 16:
-                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, t32)
+                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t32)
             else:
-                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, t16)
+                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t16)
             t0 = t_stop
         top = peak[0]
         for b in range(1, lanes):
@@ -944,7 +976,14 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, wor
 
 
 @_kernel()
-def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, lanes):
+def _gather(x, n, nr, first, count, hop, flen, pad, mode, c_sig, tb, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
+    """:func:`_fill_gathered`, compiled only where the config's ``gathered`` flag is set (:func:`stage_kinds`)."""
+    if gathered is not None:
+        _fill_gathered(x, n, nr, first, count, hop, flen, pad, mode, c_sig, tb, lanes)
+
+
+@_kernel()
+def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, kinds, lanes):
     """Frames ``[t0, t0 + count)`` of one signal through ``lanes`` lanes (the buffers may be wider)."""
     n, nr, hop, flen, pad, mode, period, lead, cols, remove_dc, magnitude = geometry
     c_sig, c_frame, fl, log_k = coefs
@@ -953,10 +992,10 @@ def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, lanes):
     if hop <= flen:
         c_eff = _fill_transposed(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tflat, cols, seg)
     else:
-        _fill_gathered(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tb, lanes)
+        _gather(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tb, lanes, *kinds)
         c_eff = c_sig * 0
     _pack(tb, period, lead, flen, c_eff, remove_dc, c_frame, win, ar.shape[0], ar, ai, u_prev, dc, lanes)
-    _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes)
+    _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes, kinds)
     _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, melflat, peak, out, t0, count, fl, log_k, lanes)
 
 
@@ -965,28 +1004,28 @@ def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, lanes):
 # process compiles only the entry points it calls (:mod:`.variants` names
 # them; ``tests/test_variants.py`` checks every variant has one).
 @_kernel()
-def mel_block_64(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64, 48, 32, 16)
+def mel_block_64(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 48, 32, 16)
 
 
 @_kernel()
-def mel_block_64t48(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64, 48, 48, 48)
+def mel_block_64t48(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 48, 48, 48)
 
 
 @_kernel()
-def mel_block_64p(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64, 64, 64, 64)
+def mel_block_64p(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 64, 64, 64)
 
 
 @_kernel()
-def mel_block_32(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 32, 32, 32, 16)
+def mel_block_32(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 32, 32, 32, 16)
 
 
 @_kernel()
-def mel_block_16(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 16, 16, 16, 16)
+def mel_block_16(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 16, 16, 16, 16)
 
 
 #: Entry point by ``(lanes, t48, t32, t16)``: the block widths of :func:`_mel_block`.
@@ -1026,7 +1065,7 @@ def frames_power(frames, out, radices, twr, twi, twoff, rtr, rti, magnitude):
                 if m >= (flen + 1) // 2:
                     ar[m, b] = 0
                 ai[m, b] = 0
-        _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, LANES)
+        _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, LANES, ALL_KINDS)
         for b in range(count):
             for k in range(half + 1):
                 out[r0 + b, k] = pw[k, b]
