@@ -628,7 +628,7 @@ def _stage(p, xr, xi, yr, yi, m, ns, twr, twi, off, lanes, k8f, k8, k4f, k4, k5,
         _stage2(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
 
 
-@_kernel()
+@_kernel(inline="always")
 def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes, kinds):
     """In-lane complex FFT of ``m`` points; returns True if the result is in ``(br, bi)``."""
     # Explicit ping-pong calls (not swapped references): each call sees four
@@ -676,7 +676,7 @@ def _power_lanes(zr, zi, m, rtr, rti, magnitude, pw, lanes):
                 out[b] = np.sqrt(out[b])
 
 
-@_kernel()
+@_kernel(inline="always")
 def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes, kinds):
     """FFT of the packed block in ``(ar, ai)`` and its power spectrum into ``pw``."""
     if _fft_lanes(ar, ai, br, bi, half, radices, twr, twi, twoff, lanes, kinds):
