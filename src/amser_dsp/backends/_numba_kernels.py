@@ -885,7 +885,7 @@ def _workspace_layout(hop, flen, n_fft, n_mels, itemsize, lanes):
 _workspace_layout = _kernel(inline="always")(_workspace_layout)
 
 
-@_kernel()
+@_kernel(inline="always")
 def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, lanes, t48, t32, t16):
     """Log-Mel features of frames ``[t_first, t_stop)`` of every signal.
 
@@ -901,9 +901,12 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, fini
 
     Blocks are ``lanes`` frames wide while more than ``lanes - 16`` are left;
     the tail of 33-48, 17-32 or 1-16 frames takes a block of ``t48``, ``t32``
-    or ``t16`` lanes (literals, each at least the tail it takes).  Every
-    distinct width is a compiled copy of the whole block pipeline, so a variant
-    that uses fewer widths compiles in a fraction of the time (:mod:`.variants`).
+    or ``t16`` lanes (literals, each at least the tail it takes).  ``None``
+    for ``t32`` (``t16``) gives those tails to the ``t48`` (``t32``) block,
+    ``None`` for ``t48`` every tail to a full block: Numba prunes the branches
+    as it types the entry point, so each block width is inlined here once.
+    Every distinct width is a compiled copy of the whole block pipeline, so a
+    variant that uses fewer widths compiles in a fraction of the time (:mod:`.variants`).
     """
     win, radices, twr, twi, twoff, rtr, rti, mel_w, mel_lo, mel_hi, mel_off = _unpack(floats, ints)
     hop, flen, pad, mode = ints[I_HOP], ints[I_FLEN], ints[I_PAD], ints[I_MODE]
@@ -953,13 +956,23 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, fini
         while t0 < t_stop:
             # Full blocks, then the tail in one block of the variant's width for
             # it (lanes64: 1 s = 102 frames = 64 + 48 lanes, not 64 + 32 + 16).
+            # A ``None`` width is pruned when Numba types the entry point (its
+            # block is not compiled): the next wider block takes those tails.
             left = t_stop - t0
+            if t48 is None:
+                _one_block(xs, o, t0, min(left, lanes), geometry, coefs, tables, bufs, kinds, lanes)
+                t0 += lanes
+                continue
             if left > lanes - 16:
                 _one_block(xs, o, t0, min(left, lanes), geometry, coefs, tables, bufs, kinds, lanes)
                 t0 += lanes
                 continue
-            if left > 32:
+            if t32 is None:
                 _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48)
+            elif left > 32:
+                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48)
+            elif t16 is None:
+                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t32)
             elif left > 16:
                 _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t32)
             else:
@@ -982,7 +995,7 @@ def _gather(x, n, nr, first, count, hop, flen, pad, mode, c_sig, tb, lanes, k8f,
         _fill_gathered(x, n, nr, first, count, hop, flen, pad, mode, c_sig, tb, lanes)
 
 
-@_kernel()
+@_kernel(inline="always")
 def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, kinds, lanes):
     """Frames ``[t0, t0 + count)`` of one signal through ``lanes`` lanes (the buffers may be wider)."""
     n, nr, hop, flen, pad, mode, period, lead, cols, remove_dc, magnitude = geometry
@@ -1010,12 +1023,12 @@ def mel_block_64(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, fi
 
 @_kernel()
 def mel_block_64t48(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 48, 48, 48)
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 48, None, None)
 
 
 @_kernel()
 def mel_block_64p(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 64, 64, 64)
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, None, None, None)
 
 
 @_kernel()
@@ -1025,7 +1038,7 @@ def mel_block_32(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, fi
 
 @_kernel()
 def mel_block_16(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 16, 16, 16, 16)
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 16, None, None, None)
 
 
 #: Entry point by ``(lanes, t48, t32, t16)``: the block widths of :func:`_mel_block`.
