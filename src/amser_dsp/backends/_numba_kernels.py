@@ -676,7 +676,7 @@ def _power_lanes(zr, zi, m, rtr, rti, magnitude, pw, lanes):
                 out[b] = np.sqrt(out[b])
 
 
-@_kernel(inline="always")
+@_kernel()
 def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes, kinds):
     """FFT of the packed block in ``(ar, ai)`` and its power spectrum into ``pw``."""
     if _fft_lanes(ar, ai, br, bi, half, radices, twr, twi, twoff, lanes, kinds):
