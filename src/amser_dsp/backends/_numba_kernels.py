@@ -603,7 +603,7 @@ def stage_kinds(radices, hop, flen):
 ALL_KINDS = (0, 0, 0, 0, 0, 0, 0, 0)
 
 
-@_kernel()
+@_kernel(inline="always")
 def _stage(p, xr, xi, yr, yi, m, ns, twr, twi, off, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
     """One Stockham stage of radix ``p``; a stage kernel whose flag is ``None`` is not compiled (:func:`stage_kinds`)."""
     if p == 8:
@@ -629,7 +629,7 @@ def _stage(p, xr, xi, yr, yi, m, ns, twr, twi, off, lanes, k8f, k8, k4f, k4, k5,
 
 
 @_kernel(inline="always")
-def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes, kinds):
+def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
     """In-lane complex FFT of ``m`` points; returns True if the result is in ``(br, bi)``."""
     # Explicit ping-pong calls (not swapped references): each call sees four
     # distinct noalias buffers, which keeps its loops vectorised.
@@ -637,9 +637,9 @@ def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes, kinds):
     for s in range(radices.shape[0]):
         p = radices[s]
         if s % 2 == 0:
-            _stage(p, ar, ai, br, bi, m, ns, twr, twi, twoff[s], lanes, *kinds)
+            _stage(p, ar, ai, br, bi, m, ns, twr, twi, twoff[s], lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered)
         else:
-            _stage(p, br, bi, ar, ai, m, ns, twr, twi, twoff[s], lanes, *kinds)
+            _stage(p, br, bi, ar, ai, m, ns, twr, twi, twoff[s], lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered)
         ns *= p
     return radices.shape[0] % 2 == 1
 
@@ -677,9 +677,14 @@ def _power_lanes(zr, zi, m, rtr, rti, magnitude, pw, lanes):
 
 
 @_kernel()
-def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes, kinds):
-    """FFT of the packed block in ``(ar, ai)`` and its power spectrum into ``pw``."""
-    if _fft_lanes(ar, ai, br, bi, half, radices, twr, twi, twoff, lanes, kinds):
+def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
+    """FFT of the packed block in ``(ar, ai)`` and its power spectrum into ``pw``.
+
+    The flags (:func:`stage_kinds`) are this function's own arguments so that
+    Numba prunes the stage kernels the config does not use before it types
+    them (the stage dispatch is inlined here).
+    """
+    if _fft_lanes(ar, ai, br, bi, half, radices, twr, twi, twoff, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
         _power_lanes(br, bi, half, rtr, rti, magnitude, pw, lanes)
     else:
         _power_lanes(ar, ai, half, rtr, rti, magnitude, pw, lanes)
@@ -1008,7 +1013,7 @@ def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, kinds, lanes):
         _gather(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tb, lanes, *kinds)
         c_eff = c_sig * 0
     _pack(tb, period, lead, flen, c_eff, remove_dc, c_frame, win, ar.shape[0], ar, ai, u_prev, dc, lanes)
-    _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes, kinds)
+    _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes, *kinds)
     _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, melflat, peak, out, t0, count, fl, log_k, lanes)
 
 
@@ -1078,7 +1083,7 @@ def frames_power(frames, out, radices, twr, twi, twoff, rtr, rti, magnitude):
                 if m >= (flen + 1) // 2:
                     ar[m, b] = 0
                 ai[m, b] = 0
-        _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, LANES, ALL_KINDS)
+        _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, LANES, *ALL_KINDS)
         for b in range(count):
             for k in range(half + 1):
                 out[r0 + b, k] = pw[k, b]
