@@ -253,7 +253,7 @@ def _fill_transposed(x, n, nr, first, count, hop, flen, pad, mode, c_sig, tflat,
     elif mode != PAD_CONSTANT:
         for i in range(right, stop):
             seg[i] = _padded_sample(x, n, nr, origin + i + pad, pad, mode, c_sig)
-    _transpose_rows(seg, 0, used, hop, tflat, rp)
+    _transpose_rows(seg, np.int64(0), used, hop, tflat, rp)  # not the literal 0: a second compile for it
     return c_sig * 0
 
 
@@ -599,10 +599,6 @@ def stage_kinds(radices, hop, flen):
     return (*(0 if k in used else None for k in STAGE_KINDS), 0 if hop > flen else None)
 
 
-#: Every kernel compiled in (for :func:`frames_power`, which takes any size).
-ALL_KINDS = (0, 0, 0, 0, 0, 0, 0, 0)
-
-
 @_kernel(inline="always")
 def _stage(p, xr, xi, yr, yi, m, ns, twr, twi, off, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
     """One Stockham stage of radix ``p``; a stage kernel whose flag is ``None`` is not compiled (:func:`stage_kinds`)."""
@@ -905,13 +901,14 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, fini
     multiple of ``LANES`` unless it is the only block.
 
     Blocks are ``lanes`` frames wide while more than ``lanes - 16`` are left;
-    the tail of 33-48, 17-32 or 1-16 frames takes a block of ``t48``, ``t32``
-    or ``t16`` lanes (literals, each at least the tail it takes).  ``None``
-    for ``t32`` (``t16``) gives those tails to the ``t48`` (``t32``) block,
-    ``None`` for ``t48`` every tail to a full block: Numba prunes the branches
-    as it types the entry point, so each block width is inlined here once.
-    Every distinct width is a compiled copy of the whole block pipeline, so a
-    variant that uses fewer widths compiles in a fraction of the time (:mod:`.variants`).
+    the tail (at most ``lanes - 16`` frames) takes one block of ``t48`` lanes
+    if ``t32`` is ``None``, else (:func:`_tails`) a block of ``t48``, ``t32``
+    or ``t16`` lanes for a tail of 33-48, 17-32 or 1-16 frames (literals, each
+    at least the tail it takes).  Inlined into each entry point, so that the
+    entry's literals reach every lane loop: its blocks are inlined here, at most
+    two, and the pipeline's leaves compiled once per width.  Every distinct width
+    is a compiled copy of the whole block pipeline, so a variant that uses fewer
+    widths compiles in a fraction of the time (:mod:`.variants`).
     """
     win, radices, twr, twi, twoff, rtr, rti, mel_w, mel_lo, mel_hi, mel_off = _unpack(floats, ints)
     hop, flen, pad, mode = ints[I_HOP], ints[I_FLEN], ints[I_PAD], ints[I_MODE]
@@ -961,27 +958,17 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, fini
         while t0 < t_stop:
             # Full blocks, then the tail in one block of the variant's width for
             # it (lanes64: 1 s = 102 frames = 64 + 48 lanes, not 64 + 32 + 16).
-            # A ``None`` width is pruned when Numba types the entry point (its
-            # block is not compiled): the next wider block takes those tails.
             left = t_stop - t0
-            if t48 is None:
-                _one_block(xs, o, t0, min(left, lanes), geometry, coefs, tables, bufs, kinds, lanes)
-                t0 += lanes
-                continue
             if left > lanes - 16:
                 _one_block(xs, o, t0, min(left, lanes), geometry, coefs, tables, bufs, kinds, lanes)
                 t0 += lanes
                 continue
+            # ``t32 is None`` is decided as Numba types the entry point: the
+            # branch not taken is neither typed nor compiled.
             if t32 is None:
                 _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48)
-            elif left > 32:
-                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48)
-            elif t16 is None:
-                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t32)
-            elif left > 16:
-                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t32)
             else:
-                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t16)
+                _tails(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48, t32, t16)
             t0 = t_stop
         top = peak[0]
         for b in range(1, lanes):
@@ -991,6 +978,17 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, fini
         if finish and post:
             _log_post_row(out[s].reshape(-1), top, ints[I_DYN] != 0, params[P_DYNAMIC_RANGE], params[P_OFFSET],
                           params[P_SCALE])  # fmt: skip
+
+
+@_kernel()
+def _tails(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48, t32, t16):
+    """The tail block of a variant with three tail widths (``lanes64``), compiled only for it."""
+    if left > 32:
+        _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48)
+    elif left > 16:
+        _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t32)
+    else:
+        _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t16)
 
 
 @_kernel()
@@ -1010,17 +1008,19 @@ def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, kinds, lanes):
     if hop <= flen:
         c_eff = _fill_transposed(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tflat, cols, seg)
     else:
-        _gather(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tb, lanes, *kinds)
+        _gather(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tb, lanes, kinds[0], kinds[1], kinds[2], kinds[3], kinds[4], kinds[5], kinds[6], kinds[7])
         c_eff = c_sig * 0
     _pack(tb, period, lead, flen, c_eff, remove_dc, c_frame, win, ar.shape[0], ar, ai, u_prev, dc, lanes)
-    _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes, *kinds)
+    _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes,
+               kinds[0], kinds[1], kinds[2], kinds[3], kinds[4], kinds[5], kinds[6], kinds[7])  # fmt: skip
     _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, melflat, peak, out, t0, count, fl, log_k, lanes)
 
 
 # One compiled entry point per variant shape (main width, tail widths): the
 # literals make every lane loop's trip count a compile-time constant, and a
 # process compiles only the entry points it calls (:mod:`.variants` names
-# them; ``tests/test_variants.py`` checks every variant has one).
+# them; ``tests/test_variants.py`` checks every variant has one).  A variant
+# whose tails all take one width passes ``None`` for the other two.
 @_kernel()
 def mel_block_64(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
     _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 48, 32, 16)
@@ -1033,17 +1033,17 @@ def mel_block_64t48(x, out, peaks, t_first, t_stop, floats, ints, params, kinds,
 
 @_kernel()
 def mel_block_64p(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, None, None, None)
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 64, None, None)
 
 
 @_kernel()
 def mel_block_32(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 32, 32, 32, 16)
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 32, 16, None, None)  # tails of 1-16 only
 
 
 @_kernel()
 def mel_block_16(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 16, None, None, None)
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 16, 16, None, None)  # full blocks only
 
 
 #: Entry point by ``(lanes, t48, t32, t16)``: the block widths of :func:`_mel_block`.
@@ -1083,7 +1083,7 @@ def frames_power(frames, out, radices, twr, twi, twoff, rtr, rti, magnitude):
                 if m >= (flen + 1) // 2:
                     ar[m, b] = 0
                 ai[m, b] = 0
-        _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, LANES, *ALL_KINDS)
+        _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, LANES, 0, 0, 0, 0, 0, 0, 0, 0)
         for b in range(count):
             for k in range(half + 1):
                 out[r0 + b, k] = pw[k, b]
