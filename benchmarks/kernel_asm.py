@@ -10,6 +10,21 @@ gathers, and stack traffic (loads and stores addressed off ``rsp``/``rbp``,
 i.e. spills).  Static counts, not a profile: they show the vector width LLVM
 chose for a target and whether a loop spills, which a timing on another CPU
 cannot.  x86-64 only (AT&T or Intel syntax both parse).
+
+``--mca`` models the hot loops instead (Debian's ``llvm`` package: ``llvm-mca``)::
+
+    python -m benchmarks.kernel_asm --mca znver4,sapphirerapids
+
+For each LLVM CPU named, a child process compiles the kernels for it
+(``NUMBA_CPU_NAME``, this host's features: the code that CPU would run, never
+executed here as anything but this host's instructions), for every candidate
+variant's block widths (64, 48, 32, 16 lanes) and the ``whisper`` and
+``kaldi`` FFT sizes; each stage kernel's hot loop (the loop with the most
+vector instructions: the butterflies of one index, all lanes unrolled) goes to
+``llvm-mca -mcpu=CPU``, whose steady-state cycles per iteration give cycles
+per frame.  Summed over a preset's FFT stages (and the power spectrum) that
+is a model of the FFT's cost per frame on that CPU, to set beside what the
+planner measures here (docs/benchmarks.md, section 9.4).
 """
 
 from __future__ import annotations
@@ -40,7 +55,127 @@ def counts(asm: str) -> dict[str, int]:
     }
 
 
+#: Lane widths the candidate variants compile (amser_dsp.backends.variants.VARIANTS).
+WIDTHS = (64, 48, 32, 16)
+#: Hot loops modelled per FFT size: (kernel, iterations of its hot loop per block), in stage order.
+FFT_LOOPS = {
+    "whisper": (400, (("_stage8_first", 25), ("_stage5", 40), ("_stage5", 40), ("_power_lanes", 201))),
+    "kaldi": (512, (("_stage8_first", 32), ("_stage8", 32), ("_stage4", 64), ("_power_lanes", 257))),
+}
+_JUMP = re.compile(r"^\s*j[a-z]+\s+(\.?L\w+)")
+
+
+def hot_loop(asm: str) -> list[str]:
+    """The instructions of the loop with the most vector instructions (label to its backward jump, inclusive)."""
+    lines = asm.splitlines()
+    labels = {ln.strip()[:-1]: i for i, ln in enumerate(lines) if re.match(r"^\.?L\w+:$", ln.strip())}
+    best: list[str] = []
+    for j, ln in enumerate(lines):
+        m = _JUMP.match(ln)
+        if m and m.group(1) in labels and labels[m.group(1)] < j:
+            body = [x for x in lines[labels[m.group(1)] : j + 1] if x.strip() and not x.strip().startswith((".", "#"))]
+            if sum("mm" in x for x in body) > sum("mm" in x for x in best):
+                best = body
+    return best
+
+
+def mca(body: list[str], cpu: str, tool: str = "llvm-mca") -> dict[str, float]:
+    """``llvm-mca -mcpu=cpu`` on one loop body: cycles per iteration (steady state) and the block's reciprocal throughput."""
+    import subprocess
+
+    out = subprocess.run(
+        [tool, f"-mcpu={cpu}", "-iterations=200", "-mtriple=x86_64-unknown-linux-gnu"],
+        input="\n".join(body) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    field = {k: float(v) for k, v in re.findall(r"^(Iterations|Total Cycles|Block RThroughput):\s+([\d.]+)", out, re.M)}
+    return {"cycles": field["Total Cycles"] / field["Iterations"], "rthroughput": field["Block RThroughput"]}
+
+
+def dump(folder: str) -> None:
+    """Child of ``--mca``: compile every width for both FFT sizes and write each hot kernel's assembly to ``folder``."""
+    from numba.core import types
+
+    from amser_dsp import get_preset
+    from amser_dsp.backends import _numba_kernels as K
+    from amser_dsp.backends.numba_backend import NumbaBackend
+
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    for name in ("lanes64p", "lanes64t48", "lanes32", "lanes16"):  # widths 64, 48, 32, 16
+        for preset in FFT_LOOPS:
+            NumbaBackend(variant=name).log_mel(x, get_preset(preset))
+    for kernel in {k for _, loops in FFT_LOOPS.values() for k, _ in loops}:
+        for sig, asm in getattr(K, kernel).inspect_asm().items():
+            lanes = getattr(sig[-1], "literal_value", None)
+            if isinstance(sig[0], types.Array) and sig[0].dtype == types.float32 and lanes in WIDTHS:
+                with open(os.path.join(folder, f"{kernel}-{lanes}.s"), "w") as f:
+                    f.write(asm)
+
+
+def model(cpus: list[str]) -> int:
+    """``--mca``: the hot loops of every width through ``llvm-mca`` for each CPU; prints two Markdown tables."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("llvm-mca") or next(
+        (p for v in range(20, 12, -1) if (p := shutil.which(f"llvm-mca-{v}"))), None
+    )
+    if tool is None:
+        print("llvm-mca not found (Debian: apt-get install llvm)", file=sys.stderr)
+        return 2
+    version = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"LLVM version ([\d.]+)", version)
+    print(f"llvm-mca: {tool} (LLVM {found.group(1) if found else '?'})")
+    cycles: dict[tuple[str, str, int], dict[str, float]] = {}
+    for cpu in cpus:
+        with tempfile.TemporaryDirectory(prefix="amser-mca-") as folder:
+            env = {**os.environ, "NUMBA_CPU_NAME": cpu, "NUMBA_CACHE_DIR": os.path.join(folder, "cache")}
+            env.pop("NUMBA_CPU_FEATURES", None)
+            subprocess.run([sys.executable, "-m", "benchmarks.kernel_asm", "--dump", folder], env=env, check=True)
+            for path in sorted(os.listdir(folder)):
+                if path.endswith(".s"):
+                    kernel, lanes = path[:-2].rsplit("-", 1)
+                    with open(os.path.join(folder, path)) as f:
+                        body = hot_loop(f.read())
+                    cycles[(cpu, kernel, int(lanes))] = {**mca(body, cpu, tool), **counts("\n".join(body))}
+    print("\nHot loop of each kernel, 64 lanes: cycles per iteration (llvm-mca steady state), instructions, zmm / ymm")
+    print("| kernel | " + " | ".join(cpus) + " |")
+    print("|---|" + "---:|" * len(cpus))
+    for kernel in sorted({k for _, k, _ in cycles}):
+        cells = []
+        for cpu in cpus:
+            c = cycles.get((cpu, kernel, 64))
+            cells.append(f"{c['cycles']:.1f} ({c['instr']} instr, {c['zmm']} zmm / {c['ymm']} ymm)" if c else "-")
+        print(f"| {kernel} | " + " | ".join(cells) + " |")
+    print(
+        "\nFFT and power spectrum, modelled cycles per frame (hot loops only; iterations per block times cycles, / lanes)"
+    )
+    print(
+        "| lanes | " + " | ".join(f"{p} (n_fft {n}), {cpu}" for p, (n, _) in FFT_LOOPS.items() for cpu in cpus) + " |"
+    )
+    print("|---:|" + "---:|" * (len(FFT_LOOPS) * len(cpus)))
+    for lanes in WIDTHS:
+        cells = []
+        for _, loops in FFT_LOOPS.values():
+            for cpu in cpus:
+                parts = [cycles.get((cpu, k, lanes)) for k, _ in loops]
+                total = sum(n * c["cycles"] for (_, n), c in zip(loops, parts, strict=True) if c) / lanes
+                cells.append(f"{total:.0f}" if all(parts) else "-")
+        print(f"| {lanes} | " + " | ".join(cells) + " |")
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--dump":
+        dump(sys.argv[2])
+        return 0
+    if len(sys.argv) == 3 and sys.argv[1] == "--mca":
+        return model(sys.argv[2].split(","))
+    if len(sys.argv) > 1:
+        print("usage: python -m benchmarks.kernel_asm [--mca CPU[,CPU...]]", file=sys.stderr)
+        return 2
     if not os.environ.get("NUMBA_CACHE_DIR"):
         # Machine code loaded from the cache cannot be inspected: compile afresh, in a throw-away cache.
         os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="amser-asm-")
