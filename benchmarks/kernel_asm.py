@@ -11,7 +11,8 @@ i.e. spills).  Static counts, not a profile: they show the vector width LLVM
 chose for a target and whether a loop spills, which a timing on another CPU
 cannot.  x86-64 only (AT&T or Intel syntax both parse).
 
-``--mca`` models the hot loops instead (Debian's ``llvm`` package: ``llvm-mca``)::
+``--mca`` models the hot loops instead (``llvm-mca``: Debian's ``llvm-19``, the newest found is used;
+Debian 12's default ``llvm`` is LLVM 14, which has no Zen 4 model)::
 
     python -m benchmarks.kernel_asm --mca znver4,sapphirerapids
 
@@ -119,8 +120,9 @@ def model(cpus: list[str]) -> int:
     import shutil
     import subprocess
 
-    tool = shutil.which("llvm-mca") or next(
-        (p for v in range(20, 12, -1) if (p := shutil.which(f"llvm-mca-{v}"))), None
+    # The newest installed: LLVM 14 (Debian 12's default ``llvm``) has no Zen 4 model; ``llvm-19`` has.
+    tool = next((p for v in range(25, 13, -1) if (p := shutil.which(f"llvm-mca-{v}"))), None) or shutil.which(
+        "llvm-mca"
     )
     if tool is None:
         print("llvm-mca not found (Debian: apt-get install llvm)", file=sys.stderr)

@@ -38,10 +38,20 @@ per-core L2 (the other half holds the signal, the output and the filter bank):
 256-512 KB of L2.  Measured on Zen 4 (1 MB L2 per core) 64 lanes beat 32 and 16
 at 1, 10 and 60 s; on Zen 5, 128 lanes were slower than 64 once the buffers left
 L2 (docs/benchmarks.md, sections 5 and 8).  Of the 64-lane variants the default
-is ``lanes64t48``: the same blocks as ``lanes64`` for 1 s (64 + 48) and long
-signals, half its compiled widths (a cold start compiles half as much), 48 lanes
-for tails of 32 frames or fewer; ``lanes64p`` compiles one width but pays a
-whole 64-lane block for every tail (measured about 5% slower at 1 s on Zen 4).
+is ``lanes64p``, the one that compiles a single width: with nothing measured
+yet (no plan, so most likely an empty cache too) the first call compiles the
+kernel, and one width is about 60% of two (a cold start of 8.5 s of CPU
+against 14.4 s for ``lanes64t48`` on Zen 4).  It pays a whole 64-lane block for
+every tail: measured on Zen 4 about 6% slower than ``lanes64t48`` at 1 s, the
+same at 60 s, so the planner replaces it for short inputs where that holds.
+
+**What a cold start compiles.**  Each variant's entry point is one compiled
+function with the block pipeline inlined (one compiled level instead of seven:
+each level re-optimised and re-emitted the machine code of everything below
+it); the leaves (sample transpose, packing, FFT stages, power, Mel) are
+compiled once per width, and of the seven FFT stage kernels only those the
+config's FFT size uses (:func:`._numba_kernels.stage_kinds`: two for
+``whisper``, three for ``kaldi``).
 
 **Code generation.**  For Intel's AVX-512 server and client cores LLVM's tuning
 prefers 256-bit vectors (``prefer-256-bit``): compiled for ``skylake-avx512`` or
@@ -227,6 +237,8 @@ def select(l2: int | None = -1) -> Variant:
     The rule used where nothing was measured (:func:`choose` prefers a plan).
     ``l2`` is the per-core L2 in bytes (default: :func:`l2_bytes`; ``None``:
     unknown, which chooses 64 lanes, the width measured best where measured).
+    Single-width variants (``lanes64p``, ``lanes32``'s one tail, ``lanes16``):
+    without a plan nothing was measured, and a cold start compiles one width.
     """
     chosen = os.environ.get(ENV_VAR)
     return get(chosen) if chosen else _by_l2(l2)
@@ -235,8 +247,8 @@ def select(l2: int | None = -1) -> Variant:
 def _by_l2(l2: int | None = -1) -> Variant:
     size = l2_bytes() if l2 == -1 else l2
     if size is None:
-        return VARIANTS["lanes64t48"]
-    for name in ("lanes64t48", "lanes32"):
+        return VARIANTS["lanes64p"]
+    for name in ("lanes64p", "lanes32"):
         if buffer_bytes(VARIANTS[name].lanes) <= size // 2:
             return VARIANTS[name]
     return VARIANTS["lanes16"]
