@@ -580,7 +580,7 @@ def _stage8_first(xr, xi, yr, yi, m, lanes):
 STAGE_KINDS = ("8 first", "8", "4 first", "4", "5", "3", "2")
 
 
-def stage_kinds(radices, hop, flen):
+def stage_kinds(radices: list[int], hop: int, flen: int) -> tuple[int | None, ...]:
     """The ``kinds`` argument of the ``mel_block_*`` entry points for an FFT's radices and a frame geometry.
 
     One flag per stage kernel (:data:`STAGE_KINDS`; the first stage of radix 8
@@ -592,7 +592,7 @@ def stage_kinds(radices, hop, flen):
     of the seven stage kernels, ``kaldi`` (8, 8, 4) three.  Each distinct set is a
     specialisation of its own, compiled on first use and cached.  Plain Python.
     """
-    used = set()
+    used: set[str] = set()
     for s, p in enumerate(radices):
         kind = f"{p} first" if s == 0 and p in (8, 4) else str(p)
         used.add(kind)
@@ -673,7 +673,30 @@ def _power_lanes(zr, zi, m, rtr, rti, magnitude, pw, lanes):
 
 
 @_kernel()
-def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
+def _fft_power(
+    ar,
+    ai,
+    br,
+    bi,
+    half,
+    radices,
+    twr,
+    twi,
+    twoff,
+    rtr,
+    rti,
+    magnitude,
+    pw,
+    lanes,
+    k8f,
+    k8,
+    k4f,
+    k4,
+    k5,
+    k3,
+    k2,
+    gathered,
+):
     """FFT of the packed block in ``(ar, ai)`` and its power spectrum into ``pw``.
 
     The flags (:func:`stage_kinds`) are this function's own arguments so that
@@ -1008,7 +1031,28 @@ def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, kinds, lanes):
     if hop <= flen:
         c_eff = _fill_transposed(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tflat, cols, seg)
     else:
-        _gather(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tb, lanes, kinds[0], kinds[1], kinds[2], kinds[3], kinds[4], kinds[5], kinds[6], kinds[7])
+        _gather(
+            xs,
+            n,
+            nr,
+            t0,
+            count,
+            hop,
+            flen,
+            pad,
+            mode,
+            c_sig,
+            tb,
+            lanes,
+            kinds[0],
+            kinds[1],
+            kinds[2],
+            kinds[3],
+            kinds[4],
+            kinds[5],
+            kinds[6],
+            kinds[7],
+        )
         c_eff = c_sig * 0
     _pack(tb, period, lead, flen, c_eff, remove_dc, c_frame, win, ar.shape[0], ar, ai, u_prev, dc, lanes)
     _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes,
@@ -1038,12 +1082,16 @@ def mel_block_64p(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, f
 
 @_kernel()
 def mel_block_32(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 32, 16, None, None)  # tails of 1-16 only
+    _mel_block(
+        x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 32, 16, None, None
+    )  # tails of 1-16 only
 
 
 @_kernel()
 def mel_block_16(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 16, 16, None, None)  # full blocks only
+    _mel_block(
+        x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 16, 16, None, None
+    )  # full blocks only
 
 
 #: Entry point by ``(lanes, t48, t32, t16)``: the block widths of :func:`_mel_block`.
@@ -1083,7 +1131,9 @@ def frames_power(frames, out, radices, twr, twi, twoff, rtr, rti, magnitude):
                 if m >= (flen + 1) // 2:
                     ar[m, b] = 0
                 ai[m, b] = 0
-        _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, LANES, 0, 0, 0, 0, 0, 0, 0, 0)
+        _fft_power(
+            ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, LANES, 0, 0, 0, 0, 0, 0, 0, 0
+        )
         for b in range(count):
             for k in range(half + 1):
                 out[r0 + b, k] = pw[k, b]
