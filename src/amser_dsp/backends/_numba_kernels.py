@@ -673,30 +673,8 @@ def _power_lanes(zr, zi, m, rtr, rti, magnitude, pw, lanes):
 
 
 @_kernel()
-def _fft_power(
-    ar,
-    ai,
-    br,
-    bi,
-    half,
-    radices,
-    twr,
-    twi,
-    twoff,
-    rtr,
-    rti,
-    magnitude,
-    pw,
-    lanes,
-    k8f,
-    k8,
-    k4f,
-    k4,
-    k5,
-    k3,
-    k2,
-    gathered,
-):
+def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes,
+               k8f, k8, k4f, k4, k5, k3, k2, gathered):  # fmt: skip
     """FFT of the packed block in ``(ar, ai)`` and its power spectrum into ``pw``.
 
     The flags (:func:`stage_kinds`) are this function's own arguments so that
@@ -1031,28 +1009,8 @@ def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, kinds, lanes):
     if hop <= flen:
         c_eff = _fill_transposed(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tflat, cols, seg)
     else:
-        _gather(
-            xs,
-            n,
-            nr,
-            t0,
-            count,
-            hop,
-            flen,
-            pad,
-            mode,
-            c_sig,
-            tb,
-            lanes,
-            kinds[0],
-            kinds[1],
-            kinds[2],
-            kinds[3],
-            kinds[4],
-            kinds[5],
-            kinds[6],
-            kinds[7],
-        )
+        _gather(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tb, lanes,
+                kinds[0], kinds[1], kinds[2], kinds[3], kinds[4], kinds[5], kinds[6], kinds[7])  # fmt: skip
         c_eff = c_sig * 0
     _pack(tb, period, lead, flen, c_eff, remove_dc, c_frame, win, ar.shape[0], ar, ai, u_prev, dc, lanes)
     _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes,
