@@ -22,8 +22,9 @@ executed here as anything but this host's instructions; ``CPU:256`` keeps
 LLVM's preferred vector width, :mod:`amser_dsp.backends._codegen`), for 64-lane
 blocks and the ``whisper`` and
 ``kaldi`` FFT sizes; each stage kernel's hot loop (the loop with the most
-vector instructions: the butterflies of one index, all lanes unrolled) goes to
-``llvm-mca -mcpu=CPU``, whose steady-state cycles per iteration give cycles
+vector instructions: the butterflies of one index for 16 to 64 lanes) goes to
+``llvm-mca -mcpu=CPU``, whose steady-state cycles per iteration, over the
+frames an iteration computes (its vector stores say how many), give cycles
 per frame.  Summed over a preset's FFT stages (and the power spectrum) that
 is a model of the FFT's cost per frame on that CPU, to set beside what the
 planner measures here (docs/benchmarks.md, section 9.4).
@@ -61,7 +62,9 @@ def counts(asm: str) -> dict[str, int]:
 #: compiled by LLVM with a lane loop left inside the butterfly loop, whose trip count this model
 #: would have to read from the code; they are not modelled.
 WIDTHS = (64,)
-#: Hot loops modelled per FFT size: (kernel, iterations of its hot loop per block), in stage order.
+#: Values each kernel stores per lane and butterfly index (real and imaginary parts of its outputs).
+OUTPUTS = {"_stage8_first": 16, "_stage8": 16, "_stage5": 10, "_stage4": 8, "_power_lanes": 1}
+#: FFT stages modelled per FFT size: (kernel, butterfly indices per block), in stage order.
 FFT_LOOPS = {
     "whisper": (400, (("_stage8_first", 25), ("_stage5", 40), ("_stage5", 40), ("_power_lanes", 201))),
     "kaldi": (512, (("_stage8_first", 32), ("_stage8", 32), ("_stage4", 64), ("_power_lanes", 257))),
@@ -81,6 +84,17 @@ def hot_loop(asm: str) -> list[str]:
             if sum("mm" in x for x in body) > sum("mm" in x for x in best):
                 best = body
     return best
+
+
+def lanes_per_iteration(body: list[str], outputs: int) -> float:
+    """Frames one pass of the loop computes: its vector stores (float32 lanes each) over the kernel's outputs per frame.
+
+    LLVM may unroll a 64-lane loop fully or keep a loop of 16 or 32 lanes inside
+    the butterfly loop; the stores say which.
+    """
+    width = {"z": 16, "y": 8, "x": 4}
+    stored = sum(width[m.group(1)] for ln in body if (m := re.match(r"\s*vmov\w*\s+%([xyz])mm\d+,\s*\S*\(", ln)))
+    return stored / outputs
 
 
 def mca(body: list[str], cpu: str, tool: str = "llvm-mca") -> dict[str, float]:
@@ -143,19 +157,29 @@ def model(cpus: list[str]) -> int:
                     kernel, lanes = path[:-2].rsplit("-", 1)
                     with open(os.path.join(folder, path)) as f:
                         body = hot_loop(f.read())
-                    cycles[(cpu, kernel, int(lanes))] = {**mca(body, name, tool), **counts("\n".join(body))}
-    print("\nHot loop of each kernel, 64 lanes: cycles per iteration (llvm-mca steady state), instructions, zmm / ymm")
+                    cycles[(cpu, kernel, int(lanes))] = {
+                        **mca(body, name, tool),
+                        **counts("\n".join(body)),
+                        "frames": lanes_per_iteration(body, OUTPUTS[kernel]),
+                    }
+    print(
+        "\nHot loop of each kernel, 64-lane blocks: cycles per frame and butterfly index (llvm-mca steady-state cycles"
+        " per iteration / frames per iteration); the iteration's frames, instructions, zmm / ymm"
+    )
     print("| kernel | " + " | ".join(cpus) + " |")
     print("|---|" + "---:|" * len(cpus))
     for kernel in sorted({k for _, k, _ in cycles}):
         cells = []
         for cpu in cpus:
             c = cycles.get((cpu, kernel, 64))
-            cells.append(f"{c['cycles']:.1f} ({c['instr']} instr, {c['zmm']} zmm / {c['ymm']} ymm)" if c else "-")
+            cells.append(
+                f"{c['cycles'] / c['frames']:.2f} ({c['frames']:g} frames: {c['cycles']:.1f} cycles, {c['instr']} instr, "
+                f"{c['zmm']} zmm / {c['ymm']} ymm)"
+                if c
+                else "-"
+            )
         print(f"| {kernel} | " + " | ".join(cells) + " |")
-    print(
-        "\nFFT and power spectrum, modelled cycles per frame (hot loops only; iterations per block times cycles, / lanes)"
-    )
+    print("\nFFT and power spectrum, modelled cycles per frame (butterfly indices per block times cycles per frame)")
     print(
         "| lanes | " + " | ".join(f"{p} (n_fft {n}), {cpu}" for p, (n, _) in FFT_LOOPS.items() for cpu in cpus) + " |"
     )
@@ -165,7 +189,7 @@ def model(cpus: list[str]) -> int:
         for _, loops in FFT_LOOPS.values():
             for cpu in cpus:
                 parts = [cycles.get((cpu, k, lanes)) for k, _ in loops]
-                total = sum(n * c["cycles"] for (_, n), c in zip(loops, parts, strict=True) if c) / lanes
+                total = sum(n * c["cycles"] / c["frames"] for (_, n), c in zip(loops, parts, strict=True) if c)
                 cells.append(f"{total:.0f}" if all(parts) else "-")
         print(f"| {lanes} | " + " | ".join(cells) + " |")
     return 0
