@@ -63,7 +63,8 @@ def counts(asm: str) -> dict[str, int]:
 #: would have to read from the code; they are not modelled.
 WIDTHS = (64,)
 #: Values each kernel stores per lane and butterfly index (real and imaginary parts of its outputs).
-OUTPUTS = {"_stage8_first": 16, "_stage8": 16, "_stage5": 10, "_stage4": 8, "_power_lanes": 1}
+#: ``_power_lanes``: the power and, in the same loop body, the magnitude branch's store (``power=1`` configs).
+OUTPUTS = {"_stage8_first": 16, "_stage8": 16, "_stage5": 10, "_stage4": 8, "_power_lanes": 2}
 #: FFT stages modelled per FFT size: (kernel, butterfly indices per block), in stage order.
 FFT_LOOPS = {
     "whisper": (400, (("_stage8_first", 25), ("_stage5", 40), ("_stage5", 40), ("_power_lanes", 201))),
@@ -93,7 +94,11 @@ def lanes_per_iteration(body: list[str], outputs: int) -> float:
     the butterfly loop; the stores say which.
     """
     width = {"z": 16, "y": 8, "x": 4}
-    stored = sum(width[m.group(1)] for ln in body if (m := re.match(r"\s*vmov\w*\s+%([xyz])mm\d+,\s*\S*\(", ln)))
+    stored = sum(  # spills (stores to the stack) are not results
+        width[m.group(1)]
+        for ln in body
+        if (m := re.match(r"\s*vmov\w*\s+%([xyz])mm\d+,\s*\S*\(", ln)) and not re.search(r"\(%(rsp|rbp)", ln)
+    )
     return stored / outputs
 
 
