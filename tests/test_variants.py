@@ -109,6 +109,11 @@ def test_select_by_l2(monkeypatch: pytest.MonkeyPatch, l2: int | None, expected:
     monkeypatch.delenv(variants.ENV_VAR, raising=False)
     chosen = variants.select(l2)
     assert chosen.name == expected
+    # The planner's reference has the same main width; for 64 lanes it is lanes64t48 (two widths,
+    # faster at 1 s), the no-plan default the single-width lanes64p (a cold start compiles one).
+    ref = variants.reference(l2)
+    assert ref.lanes == chosen.lanes and (ref.name == "lanes64t48" if chosen.lanes == 64 else ref == chosen)
+    assert chosen.widths == 1 or chosen.name == "lanes32"
     if l2:
         assert variants.buffer_bytes(chosen.lanes) <= l2 // 2 or chosen.lanes == 16
 

@@ -43,7 +43,9 @@ yet (no plan, so most likely an empty cache too) the first call compiles the
 kernel, and one width is about 60% of two (a cold start of 8.5 s of CPU
 against 14.4 s for ``lanes64t48`` on Zen 4).  It pays a whole 64-lane block for
 every tail: measured on Zen 4 about 6% slower than ``lanes64t48`` at 1 s, the
-same at 60 s, so the planner replaces it for short inputs where that holds.
+same at 60 s.  The planner measures against ``lanes64t48`` (:func:`reference`),
+so that a plan made under load, where no candidate is clearly faster, keeps
+the variant that is best at both lengths, not the one chosen for compiling fast.
 
 **What a cold start compiles.**  Each variant's entry point is one compiled
 function with the block pipeline inlined (one compiled level instead of seven:
@@ -105,6 +107,7 @@ __all__ = [
     "load_plan",
     "plan_key",
     "plan_path",
+    "reference",
     "save_plan",
     "select",
 ]
@@ -232,23 +235,34 @@ def get(name: str) -> Variant:
 
 
 def select(l2: int | None = -1) -> Variant:
-    """The default variant: ``AMSER_DSP_NUMBA_VARIANT`` if set, else the widest whose buffers fit half the L2.
+    """The default variant: ``AMSER_DSP_NUMBA_VARIANT`` if set, else one width of the lanes that fit half the L2.
 
     The rule used where nothing was measured (:func:`choose` prefers a plan).
     ``l2`` is the per-core L2 in bytes (default: :func:`l2_bytes`; ``None``:
     unknown, which chooses 64 lanes, the width measured best where measured).
-    Single-width variants (``lanes64p``, ``lanes32``'s one tail, ``lanes16``):
-    without a plan nothing was measured, and a cold start compiles one width.
+    Of the variants with that main width, the one that compiles a single block
+    width (``lanes64p`` for the planner's :func:`reference` ``lanes64t48``):
+    without a plan nothing was measured, most likely in an empty cache, and a
+    cold start compiles one width instead of two.
     """
     chosen = os.environ.get(ENV_VAR)
-    return get(chosen) if chosen else _by_l2(l2)
+    if chosen:
+        return get(chosen)
+    ref = reference(l2)
+    return VARIANTS["lanes64p"] if ref.lanes == 64 else ref
 
 
-def _by_l2(l2: int | None = -1) -> Variant:
+def reference(l2: int | None = -1) -> Variant:
+    """The variant the planner measures the others against: the widest block whose buffers fit half the L2.
+
+    A candidate replaces it only if faster by more than the noise, so a plan
+    made on a loaded machine keeps it: ``lanes64t48`` for 64 lanes, the best
+    measured for both short and long inputs on Zen 4.
+    """
     size = l2_bytes() if l2 == -1 else l2
     if size is None:
-        return VARIANTS["lanes64p"]
-    for name in ("lanes64p", "lanes32"):
+        return VARIANTS["lanes64t48"]
+    for name in ("lanes64t48", "lanes32"):
         if buffer_bytes(VARIANTS[name].lanes) <= size // 2:
             return VARIANTS[name]
     return VARIANTS["lanes16"]
