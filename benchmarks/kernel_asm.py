@@ -88,18 +88,21 @@ def hot_loop(asm: str) -> list[str]:
 
 
 def lanes_per_iteration(body: list[str], outputs: int) -> float:
-    """Frames one pass of the loop computes: its vector stores (float32 lanes each) over the kernel's outputs per frame.
+    """Frames one pass of the loop computes: its widest vector stores (float32 lanes each) over the outputs per frame.
 
     LLVM may unroll a 64-lane loop fully or keep a loop of 16 or 32 lanes inside
-    the butterfly loop; the stores say which.
+    the butterfly loop; the stores say which.  Spills (stores to the stack) and
+    the narrower stores of a loop's scalar or partial tail are not counted.
     """
-    width = {"z": 16, "y": 8, "x": 4}
-    stored = sum(  # spills (stores to the stack) are not results
-        width[m.group(1)]
-        for ln in body
-        if (m := re.match(r"\s*vmov\w*\s+%([xyz])mm\d+,\s*\S*\(", ln)) and not re.search(r"\(%(rsp|rbp)", ln)
-    )
-    return stored / outputs
+    stores: dict[str, int] = {}
+    for ln in body:
+        m = re.match(r"\s*vmov\w*\s+%([xyz])mm\d+,\s*\S*\(", ln)
+        if m and not re.search(r"\(%(rsp|rbp)", ln):
+            stores[m.group(1)] = stores.get(m.group(1), 0) + 1
+    for reg, lanes in (("z", 16), ("y", 8), ("x", 4)):
+        if reg in stores:
+            return stores[reg] * lanes / outputs
+    return 1.0
 
 
 def mca(body: list[str], cpu: str, tool: str = "llvm-mca") -> dict[str, float]:
