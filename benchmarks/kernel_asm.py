@@ -101,7 +101,8 @@ def lanes_per_iteration(body: list[str], outputs: int) -> float:
             stores[m.group(1)] = stores.get(m.group(1), 0) + 1
     for reg, lanes in (("z", 16), ("y", 8), ("x", 4)):
         if reg in stores:
-            return stores[reg] * lanes / outputs
+            # Whole vectors per output: a store of the loop laid out outside its label-to-jump span is missed.
+            return lanes * max(1, round(stores[reg] / outputs))
     return 1.0
 
 
