@@ -371,7 +371,9 @@ def choose() -> Choice:
     if plan is not None:
         return Choice(VARIANTS[plan["choice"]["short"]], VARIANTS[plan["choice"]["long"]], f"plan {path}")
     v = select()
-    return Choice(v, v, "default (no plan measured for this CPU: the widest block that fits half the L2)")
+    return Choice(
+        v, v, "default (no plan measured for this CPU: the widest block that fits half the L2, one compiled width)"
+    )
 
 
 def decide(rounds: Mapping[str, Sequence[float]], default: str) -> tuple[str, dict[str, dict[str, float]]]:
