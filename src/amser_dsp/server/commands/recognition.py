@@ -213,6 +213,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         drain_seconds=args.drain_seconds,
         head_timeout=args.head_timeout,
         min_upload_rate=args.min_upload_rate,
+        min_stream_rate=args.min_stream_rate,
         trim_idle=args.trim_idle,
     )
     return serve(settings, args.host, args.port)
@@ -445,6 +446,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="BYTES_PER_S",
         help="average bytes/s a request body must keep up after --head-timeout of grace, else 408 "
         f"(default {_default('min_upload_rate')})",
+    )
+    p.add_argument(
+        "--min-stream-rate",
+        type=_positive("seconds of audio per second"),
+        metavar="RATE",
+        help="seconds of audio a WebSocket stream must send per second it is open, after --idle-timeout of "
+        f"grace, else it ends with too_slow (default {_default('min_stream_rate')})",
     )
     p.add_argument(
         "--drain-seconds",

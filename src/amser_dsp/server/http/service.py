@@ -104,6 +104,7 @@ class Service:
             LiveSettings(
                 max_streams=settings.max_streams,
                 idle_timeout=settings.idle_timeout,
+                min_audio_rate=settings.min_stream_rate,
                 max_message_bytes=settings.max_body_bytes,
                 policy=StreamingSettings(max_stream_seconds=settings.max_stream_seconds),
             ),

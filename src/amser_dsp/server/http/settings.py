@@ -82,6 +82,8 @@ class ServiceSettings:
     head_timeout: float = 10.0
     #: Bytes per second a request body must keep up on average, after ``head_timeout`` seconds of grace.
     min_upload_rate: float = 1000.0
+    #: Seconds of audio a WebSocket stream must send per second it is open, after ``idle_timeout`` of grace.
+    min_stream_rate: float = 0.5
     #: Seconds a drain (SIGTERM) waits for the requests and live streams under way before it stops.
     drain_seconds: float = 30.0
     #: True: ``GET /metrics`` answers without an API key (for a scraper inside the operator's network).
@@ -99,6 +101,7 @@ class ServiceSettings:
             "max_stream_seconds",
             "head_timeout",
             "min_upload_rate",
+            "min_stream_rate",
             "drain_seconds",
         ):
             value = getattr(self, name)
