@@ -402,6 +402,13 @@ def _load_audio_data(data: bytes | Path, sample_rate: int) -> np.ndarray:
     return load_audio(io.BytesIO(data) if isinstance(data, bytes) else data, sample_rate=sample_rate)
 
 
+def is_container(src: Path, data: bytes | Path) -> bool:
+    """Whether an input (from :func:`read_input`) is a container: bytes with its magic, or a ``.amser`` path."""
+    from .container import MAGIC
+
+    return data[:4] == MAGIC if isinstance(data, bytes) else src.suffix.lower() == CONTAINER_SUFFIX
+
+
 def container_from(
     src: Path,
     encode: Callable[[np.ndarray], bytes],
@@ -421,11 +428,8 @@ def container_from(
     AmserError
         If codec options or ``chunk_seconds`` come with a container (it is encoded already).
     """
-    from .container import MAGIC
-
     data = read_input(src)
-    head = data[:4] if isinstance(data, bytes) else None
-    if head == MAGIC or (head is None and src.suffix.lower() == CONTAINER_SUFFIX):
+    if is_container(src, data):
         given = sorted(options) + (["chunk_seconds"] if chunk_seconds is not None else [])
         if given:
             raise AmserError(f"is a container, encoded already: codec options {given} do not apply to it")

@@ -22,6 +22,7 @@ from ...cli import (
     add_codec_arguments,
     codec_arguments,
     container_from,
+    is_container,
     jobs_for,
     run_jobs,
     write_output,
@@ -312,6 +313,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
         from ... import load_audio
 
         data = read_input(job.src)
+        if is_container(job.src, data):
+            raise AmserError(
+                "is a container: amser stream takes audio and encodes it as it sends "
+                "(amser send FILE.amser sends a container)"
+            )
         rate = get_preset("whisper").sample_rate
         audio = load_audio(io.BytesIO(data) if isinstance(data, bytes) else data, sample_rate=rate)
         result = {"path": str(job.src), **asyncio.run(_stream_audio(audio, args, line))}
