@@ -22,6 +22,7 @@ __all__ = [
     "LimitExceededError",
     "SampleRateError",
     "TargetNotMetWarning",
+    "TooLongError",
     "UnknownBackendError",
     "UnknownTablesError",
     "UnsupportedVersionError",
@@ -77,7 +78,11 @@ class UnknownTablesError(CodecError, UnsupportedVersionError):
 
 
 class LimitExceededError(ContainerError):
-    """A container declares a size beyond a configured safety limit."""
+    """A container (or an audio file) declares a size beyond a configured safety limit."""
+
+
+class TooLongError(LimitExceededError):
+    """The audio (or the features of a container) lasts longer than the limit allows: shorter input would pass."""
 
 
 class CheckpointError(AmserError, ValueError):

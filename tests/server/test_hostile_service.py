@@ -54,3 +54,20 @@ def test_every_hostile_container_gets_4xx_with_the_envelope(server: str) -> None
                 assert r.status_code in (400, 413) and error["code"] and error["message"]
                 assert error["request_id"] == r.headers["X-Request-ID"]
     assert statuses.get(400, 0) > 50, statuses
+
+
+def test_each_hostile_size_is_named_for_what_it_is(server: str) -> None:
+    """A chunk of 8 bytes claiming 30,000 frames is a size no encoder writes (413 ``too_large``, not ``too_long``:
+    shorter audio would not help); 0 Mel bands is a malformed header (400)."""
+    c = hostile.containers
+    tiny = c.with_end(hostile._header(hostile.WHISPER, hostile.RAW), [c.chunk_body(30_000, b"\x00" * 8)])
+    no_bands = c.with_end(hostile._header(hostile.WHISPER, hostile.RAW, n_mels=0), hostile.ONE_CHUNK)
+    assert len(tiny) < 200
+    with httpx.Client(base_url=server, timeout=60) as client:
+        for blob, status, code, words in (
+            (tiny, 413, "too_large", "expansion limit"),
+            (no_bands, 400, "bad_container", "0 Mel bands"),
+        ):
+            r = client.post("/v1/transcribe", content=blob)
+            assert r.status_code == status, r.text
+            assert r.json()["error"]["code"] == code and words in r.json()["error"]["message"], r.text

@@ -23,7 +23,7 @@ from fastapi import Request  # noqa: E402
 
 from ... import codec  # noqa: E402
 from ... import container as fmt  # noqa: E402
-from ...errors import AmserError, LimitExceededError  # noqa: E402
+from ...errors import AmserError, LimitExceededError, TooLongError  # noqa: E402
 from ..analysis import Analyzer  # noqa: E402
 from ..recognition.batcher import RecogniserBatcher  # noqa: E402
 from ..recognition.live import Recogniser, StreamingSettings  # noqa: E402
@@ -182,8 +182,10 @@ class Service:
         t0 = time.perf_counter()
         try:
             decoded = decode_for_whisper(blob, limits=self.limits)
-        except LimitExceededError as exc:
+        except TooLongError as exc:
             raise ServiceError(413, "too_long", str(exc)) from None
+        except LimitExceededError as exc:  # sizes no honest encoder writes: header, chunk, expansion, channels
+            raise ServiceError(413, "too_large", str(exc)) from None
         except AmserError as exc:  # damaged, malformed, another preset, an unknown codec
             raise ServiceError(400, "bad_container", str(exc)) from None
         return {
@@ -199,8 +201,10 @@ class Service:
         t0 = time.perf_counter()
         try:
             feats, seconds = audio_features(blob, max_seconds=self.settings.max_audio_seconds)
-        except LimitExceededError as exc:
+        except TooLongError as exc:
             raise ServiceError(413, "too_long", str(exc)) from None
+        except LimitExceededError as exc:  # sizes no honest encoder writes: header, chunk, expansion, channels
+            raise ServiceError(413, "too_large", str(exc)) from None
         except AmserError as exc:
             raise ServiceError(400, "bad_audio", str(exc)) from None
         return {

@@ -25,7 +25,7 @@ import numpy as np
 
 from ... import codec
 from ... import container as fmt
-from ...errors import AmserError, ConfigError, LimitExceededError
+from ...errors import AmserError, ConfigError, LimitExceededError, TooLongError
 from .. import require_extra
 from ..recognition.live import (
     FRAMES_PER_SECOND,
@@ -387,7 +387,7 @@ class StreamHub:
             try:
                 for feats in chunks:
                     session.live.add(feats)
-            except LimitExceededError as exc:
+            except TooLongError as exc:
                 raise StreamError("too_long", str(exc)) from None
             if chunks:
                 session.received_seconds.append(session.live.total_frames / FRAMES_PER_SECOND)
@@ -416,9 +416,11 @@ class StreamHub:
             chunks = session.decoder.feed(data)
             if session.decoder.config is not None:
                 check_whisper_config(session.decoder.config)
-        except LimitExceededError as exc:
+        except TooLongError as exc:
             limit = self.settings.policy.max_stream_seconds
             raise StreamError("too_long", f"the stream is longer than its limit of {limit:g} s ({exc})") from None
+        except LimitExceededError as exc:
+            raise StreamError("too_large", str(exc)) from None
         except AmserError as exc:
             raise StreamError("bad_container", str(exc)) from None
         except Exception as exc:  # a decoder bug must not drop the connection without a word (never 1006)
