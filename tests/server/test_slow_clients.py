@@ -135,3 +135,29 @@ def test_a_stream_trickling_bytes_faster_than_its_idle_timeout_ends_too_slow(ser
     assert message.get("type") == "error" and message["error"]["code"] == "too_slow", message  # type: ignore[index]
     assert code == 4408 and IDLE_TIMEOUT <= seconds < IDLE_TIMEOUT + 1.5, (seconds, code)
     assert heard[-1]["type"] == "end" and "belly" in str(heard[-1]["text"]).lower()
+
+
+@pytest.mark.parametrize(("extra", "close_code"), [(10, 4413), (4 << 20, 1009)])
+def test_a_stream_message_over_the_body_limit_is_refused_without_reading_on(
+    server: LocalServer, extra: int, close_code: int
+) -> None:
+    """Just over ``--max-body-bytes`` (4 MiB): the JSON ``too_large`` and 4413; far over it: the WebSocket layer
+    stops reading at the limit plus 1 MiB and closes with the standard 1009 (message too big)."""
+    import asyncio
+    import json
+
+    import websockets
+
+    async def send() -> tuple[list[dict[str, object]], int | None]:
+        async with websockets.connect(server.url.replace("http", "ws") + "/v1/stream", max_size=None) as ws:
+            await ws.send(b"A" * ((4 << 20) + extra))
+            heard = []
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    heard.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            return heard, ws.close_code
+
+    heard, code = asyncio.run(send())
+    assert code == close_code, (code, heard)
+    if close_code == 4413:
+        assert heard[-1]["error"]["code"] == "too_large"  # type: ignore[index]
