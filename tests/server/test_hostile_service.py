@@ -71,3 +71,16 @@ def test_each_hostile_size_is_named_for_what_it_is(server: str) -> None:
             r = client.post("/v1/transcribe", content=blob)
             assert r.status_code == status, r.text
             assert r.json()["error"]["code"] == code and words in r.json()["error"]["message"], r.text
+
+
+def test_a_short_run_of_the_audio_endpoint_fuzzer_finds_nothing() -> None:
+    """Mutated WAV/FLAC/AIFF/Ogg headers posted to /v1/transcribe/audio: each answered 200, 400 or 413 with the
+    envelope, within 5 s, the server's peak RSS growing less than 300 MB (docs/fuzzing.md runs thousands)."""
+    from ..fuzz import fuzz_audio
+
+    server = LocalServer(["--no-recognise", "--emotion-model", "none"])
+    with server as url:
+        assert server.process is not None
+        summary = fuzz_audio.run_service(url, server.process.pid, 300, 3, 5.0, 300.0, None)
+    assert summary["findings"] == 0, summary["first_findings"]
+    assert summary["status_400"] > 50 and summary["status_200"] > 20, summary  # both paths were taken
