@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import PRESETS, __version__
-from .config import DEFAULT_PRESET
+from .config import DEFAULT_PRESET, FeatureConfig
 from .container import CONTAINER_SUFFIX
 from .errors import AmserError, AmserWarning
 from .io import AUDIO_SUFFIXES
@@ -355,14 +355,19 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-seconds", type=float, help="audio per self-contained chunk (default: one chunk)")
 
 
-def codec_arguments(args: argparse.Namespace) -> dict[str, Any]:
+def codec_arguments(args: argparse.Namespace, config: FeatureConfig | None = None) -> dict[str, Any]:
     """Keyword arguments for ``encode_audio`` / ``StreamEncoder`` / the client from :func:`add_codec_arguments`.
 
     Only what was given: ``codec`` (a name) and the codec options, checked
-    once here (options of different codecs, a value out of range) so that a
-    bad combination is one error, not the same failure for every file.
+    once here (options of different codecs, a value out of range), with
+    ``--chunk-seconds`` against ``config`` (default: the default preset), so
+    that a bad combination is one error, not the same failure for every file.
     """
     from .codec import make_codec, registered
+    from .codec.stream import chunk_frames
+
+    if getattr(args, "chunk_seconds", None) is not None:
+        chunk_frames(config or PRESETS[DEFAULT_PRESET], args.chunk_seconds)
 
     out: dict[str, Any] = {}
     if args.codec is not None:
@@ -440,11 +445,9 @@ def container_from(
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from . import encode_audio
-    from .codec.stream import chunk_frames
 
     cfg = PRESETS[args.preset]
-    options = codec_arguments(args)
-    chunk_frames(cfg, args.chunk_seconds)  # a bad --chunk-seconds is one error, not one per file
+    options = codec_arguments(args, cfg)
 
     def work(job: Job) -> Done:
         audio = _load_audio(job.src, cfg.sample_rate)

@@ -175,3 +175,13 @@ def test_stream_transcript_refuses_nan_audio_before_connecting() -> None:
 
     with pytest.raises(AudioError, match="NaN or infinite"):
         asyncio.run(run())
+
+
+@pytest.mark.parametrize("command", ["transcribe", "analyze", "send", "stream"])
+def test_a_bad_chunk_seconds_is_one_error_before_any_file(
+    folder: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = ["--url", "http://127.0.0.1:9"] if command in ("send", "stream") else []
+    assert main([command, str(folder / "a.flac"), str(folder / "a.flac"), "--chunk-seconds", "1000", *url]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "readers accept at most 30000" in err[0] and "a.flac" not in err[0], err

@@ -306,6 +306,9 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     from ...cli import read_input
 
+    from ...codec.stream import chunk_frames
+
+    chunk_frames(get_preset("whisper"), args.chunk_seconds)  # a bad --chunk-seconds is one error, not one per file
     jobs = jobs_for(args.inputs, AUDIO_SUFFIXES)
     line = LiveLine(sys.stdout.isatty() and not args.json)
 
