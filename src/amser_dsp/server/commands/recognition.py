@@ -305,7 +305,6 @@ def cmd_stream(args: argparse.Namespace) -> int:
     import asyncio
 
     from ...cli import read_input
-
     from ...codec.stream import chunk_frames
 
     chunk_frames(get_preset("whisper"), args.chunk_seconds)  # a bad --chunk-seconds is one error, not one per file
