@@ -30,9 +30,22 @@ from ...container import CONTAINER_SUFFIX
 from ...errors import AmserError
 from ...io import AUDIO_SUFFIXES
 
-__all__ = ["add_parsers"]
+__all__ = ["add_model_arguments", "add_parsers"]
 
 INPUT_SUFFIXES = (*AUDIO_SUFFIXES, CONTAINER_SUFFIX)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--language``, the same on every command that runs Whisper (no model loads for ``--help``)."""
+    p.add_argument(
+        "--model",
+        help="Whisper model: tiny.en (default, packaged), base (extra whisper-base), or a CTranslate2 Whisper "
+        "directory (docs/models.md)",
+    )
+    p.add_argument(
+        "--language",
+        help="language a multilingual model is asked to transcribe (default en; tiny.en takes only en)",
+    )
 
 
 def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bool, **extra: object) -> Done:
@@ -49,11 +62,12 @@ def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bo
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from ... import encode_audio
+    from ..recognition.models import model_arguments
     from ..recognition.whisper import Transcriber, decode_for_whisper
 
     options = codec_arguments(args)
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
-    transcriber = Transcriber(model_path=args.model, **({"beam_size": args.beam} if args.beam else {}))
+    transcriber = Transcriber(**model_arguments(args), **({"beam_size": args.beam} if args.beam else {}))
 
     def work(job: Job) -> Done:
         blob, seconds = container_from(
@@ -157,7 +171,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         api_key_file=args.api_key_file,
         beam_size=args.beam,
-        model_path=args.model,
+        model=args.model,
+        language=args.language,
         emotion_model=args.emotion_model,
         idle_timeout=args.idle_timeout,
         max_streams=args.max_streams,
@@ -332,7 +347,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", type=Path, nargs="+", help="audio or .amser files, folders, or - (standard input)")
     add_codec_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON object per file")
-    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    add_model_arguments(p)
     p.add_argument("--beam", type=int, help=f"beam size (1: greedy; default {_default('beam_size')})")
     p.set_defaults(run=cmd_transcribe)
 
@@ -349,7 +364,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue", type=int, help=f"requests admitted at once before 503 (default {_default('queue_size')})")
     p.add_argument("--workers", type=int, help=f"recogniser threads (default {_default('workers')})")
     p.add_argument("--api-key-file", help="file of accepted API keys, one per line (or AMSER_API_KEY)")
-    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    add_model_arguments(p)
     p.add_argument("--beam", type=int, help=f"beam size (default {_default('beam_size')})")
     p.add_argument(
         "--emotion-model",
@@ -430,7 +445,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", default=".cache/eval", help="transcript cache folder")
     p.add_argument("--limit", type=int, help="first N clips only")
     p.add_argument("--modes", help="regular expression selecting modes (reference and uncompressed always run)")
-    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    add_model_arguments(p)
     p.add_argument("--beam", type=int, default=_default("beam_size"), help="beam size (default %(default)s)")
     p.add_argument("--json", help="also write the rows as JSON here")
     p.add_argument("--markdown", help="also write the table and the Opus comparison (markdown) here")

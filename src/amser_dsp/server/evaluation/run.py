@@ -22,6 +22,7 @@ from pathlib import Path
 from ... import codec as codecs
 from ...errors import AmserError
 from ...io import load_audio
+from ..recognition.models import model_arguments
 from ..recognition.transcripts import TranscriptCache
 from ..recognition.whisper import Transcriber
 from .modes import Clip, Mode, default_modes, held_out_tables, read_asr_manifest
@@ -54,7 +55,7 @@ def main(args) -> int:  # called by the ``amser eval-asr`` command
     clips = read_asr_manifest(Path(args.manifest), args.limit)
     if not clips:
         raise AmserError(f"no clips in {args.manifest}")
-    transcriber = Transcriber(model_path=args.model, beam_size=args.beam)
+    transcriber = Transcriber(**model_arguments(args), beam_size=args.beam)
     fold_tables, folds = None, None
     if args.fold_tables:
         fold_tables = [codecs.kltdct.tables_from_bytes(Path(p).read_bytes()) for p in args.fold_tables]

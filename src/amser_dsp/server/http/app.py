@@ -231,6 +231,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         return {
             "version": __version__,
             "model": service.asr.name,
+            "language": service.asr.language,
             "presets": ["whisper"],
             "codecs": sorted(codec.registered()),
             "default_codec": codec.DEFAULT_CODEC,

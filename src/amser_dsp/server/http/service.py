@@ -72,7 +72,9 @@ class Service:
 
     def __init__(self, settings: ServiceSettings, transcriber: Transcriber | None = None) -> None:
         self.settings = settings
-        self.asr = transcriber or Transcriber(model_path=settings.model_path, beam_size=settings.beam_size)
+        self.asr = transcriber or Transcriber(
+            model=settings.model, language=settings.language, beam_size=settings.beam_size
+        )
         # Load the default codec's tables and entropy coder now (Numba's cache: about 0.5 s), not in a request.
         codec.decode(codec.encode(np.zeros((80, 16), np.float32), config="whisper"))
         self.metrics = Metrics(

