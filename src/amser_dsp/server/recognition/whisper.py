@@ -8,11 +8,11 @@ exactly as openai-whisper pads its own input, and decodes them in batches.
 from __future__ import annotations
 
 import itertools
-import os
 import zlib
 from collections.abc import Sequence
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +37,7 @@ __all__ = [
     "check_whisper_config",
     "decode_for_whisper",
     "default_model_path",
+    "encoder_states",
     "window_features",
 ]
 
@@ -134,7 +135,8 @@ class Transcriber:
     requests on its model replicas).
     """
 
-    model: InitVar[str | os.PathLike[str] | None] = None
+    #: Names the model (``str | os.PathLike | None``); after construction, the loaded CTranslate2 model.
+    model: Any = field(default=None, repr=False, compare=False)
     compute_type: str = "int8"
     beam_size: int = DEFAULT_BEAM_SIZE
     batch_size: int = 8
@@ -142,8 +144,8 @@ class Transcriber:
     max_length: int = 224
     language: str = DEFAULT_LANGUAGE
 
-    def __post_init__(self, model: str | os.PathLike[str] | None) -> None:
-        files = resolve_model(model)
+    def __post_init__(self) -> None:
+        files = resolve_model(self.model)
         self.model_path = files.path
         self.files = files
         try:
@@ -252,6 +254,26 @@ class Transcriber:
                 for e, f in zip(enc, items, strict=True)
             ]
         return out
+
+
+def encoder_states(transcriber: Transcriber, features: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per ``(80, T)`` whisper-preset item, its encoder states ``(ceil(T / 2), d)`` over every window, no decoding.
+
+    The same states :meth:`Transcriber.transcribe_with_states` returns beside the text: what an emotion model
+    trained on one recogniser's states reads when another recogniser makes the transcript.
+    """
+    cfg = get_preset("whisper")
+    out = []
+    for f in features:
+        f = np.asarray(f, np.float32)
+        windows = window_features(f, cfg)
+        kept = []
+        for start in range(0, len(windows), transcriber.batch_size):
+            batch = np.ascontiguousarray(np.stack(windows[start : start + transcriber.batch_size]))
+            kept += list(np.asarray(transcriber.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)))
+        used = [(min(f.shape[1] - k * WINDOW_FRAMES, WINDOW_FRAMES) + 1) // 2 for k in range(len(windows))]
+        out.append(np.concatenate([e[: max(u, 0)].astype(np.float32) for e, u in zip(kept, used, strict=True)]))
+    return out
 
 
 class WhisperRecogniser:
