@@ -34,6 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
 import amser_dsp
+from analyze_cost import cpu_model  # run as a script: benchmarks/ is on the path
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "asr" / "manifest.tsv"
@@ -55,17 +56,6 @@ asr.transcribe(amser_dsp.features(amser_dsp.load_audio(amser_dsp.sample_path()),
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"load_s": load, "rss_mib": after, "model_mib": after - before, "peak_mib": peak}))
 """
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def clips(n: int) -> list[np.ndarray]:
