@@ -291,3 +291,11 @@ def test_emotion_with_base_reads_tiny_en_states_and_matches_it() -> None:
     # Same states, same features: the emotion differs only through the transcript's text branch.
     assert a["label"] is not None and b["label"] is not None
     assert np.isclose(sum(b["probabilities"].values()), 1.0, atol=1e-5)
+
+
+def test_a_path_is_a_directory_even_when_it_is_spelled_like_a_name(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "tiny.en").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match="is not a CTranslate2 Whisper model directory"):
+        resolve_model(Path("tiny.en"))
+    assert resolve_model("tiny.en").named  # the str is the name

@@ -129,11 +129,8 @@ class ModelFiles:
     path: Path
     #: Short, stable identifier of the model files (cache keys, the emotion checkpoint's recogniser).
     model_id: str
-
-    @property
-    def named(self) -> bool:
-        """Known by name (``tiny.en``, ``base``), not a directory of the user's."""
-        return self.name in model_names()
+    #: Known by name (``tiny.en``, ``base``), not a directory of the user's.
+    named: bool = False
 
     @property
     def label(self) -> str:
@@ -186,12 +183,12 @@ def resolve_model(model: str | os.PathLike[str] | None = None) -> ModelFiles:
         If the name is unknown, the directory is not a Whisper model, or an assembled model fails its checksum
         and cannot be rebuilt.
     """
-    if model is None or str(model) == DEFAULT_MODEL:
-        return ModelFiles(DEFAULT_MODEL, _tiny_en(), TINY_EN_ID)
+    if model is None or model == DEFAULT_MODEL:  # a name is a str; a Path is always a directory
+        return ModelFiles(DEFAULT_MODEL, _tiny_en(), TINY_EN_ID, named=True)
     if isinstance(model, str) and model in MODELS:
         spec = MODELS[model]
         path = assemble(spec)
-        return ModelFiles(spec.name, path, path.name)
+        return ModelFiles(spec.name, path, path.name, named=True)
     path = Path(model)
     if not path.exists():
         raise ModelError(
