@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import struct
 import warnings
 from collections.abc import Iterator
@@ -74,6 +75,15 @@ def test_parts_are_assembled_once_checked_and_atomically(packaged: PackagedModel
 
     monkeypatch.setattr(models, "_sha256", no_hashing)
     assert assemble(packaged) == path  # the second start reads the stamp only
+
+
+def test_a_touched_but_intact_model_is_hashed_again_and_kept(packaged: PackagedModel) -> None:
+    path = assemble(packaged)
+    os.utime(path / "model.bin", ns=(1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no rebuild
+        assert assemble(packaged) == path
+    assert json.loads((path / models.STAMP).read_text())["mtime_ns"] == 1
 
 
 def test_corrupt_assembled_file_is_rebuilt_from_the_packages(packaged: PackagedModel) -> None:

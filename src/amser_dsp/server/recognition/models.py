@@ -13,6 +13,7 @@ so a truncated file or another kind of model is one clear error instead of a cra
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -319,7 +320,8 @@ def _stamp_matches(directory: Path, spec: PackagedModel) -> bool:
         return True
     # Touched since it was checked: hash it again (a copy or a restore keeps the bytes, a damaged file does not).
     if info.st_size == spec.sha256["model.bin"][0] and _sha256(directory / "model.bin") == spec.sha256["model.bin"][1]:
-        _write_stamp(directory, spec)
+        with contextlib.suppress(OSError):  # a read-only cache: the next start hashes again, nothing worse
+            _write_stamp(directory, spec)
         return True
     return False
 
