@@ -20,7 +20,9 @@ $(VENV)/.stamp-%: pyproject.toml
 	$(PIP) install --quiet -e ".[$*]"
 	touch $@
 
+# The Numba kernels' plan and cache first (measured and compiled once per CPU; later runs only check them).
 demo: $(VENV)/.stamp-fast,plot,emotion
+	$(PY) -m amser_dsp.backends.variants --warm
 	$(PY) -m amser_dsp.demo
 
 test: $(VENV)/.stamp-fast,emotion,test chromium net-tools
@@ -99,8 +101,10 @@ emotion-model: $(VENV)/.stamp-fast,emotion
 emotion-eval: $(VENV)/.stamp-fast,plot,emotion
 	$(VENV)/bin/amser eval-emotion --manifest $(EMOTION) --markdown docs/emotion.md --plot docs/img/emotion-confusion.png
 
-lint: $(VENV)/.stamp-dev
+# ruff, then mypy with the settings of pyproject.toml ([tool.mypy]: 0 errors on src/, the core with the strict flags).
+lint: $(VENV)/.stamp-fast,emotion,test,lint
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis .mypy_cache

@@ -90,9 +90,15 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["amser_dsp"] = {
         "cpu_model": variants.cpu_model(),
         "cpu_features": sorted(variants.cpu_features()),
-        "numba_variant": variants.select().name if importlib.util.find_spec("numba") else None,
+        "numba_variant": _numba_variants(variants) if importlib.util.find_spec("numba") else None,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+
+
+def _numba_variants(variants) -> str:
+    """The Numba kernel variants in use, short and long signals, and where the choice came from."""
+    choice = variants.choose()
+    return f"{choice.short.name}/{choice.long.name} ({choice.source.split()[0]})"
 
 
 def rounds_for(seconds: float) -> int:

@@ -9,15 +9,24 @@ kernel variant chosen for it), the machine's load average, and per duration and
 preset: the median microseconds per second of audio of each contender and the
 median and interquartile range of the per-round ratio Numba / asrfront.
 
-``--variant NAME`` times a kernel variant other than the one chosen for this CPU
+``--variant NAME`` times a kernel variant other than the ones chosen for this CPU
 (``python -m amser_dsp.backends.variants`` lists them); ``--all-variants`` times
-every variant in the same rounds.
+every variant in the same rounds.  ``--json`` prints the report on stderr and one
+JSON object on stdout: the CPU, the variants, the ratios and ``row``, the line for
+the per-CPU table of docs/benchmarks.md (section 9)::
+
+    OMP_NUM_THREADS=1 python -m benchmarks.cpu_ratios --json > row.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import json
 import os
+import sys
 import time
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -56,12 +65,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", help="kernel variant(s) to time (default: the chosen one)")
     parser.add_argument("--all-variants", action="store_true")
     parser.add_argument(
+        "--json", action="store_true", help="report on stderr, a JSON row for docs/benchmarks.md on stdout"
+    )
+    parser.add_argument(
         "--steady-malloc",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="keep freed memory in the heap (both sides then time their arithmetic, not fresh page faults)",
     )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    if any(s <= 0 for s in args.seconds or []):
+        parser.error(f"--seconds must be > 0, got {args.seconds}")
+    if args.json and (args.variant or args.all_variants):
+        parser.error("--json reports the variants this CPU uses: not with --variant or --all-variants")
+    out = sys.stderr if args.json else sys.stdout
+    with contextlib.redirect_stdout(out):
+        ratios, choice = _run(args)
+    if args.json:
+        print(json.dumps(json_row(ratios, choice)))
+    return 0
+
+
+def json_row(ratios: dict[str, float], choice) -> dict:
+    """The per-CPU table's row: what ran where, and the median ratios Numba / asrfront."""
+    from amser_dsp.backends.variants import cpu_model, describe
+
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "-"
+
+    target = describe().splitlines()[0].rpartition("LLVM target ")[2]
+    cells = [
+        f"{cpu_model()}; LLVM `{target}`; {os.cpu_count()} CPUs",
+        f"`{choice.short.name}` / `{choice.long.name}` ({choice.source.split()[0]})",
+        *(
+            f"{ratios[k]:.2f}" if k in ratios else "-"
+            for k in ("whisper 1 s", "whisper 60 s", "kaldi 1 s", "kaldi 60 s")
+        ),
+        f"{datetime.date.today().isoformat()}, load {os.getloadavg()[0]:.1f}",
+        f"amser-dsp {version('amser-dsp')}, Numba {version('numba')}, asrfront {version('asrfront')}",
+    ]
+    return {
+        "cpu": cpu_model(),
+        "llvm_target": target,
+        "variants": {"short": choice.short.name, "long": choice.long.name, "source": choice.source},
+        "ratios": ratios,
+        "row": "| " + " | ".join(cells) + " |",
+    }
+
+
+def _run(args: argparse.Namespace):
+    """The interleaved rounds; returns the median ratio per ``"preset N s"`` and the back end's choice."""
     steady = args.steady_malloc and steady_malloc()
     try:
         import asrfront
@@ -70,8 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         print("asrfront is not installed (pip install asrfront): timing the Numba back end alone")
     from amser_dsp.backends.numba_backend import NumbaBackend
 
-    names = list(variants.VARIANTS) if args.all_variants else (args.variant or [variants.select().name])
-    contenders = {name: NumbaBackend(variant=name) for name in names}
+    if args.all_variants or args.variant:
+        names = list(variants.VARIANTS) if args.all_variants else args.variant
+        contenders = {name: NumbaBackend(variant=name) for name in names}
+    else:  # the variants this CPU uses (its plan, or the default)
+        chosen = NumbaBackend()
+        contenders = {f"{chosen.choice.short.name}/{chosen.choice.long.name}": chosen}
+    ratios: dict[str, float] = {}
     print(variants.describe())
     print(f"allocator: {'steady (mallopt)' if steady else 'default'}")
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
@@ -98,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
                     r = np.array(values) / np.array(anchor)
                     q1, q2, q3 = np.percentile(r, [25, 50, 75])
                     ratio, iqr = f"**{q2:.2f}**", f"{q1:.2f}-{q3:.2f}"
+                    ratios.setdefault(f"{preset} {seconds:g} s", float(q2))
                 else:
                     ratio, iqr = "1", "-"
                 print(f"| {seconds:g} s | {preset} | {k} | {np.median(values):.1f} | {ratio} | {iqr} |")
     print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    return 0
+    return ratios, next(iter(contenders.values())).choice
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from amser_dsp.server.http.local import LocalServer
 
-    common = ["--beam", str(args.beam), "--emotion-model", "none", "--queue", "64"]
+    common = ["--beam", str(args.beam), "--emotion-model", "none", "--queue", "64", "--timeout", "600"]
     blobs = _blobs(args.files, args.manifest)
     single = LocalServer([*common, "--workers", "2"])
     pair = [LocalServer([*common, "--workers", "1"]) for _ in range(2)]

@@ -1,7 +1,7 @@
 """Live transcription measured: WER against offline, word commit latency, partial churn, streams sustained.
 
-    python benchmarks/streaming.py [--chunks 0.16 0.5 1 2] [--limit N] [--json out/streaming.json]
-    python benchmarks/streaming.py --capacity 1 2 3 4 [--chunk 0.5] [--seconds 40]
+    python benchmarks/streaming.py [--chunks 0.16 0.5 1 2] [--limit N] [--utterance-end S] [--json out/streaming.json]
+    python benchmarks/streaming.py --capacity 1 2 4 8 [--chunk 0.5] [--seconds 40] [--threads T]
 
 The first form runs every clip of ``../shared/data/asr`` through the live policy
 (:mod:`amser_dsp.server.recognition.live`) with the service's recogniser, paced in real
@@ -17,13 +17,19 @@ server sees, without waiting through the idle time between chunks.
 - commit latency: for each committed word, the time from the moment the chunk
   holding the word's end (by its aligned end time) was sent to the moment the
   word was committed (p50, p90 over all words).
+- offline words lost: offline's words the final transcript has nothing for (deletions of the
+  word alignment); clips losing words: final transcripts with fewer than 90% of offline's words;
+  gaps: stretches of speech reported without words.
 - churn: words taken back from the displayed text (committed + partial) per final word.
 - ``rtf``: recogniser time per second of audio.
 
 The second form (``--capacity``) starts ``amser serve`` on 127.0.0.1 and runs N
-WebSocket clients at once, each sending clips in real time, and reports commit
-latency and lag per N: the streams one server sustains are those whose p90
-latency stays bounded and whose lag does not grow.
+WebSocket clients at once, each sending clips in real time (each in its own order
+of the clips) for ``--seconds``, and reports per N: commit latency p50/p90 measured
+by the clients, lag and gap messages, and every streamed clip's final transcript
+against the same server's offline transcript of it (WER, offline words lost, clips
+losing words).  The streams one server sustains are those within the latency
+targets (p50 <= 2 s, p90 <= 3.5 s) with no lag.
 
 Timings depend on the machine's load: run under ``flock /work/.bench.lock`` and
 note the load average (printed).
@@ -42,7 +48,7 @@ import numpy as np
 
 import amser_dsp
 from amser_dsp.server.evaluation.modes import read_asr_manifest
-from amser_dsp.server.evaluation.scoring import normaliser, word_errors
+from amser_dsp.server.evaluation.scoring import edit_counts, normaliser, word_errors
 from amser_dsp.server.recognition.live import FRAMES_PER_SECOND, LiveTranscript, StreamingSettings
 from amser_dsp.server.recognition.whisper import Transcriber, WhisperRecogniser
 
@@ -98,6 +104,7 @@ def simulate(recogniser, chunks: list[np.ndarray], settings: StreamingSettings) 
         shown = display
     return {
         "text": live.text,
+        "gaps": len(live.gaps),
         "latencies": latencies,
         "churn": churn,
         "busy": busy,
@@ -106,11 +113,24 @@ def simulate(recogniser, chunks: list[np.ndarray], settings: StreamingSettings) 
     }
 
 
-def run_chunk_size(transcriber, recogniser, clips, chunk_seconds, settings, offline_cache):  # type: ignore[no-untyped-def]
+def joined(clips, pause: float):  # type: ignore[no-untyped-def]
+    """Clips in pairs, ``pause`` seconds of digital silence between them: utterances a pause apart."""
+    from amser_dsp.server.evaluation.modes import Clip
+
+    out = []
+    for a, b in zip(clips[::2], clips[1::2], strict=False):
+        audio = np.concatenate(
+            [amser_dsp.load_audio(a.path), np.zeros(round(pause * 16000), np.float32), amser_dsp.load_audio(b.path)]
+        )
+        out.append((Clip(f"{a.id}+{b.id}", a.path, f"{a.text} {b.text}", a.speaker), audio))
+    return out
+
+
+def run_chunk_size(transcriber, recogniser, clips, chunk_seconds, settings, offline_cache, pause=None):  # type: ignore[no-untyped-def]
     norm, _ = normaliser()
     rows = []
-    for clip in clips:
-        audio = amser_dsp.load_audio(clip.path)
+    streams = joined(clips, pause) if pause is not None else [(c, amser_dsp.load_audio(c.path)) for c in clips]
+    for clip, audio in streams:
         chunks = chunked(audio, chunk_seconds)
         key = (clip.id, chunk_seconds)
         if key not in offline_cache:
@@ -121,8 +141,6 @@ def run_chunk_size(transcriber, recogniser, clips, chunk_seconds, settings, offl
         result["id"] = clip.id
         rows.append(result)
         print(f"  {clip.id}: {result['text']}", file=sys.stderr)
-    errors = np.array([word_errors(norm(r["reference"]), norm(r["text"])) for r in rows])
-    offline = np.array([word_errors(norm(r["reference"]), norm(r["offline"])) for r in rows])
     vs_offline = np.array([word_errors(norm(r["offline"]), norm(r["text"])) for r in rows])
     latencies = np.concatenate([r["latencies"] for r in rows]) if rows else np.zeros(0)
     finals = sum(len(r["text"].split()) for r in rows)
@@ -130,33 +148,75 @@ def run_chunk_size(transcriber, recogniser, clips, chunk_seconds, settings, offl
     return {
         "chunk_seconds": chunk_seconds,
         "clips": len(rows),
-        "wer": 100 * errors[:, 0].sum() / errors[:, 1].sum(),
-        "offline_wer": 100 * offline[:, 0].sum() / offline[:, 1].sum(),
+        **compare([(r["reference"], r["offline"], r["text"]) for r in rows]),
         "vs_offline": 100 * vs_offline[:, 0].sum() / max(1, vs_offline[:, 1].sum()),
         "latency_p50": float(np.percentile(latencies, 50)) if latencies.size else float("nan"),
         "latency_p90": float(np.percentile(latencies, 90)) if latencies.size else float("nan"),
         "churn": sum(r["churn"] for r in rows) / max(1, finals),
         "rtf": sum(r["busy"] for r in rows) / seconds,
+        "gaps": sum(r["gaps"] for r in rows),
         "decodes_per_second": sum(r["decodes"] for r in rows) / seconds,
         "rows": rows,
     }
 
 
-async def _client(url: str, audios: list[np.ndarray], chunk_seconds: float, deadline: float) -> dict:
-    from amser_dsp.client import stream_transcript
+async def _client(url: str, order: list[int], audios: list[np.ndarray], chunk_seconds: float, deadline: float) -> dict:
+    """One real-time client: streams clips (in ``order``, round and round) until ``deadline``."""
+    from amser_dsp.client import StreamFailedError, stream_transcript
 
-    latencies, lags, streams = [], 0, 0
+    latencies, lags, gaps, texts, failures = [], 0, 0, [], []
     i = 0
     while time.monotonic() < deadline:
-        audio = audios[i % len(audios)]
+        clip = order[i % len(order)]
         i += 1
-        async for message in stream_transcript(url, audio, chunk_seconds=chunk_seconds, realtime=True):
-            if message["type"] == "final":
-                latencies += message["latencies"]
-            elif message["type"] == "lag":
-                lags += 1
-        streams += 1
-    return {"latencies": latencies, "lags": lags, "streams": streams}
+        try:
+            async for message in stream_transcript(url, audios[clip], chunk_seconds=chunk_seconds, realtime=True):
+                if message["type"] == "final":
+                    latencies += message["latencies"]
+                elif message["type"] == "lag":
+                    lags += 1
+                elif message["type"] == "gap":
+                    gaps += 1
+                elif message["type"] == "end":
+                    texts.append((clip, message["text"]))
+        except StreamFailedError as exc:
+            failures.append(f"clip {clip}: {exc}")
+    return {"latencies": latencies, "lags": lags, "gaps": gaps, "texts": texts, "failures": failures}
+
+
+def offline_texts(url: str, audios: list[np.ndarray], chunk_seconds: float) -> list[str]:
+    """Each clip's streamed features transcribed whole by the same server (``/v1/transcribe``)."""
+    from amser_dsp.client import Client
+
+    blobs = [amser_dsp.encode_audio(a, "whisper", chunk_seconds=chunk_seconds) for a in audios]
+    with Client(url, timeout=600) as client:
+        return [a["text"] for a in sorted(client.transcribe_many(blobs), key=lambda a: a["index"])]
+
+
+def compare(pairs: list[tuple[str, str, str]]) -> dict:
+    """WER of streamed and offline transcripts (against the references), offline words lost by the streams.
+
+    ``pairs``: (reference, offline, streamed) per stream.  A stream "loses words" when it has fewer
+    than 90% of offline's words; ``words_lost`` counts offline words the streamed transcript has
+    nothing for (deletions of the alignment).
+    """
+    norm, _ = normaliser()
+    live = offline = n = lost = losing = 0
+    for reference, off, text in pairs:
+        ref, off, text = norm(reference), norm(off), norm(text)
+        errors, words = word_errors(ref, text)
+        live, n, offline = live + errors, n + words, offline + word_errors(ref, off)[0]
+        lost += edit_counts(off, text)[1]
+        if len(text.split()) < 0.9 * len(off.split()):
+            losing += 1
+            print(f"  fewer words than offline: {text!r} (offline {off!r})", file=sys.stderr)
+    return {
+        "wer": 100 * live / max(n, 1),
+        "offline_wer": 100 * offline / max(n, 1),
+        "words_lost": lost,
+        "offline_words": sum(len(norm(o).split()) for _, o, _ in pairs),
+        "streams_losing_words": losing,
+    }
 
 
 def capacity(clips, counts: list[int], chunk_seconds: float, seconds: float, serve_args: list[str]) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -168,37 +228,44 @@ def capacity(clips, counts: list[int], chunk_seconds: float, seconds: float, ser
     audios = [amser_dsp.load_audio(c.path) for c in clips]
     rows = []
     with LocalServer(serve_args) as url:
+        offline = offline_texts(url, audios, chunk_seconds)
         for n in counts:
             deadline = time.monotonic() + seconds
 
             async def crowd(n: int = n, deadline: float = deadline) -> list[dict]:
-                # Each client starts on a different clip so that chunks do not arrive in lockstep.
-                return await asyncio.gather(
-                    *(_client(url, audios[k:] + audios[:k], chunk_seconds, deadline) for k in range(n))
-                )
+                # Each client starts on a different clip (and goes through them in its own order), so
+                # that the streams differ in speech, in length and in when their chunks arrive.
+                orders = [list(np.random.default_rng(k).permutation(len(audios))) for k in range(n)]
+                return await asyncio.gather(*(_client(url, o, audios, chunk_seconds, deadline) for o in orders))
 
             results = asyncio.run(crowd())
-            latencies = np.array([x for r in results for x in r["latencies"]])
+            latencies = np.array([x for r in results for x in r["latencies"] if x is not None])
+            pairs = [(clips[c].text, offline[c], text) for r in results for c, text in r["texts"]]
             row = {
                 "streams": n,
-                "latency_p50": float(np.percentile(latencies, 50)),
-                "latency_p90": float(np.percentile(latencies, 90)),
+                "latency_p50": float(np.percentile(latencies, 50)) if latencies.size else float("nan"),
+                "latency_p90": float(np.percentile(latencies, 90)) if latencies.size else float("nan"),
                 "lag_messages": sum(r["lags"] for r in results),
-                "clips": sum(r["streams"] for r in results),
+                "gap_messages": sum(r["gaps"] for r in results),
+                "clips": len(pairs),
+                "failures": [f for r in results for f in r["failures"]],
+                **compare(pairs),
                 "load": os.getloadavg()[0],
             }
-            print(row, file=sys.stderr)
+            print({k: v for k, v in row.items()}, file=sys.stderr)
             rows.append(row)
     return rows
 
 
 def capacity_table(rows: list[dict]) -> str:
-    lines = ["| real-time streams | latency p50 (s) | p90 (s) | lag messages | clips streamed | load (1 min) |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| real-time streams | latency p50 (s) | p90 (s) | lag messages | clips | WER % | offline WER % | "
+             "offline words lost | clips losing words | gaps | failed | load (1 min) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(
             f"| {r['streams']} | {r['latency_p50']:.2f} | {r['latency_p90']:.2f} | {r['lag_messages']} | "
-            f"{r['clips']} | {r['load']:.1f} |"
+            f"{r['clips']} | {r['wer']:.2f} | {r['offline_wer']:.2f} | {r['words_lost']} of {r['offline_words']} | "
+            f"{r['streams_losing_words']} | {r['gap_messages']} | {len(r['failures'])} | {r['load']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -231,14 +298,16 @@ def noise_table(recogniser, settings: StreamingSettings, chunk_seconds: float) -
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| chunk (s) | WER % | offline WER % | vs offline % | latency p50 (s) | p90 (s) | churn | decodes/s | RTF |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| chunk (s) | clips | WER % | offline WER % | WER - offline | vs offline % | offline words lost | "
+        "clips losing words | gaps | latency p50 (s) | p90 (s) | churn | decodes/s | RTF |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['chunk_seconds']:g} | {r['wer']:.2f} | {r['offline_wer']:.2f} | {r['vs_offline']:.2f} | "
-            f"{r['latency_p50']:.2f} | {r['latency_p90']:.2f} | {r['churn']:.3f} | {r['decodes_per_second']:.2f} | "
-            f"{r['rtf']:.2f} |"
+            f"| {r['chunk_seconds']:g} | {r['clips']} | {r['wer']:.2f} | {r['offline_wer']:.2f} | "
+            f"{r['wer'] - r['offline_wer']:+.2f} | {r['vs_offline']:.2f} | {r['words_lost']} of {r['offline_words']} | "
+            f"{r['streams_losing_words']} | {r['gaps']} | {r['latency_p50']:.2f} | {r['latency_p90']:.2f} | "
+            f"{r['churn']:.3f} | {r['decodes_per_second']:.2f} | {r['rtf']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -252,7 +321,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--final-beam", type=int, default=5, help="beam of the last decode and of offline")
     parser.add_argument("--min-window", type=int, default=1000, help="encoder frames at least (3000: as offline)")
     parser.add_argument("--trim", type=float, default=StreamingSettings.trim_seconds)
+    parser.add_argument(
+        "--utterance-end",
+        type=float,
+        default=StreamingSettings.utterance_end_seconds,
+        help="seconds of pause that end an utterance (0: never)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="recogniser CPU threads")
+    parser.add_argument(
+        "--pause", type=float, help="stream the clips in pairs, this many seconds of silence between them"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--capacity", type=int, nargs="+", metavar="N", help="measure N concurrent streams instead")
     parser.add_argument("--chunk", type=float, default=0.5, help="chunk seconds of the capacity run")
@@ -263,9 +341,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no manifest at {args.manifest}: the shared speech data is needed", file=sys.stderr)
         return 2
     clips = read_asr_manifest(args.manifest, args.limit)
+    if args.capacity and (args.pause is not None or args.utterance_end != StreamingSettings.utterance_end_seconds):
+        parser.error("--pause and --utterance-end measure the policy alone: not with --capacity")
     if args.capacity:
         print(f"load average before: {os.getloadavg()}", file=sys.stderr)
-        serve = ["--beam", str(args.final_beam), "--max-streams", str(max(args.capacity))]
+        serve = [
+            "--beam",
+            str(args.final_beam),
+            "--max-streams",
+            str(max(args.capacity)),
+            "--threads",
+            str(args.threads),
+        ]
         rows = capacity(clips, args.capacity, args.chunk, args.seconds, serve)
         print(capacity_table(rows))
         if args.json:
@@ -276,10 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     recogniser = WhisperRecogniser(
         transcriber, beam_size=args.beam, final_beam_size=args.final_beam, min_window_frames=args.min_window
     )
-    settings = StreamingSettings(trim_seconds=args.trim)
+    settings = StreamingSettings(trim_seconds=args.trim, utterance_end_seconds=args.utterance_end)
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     cache: dict = {}
-    results = [run_chunk_size(transcriber, recogniser, clips, c, settings, cache) for c in args.chunks]
+    results = [run_chunk_size(transcriber, recogniser, clips, c, settings, cache, args.pause) for c in args.chunks]
     print(f"load average after: {os.getloadavg()}", file=sys.stderr)
     print(table(results))
     if args.noise:

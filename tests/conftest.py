@@ -22,7 +22,9 @@ from amser_dsp import backends  # noqa: E402
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
-settings.register_profile("dev", max_examples=30, deadline=None)
+# A developer's run is CI's with fresh random examples (and the example database, which replays a failure
+# until it is fixed): as many examples under the same checks, so what CI's fixed examples pass is searched as hard.
+settings.register_profile("dev", parent=settings.get_profile("ci"), derandomize=False)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 

@@ -160,26 +160,32 @@ def test_interrupted_command_resumes_with_only_what_was_missing(tmp_path: Path) 
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "amser_dsp", "batch", "encode", str(src), str(out), "--workers", "2"]
     env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
+
     # A shell's background job starts with SIGINT ignored, and Python then never raises KeyboardInterrupt:
-    # give the command the default disposition, as a terminal would.
+    # give the command the default disposition, as a terminal would, and a process group of its own, which
+    # Ctrl-C reaches whole (the cluster's worker processes too).
+    def as_a_terminal_would() -> None:
+        os.setpgrp()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen(
-        cmd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_a_terminal_would
     )
     manifest = out / MANIFEST_NAME
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if manifest.exists() and manifest.read_text().count("\n") >= 50:
-            proc.send_signal(signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT)
             break
         time.sleep(0.01)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, (proc.returncode, stderr[-2000:])
     assert "run the same command again to resume" in stderr
+    # Only the driver speaks: no worker tracebacks (about a hundred lines before), and the progress line of
+    # the final state once, not again at the end.
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[:2000]
+    progress = [line.split(" files")[0] for line in stderr.splitlines() if line.startswith("encode: ")]
+    assert progress and len(progress) == len(set(progress)), progress
     before = _manifest(out)
     assert 50 <= len(before) < n
     digests = {rel: rec["sha256"] for rel, rec in before.items()}
@@ -194,6 +200,68 @@ def test_interrupted_command_resumes_with_only_what_was_missing(tmp_path: Path) 
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # verified outputs were not rewritten
     assert len({rec["sha256"] for rec in after.values()}) == 1  # every copy of the clip encodes alike
     assert not _temporaries(out)
+
+
+def test_sources_that_would_write_one_output_are_refused(tmp_path: Path, client) -> None:
+    # a.flac and a.wav wrote one a.amser and two manifest records; every rerun said "1 done, 1 verified".
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.flac", "a.wav", "b.flac", "sub/a.flac"):
+        shutil.copy(amser_dsp.sample_path(), src / name)
+    out = tmp_path / "out"
+    for _ in range(2):
+        s = batch.encode(src, out, client=client, progress=False)
+        assert (s.total, s.failed) == (4, 2) and s.done + s.skipped == 2
+        reasons = dict(s.failures)
+        assert set(reasons) == {str(src / "a.flac"), str(src / "a.wav")}
+        assert all(f"{src / 'a.flac'}, {src / 'a.wav'} would all be written to {out / 'a.amser'}" in r
+                   for r in reasons.values())  # fmt: skip
+        assert not (out / "a.amser").exists() and (out / "b.amser").is_file() and (out / "sub" / "a.amser").is_file()
+        assert set(_manifest(out)) == {"b.flac", "sub/a.flac"}
+    # A list of files is checked as a whole.
+    assert batch.encode([src / "a.flac", src / "sub" / "a.flac"], tmp_path / "o2", client=client).failed == 0
+    assert batch.encode([src / "a.wav", src / "a.flac"], tmp_path / "o3", client=client).failed == 2
+
+
+def test_library_warnings_are_collected_not_printed_by_workers(tmp_path: Path) -> None:
+    # --kbps warnings came out of the workers as raw Python warnings with a source line.
+    src = _corpus(tmp_path, 3, bad=False)
+    env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
+    cmd = [sys.executable, "-m", "amser_dsp", "batch", "encode", str(src), str(tmp_path / "out"), "--workers", "1"]
+    done = subprocess.run([*cmd, "--kbps", "0.1"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "TargetNotMetWarning" not in done.stderr and "warnings.warn" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("amser: warning: ")]
+    assert len(lines) == 3 and all("kbps=0.1 cannot be met" in line for line in lines)
+    assert "warnings   3" in done.stdout
+
+
+def test_no_dashboard_address_for_a_scheduler_without_one(tmp_path: Path, client) -> None:
+    # A scheduler started with --no-dashboard still answers HTTP (404 on /status); Dask composes a link anyway.
+    src = _corpus(tmp_path, 1, bad=False)
+    with distributed.LocalCluster(
+        n_workers=1, processes=False, dashboard_address=":0", scheduler_kwargs={"dashboard": False}
+    ) as cluster, distributed.Client(cluster) as bare:  # fmt: skip
+        assert bare.dashboard_link  # what was printed before
+        assert batch.encode(src, tmp_path / "o1", client=bare, progress=False).dashboard is None
+    s = batch.encode(src, tmp_path / "o2", client=client, progress=False)
+    assert s.dashboard is not None and s.dashboard.endswith("/status")
+
+
+def test_a_header_with_an_absurd_rate_fails_while_planning_the_store(tmp_path: Path) -> None:
+    import struct
+
+    import soundfile as sf
+
+    from amser_dsp.zarrstore import expected_frames
+
+    path = tmp_path / "r.wav"
+    sf.write(path, np.zeros(1600, np.float32), 16000)
+    b = bytearray(path.read_bytes())
+    b[24:28] = struct.pack("<I", 1_000_003)
+    path.write_bytes(bytes(b))
+    with pytest.raises(amser_dsp.AudioError, match="sample rate of 1000003 Hz"):
+        expected_frames(str(path), amser_dsp.get_preset("whisper"))
 
 
 def test_bad_arguments(tmp_path: Path, client) -> None:
@@ -286,6 +354,36 @@ def test_features_store_round_trip_and_resume(tmp_path: Path, client) -> None:
     with pytest.raises(AmserError, match="--force"):
         batch.features(src, store, client=client, progress=False, chunk_frames=256)
     assert batch.features(src, store, client=client, progress=False, force=True).done == 7
+
+
+@pytest.mark.parametrize("lost", ["features", "start", "ok"])
+def test_store_missing_an_array_is_refused(tmp_path: Path, lost: str) -> None:
+    from amser_dsp.zarrstore import create_corpus, open_corpus
+
+    store = tmp_path / "corpus.zarr"
+    cfg = amser_dsp.get_preset("whisper")
+    create_corpus(store, lengths=[3], paths=["a.wav"], seconds=[0.04], starts=[0], total_frames=3, config=cfg,
+                  codec=None, chunk_frames=256, plan="p")  # fmt: skip
+    assert len(open_corpus(store)) == 1
+    shutil.rmtree(store / lost)
+    with pytest.raises(AmserError, match=f"damaged: its '{lost}' array is missing"):
+        open_corpus(store)
+
+
+@pytest.mark.parametrize(
+    ("configuration", "match"),
+    [
+        ({"colour": 1}, r"no parameter\(s\) \['colour'\]"),
+        ({"codec": ["kltdct"]}, "is invalid"),
+        ({"config": 80}, "is invalid"),
+    ],
+)
+def test_zarr_codec_metadata_is_checked(configuration: dict, match: str) -> None:
+    from amser_dsp.errors import CodecError
+    from amser_dsp.zarrstore import AmserZarrCodec
+
+    with pytest.raises(CodecError, match=match):
+        AmserZarrCodec.from_dict({"name": "amser", "configuration": configuration})
 
 
 def test_store_of_shared_asr_is_small(tmp_path: Path, client) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import amser_dsp
-from amser_dsp.cli import main
+from amser_dsp.cli import Done, Job, jobs_for, main, run_jobs, write_output
 
 
 @pytest.fixture
@@ -234,4 +234,131 @@ def test_codec_options_of_different_codecs_are_one_error_not_one_per_file(
     assert err == [
         "amser: error: options kbps (kltdct), rank (svd) do not select one codec: they belong to different codecs"
     ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_job_listed_without_an_output_fails_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Jobs listed without an output (as for commands that print) that reach a writing step are refused, named."""
+    (tmp_path / "a.npy").write_bytes(b"x")
+
+    def work(job: Job) -> Done:
+        write_output(job.dst, b"features")
+        return Done()
+
+    assert run_jobs(jobs_for([tmp_path], (".npy",)), work, "write") == 1
+    assert capsys.readouterr().err.strip() == f"amser: error: {tmp_path / 'a.npy'}: no output was named for it"
+
+
+# ------------------------------------------------------------- careless input
+def _amser(*args: str, data: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
+    return subprocess.run(
+        [sys.executable, "-m", "amser_dsp", *args], input=data, capture_output=True, env=env, cwd=cwd, timeout=120
+    )
+
+
+def _wav(path: Path, seconds: float = 0.5) -> Path:
+    import soundfile as sf
+
+    sf.write(path, amser_dsp.load_audio(amser_dsp.sample_path())[: int(16000 * seconds)], 16000, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.parametrize("command", ["encode", "features", "decode"])
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link"])
+def test_the_output_is_never_the_input(
+    command: str, how: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `amser encode v.wav v.wav` overwrote the source with the container and exited 0.
+    src = tmp_path / "v.wav"
+    if command == "decode":
+        src = tmp_path / "v.amser"
+        src.write_bytes(amser_dsp.encode_audio(amser_dsp.load_audio(_wav(tmp_path / "a.wav"))))
+    else:
+        _wav(src)
+    before = src.read_bytes()
+    out = src
+    if how == "symlink":
+        out = tmp_path / "link"
+        out.symlink_to(src)
+    elif how == "hard link":
+        out = tmp_path / "hard"
+        os.link(src, out)
+    assert main([command, str(src), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the output {out} is the input" in err
+    assert ("through a link" in err) == (how != "same path")
+    assert src.read_bytes() == before
+
+
+def test_an_output_folder_takes_the_files_name(tmp_path: Path) -> None:
+    # `amser encode sample.flac existing_dir` failed with "sample.flac: Is a directory", blaming the input.
+    src = _wav(tmp_path / "speech.wav")
+    (tmp_path / "existing").mkdir()
+    assert main(["encode", str(src), str(tmp_path / "existing")]) == 0
+    assert amser_dsp.decode((tmp_path / "existing" / "speech.amser").read_bytes()).shape[0] == 80
+    assert main(["features", str(src), str(tmp_path / "new") + "/"]) == 0  # a trailing / makes a folder
+    assert np.load(tmp_path / "new" / "speech.npy").shape[0] == 80
+
+
+def test_standard_input_into_a_folder_is_refused(tmp_path: Path) -> None:
+    # `amser encode - dir/` wrote a file named `dir`.
+    data = _wav(tmp_path / "a.wav").read_bytes()
+    for out in ("dir/", str(tmp_path)):
+        done = _amser("encode", "-", out, data=data, cwd=tmp_path)
+        assert done.returncode == 1
+        assert b"standard input has no file name to give its output in the folder" in done.stderr
+        assert done.stderr.count(b"\n") == 1
+    assert not (tmp_path / "dir").exists()
+
+
+def test_empty_standard_input_is_named(tmp_path: Path) -> None:
+    # `amser encode - - </dev/null` printed soundfile's message with an object repr (<_io.BytesIO object at ...>).
+    for command in ("encode", "features", "decode"):
+        done = _amser(command, "-", "-")
+        assert done.returncode == 1 and done.stdout == b""
+        err = done.stderr.decode()
+        assert err.startswith("amser: error: standard input: nothing arrived on it"), err
+        assert err.count("\n") == 1 and " at 0x" not in err
+
+
+def test_not_audio_on_standard_input_names_no_object() -> None:
+    done = _amser("encode", "-", "-", data=b"not audio at all" * 10)
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "Format not recognised" in err and " object at 0x" not in err
+
+
+@pytest.mark.parametrize("rate", [1_000_003, 2_147_483_647])
+def test_a_wav_declaring_an_absurd_rate_is_one_error_line(rate: int, tmp_path: Path) -> None:
+    # `amser features` on a 4 KB WAV declaring 2**31 - 1 Hz printed a 38-line MemoryError traceback.
+    import struct
+
+    path = _wav(tmp_path / "r.wav", 0.1)
+    b = bytearray(path.read_bytes())
+    b[24:28] = struct.pack("<I", rate)
+    path.write_bytes(bytes(b))
+    done = _amser("features", str(path), str(tmp_path / "r.npy"))
+    err = done.stderr.decode()
+    assert done.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"declares a sample rate of {rate} Hz; accepted are 8000 to 192000 Hz" in err
+
+
+def test_an_unwritable_output_blames_the_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _wav(tmp_path / "a.wav")
+    (tmp_path / "plain").write_bytes(b"")
+    assert main(["encode", str(src), str(tmp_path / "plain" / "a.amser")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write the output {tmp_path / 'plain' / 'a.amser'}: {tmp_path / 'plain'} is a file" in err
+
+
+def test_chunk_seconds_a_reader_refuses_is_one_error_before_any_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav"):
+        _wav(folder / name)
+    assert main(["encode", str(folder), str(tmp_path / "out"), "--chunk-seconds", "400"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "chunk_seconds=400 makes chunks of 40000 frames; readers accept at most 30000" in err[0]
     assert not (tmp_path / "out").exists()

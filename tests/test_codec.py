@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import amser_dsp
-from amser_dsp import CodecError, decode, encode, inspect
-from amser_dsp.codec import SvdCodec, registered
+from amser_dsp import CodecError, UnsupportedVersionError, decode, encode, inspect
+from amser_dsp.codec import SvdCodec, codec_from_config, registered
 from amser_dsp.codec.svd import choose_rank, singular_values, truncated_svd
 
 feature_matrices = st.tuples(st.integers(1, 40), st.integers(1, 120)).flatmap(
@@ -135,6 +135,7 @@ def test_zstd_entropy(sample_audio: np.ndarray) -> None:
         (dict(rank=3, factor_dtype="int4"), "factor_dtype='int4'"),
         (dict(rank=3, entropy="lzma"), "entropy='lzma'"),
         (dict(codec={"codec": "nope"}), "unknown codec 'nope'"),
+        (dict(codec={"codec": ["svd"]}), r"unknown codec \['svd'\]"),
         (dict(codec={"codec": "svd", "rank": 3, "colour": 1}), r"no parameter\(s\) \['colour'\]"),
         (dict(rank=3, chunk_frames=0), "chunk_frames=0"),
     ],
@@ -142,6 +143,17 @@ def test_zstd_entropy(sample_audio: np.ndarray) -> None:
 def test_bad_parameters(kwargs: dict, message: str) -> None:
     with pytest.raises(CodecError, match=message):
         encode(np.ones((80, 50), np.float32), **kwargs)
+
+
+def test_choose_rank_without_a_target_is_refused() -> None:
+    with pytest.raises(CodecError, match="one of rank, ratio or energy"):
+        choose_rank(np.ones((4, 6), np.float32), rank=None, ratio=None, energy=None)
+
+
+@pytest.mark.parametrize("name", [["svd"], {"codec": "svd"}, 3])
+def test_header_codec_name_of_another_type_is_unknown(name: object) -> None:
+    with pytest.raises(UnsupportedVersionError, match="is unknown"):
+        codec_from_config({"codec": name, "rank": 3})
 
 
 @pytest.mark.parametrize(

@@ -227,6 +227,49 @@ def test_stream_encoder_rejects_bad_use() -> None:
         amser_dsp.StreamEncoder("amser", chunk_seconds=0, rank=4)
 
 
+@pytest.mark.parametrize("chunk_seconds", [300.01, 301, 1e9, float("inf")])
+def test_chunks_a_reader_refuses_are_refused_at_the_writer(chunk_seconds: float) -> None:
+    # --chunk-seconds 400 (and StreamEncoder(chunk_seconds=1e9)) wrote containers that the package's own
+    # reader refused: "chunk declares 60000 frames; allowed 1 to 30000".
+    with pytest.raises(amser_dsp.CodecError, match=r"readers accept at most 30000 \(300 s of this preset's audio\)"):
+        amser_dsp.StreamEncoder("whisper", chunk_seconds=chunk_seconds)
+    with pytest.raises(amser_dsp.CodecError, match="readers accept at most 30000"):
+        amser_dsp.encode_audio(np.zeros(16000, np.float32), chunk_seconds=chunk_seconds)
+
+
+def test_the_longest_chunk_a_reader_accepts_is_written_and_read() -> None:
+    feats = np.zeros((80, 30_001), np.float32)
+    blob = amser_dsp.encode(feats, config="whisper", codec="raw", dtype="float16", chunk_frames=30_000)
+    assert amser_dsp.inspect(blob).n_chunks == 2 and amser_dsp.decode(blob).shape == feats.shape
+    with pytest.raises(amser_dsp.CodecError, match="up to 30000"):
+        amser_dsp.encode(feats, config="whisper", codec="raw", chunk_frames=30_001)
+    writer = fmt.Writer(None, {"codec": "raw", "dtype": "float16"}, 80)
+    with pytest.raises(LimitExceededError, match="readers accept 1 to 30000 per chunk"):
+        writer.write(30_001, b"")
+    assert amser_dsp.StreamEncoder("whisper", chunk_seconds=300).chunk_frames == 30_000
+
+
+def test_the_default_limits_admit_an_hour_of_audio_of_every_preset() -> None:
+    # The limit is stated in seconds of audio: 1 h of the whisper preset makes 360,002 frames, not 360,000
+    # (centre padding and 400 samples of trailing silence), and the same held for the service's 600 s.
+    for name, cfg in amser_dsp.PRESETS.items():
+        assert cfg.num_frames(3600 * cfg.sample_rate) <= fmt.DEFAULT_LIMITS.max_total_frames, name
+    assert fmt.DEFAULT_LIMITS.max_total_frames == amser_dsp.config.frames_for_seconds(3600) == 360_002
+    assert amser_dsp.config.frames_for_seconds(600) == 60_002
+    feats = amser_dsp.features(np.zeros(600 * 16000, np.float32), 16000)
+    assert feats.shape[1] == 60_002
+    blob = amser_dsp.encode(feats, config="whisper", codec="raw", dtype="float16")
+    assert amser_dsp.decode_container(blob, limits=fmt.Limits.for_seconds(600)).features.shape == feats.shape
+    with pytest.raises(LimitExceededError):
+        amser_dsp.decode_container(blob, limits=fmt.Limits.for_seconds(599.99))
+
+
+@pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf"), "600", True])
+def test_frames_for_seconds_refuses_what_is_not_a_duration(seconds: object) -> None:
+    with pytest.raises(amser_dsp.ConfigError, match="seconds="):
+        amser_dsp.config.frames_for_seconds(seconds)  # type: ignore[arg-type]
+
+
 def test_header_dictionary_holds_the_presets() -> None:
     # The dictionary is frozen with format 1.0; if a preset changes, this test says the
     # dictionary no longer matches (headers stay decodable, just longer).

@@ -71,8 +71,18 @@ def _imports(module: str, path: Path) -> list[tuple[str, bool]]:
     top_level = {id(n) for n in tree.body} | {
         id(n) for stmt in tree.body if isinstance(stmt, ast.If | ast.Try) for n in ast.walk(stmt)
     }
+    # Imports under ``if __name__ == "__main__":`` run only when the module is the script (``python -m``), as a
+    # module of its own: no module that imports this one imports them.
+    script_only = {
+        id(n)
+        for stmt in tree.body
+        if isinstance(stmt, ast.If) and ast.unparse(stmt.test).replace("'", '"') == '__name__ == "__main__"'
+        for n in ast.walk(stmt)
+    }
     found = []
     for node in ast.walk(tree):
+        if id(node) in script_only:
+            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -38,3 +38,15 @@ def test_the_readme_fuzzing_command_has_an_extra() -> None:
     assert any(dep.startswith("atheris") for dep in extras["fuzz"])
     readme = (root / "README.md").read_text()
     assert "'.[fuzz]'" in readme and "tests/fuzz/fuzz_container.py" in readme
+
+
+def test_the_developer_hypothesis_profile_is_as_strict_as_cis() -> None:
+    # CI's derandomized examples passed where a newcomer's random `make test` (30 examples, other health
+    # checks) failed; the developer's run must search at least as hard, just with fresh examples.
+    from hypothesis import settings
+
+    ci, dev = settings.get_profile("ci"), settings.get_profile("dev")
+    assert ci.derandomize and not dev.derandomize
+    assert dev.max_examples >= ci.max_examples
+    assert dev.deadline == ci.deadline
+    assert set(dev.suppress_health_check) <= set(ci.suppress_health_check)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from amser_dsp import FeatureConfig, UnknownBackendError, get_preset
-from amser_dsp.backends import variants
+from amser_dsp.backends import _codegen, variants
 from amser_dsp.frontend.extract import log_mel as reference_log_mel
 
 from .test_backends import PRESETS, assert_log_mel_close
@@ -71,16 +71,38 @@ def test_variants_agree_with_each_other(sample_audio: np.ndarray) -> None:
         np.testing.assert_allclose(out, outs[0], rtol=1e-5, atol=1e-5)
 
 
+def test_every_variant_has_its_entry_point() -> None:
+    from amser_dsp.backends import _numba_kernels as K
+
+    assert {v.shape for v in variants.VARIANTS.values()} == set(K.MEL_BLOCK)
+    for v in variants.VARIANTS.values():
+        assert all(t <= v.lanes for t in v.tails), v  # the workspace is sized for the main width
+    assert variants.get("lanes64p").widths == 1 and variants.get("lanes64").widths == 4
+
+
+def test_short_and_long_signals_take_their_class_variant(monkeypatch: pytest.MonkeyPatch, sample_audio) -> None:
+    # A plan may give short and long signals different variants; each length gets its own.
+    monkeypatch.delenv(variants.ENV_VAR, raising=False)
+    both = variants.Choice(variants.get("lanes32"), variants.get("lanes64p"), "test")
+    monkeypatch.setattr(variants, "choose", lambda: both)
+    be = NumbaBackend()
+    assert (be.choice, be.variant) == (both, both.long)
+    config = get_preset("kaldi")
+    x = np.tile(sample_audio, 8)[: (variants.SHORT_FRAMES + 40) * config.hop_length]
+    for n in (16000, x.size):  # 102 frames (short), 540 frames (long)
+        assert_log_mel_close(be.log_mel(x[:n], config), reference_log_mel(x[:n], config), x[:n], config)
+
+
 # ------------------------------------------------------------- the choice
 @pytest.mark.parametrize(
     ("l2", "expected"),
     [
-        (2 << 20, "lanes64"),  # Zen 4/5, Intel Xeon, Apple, Neoverse: 1-2 MB per core
-        (1 << 20, "lanes64"),
+        (2 << 20, "lanes64t48"),  # Zen 4/5, Intel Xeon, Apple, Neoverse: 1-2 MB per core
+        (1 << 20, "lanes64t48"),
         (512 << 10, "lanes32"),  # Cortex-A72/A76 class
         (256 << 10, "lanes16"),  # older Intel clients, small cores
         (64 << 10, "lanes16"),
-        (None, "lanes64"),  # not reported: the width measured best
+        (None, "lanes64t48"),  # not reported: the width measured best
     ],
 )
 def test_select_by_l2(monkeypatch: pytest.MonkeyPatch, l2: int | None, expected: str) -> None:
@@ -100,7 +122,9 @@ def test_buffer_bytes_grow_with_lanes() -> None:
 def test_environment_overrides_the_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(variants.ENV_VAR, "lanes16")
     assert variants.select(4 << 20).name == "lanes16"
-    assert NumbaBackend().variant.name == "lanes16"
+    be = NumbaBackend()
+    assert be.choice.short.name == be.choice.long.name == "lanes16"
+    assert be.choice.source == variants.ENV_VAR
     monkeypatch.setenv(variants.ENV_VAR, "lanes7")
     with pytest.raises(UnknownBackendError, match=r"unknown Numba kernel variant 'lanes7'.*lanes16"):
         variants.select()
@@ -116,7 +140,8 @@ def test_unknown_variant_is_refused() -> None:
 def test_describe_names_the_cpu_and_the_variant() -> None:
     text = variants.describe()
     assert variants.cpu_model() in text
-    assert variants.select().name in text
+    choice = variants.choose()
+    assert choice.short.name in text and choice.long.name in text and choice.source in text
     if llvm.get_host_cpu_name() == "generic":  # a CPU LLVM does not know (qemu-user on arm64): features unknown
         assert "vector features: unknown" in text
     else:
@@ -138,14 +163,14 @@ def test_describe_names_the_cpu_and_the_variant() -> None:
     ],
 )
 def test_wide_vectors_only_for_intel_avx512(cpu: str, features: set[str], wide: bool) -> None:
-    assert variants.wide_vectors_wanted(cpu, frozenset(features)) is wide
+    assert _codegen.wide_vectors_wanted(cpu, frozenset(features)) is wide
 
 
 _INTEL_SCRIPT = """
 import json, sys
 import numpy as np
 from amser_dsp import get_preset
-from amser_dsp.backends import variants
+from amser_dsp.backends import _codegen, planner, variants
 from amser_dsp.backends.numba_backend import NumbaBackend
 import numba.core.config as numba_config
 x = np.load(sys.argv[1])
@@ -169,7 +194,7 @@ def test_intel_tuned_code_matches_reference(tmp_path, sample_audio: np.ndarray) 
     np.save(tmp_path / "x.npy", x)
     env = {**os.environ, "NUMBA_CPU_NAME": "skylake-avx512", "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1])}
     env.pop("NUMBA_CPU_FEATURES", None)
-    env.pop(variants.WIDE_ENV_VAR, None)
+    env.pop(_codegen.WIDE_ENV_VAR, None)
     run = subprocess.run(
         [sys.executable, "-c", _INTEL_SCRIPT, str(tmp_path / "x.npy")], capture_output=True, text=True, env=env
     )

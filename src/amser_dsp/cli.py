@@ -12,12 +12,14 @@ function ``add_parsers(subparsers)``), so this module never imports them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
+import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ __all__ = [
     "Job",
     "Progress",
     "add_codec_arguments",
+    "amser_warnings",
+    "clash_reason",
     "codec_arguments",
     "container_from",
     "jobs_for",
@@ -124,14 +128,37 @@ def _files_under(folder: Path, suffixes: Iterable[str]) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
 
 
+def _is_folder(output: Path | str) -> bool:
+    """An output names a folder if it is one, or ends in a separator (``out/``: created as a folder)."""
+    text = os.fspath(output)
+    return Path(text) != STDIO and (text.endswith(("/", os.sep)) or Path(text).is_dir())
+
+
+def _overwrites_input(job: Job) -> bool:
+    """True if the job's output is its input (the same path, or the same file through a link)."""
+    if job.dst is None or STDIO in (job.src, job.dst):
+        return False
+    try:
+        return os.path.samefile(job.src, job.dst)
+    except OSError:  # the output does not exist yet
+        return False
+
+
 def jobs_for(
-    inputs: Sequence[Path], suffixes: Iterable[str], *, output: Path | None = None, out_suffix: str | None = None
+    inputs: Sequence[Path],
+    suffixes: Iterable[str],
+    *,
+    output: Path | str | None = None,
+    out_suffix: str | None = None,
 ) -> list[Job]:
     """The jobs of a command: every input file, and every matching file under the input folders.
 
-    With ``output``, one input maps to it (a file, or a folder mirrored under it):
-    inputs that would write the same output (``x.wav`` and ``x.flac`` to
-    ``x.amser``) are refused, both named, instead of one overwriting the other.
+    With ``output``, one input maps to it: a file; or a folder (an existing
+    one, or a name ending in ``/``) that takes a file's output under the
+    file's name, or mirrors an input folder.  Jobs are refused, each named,
+    when inputs would write the same output (``x.wav`` and ``x.flac`` to
+    ``x.amser``) or when the output is the input itself (the same path, or
+    the same file through a link): nothing is read before this check.
 
     Raises
     ------
@@ -140,22 +167,29 @@ def jobs_for(
         a folder is combined with an output that cannot take it.
     """
     suffixes = tuple(suffixes)
+    into_folder = output is not None and _is_folder(output)
+    out = None if output is None else Path(os.fspath(output))
     jobs: list[Job] = []
     for item in inputs:
         if item == STDIO:
-            jobs.append(Job(STDIO, output))
+            if into_folder:
+                raise AmserError(
+                    f"standard input has no file name to give its output in the folder {out}: "
+                    "name an output file (or - for standard output)"
+                )
+            jobs.append(Job(STDIO, out))
         elif item.is_dir():
             files = _files_under(item, suffixes)
             if not files:
                 raise AmserError(f"no {'/'.join(suffixes)} files under {item}")
-            if output is None:
+            if out is None:
                 jobs += [Job(p) for p in files]
-            elif output == STDIO:
+            elif out == STDIO:
                 raise AmserError(f"{item} is a folder: its outputs cannot all go to standard output")
             else:
-                jobs += [Job(p, (output / p.relative_to(item)).with_suffix(out_suffix or "")) for p in files]
+                jobs += [Job(p, (out / p.relative_to(item)).with_suffix(out_suffix or "")) for p in files]
         elif item.exists():
-            jobs.append(Job(item, output))
+            jobs.append(Job(item, out / Path(item.name).with_suffix(out_suffix or "") if into_folder and out else out))
         else:
             raise AmserError(f"input not found: {item}")
     by_output: dict[Path, list[Job]] = {}
@@ -163,29 +197,54 @@ def jobs_for(
         if job.dst is not None and job.dst != STDIO:
             by_output.setdefault(job.dst, []).append(job)
     clashes = {id(j): group for group in by_output.values() if len(group) > 1 for j in group}
-    return [
-        Job(
-            j.src,
-            j.dst,
-            f"{', '.join(str(o.src) for o in clashes[id(j)])} would all be written to {j.dst}; rename one of them",
-        )
-        if id(j) in clashes
-        else j
-        for j in jobs
-    ]
+    return [_refusal(j, clashes.get(id(j))) for j in jobs]
+
+
+def _refusal(job: Job, clash: list[Job] | None) -> Job:
+    """The job, refused with the reason if its output would overwrite its input or another job's output."""
+    if _overwrites_input(job):
+        how = "" if job.src == job.dst else " (the same file through a link)"
+        return Job(job.src, job.dst, f"the output {job.dst} is the input{how}: writing it would destroy the input")
+    if clash:
+        return Job(job.src, job.dst, clash_reason([o.src for o in clash], job.dst))
+    return job
+
+
+def clash_reason(sources: Iterable[object], output: object) -> str:
+    """Why inputs that would all write one output are refused (the CLI and ``amser batch`` alike)."""
+    return f"{', '.join(str(s) for s in sources)} would all be written to {output}; rename one of them"
 
 
 def read_input(path: Path) -> bytes | Path:
-    """A path, or the bytes of standard input for ``-``."""
-    return sys.stdin.buffer.read() if path == STDIO else path
+    """A path, or the bytes of standard input for ``-``.
+
+    Raises
+    ------
+    AmserError
+        If standard input is empty.
+    """
+    if path != STDIO:
+        return path
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise AmserError("nothing arrived on it (pipe a file in: amser encode - out.amser < in.wav)")
+    return data
 
 
-def write_output(path: Path, data: bytes | Callable[[Any], None]) -> None:
+def write_output(path: Path | None, data: bytes | Callable[[Any], None]) -> None:
     """Write bytes (or call ``data(fileobj)``) to ``path``, or to standard output for ``-``.
 
     A file is written under a temporary name and renamed, so an interrupted run
-    never leaves a half-written output.
+    never leaves a half-written output.  ``path`` is a :class:`Job`'s ``dst``:
+    None (a job listed without an output) is refused.
+
+    Raises
+    ------
+    AmserError
+        If no output was named, or it cannot be written (a folder of that name, no permission, ...).
     """
+    if path is None:
+        raise AmserError("no output was named for it")
     if path == STDIO:
         if callable(data):
             # Into memory first: np.save on a pipe asks for the file position, which fails under qemu-user (arm64).
@@ -196,11 +255,34 @@ def write_output(path: Path, data: bytes | Callable[[Any], None]) -> None:
         out.write(data)
         out.flush()
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise AmserError(f"cannot write the output {path}: {path.parent} is a file, not a folder")
     tmp = path.with_name(f".{path.name}.part")
-    with tmp.open("wb") as fh:
-        data(fh) if callable(data) else fh.write(data)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as fh:
+            data(fh) if callable(data) else fh.write(data)
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise AmserError(f"cannot write the output {path}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def amser_warnings() -> Iterator[list[str]]:
+    """Collect the library's warnings (a rate target not met, audio cut short) as messages, each once.
+
+    Every command prints them as ``amser: warning: FILE: message`` lines rather
+    than as Python warnings with a source line.
+    """
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AmserWarning)
+        try:
+            yield found
+        finally:
+            found += dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, AmserWarning))
 
 
 def run_jobs(jobs: list[Job], work: Callable[[Job], Done], label: str, *, progress: bool = True) -> int:
@@ -214,8 +296,7 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], Done], label: str, *, progre
     totals: dict[str, float] = {}
     for job in jobs:
         name = "standard input" if job.src == STDIO else str(job.src)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", AmserWarning)
+        with amser_warnings() as caught:
             try:
                 if job.refused:
                     raise AmserError(job.refused)
@@ -230,8 +311,8 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], Done], label: str, *, progre
                 failures += 1
                 bar.write(f"amser: error: {name}: {exc.strerror or exc}", err=True)
                 done = None
-        for w in {str(w.message): w for w in caught if issubclass(w.category, AmserWarning)}.values():
-            bar.write(f"amser: warning: {name}: {w.message}", err=True)
+        for message in caught:
+            bar.write(f"amser: warning: {name}: {message}", err=True)
         if done is not None:
             if done.output is not None:
                 bar.write(done.output)
@@ -355,9 +436,11 @@ def container_from(
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from . import encode_audio
+    from .codec.stream import chunk_frames
 
     cfg = PRESETS[args.preset]
     options = codec_arguments(args)
+    chunk_frames(cfg, args.chunk_seconds)  # a bad --chunk-seconds is one error, not one per file
 
     def work(job: Job) -> Done:
         audio = _load_audio(job.src, cfg.sample_rate)
@@ -430,21 +513,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("features", "audio file(s) to log-Mel features (.npy)")
     p.add_argument("input", type=Path, help="audio file, folder, or - (standard input)")
-    p.add_argument("output", type=Path, help=".npy file, folder, or - (standard output)")
+    p.add_argument("output", help=".npy file, folder, or - (standard output)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
     p.add_argument("--backend", help="compute back end (default: fastest installed)")
     p.set_defaults(run=cmd_features)
 
     p = command("encode", "audio file(s) to .amser containers")
     p.add_argument("input", type=Path, help="audio file, folder, or - (standard input)")
-    p.add_argument("output", type=Path, help=".amser file, folder, or - (standard output)")
+    p.add_argument("output", help=".amser file, folder, or - (standard output)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
     add_codec_arguments(p)
     p.set_defaults(run=cmd_encode)
 
     p = command("decode", ".amser container(s) to features (.npy)")
     p.add_argument("input", type=Path, help=".amser file, folder, or - (standard input)")
-    p.add_argument("output", type=Path, help=".npy file, folder, or - (standard output)")
+    p.add_argument("output", help=".npy file, folder, or - (standard output)")
     p.set_defaults(run=cmd_decode)
 
     p = command("info", "describe .amser container(s)")
@@ -470,8 +553,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         # The reader went away (`amser info ... | head`): stop quietly, as Unix tools do.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as exc:

@@ -112,7 +112,7 @@ async def stream_transcript(
     Yields
     ------
     dict
-        ``partial``, ``final``, ``lag`` and lastly ``end`` messages (docs/streaming.md).  Each
+        ``partial``, ``final``, ``lag``, ``gap`` and lastly ``end`` messages (docs/streaming.md).  Each
         ``final`` also gets ``latencies``: per word, seconds from sending the chunk that held
         the word's end to receiving the word.
 
@@ -131,8 +131,14 @@ async def stream_transcript(
     sent_seconds: list[float] = []  # audio seconds sent after each message
     sent_times: list[float] = []
     try:
+        # No keepalive timeout: a server that is behind stops reading (docs/streaming.md), and a ping
+        # waits behind the audio queued before it; the server's own pings keep the connection checked.
         ws = await websockets.connect(
-            stream_url(url), additional_headers=headers, open_timeout=open_timeout, max_size=1 << 22
+            stream_url(url),
+            additional_headers=headers,
+            open_timeout=open_timeout,
+            max_size=1 << 22,
+            ping_timeout=None,
         )
     except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
         raise StreamFailedError(f"cannot open {stream_url(url)}: {exc}") from None

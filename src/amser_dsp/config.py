@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
@@ -22,7 +22,7 @@ import numpy as np
 from .errors import ConfigError
 from .filterbank import mel_filterbank_for
 
-__all__ = ["CONFIG_VERSION", "DEFAULT_PRESET", "PRESETS", "FeatureConfig", "get_preset"]
+__all__ = ["CONFIG_VERSION", "DEFAULT_PRESET", "PRESETS", "FeatureConfig", "frames_for_seconds", "get_preset"]
 
 #: Version of the ``to_dict`` layout.  Bump when a field changes meaning.
 CONFIG_VERSION = 1
@@ -413,3 +413,21 @@ def get_preset(name: str | FeatureConfig) -> FeatureConfig:
         return PRESETS[name]
     except (KeyError, TypeError):
         raise ConfigError(f"unknown preset {name!r}; available presets: {sorted(PRESETS)}") from None
+
+
+def frames_for_seconds(seconds: float, configs: Iterable[FeatureConfig] | None = None) -> int:
+    """The most frames ``seconds`` of audio make under ``configs`` (default: every preset).
+
+    A limit stated in seconds of audio is a frame count through this: not
+    ``100 * seconds``, since centre padding and trailing silence add frames
+    (600 s make 60,002 frames of the ``whisper`` preset).
+
+    Raises
+    ------
+    ConfigError
+        If ``seconds`` is not a finite non-negative number.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
+        raise ConfigError(f"seconds={seconds!r} is invalid: expected a finite number >= 0")
+    chosen = list(PRESETS.values()) if configs is None else list(configs)
+    return max((c.num_frames(round(seconds * c.sample_rate)) for c in chosen), default=0)

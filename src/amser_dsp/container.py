@@ -86,19 +86,33 @@ class Limits:
     """Safety limits a reader enforces before allocating (docs/format.md, "Limits").
 
     The defaults let a phone or a server decode any container that passes them in well under 300 MB:
-    at most 1 h of features (360,000 frames, 115 MB at 80 bands) in chunks of at most 5 min.  Raise them
-    for longer audio.  ``max_expansion`` bounds the bytes a chunk decodes to per payload byte (a chunk may
-    always decode to 1 MiB).
+    the features of at most 1 h of audio (360,002 frames, 115 MB at 80 bands) in chunks of at most 5 min.
+    Raise them for longer audio (:meth:`for_seconds`).  ``max_expansion`` bounds the bytes a chunk decodes
+    to per payload byte (a chunk may always decode to 1 MiB).
     """
 
     max_header_bytes: int = 64 << 10
     max_chunk_bytes: int = 16 << 20
     max_chunk_frames: int = 30_000
-    max_total_frames: int = 360_000
+    # frames_for_seconds(3600): 1 h of audio, counted as the presets count it (the whisper preset's centre
+    # padding and trailing silence add two frames to 100 per second).
+    max_total_frames: int = 360_002
     max_chunks: int = 100_000
     max_decoded_bytes: int = 128 << 20
     max_n_mels: int = 1024
     max_expansion: int = 1 << 20
+
+    @classmethod
+    def for_seconds(cls, seconds: float, **changes: Any) -> Limits:
+        """Limits admitting the features of ``seconds`` of audio under any preset (as one chunk, too).
+
+        ``changes`` set other fields.  Limits in seconds go through here, so a
+        limit of 600 s admits exactly 600 s of audio (60,002 ``whisper`` frames).
+        """
+        from .config import frames_for_seconds
+
+        frames = frames_for_seconds(seconds)
+        return cls(**{"max_total_frames": frames, "max_chunk_frames": frames, **changes})
 
 
 DEFAULT_LIMITS = Limits()
@@ -195,9 +209,20 @@ class Writer:
         return header
 
     def write(self, n_frames: int, payload: bytes) -> bytes:
-        """The record of one chunk of ``n_frames`` frames (preceded by the header the first time)."""
+        """The record of one chunk of ``n_frames`` frames (preceded by the header the first time).
+
+        Raises
+        ------
+        LimitExceededError
+            If the chunk has more frames than a reader accepts under the default
+            limits: the container would be unreadable by this package.
+        """
         if self.closed:
             raise ContainerError("write() after close(): the end record is already written")
+        if not 1 <= n_frames <= DEFAULT_LIMITS.max_chunk_frames:
+            raise LimitExceededError(
+                f"a chunk of {n_frames} frames; readers accept 1 to {DEFAULT_LIMITS.max_chunk_frames} per chunk"
+            )
         record = chunk_bytes(n_frames, payload, self._chain)
         self._chain = record_crc(record)
         self.n_chunks += 1

@@ -11,7 +11,9 @@ transcribes it, and the demo prints the transcript, the bytes sent against
 from __future__ import annotations
 
 import argparse
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ import numpy as np
 from . import PRESETS, backends, features, load_audio, sample_path, sample_transcript
 
 
-def _median_ms(fn, repeats: int = 5) -> float:
+def _median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in backends.available():
         for preset in PRESETS:
             feats = features(audio, 16_000, preset, backend=name)  # first call: warm-up/JIT load
-            ms = _median_ms(lambda preset=preset, name=name: features(audio, 16_000, preset, backend=name))
+            ms = _median_ms(functools.partial(features, audio, 16_000, preset, backend=name))
             print(
                 f"  {name:6s} {preset:8s} shape {feats.shape} {feats.dtype}  "
                 f"range [{feats.min():7.2f}, {feats.max():6.2f}]  {ms:6.2f} ms  "

@@ -80,7 +80,7 @@ class AmserCodec(_NumcodecsCodec):
         self._codec = make_codec(None if codec is None else dict(codec), config=cfg)
         self._config = cfg
         self.codec = self._codec.get_config()
-        self.config = config if isinstance(config, str) or config is None else cfg.to_dict()  # type: ignore[union-attr]
+        self.config = config if isinstance(config, str) or cfg is None else cfg.to_dict()
         self.dtype = np.dtype(dtype).str
 
     @property

@@ -40,7 +40,7 @@ except ImportError:
     raise ImportError("amser_dsp.zarrstore needs zarr 3: pip install 'amser-dsp[zarr]'", name="zarr") from None
 
 from .config import FeatureConfig
-from .errors import AmserError, CodecError
+from .errors import AmserError, AudioError, CodecError
 from .numcodecs import AmserCodec
 
 if TYPE_CHECKING:
@@ -84,7 +84,16 @@ class AmserZarrCodec(ArrayBytesCodec):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AmserZarrCodec:
         _, configuration = parse_named_configuration(data, "amser")
-        return cls(**configuration)  # type: ignore[arg-type]
+        unknown = sorted(set(configuration) - {"codec", "config"})
+        if unknown:
+            raise CodecError(f"the amser Zarr codec has no parameter(s) {unknown}; known: ['codec', 'config']")
+        codec, config = configuration.get("codec"), configuration.get("config", "whisper")
+        if not (codec is None or isinstance(codec, dict)) or not (config is None or isinstance(config, (str, dict))):
+            raise CodecError(
+                f"the amser Zarr codec's configuration {configuration!r} is invalid: "
+                "expected a codec config dict and a preset name or config dict"
+            )
+        return cls(codec=codec, config=config)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": "amser", "configuration": {"codec": self.codec, "config": self.config}}
@@ -199,12 +208,18 @@ class Corpus:
             raise AmserError(f"{store} is not an amser feature store (layout {LAYOUT!r})")
         self.meta = meta
         self.config = FeatureConfig.from_dict(meta["config"])
-        self.features = self.group["features"]
-        self.paths = np.asarray(self.group["path"][:], dtype=object)
-        self.start = self.group["start"][:]
-        self.length = self.group["length"][:]
-        self.seconds = self.group["seconds"][:]
-        self.ok = self.group["ok"][:]
+        self.features = self._array(store, "features")
+        self.paths = np.asarray(self._array(store, "path")[:], dtype=object)
+        self.start = np.asarray(self._array(store, "start")[:])
+        self.length = np.asarray(self._array(store, "length")[:])
+        self.seconds = np.asarray(self._array(store, "seconds")[:])
+        self.ok = np.asarray(self._array(store, "ok")[:])
+
+    def _array(self, store: Any, name: str) -> zarr.Array:
+        node = self.group.get(name)
+        if not isinstance(node, zarr.Array):
+            raise AmserError(f"{store} is damaged: its {name!r} array is missing (layout {LAYOUT!r})")
+        return node
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -259,20 +274,16 @@ def open_corpus(store: Any) -> Corpus:
 
 
 def expected_frames(path: str, config: FeatureConfig) -> tuple[int, float]:
-    """Frames :func:`amser_dsp.features` will give for an audio file, and its seconds, from its header alone."""
-    import soundfile as sf
+    """Frames :func:`amser_dsp.features` will give for an audio file, and its seconds, from its header alone.
 
-    try:
-        info = sf.info(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AmserError(f"cannot read audio from {path}: {exc}") from None
+    Raises
+    ------
+    AudioError
+        As :func:`amser_dsp.io.audio_header`: unreadable, or a sample rate out of bounds.
+    """
+    from .io import audio_header, resampled_length
+
+    info = audio_header(path)
     if info.frames <= 0:
-        raise AmserError(f"audio file {path} holds no samples")
-    n = info.frames
-    if info.samplerate != config.sample_rate:
-        from math import gcd
-
-        g = gcd(int(info.samplerate), config.sample_rate)
-        up, down = config.sample_rate // g, int(info.samplerate) // g
-        n = -(-n * up // down)  # resample_poly's output length
-    return config.num_frames(n), info.frames / info.samplerate
+        raise AudioError(f"audio file {path} holds no samples")
+    return config.num_frames(resampled_length(info.frames, info.sample_rate, config.sample_rate)), info.seconds

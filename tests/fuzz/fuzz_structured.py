@@ -17,18 +17,11 @@ CPU time, a decoded array larger than the limits allow, or (checked at the end) 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import random
-import resource
 import struct
-import sys
-import time
-import traceback
 import warnings
 import zlib
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +31,7 @@ import amser_dsp
 from amser_dsp import container as fmt
 
 from .. import containers
+from .harness import arguments, call_checked, drive, report
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -255,20 +249,10 @@ def _entry_points(rng: random.Random) -> list[tuple[str, Callable[[bytes], objec
 
 def check(blob: bytes, rng: random.Random, max_seconds: float) -> list[str]:
     """Problems of one mutant (empty when every entry point behaved)."""
-    problems = []
+    problems: list[str] = []
     limit = fmt.DEFAULT_LIMITS.max_decoded_bytes
     for name, run in _entry_points(rng):
-        start = time.thread_time()
-        try:
-            result = run(blob)
-        except amser_dsp.AmserError:
-            result = None
-        except Exception as exc:  # the finding this harness looks for
-            problems.append(f"{name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-            result = None
-        spent = time.thread_time() - start
-        if spent > max_seconds:
-            problems.append(f"{name}: {spent:.2f} s of CPU")
+        result = call_checked(name, lambda run=run: run(blob), max_seconds, problems)  # type: ignore[misc]
         arrays = result if isinstance(result, list) else [result]
         size = sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
         if size > limit:
@@ -281,67 +265,28 @@ def run(runs: int, seed: int, max_seconds: float, findings: Path | None, progres
     pool = seeds()
     # A numeric warning on hostile input (overflow in a check, say) is a spot to fix: count it as a finding.
     warnings.simplefilter("error", RuntimeWarning)
-    kinds: Counter[str] = Counter()
-    found: list[dict] = []
-    start = time.perf_counter()
-    for i in range(runs):
-        blob, kind = mutate(rng, pool)
-        kinds[kind] += 1
-        problems = check(blob, rng, max_seconds)
-        if problems:
-            found.append({"run": i, "kind": kind, "problems": problems})
-            if findings is not None:
-                findings.mkdir(parents=True, exist_ok=True)
-                (findings / f"finding-{i}.amser").write_bytes(blob)
-                (findings / f"finding-{i}.txt").write_text("\n".join(problems))
-        if progress and (i + 1) % 10000 == 0:
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(
-                f"{i + 1} runs, {len(found)} findings, {time.perf_counter() - start:.0f} s, peak RSS {rss:.0f} MB",
-                file=sys.stderr,
-            )
+    summary = drive(
+        runs,
+        lambda: mutate(rng, pool),
+        lambda blob: check(blob, rng, max_seconds),
+        findings,
+        suffix=".amser",
+        progress=progress,
+    )
+    kinds = summary["mutations"]
     return {
-        "runs": runs,
+        **summary,
         "seed": seed,
         "seeds": len(pool),
-        "findings": len(found),
-        "first_findings": found[:5],
-        "seconds": time.perf_counter() - start,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "max_cpu_seconds_per_call": max_seconds,
-        "mutations": dict(sorted(kinds.items())),
         "checksums_recomputed": sum(v for k, v in kinds.items() if k.endswith("+crc")) / max(runs, 1),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--max-seconds", type=float, default=1.0, help="CPU seconds allowed per call")
-    parser.add_argument("--max-rss-mb", type=float, default=300.0)
-    parser.add_argument("--findings", type=Path, default=Path("out/fuzz-findings"))
-    parser.add_argument("--report", type=Path, help="write the summary as JSON here")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, "out/fuzz-findings").parse_args(argv)
     summary = run(args.runs, args.seed, args.max_seconds, args.findings)
-    summary["max_rss_mb"] = args.max_rss_mb
-    summary["cpu"] = _cpu_name()
-    text = json.dumps(summary, indent=1, default=str)
-    print(text)
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(text)
-    return 1 if summary["findings"] or summary["peak_rss_mb"] > args.max_rss_mb else 0
-
-
-def _cpu_name() -> str:
-    """Model name with family and model numbers (VMs often show only "AMD EPYC")."""
-    try:
-        pairs = (line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
-        info = {k.strip(): v.strip() for k, v in pairs}
-        return f"{info['model name']} (family {info['cpu family']}, model {info['model']})"
-    except (OSError, KeyError):
-        return os.uname().machine
+    return report(summary, args, summary["peak_rss_mb"])
 
 
 if __name__ == "__main__":

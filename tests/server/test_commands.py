@@ -63,6 +63,34 @@ def test_transcribe_refuses_features_whisper_cannot_read(tmp_path: Path, capsys:
     assert "Traceback" not in err and "transcribe: 1 of 3 files (2 failed)" in err
 
 
+def test_transcribe_writes_subtitles_and_plain_text(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .test_longform import check_subtitles
+
+    seconds = amser_dsp.load_audio(folder / "a.flac").size / 16000
+    for form in ("srt", "vtt"):
+        assert main(["transcribe", str(folder / "b.amser"), "--format", form, "--beam", "1"]) == 0
+        cues = check_subtitles(capsys.readouterr().out, form, seconds)
+        assert cues and "belly" in cues[-1][2].lower()
+    out = tmp_path / "subs"
+    assert main(["transcribe", str(folder), "--format", "vtt", "-o", str(out), "--beam", "1"]) == 1  # c.wav fails
+    assert sorted(p.name for p in out.iterdir()) == ["a.vtt", "b.vtt"]
+    check_subtitles((out / "a.vtt").read_text(), "vtt", seconds)
+    assert main(["transcribe", str(folder / "a.flac"), "--format", "json", "--beam", "1"]) == 0
+    [result] = _results(capsys.readouterr().out).values()
+    assert result["segments"] and result["segments"][0]["text"] in result["text"]
+    assert main(["transcribe", str(folder / "a.flac"), "--beam", "1"]) == 0
+    assert capsys.readouterr().out.startswith(f"{folder / 'a.flac'}: ")
+
+
+def test_transcribe_refuses_formats_it_cannot_write(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["transcribe", str(folder / "a.flac"), "--json", "--format", "srt"]) == 1
+    assert "disagree" in capsys.readouterr().err
+    assert main(["transcribe", str(folder / "a.flac"), str(folder / "b.amser"), "--format", "srt"]) == 1
+    assert "needs --output" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     pytest.importorskip("fastapi")

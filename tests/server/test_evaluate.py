@@ -45,8 +45,8 @@ def test_each_clip_is_coded_with_tables_that_never_saw_it(speech: list[np.ndarra
     try:
         mode = kltdct_mode("k", {"step": 0}, [a, b], folds)
         assert "out of fold" in mode.name
-        windows, size = mode.run(clips[2], speech[0])
-        assert windows[0].shape == (80, 3000) and size > 0
+        feats, size = mode.run(clips[2], speech[0])
+        assert feats.shape == amser_dsp.features(speech[0], 16000, "whisper").shape and size > 0
         # The same clip coded with its fold's tables directly gives the same container size.
         feats = amser_dsp.features(speech[0], 16000, "whisper")
         blob = amser_dsp.encode(feats, config="whisper", codec={"codec": "kltdct", "tables": "fold-a", "step": 0})
@@ -56,7 +56,9 @@ def test_each_clip_is_coded_with_tables_that_never_saw_it(speech: list[np.ndarra
 
 
 def _row(family: str, kbps: float, wer: float) -> Row:
-    return Row(Mode(f"{family} {kbps}", family, lambda c, a: ([], 0)), kbps, wer, wer - 10, (0.0, 0.0), 0.0)
+    return Row(
+        Mode(f"{family} {kbps}", family, lambda c, a: (np.zeros((80, 0)), 0)), kbps, wer, wer - 10, (0.0, 0.0), 0.0
+    )
 
 
 def test_opus_comparison_and_lowest_within() -> None:
@@ -89,14 +91,14 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 
 
 class _CountingTranscriber:
-    model_id, compute_type, beam_size = "fake", "int8", 1
+    key = "fake|int8|beam1"
 
     def __init__(self) -> None:
         self.windows = 0
 
-    def transcribe_windows(self, windows: list[np.ndarray]) -> list[str]:
-        self.windows += len(windows)
-        return [f"mean {float(w.mean()):.3f}" for w in windows]
+    def transcribe(self, items: list[np.ndarray]) -> list[str]:
+        self.windows += len(items)
+        return [f"mean {float(f.mean()):.3f}" for f in items]
 
 
 def test_transcripts_are_cached_by_what_the_recogniser_sees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,8 +108,8 @@ def test_transcripts_are_cached_by_what_the_recogniser_sees(tmp_path: Path, monk
     clips = [_clip(0), _clip(1)]
     offset = {"value": 0.0}
 
-    def run(clip: Clip, audio: np.ndarray) -> tuple[list[np.ndarray], int]:
-        return [np.full((80, 30), offset["value"] + int(clip.id[1:]), np.float32)], 7
+    def run(clip: Clip, audio: np.ndarray) -> tuple[np.ndarray, int]:
+        return np.full((80, 30), offset["value"] + int(clip.id[1:]), np.float32), 7
 
     asr = _CountingTranscriber()
     first = Mode("m", "kltdct", run)

@@ -94,3 +94,28 @@ def test_bad_window_is_refused(recogniser: WhisperRecogniser) -> None:
 )
 def test_looping_text_is_recognised(text: str, loops: bool) -> None:
     assert _loops(text) is loops
+
+
+def test_a_last_decode_that_stops_early_does_not_end_the_speech() -> None:
+    """On real speech: the last decode, forced to continue "... in the work", says nothing more (end-of-text).
+
+    The speech after the last committed word is then decoded on its own: "house" is not lost.
+    """
+    from ..conftest import SHARED_DATA
+
+    path = (
+        SHARED_DATA / "asr" / "audio" / "librispeech" / "1688-142285-0009.flac"
+    )  # "why it might have been in the workhouse"
+    if not path.exists():
+        pytest.skip(f"the shared speech clips are not at {SHARED_DATA / 'asr'}")
+    recogniser = WhisperRecogniser(Transcriber(beam_size=5))
+    blob = amser_dsp.encode_audio(amser_dsp.load_audio(path), "whisper", chunk_seconds=0.5)
+    live = LiveTranscript()
+    for chunk in amser_dsp.StreamDecoder().feed(blob):
+        live.add(chunk)
+        if (request := live.request()) is not None:
+            live.apply(recogniser.hypotheses([request])[0])
+    live.finish()
+    while (request := live.request()) is not None:
+        live.apply(recogniser.hypotheses([request])[0])
+    assert "house" in live.text.lower() and live.tail_decodes >= 1, live.text

@@ -124,16 +124,40 @@ def test_sigterm_drains_what_is_under_way_refuses_the_rest_and_exits_0() -> None
     clip = amser_dsp.load_audio(amser_dsp.sample_path())
     long = amser_dsp.encode_audio(np.tile(clip, int(np.ceil(90 * 16000 / clip.size))), "whisper")  # 90 s: seconds
     short = amser_dsp.encode_audio(clip, "whisper")
-    server = LocalServer(["--workers", "1", "--drain-seconds", "60", "--emotion-model", "none"])
+    server = LocalServer(["--workers", "1", "--drain-seconds", "120", "--timeout", "300", "--emotion-model", "none"])
     with server as url:
+        ends: list[dict[str, object]] = []
+        heard: list[dict[str, object]] = []
+
+        def stream() -> None:  # a live stream open at SIGTERM ends with its `end`, over what it had sent
+            import asyncio
+
+            from amser_dsp.client import stream_transcript
+
+            async def run() -> None:
+                async for message in stream_transcript(url, np.tile(clip, 15), realtime=True):
+                    heard.append(message)
+                    if message["type"] == "end":
+                        ends.append(message)
+
+            asyncio.run(run())
+
+        streamer = threading.Thread(target=stream)
+        streamer.start()
+        # In order, so that both are surely under way at the signal on a machine of any speed: the stream (49 s of
+        # speech sent in real time) has words, then the 90-s request is admitted.
+        deadline = time.monotonic() + 60
+        while not any(m["type"] == "final" for m in heard) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(m["type"] == "final" for m in heard), heard
         answers: list[httpx.Response] = []
         sender = threading.Thread(
             target=lambda: answers.append(httpx.post(f"{url}/v1/transcribe", content=long, timeout=120))
         )
         sender.start()
-        deadline = time.monotonic() + 30
-        while _queue_depth(url) < 1 and time.monotonic() < deadline:  # the long request is being recognised
-            time.sleep(0.05)
+        while _queue_depth(url) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _queue_depth(url) >= 1 and not ends
         assert server.process is not None
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
@@ -144,6 +168,8 @@ def test_sigterm_drains_what_is_under_way_refuses_the_rest_and_exits_0() -> None
         assert refused.headers["Retry-After"]
         sender.join(120)
         assert answers and answers[0].status_code == 200 and "belly" in answers[0].json()["text"].lower()
+        streamer.join(120)
+        assert ends and "belly" in str(ends[0]["text"]).lower(), ends
         assert server.process.wait(30) == 0, server.log_tail()
 
 
@@ -170,3 +196,15 @@ def test_a_retry_with_the_same_idempotency_key_is_answered_from_memory(client: T
     assert _scrape(client)[key] - before.get(key, 0) == pytest.approx(2 * amser_dsp.inspect(blob).seconds)
     bad = client.post("/v1/transcribe", content=blob, headers={**headers, "Idempotency-Key": "k" * 129})
     assert bad.status_code == 400 and "Idempotency-Key" in bad.json()["error"]["message"]
+
+
+def test_the_audio_limit_counts_seconds_of_audio() -> None:
+    """Exactly --max-audio-seconds of audio is accepted (600 s is 60,002 whisper frames); a frame more is not."""
+    import numpy as np
+
+    settings = ServiceSettings(emotion_model="none", recognise=False, max_audio_seconds=600, max_body_bytes=8 << 20)
+    with TestClient(create_app(settings)) as c:
+        for seconds, status in ((600.0, 200), (600.02, 413)):
+            blob = amser_dsp.encode_audio(np.zeros(int(seconds * 16000), np.float32), "whisper")
+            r = c.post("/v1/transcribe", content=blob)
+            assert r.status_code == status, (seconds, r.text)

@@ -67,6 +67,23 @@ def test_transcribe(server: str, container: bytes) -> None:
     body = r.json()
     assert "belly" in body["text"].lower() and body["bytes"] == len(container)
     assert body["timings"]["asr_ms"] > 0 and r.headers["X-Request-ID"] == body["request_id"]
+    [segment] = body["segments"]
+    assert segment["text"] == body["text"] and 0 <= segment["start"] < segment["end"] <= body["seconds"]
+
+
+def test_openapi_describes_segments(server: str) -> None:
+    schemas = httpx.get(f"{server}/openapi.json").json()["components"]["schemas"]
+    for response, item in (("TranscribeResponse", "TranscriptSegment"), ("AnalyzeResponse", "AnalyzedSegment")):
+        assert "segments" in schemas[response]["required"]
+        assert schemas[response]["properties"]["segments"]["items"] == {"$ref": f"#/components/schemas/{item}"}
+        assert {"start", "end", "text"} <= set(schemas[item]["required"])
+    assert "emotion" in schemas["AnalyzedSegment"]["properties"]
+
+
+def test_silence_is_no_text(server: str) -> None:
+    blob = amser_dsp.encode_audio(np.zeros(16000 * 2, np.float32), "whisper")
+    body = httpx.post(f"{server}/v1/transcribe", content=blob, headers=auth(), timeout=60).json()
+    assert body["text"] == "" and body["segments"] == []
 
 
 def emotion_ready() -> bool:
@@ -96,6 +113,9 @@ def test_analyze_returns_transcript_emotion_and_timings(server: str, container: 
     assert body["timings"]["emotion_ms"] > 0 and body["timings"]["asr_ms"] > 0
     plain = httpx.post(f"{server}/v1/transcribe", content=container, headers=auth(), timeout=60).json()
     assert plain["text"] == body["text"] and plain["timings"]["emotion_ms"] is None
+    [segment] = body["segments"]  # one segment: its own emotion, from its own frames and text
+    assert segment["text"] == body["text"] and segment["emotion"]["label"] in info["labels"]
+    assert "emotion" not in plain["segments"][0]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -53,7 +54,7 @@ class FakeSocket:
 
 
 class SlowRecogniser:
-    """Says one word per decode, taking ``seconds`` each; records batch sizes."""
+    """Hears a word in every half second of audio after the prefix, taking ``seconds`` per batch; records batches."""
 
     def __init__(self, seconds: float, fail: bool = False) -> None:
         self.seconds, self.fail = seconds, fail
@@ -68,12 +69,18 @@ class SlowRecogniser:
             self.max_frames = max(self.max_frames, *(r.features.shape[1] for r in requests))
         if self.fail:
             raise RuntimeError("model exploded")
-        return [Hypothesis((Word("word", 0.0, 0.3),)) for _ in requests]
+        return [Hypothesis(half_seconds(r)) for r in requests]
 
 
-def speech_container(seconds: float, chunk_seconds: float = 1.0) -> list[bytes]:
-    """Loud features (possible speech everywhere), one message per chunk."""
-    feats = np.ones((80, round(seconds * 100)), np.float32)
+def half_seconds(request: DecodeRequest) -> tuple[Word, ...]:
+    n_prefix = len(request.prefix.split())
+    slots = range(n_prefix, request.features.shape[1] // 50)
+    return tuple(Word(f"w{i}", 0.5 * i, 0.5 * i + 0.4) for i in slots)
+
+
+def speech_container(seconds: float, chunk_seconds: float = 1.0, value: float = 1.0) -> list[bytes]:
+    """Loud features (possible speech everywhere, all ``value``), one message per chunk."""
+    feats = np.full((80, round(seconds * 100)), value, np.float32)
     blob = amser_dsp.encode(feats, config="whisper", codec="raw", chunk_frames=round(chunk_seconds * 100))
     header, chunks, _ = fmt.read_all(blob)
     messages = [blob[: header.size]]
@@ -149,3 +156,64 @@ def test_close_reasons_fit_a_close_frame() -> None:
     assert close_reason("short") == "short"
     long = close_reason("é" * 200)
     assert len(long.encode()) <= 123 and long == "é" * 60
+
+
+class PoisonedRecogniser(SlowRecogniser):
+    """Fails on any batch that holds a request whose audio is marked (all 7): one stream's bad decode."""
+
+    failed: list[int]
+
+    def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        if any(r.features[0, 0] == 7 for r in requests):
+            with self.lock:
+                self.failed = [*getattr(self, "failed", []), len(requests)]
+            raise ValueError("this stream's decode fails")
+        return super().hypotheses(requests)
+
+
+def test_a_failing_decode_ends_only_its_own_stream() -> None:
+    recogniser = PoisonedRecogniser(0.05)
+    hub = make_hub(recogniser, max_streams=4)
+    sockets = [FakeSocket(speech_container(3.0)) for _ in range(3)] + [FakeSocket(speech_container(3.0, value=7))]
+
+    async def run() -> None:
+        await asyncio.wait_for(asyncio.gather(*(hub.serve(ws, f"r{i}") for i, ws in enumerate(sockets))), 60)
+
+    asyncio.run(run())
+    assert max(recogniser.failed) > 1  # the poisoned decode was batched with the others
+    for ws in sockets[:3]:
+        assert ws.sent[-1]["type"] == "end" and ws.closed == (1000, "end")
+        assert ws.sent[-1]["text"]
+    assert sockets[3].sent[-1]["type"] == "error" and sockets[3].sent[-1]["error"]["code"] == "internal"
+    assert sockets[3].closed is not None and sockets[3].closed[0] == 1011
+
+
+def test_speech_without_words_is_reported_as_a_gap() -> None:
+    class Mute:
+        def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+            return [Hypothesis(()) for _ in requests]  # hears speech (no-speech probability 0), says nothing
+
+    hub = make_hub(Mute())
+    ws = FakeSocket(speech_container(3.0))
+    asyncio.run(asyncio.wait_for(hub.serve(ws, "r1"), 30))
+    gaps = [[m["start"], m["end"]] for m in ws.sent if m["type"] == "gap"]
+    # Decoded whole, then in halves: each piece that gives no words is reported; together, all 3 s.
+    assert gaps[0][0] == 0.0 and gaps[-1][1] == 3.0 and all(a[1] == b[0] for a, b in itertools.pairwise(gaps))
+    assert ws.sent[-1]["type"] == "end" and ws.sent[-1]["text"] == "" and ws.sent[-1]["gaps"] == gaps
+
+
+def test_the_debug_delay_is_read_from_the_environment_or_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amser_dsp.errors import ConfigError
+    from amser_dsp.server.http.settings import ServiceSettings
+    from amser_dsp.server.http.streams import debug_stream_delay
+
+    monkeypatch.delenv("AMSER_DEBUG_STREAM_DELAY", raising=False)
+    assert debug_stream_delay() == 0.0
+    monkeypatch.setenv("AMSER_DEBUG_STREAM_DELAY", "0.25")
+    assert debug_stream_delay() == 0.25
+    for bad in ("slow", "-1", "nan", "100"):
+        monkeypatch.setenv("AMSER_DEBUG_STREAM_DELAY", bad)
+        with pytest.raises(ConfigError, match="AMSER_DEBUG_STREAM_DELAY"):
+            debug_stream_delay()
+    with pytest.raises(ConfigError, match="threads"):
+        ServiceSettings(threads=0)

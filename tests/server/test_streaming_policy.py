@@ -158,26 +158,19 @@ def test_speech_after_long_silence_keeps_its_times() -> None:
     np.testing.assert_allclose([w.start for w in finals], [w.start for w in truth], atol=1e-4)
 
 
-def test_buffer_stays_within_one_window_when_nothing_agrees() -> None:
-    class NeverAgrees:
-        calls = 0
-
-        def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
-            self.calls += 1
-            r = requests[0]
-            assert r.features.shape[1] <= WINDOW_FRAMES
-            return [Hypothesis((Word(f"x{self.calls}", 0.0, 0.5),))]
-
+def test_a_server_far_behind_decodes_a_window_at_a_time_and_drops_no_speech() -> None:
+    truth = script(100, seconds_per_word=0.4)  # 40 s of words
+    recogniser = FakeRecogniser(truth)  # its last word is always a new guess: a lone decode commits nothing
     live = LiveTranscript()
-    # A server far behind: 40 s arrive before any decode.
-    live.add(stream_features(4000))
-    recogniser = NeverAgrees()
+    live.add(stream_features(4000))  # 40 s arrive before any decode
     update = live.apply(recogniser.hypotheses([live.request()])[0])
-    assert live.buffer_frames <= WINDOW_FRAMES and update.final == []
-    live.add(stream_features(2000, 4000))
-    update = live.apply(recogniser.hypotheses([live.request()])[0])
-    assert [w.text for w in update.final] == ["x1"]  # forced out of the window: committed and reported
-    assert live.buffer_frames <= WINDOW_FRAMES
+    assert recogniser.requests[0].features.shape[1] == WINDOW_FRAMES
+    # The window's words are kept as they stand (but not those in its last second: maybe cut).
+    assert [w.text for w in update.final] == [w.text for w in truth if w.end <= 29.0]
+    updates = run(live, recogniser, stream_features(1000, 4000), 100)
+    assert all(r.features.shape[1] <= WINDOW_FRAMES for r in recogniser.requests)
+    finals = [w.text for u in [update, *updates] for w in u.final]
+    assert finals == [w.text for w in truth] and live.text == " ".join(finals)
 
 
 def test_stream_past_its_limit_is_refused() -> None:
@@ -193,6 +186,8 @@ def test_stream_past_its_limit_is_refused() -> None:
         ({"trim_seconds": 0}, "trim_seconds"),
         ({"trim_seconds": 40}, "trim_seconds"),
         ({"no_speech_threshold": 0}, "no_speech"),
+        ({"utterance_end_seconds": -1}, "utterance_end_seconds"),
+        ({"gap_seconds": -0.5}, "gap_seconds"),
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict, match: str) -> None:
@@ -220,6 +215,9 @@ def test_a_repeated_committed_sentence_is_dropped() -> None:
         def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
             self.calls += 1
             r = requests[0]
+            first = frame_index(r.features[0, 0])
+            if not r.prefix and first > 0:  # decoded on its own, after the committed words: "so" (1.0 to 1.2 s)
+                return [Hypothesis((Word("so", 1.0 - first / 100, 1.2 - first / 100),) if first <= 100 else ())]
             if not r.prefix:
                 words = (Word("wait", 0.0, 0.3), Word("no", 0.3, 0.5), Word("longer.", 0.5, 0.9), Word("so", 1.0, 1.2))
                 return [Hypothesis(words)]
@@ -230,7 +228,8 @@ def test_a_repeated_committed_sentence_is_dropped() -> None:
 
     live = LiveTranscript(StreamingSettings(hold_seconds=0))
     updates = run(live, Repeating(), stream_features(150), 50)
-    assert live.text == "wait no longer."
+    # The last decode says nothing new after its prefix: "so" is then decoded on its own, not lost.
+    assert live.text == "wait no longer. so"
     assert not any(w.text == "Wait" for u in updates for w in u.partial + u.final)
 
 
@@ -288,7 +287,7 @@ def test_a_word_with_no_audio_under_it_is_not_heard() -> None:
     live = LiveTranscript()
     live.add(features)
     update = live.apply(Tail().hypotheses([live.request()])[0])
-    assert [w.text for w in update.partial] == ["real"]
+    assert [w.text for w in update.final + update.partial] == ["real"]
 
 
 def test_agreement_needs_the_same_punctuation_and_a_word_heard_after() -> None:
@@ -310,3 +309,38 @@ def test_agreement_needs_the_same_punctuation_and_a_word_heard_after() -> None:
         finals.append([w.text for w in live.apply(recogniser.hypotheses([live.request()])[0]).final])
     # "went?" agreed twice but was the last word heard; "went," then differs in punctuation; then agrees.
     assert finals == [[], ["Who"], [], ["went,"]]
+
+
+class StopsAtPauses(FakeRecogniser):
+    """Says nothing past a pause: the words after the prefix up to the first break of 0.3 s (Whisper's end-of-text)."""
+
+    def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        out = []
+        for hyp, r in zip(super().hypotheses(requests), requests, strict=True):
+            words, before = [], self.heard_before(r)
+            for w in hyp.words:
+                if before is not None and w.start - before >= 0.3:
+                    break
+                words.append(w)
+                before = w.end
+            out.append(Hypothesis(tuple(words)))
+        return out
+
+    def heard_before(self, r: DecodeRequest) -> float | None:
+        """Where the prefix ends (buffer seconds); ``None`` without a prefix (silence before the first word is fine)."""
+        first = frame_index(r.features[0, 0]) / 100
+        n = len(r.prefix.split())
+        heard = [w for w in self.truth if w.start >= first - 1e-6]
+        return heard[n - 1].end - first if n else None
+
+
+@pytest.mark.parametrize("utterance_end", [0.0, 0.5])
+def test_speech_after_a_pause_where_whisper_stops_is_not_lost(utterance_end: float) -> None:
+    first = script(8)  # 0 to 3.2 s
+    second = [Word(f"v{i}", w.start + 4.5, w.end + 4.5) for i, w in enumerate(script(8))]
+    speech = stream_features(320)
+    pause = stream_features(130, 320, level=SILENCE)
+    more = stream_features(340, 450)
+    live = LiveTranscript(StreamingSettings(utterance_end_seconds=utterance_end))
+    run(live, StopsAtPauses(first + second, wobble=False), np.concatenate([speech, pause, more], axis=1), 50)
+    assert live.text == " ".join(w.text for w in first + second) and not live.gaps

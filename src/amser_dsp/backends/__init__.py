@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib
 import importlib.util
 import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint
 
 from ..errors import BackendUnavailableError, UnknownBackendError
 from .base import Backend
@@ -104,7 +106,12 @@ def _load_entry_points() -> None:
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _entries:
-            register(ep.name, lambda ep=ep: ep.load()(), priority=-1)
+            register(ep.name, functools.partial(_from_entry_point, ep), priority=-1)
+
+
+def _from_entry_point(ep: EntryPoint) -> Backend:
+    """The back end an ``amser_dsp.backends`` entry point names (loaded when first used)."""
+    return ep.load()()
 
 
 def names() -> list[str]:

@@ -36,9 +36,9 @@ import decimal
 import math
 import struct
 
-from . import variants
+from . import _codegen
 
-variants.configure_numba()  # before Numba creates its CPU target: 512-bit vectors on Intel AVX-512
+_codegen.configure_numba()  # before Numba creates its CPU target: 512-bit vectors on Intel AVX-512
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
@@ -601,7 +601,7 @@ def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes):
     """In-lane complex FFT of ``m`` points; returns True if the result is in ``(br, bi)``."""
     # Explicit ping-pong calls (not swapped references): each call sees four
     # distinct noalias buffers, which keeps its loops vectorised.
-    ns = 1
+    ns = np.int64(1)  # not the literal 1: a literal would compile every stage once more for it
     for s in range(radices.shape[0]):
         p = radices[s]
         if s % 2 == 0:
@@ -854,7 +854,7 @@ _workspace_layout = _kernel(inline="always")(_workspace_layout)
 
 
 @_kernel()
-def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, lanes):
+def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, lanes, t48, t32, t16):
     """Log-Mel features of frames ``[t_first, t_stop)`` of every signal.
 
     ``x`` is ``(batch, nr)``, each row followed by the config's trailing
@@ -866,6 +866,12 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, wor
     scale are applied here too; otherwise the caller applies them with
     :func:`log_post` once every range is done.  ``t_first`` must be a
     multiple of ``LANES`` unless it is the only block.
+
+    Blocks are ``lanes`` frames wide while more than ``lanes - 16`` are left;
+    the tail of 33-48, 17-32 or 1-16 frames takes a block of ``t48``, ``t32``
+    or ``t16`` lanes (literals, each at least the tail it takes).  Every
+    distinct width is a compiled copy of the whole block pipeline, so a variant
+    that uses fewer widths compiles in a fraction of the time (:mod:`.variants`).
     """
     win, radices, twr, twi, twoff, rtr, rti, mel_w, mel_lo, mel_hi, mel_off = _unpack(floats, ints)
     hop, flen, pad, mode = ints[I_HOP], ints[I_FLEN], ints[I_PAD], ints[I_MODE]
@@ -913,19 +919,20 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, wor
             peak[b] = -np.inf
         t0 = t_first
         while t0 < t_stop:
-            # Full blocks, then the tail in the fewest lanes that hold it, a
-            # multiple of 16 (1 s: 102 frames = 64 + 48 lanes, not 64 + 32 + 16).
+            # Full blocks, then the tail in one block of the variant's width for
+            # it (lanes64: 1 s = 102 frames = 64 + 48 lanes, not 64 + 32 + 16).
             left = t_stop - t0
-            w = lanes if left > lanes - 16 else (48 if left > 32 else (32 if left > 16 else 16))
-            if w == lanes:
-                _one_block(xs, o, t0, min(left, w), geometry, coefs, tables, bufs, lanes)
-            elif w == 48:
-                _one_block(xs, o, t0, min(left, w), geometry, coefs, tables, bufs, 48)
-            elif w == 32:
-                _one_block(xs, o, t0, min(left, w), geometry, coefs, tables, bufs, 32)
+            if left > lanes - 16:
+                _one_block(xs, o, t0, min(left, lanes), geometry, coefs, tables, bufs, lanes)
+                t0 += lanes
+                continue
+            if left > 32:
+                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, t48)
+            elif left > 16:
+                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, t32)
             else:
-                _one_block(xs, o, t0, min(left, w), geometry, coefs, tables, bufs, 16)
-            t0 += w
+                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, t16)
+            t0 = t_stop
         top = peak[0]
         for b in range(1, lanes):
             top = max(top, peak[b])
@@ -953,26 +960,43 @@ def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, lanes):
     _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, melflat, peak, out, t0, count, fl, log_k, lanes)
 
 
-# One compiled entry point per main lane count (the ``lanes`` literal makes every
-# lane loop's trip count a compile-time constant); the variant in use is
-# chosen by :mod:`.variants`.
+# One compiled entry point per variant shape (main width, tail widths): the
+# literals make every lane loop's trip count a compile-time constant, and a
+# process compiles only the entry points it calls (:mod:`.variants` names
+# them; ``tests/test_variants.py`` checks every variant has one).
 @_kernel()
 def mel_block_64(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64)
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64, 48, 32, 16)
+
+
+@_kernel()
+def mel_block_64t48(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64, 48, 48, 48)
+
+
+@_kernel()
+def mel_block_64p(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64, 64, 64, 64)
 
 
 @_kernel()
 def mel_block_32(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 32)
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 32, 32, 32, 16)
 
 
 @_kernel()
 def mel_block_16(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 16)
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 16, 16, 16, 16)
 
 
-#: Entry point by main lane count.
-MEL_BLOCK = {64: mel_block_64, 32: mel_block_32, 16: mel_block_16}
+#: Entry point by ``(lanes, t48, t32, t16)``: the block widths of :func:`_mel_block`.
+MEL_BLOCK = {
+    (64, 48, 32, 16): mel_block_64,
+    (64, 48, 48, 48): mel_block_64t48,
+    (64, 64, 64, 64): mel_block_64p,
+    (32, 32, 32, 16): mel_block_32,
+    (16, 16, 16, 16): mel_block_16,
+}
 
 
 @_kernel()

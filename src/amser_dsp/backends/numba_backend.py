@@ -19,7 +19,7 @@ import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -255,9 +255,10 @@ class NumbaBackend(Backend):
         One thread is the right default on a busy or small machine; see
         docs/benchmarks.md for the scaling measured.
     variant : str, optional
-        Kernel variant (:data:`amser_dsp.backends.variants.VARIANTS`); default:
-        the one chosen for this CPU (:func:`amser_dsp.backends.variants.select`).
-        Every variant computes the same features.
+        Kernel variant (:data:`amser_dsp.backends.variants.VARIANTS`) for every
+        signal length; default: the ones chosen for this CPU per length class
+        (:func:`amser_dsp.backends.variants.choose`: the override, the measured
+        plan, or the default rule).  Every variant computes the same features.
     """
 
     name = "numba"
@@ -270,8 +271,18 @@ class NumbaBackend(Backend):
         if workers < 1:
             raise BackendError(f"workers must be >= 1, got {workers}")
         self.workers = workers
-        self.variant = variants.select() if variant is None else variants.get(variant)
-        self._mel_block = K.MEL_BLOCK[self.variant.lanes]
+        if variant is None:
+            self.choice = variants.choose()
+        else:
+            v = variants.get(variant)
+            self.choice = variants.Choice(v, v, "NumbaBackend(variant=...)")
+        #: The long-input variant (the short one is ``self.choice.short``).
+        self.variant = self.choice.long
+        # Entry points compile on their first call: only the variants this process uses are compiled.
+        self._short_block = K.MEL_BLOCK[self.choice.short.shape]
+        self._long_block = K.MEL_BLOCK[self.choice.long.shape]
+        self._lanes = max(self.choice.short.lanes, self.choice.long.lanes)  # sizes the shared workspace
+        self._short_frames = variants.SHORT_FRAMES
         self._fallback = NumpyBackend()
         self._calls: dict[tuple[int, np.dtype], _Call] = {}  # at most 16: each holds a workspace per thread
 
@@ -289,8 +300,9 @@ class NumbaBackend(Backend):
         plan, size = None, 0
         if dtype in (np.float32, np.float64) and fft_supported(config.n_fft):
             plan = _kernel_plan(config, dtype)
-            size = K._workspace_layout.py_func(
-                config.hop_length, config.frame_length, config.n_fft, config.n_mels, dtype.itemsize, self.variant.lanes
+            layout: Any = K._workspace_layout  # a Numba dispatcher: py_func is the plain Python function
+            size = layout.py_func(
+                config.hop_length, config.frame_length, config.n_fft, config.n_mels, dtype.itemsize, self._lanes
             )[3]
         call = _Call(config, plan, size, threading.local(), {}, np.empty(0, dtype))
         if len(self._calls) >= 16:
@@ -322,12 +334,13 @@ class NumbaBackend(Backend):
             call.frames[n] = frames
         return frames
 
-    def _run_ranges(self, call: _Call, x: np.ndarray, out: np.ndarray, workers: int) -> None:
+    def _run_ranges(self, call: _Call, plan: _KernelPlan, x: np.ndarray, out: np.ndarray, workers: int) -> None:
         """The kernel over contiguous frame ranges (a multiple of LANES each), one pool task per range.
 
         Each task reports its peaks; the dynamic-range clamp waits for all of them.
         """
         n_frames = out.shape[-1]
+        block = self._short_block if n_frames <= self._short_frames else self._long_block
         chunk = -(-n_frames // (2 * workers))
         chunk = -(-chunk // K.LANES) * K.LANES
         starts = range(0, n_frames, chunk)
@@ -335,12 +348,12 @@ class NumbaBackend(Backend):
 
         def task(i: int, t: int) -> None:
             stop = min(t + chunk, n_frames)
-            self._mel_block(x, out, peaks[i], t, stop, *call.plan, False, self._workspace(call))
+            block(x, out, peaks[i], t, stop, *plan, False, self._workspace(call))
 
         futures = [_pool(workers).submit(task, i, t) for i, t in enumerate(starts)]
         for f in futures:
             f.result()
-        finish_ranges(call.plan, out, peaks)
+        finish_ranges(plan, out, peaks)
 
     def log_mel(self, samples: np.ndarray, config: FeatureConfig, *, workers: int | None = None) -> np.ndarray:
         """Fused path: checked samples ``(..., n)`` to features ``(..., n_mels, n_frames)``.
@@ -365,10 +378,11 @@ class NumbaBackend(Backend):
         if n_frames:
             workers = self.workers if workers is None else workers
             if workers > 1 and n_frames * x.shape[0] >= 2 * self.min_frames_per_worker:
-                self._run_ranges(call, x, out, workers)
+                self._run_ranges(call, call.plan, x, out, workers)
             else:
                 work = getattr(call.local, "work", None)
                 if work is None:
                     work = self._workspace(call)
-                self._mel_block(x, out, call.no_peaks, 0, n_frames, *call.plan, True, work)
+                block = self._short_block if n_frames <= self._short_frames else self._long_block
+                block(x, out, call.no_peaks, 0, n_frames, *call.plan, True, work)
         return out[0] if samples.ndim == 1 else out.reshape((*samples.shape[:-1], *out.shape[1:]))

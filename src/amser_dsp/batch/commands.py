@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 from ..cli import add_codec_arguments, codec_arguments
 from ..errors import AmserError
@@ -27,6 +28,10 @@ def _report(summary: object) -> int:
     from .report import Summary
 
     assert isinstance(summary, Summary)
+    for src, message in summary.warnings[:SHOWN_FAILURES]:
+        print(f"amser: warning: {src}: {message}", file=sys.stderr)
+    if len(summary.warnings) > SHOWN_FAILURES:
+        print(f"amser: ... {len(summary.warnings) - SHOWN_FAILURES} more warnings", file=sys.stderr)
     for src, reason in summary.failures[:SHOWN_FAILURES]:
         print(f"amser: error: {src}: {reason}", file=sys.stderr)
     if summary.failed > SHOWN_FAILURES:
@@ -38,7 +43,16 @@ def _report(summary: object) -> int:
     return 0 if summary.ok else 1
 
 
-def _common(args: argparse.Namespace) -> dict[str, object]:
+class _Cluster(TypedDict):
+    """The keywords every batch function takes from the cluster options."""
+
+    scheduler: str | None
+    workers: int | None
+    force: bool
+    progress: bool
+
+
+def _common(args: argparse.Namespace) -> _Cluster:
     if args.workers is not None and args.workers < 1:
         raise AmserError(f"--workers {args.workers} is invalid: expected a positive integer")
     return {"scheduler": args.scheduler, "workers": args.workers, "force": args.force, "progress": True}

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cli import amser_warnings
 from ..config import FeatureConfig, get_preset
 from ..errors import AmserError
 from .manifest import MANIFEST_NAME, Manifest, settings_digest
@@ -113,9 +114,12 @@ def write_region(
     results = []
     last = a
     for it in group:
-        res = {**base, "rel": it.rel, "src": it.src, "src_bytes": it.size}
+        res: dict[str, Any] = {**base, "rel": it.rel, "src": it.src, "src_bytes": it.size}
         try:
-            feats = features(load_audio(it.src, sample_rate=cfg.sample_rate), cfg.sample_rate, cfg, backend=backend)
+            with amser_warnings() as said:
+                audio = load_audio(it.src, sample_rate=cfg.sample_rate)
+            res["warnings"] = said
+            feats = features(audio, cfg.sample_rate, cfg, backend=backend)
             if feats.shape[1] != it.length:
                 raise AmserError(f"gave {feats.shape[1]} frames, its header promised {it.length}")
             region[:, it.start - a : it.start - a + it.length] = feats
@@ -129,7 +133,10 @@ def write_region(
         results.append(res)
     if last > a and last < b:
         region[:, last - a :] = region[:, last - a - 1 : last - a]  # repeat the last frame: codes to almost nothing
-    arr[:, a:b] = region
+    with amser_warnings() as said:  # the codec's, as Zarr encodes the region's chunks: the task's first file says them
+        arr[:, a:b] = region
+    if said and results:
+        results[0]["warnings"] = results[0].get("warnings", []) + said
     return results
 
 
@@ -169,7 +176,7 @@ def features(
 
     scanned: list[tuple[Item, int, float]] = []
     unreadable: list[tuple[Item, str]] = []
-    for it in list_items(paths, store_path, AUDIO_SUFFIXES, "", root=root):
+    for it in list_items(paths, store_path, AUDIO_SUFFIXES, "", root=root, unique_outputs=False):
         try:
             n, secs = expected_frames(it.src, cfg)
             scanned.append((it, n, secs))
@@ -206,12 +213,16 @@ def features(
     def counted() -> Iterator[Item]:
         yield from (p for g in groups for p in g)
 
+    def planned() -> Iterator[list[Item]]:
+        for g in groups:
+            yield list(g)
+
     summary = run_batch(
         "features",
         counted,
         task,
         side,
-        groups=lambda: iter(groups),
+        groups=planned,
         client=client,
         scheduler=scheduler,
         workers=workers,

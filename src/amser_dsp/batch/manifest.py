@@ -116,6 +116,7 @@ class Manifest:
     def __init__(self, out_dir: str | os.PathLike[str]) -> None:
         self.path = Path(out_dir) / MANIFEST_NAME
         self.records: dict[str, dict[str, Any]] = {}
+        self._fh: BinaryIO | None = None
         lines = self.path.read_text(encoding="utf-8").splitlines() if self.path.exists() else []
         for n, line in enumerate(lines, 1):
             if not line.strip():
@@ -126,9 +127,7 @@ class Manifest:
             except (ValueError, KeyError, TypeError):
                 if n < len(lines):  # only the last line can be cut short by a crash (its output is redone)
                     raise AmserError(f"{self.path} line {n} is not a manifest record") from None
-                self._fh = None
                 self.compact()  # drop the cut line before anything is appended after it
-        self._fh: BinaryIO | None = None
 
     def get(self, rel: str) -> dict[str, Any] | None:
         return self.records.get(rel)

@@ -31,6 +31,9 @@ class Item:
     size, mtime_ns : int
         The source's size and modification time when listed: a resumed run
         redoes an output whose source changed since.
+    refused : str or None
+        Why the file is not done (another source would write the same output):
+        it fails with this reason, and nothing is written for it.
     """
 
     src: str
@@ -38,20 +41,29 @@ class Item:
     dst: str
     size: int
     mtime_ns: int
+    refused: str | None = None
 
 
-def _walk(root: str, suffixes: tuple[str, ...]) -> Iterator[str]:
+def _walk(root: str, suffixes: tuple[str, ...]) -> Iterator[tuple[str, list[str] | None]]:
+    """Matching files under ``root``, each with the files of its folder sharing its stem (None if it has none)."""
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
         raise AmserError(f"cannot list {root}: {exc.strerror or exc}") from None
+    # Outputs are named by stem, and only files of one folder share a stem: a folder's entries are listed
+    # already, so finding the clashes costs nothing beyond them however large the tree.
+    files = [e for e in entries if not e.name.startswith(".") and e.is_file() and e.name.lower().endswith(suffixes)]
+    by_stem: dict[str, list[str]] = {}
+    for e in files:
+        by_stem.setdefault(os.path.splitext(e.name)[0], []).append(e.path)
     for entry in entries:
         if entry.name.startswith("."):
             continue  # hidden files and our own temporary outputs
         if entry.is_dir():
             yield from _walk(entry.path, suffixes)
         elif entry.is_file() and entry.name.lower().endswith(suffixes):
-            yield entry.path
+            same = by_stem[os.path.splitext(entry.name)[0]]
+            yield entry.path, same if len(same) > 1 else None
 
 
 def list_items(
@@ -61,6 +73,7 @@ def list_items(
     out_suffix: str,
     *,
     root: str | os.PathLike[str] | None = None,
+    unique_outputs: bool = True,
 ) -> Iterator[Item]:
     """Yield an :class:`Item` per source file, outputs mirrored under ``out_dir``.
 
@@ -76,7 +89,14 @@ def list_items(
     root : path, optional
         What ``rel`` is relative to for a list of files (default: their
         common folder, or the folder itself).
+    unique_outputs : bool
+        Sources that would write one output (``a.flac`` and ``a.wav`` to
+        ``a.amser``) are refused, both named (:attr:`Item.refused`), as the
+        ``amser`` commands refuse them.  False when outputs are not files named
+        by the source (the feature store).
     """
+    from ..cli import clash_reason
+
     sfx = tuple(s.lower() for s in suffixes)
     out = os.fspath(out_dir)
     walked = False
@@ -86,18 +106,24 @@ def list_items(
             raise AmserError(f"input not found: {base}")
         if os.path.isdir(base):
             top = os.fspath(root) if root is not None else base
-            files: Iterable[str] = _walk(base, sfx)
+            files: Iterable[tuple[str, list[str] | None]] = _walk(base, sfx)
             walked = root is None
         else:
             top = os.fspath(root) if root is not None else os.path.dirname(base) or "."
-            files = [base]
+            files = [(base, None)]
     else:
-        files = [os.fspath(p) for p in sources]
-        if not files:
+        given = [os.fspath(p) for p in sources]
+        if not given:
             raise AmserError("no input files given")
-        top = os.fspath(root) if root is not None else os.path.commonpath([os.path.dirname(f) or "." for f in files])
+        top = os.fspath(root) if root is not None else os.path.commonpath([os.path.dirname(f) or "." for f in given])
+        # A list is in memory already: its clashes (across folders too, with root=) are found over all of it.
+        stems = [os.path.splitext(os.path.relpath(f, top))[0] for f in given]
+        by_stem: dict[str, list[str]] = {}
+        for f, stem in zip(given, stems, strict=True):
+            by_stem.setdefault(stem, []).append(f)
+        files = [(f, by_stem[stem] if len(by_stem[stem]) > 1 else None) for f, stem in zip(given, stems, strict=True)]
     prefix = os.path.join(top, "")
-    for path in files:
+    for path, same in files:
         try:
             st = os.stat(path)
         except OSError as exc:
@@ -107,7 +133,9 @@ def list_items(
         rel = rel.replace(os.sep, "/")
         if rel.startswith("../"):
             raise AmserError(f"{path} is not under {top}: give root= to name outputs")
-        yield Item(path, rel, os.path.join(out, os.path.splitext(rel)[0] + out_suffix), st.st_size, st.st_mtime_ns)
+        dst = os.path.join(out, os.path.splitext(rel)[0] + out_suffix)
+        refused = clash_reason(same, dst) if same and unique_outputs else None
+        yield Item(path, rel, dst, st.st_size, st.st_mtime_ns, refused)
 
 
 def group_items(items: Iterable[Item], *, max_files: int, max_bytes: int) -> Iterator[list[Item]]:

@@ -49,6 +49,7 @@ class Summary:
     manifest: Path | None = None
     failures_file: Path | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (source, message): a rate target not met, ...
 
     @property
     def ok(self) -> bool:
@@ -85,6 +86,8 @@ class Summary:
                 ),
             ),
         ]
+        if self.warnings:
+            rows.append(("warnings", f"{len(self.warnings)} (a target not met, audio cut short: see above)"))
         if self.dashboard:
             rows.append(("dashboard", self.dashboard))
         if self.manifest:
@@ -110,6 +113,11 @@ class BatchProgress:
         self.start = time.perf_counter()
         self.last = 0.0
         self.interval = 0.5 if self.tty else 15.0
+        self._logged: tuple[int, int, int] | None = None  # the counts of the last line logged (not a terminal)
+
+    def _counts(self) -> tuple[int, int, int]:
+        s = self.summary
+        return s.finished, s.failed, s.workers_lost
 
     def line(self) -> str:
         s = self.summary
@@ -137,14 +145,19 @@ class BatchProgress:
             self.stream.write("\r\x1b[K" + self.line())
         else:
             self.stream.write(self.line() + "\n")
+            self._logged = self._counts()
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        """The final state: redrawn on a terminal; logged elsewhere unless the last line logged says it already."""
+        if not self.enabled:
+            return
+        if self.tty:
             self.update(force=True)
-            if self.tty:
-                self.stream.write("\n")
-            self.stream.flush()
+            self.stream.write("\n")
+        elif self._logged != self._counts():
+            self.update(force=True)
+        self.stream.flush()
 
     def say(self, text: str) -> None:
         """A message on its own line (the dashboard address, a lost worker), when progress is shown."""

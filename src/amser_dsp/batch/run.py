@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from .manifest import Manifest, remove_stale_temporaries, run_lock, write_failur
 from .plan import Item, group_items
 from .report import BatchProgress, Summary
 
-__all__ = ["local_cluster_client", "run_batch"]
+__all__ = ["dask_setup", "local_cluster_client", "run_batch"]
 
 #: Tasks kept in flight per worker thread: enough to hide the round trip, few enough to bound memory.
 IN_FLIGHT_PER_THREAD = 3
@@ -40,6 +41,32 @@ def _require_dask() -> Any:
     return distributed
 
 
+def dask_setup(worker: Any) -> None:
+    """Preload hook of a local cluster's workers: they ignore Ctrl-C (SIGINT).
+
+    A terminal sends Ctrl-C to every process of its group, the cluster's
+    workers included; each then printed its traceback (about a hundred lines)
+    before the summary.  The driver alone stops the run and closes the cluster.
+    Workers restarted by their nanny run this hook again.
+    """
+    with contextlib.suppress(ValueError):  # not the main thread: leave the signal alone
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """SIGINT ignored while processes are spawned (they inherit it) until their preload hook runs."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextlib.contextmanager
 def local_cluster_client(workers: int | None = None) -> Iterator[Any]:
     """A client of a new local cluster: ``workers`` processes (default one per core), one thread each."""
@@ -50,13 +77,17 @@ def local_cluster_client(workers: int | None = None) -> Iterator[Any]:
     # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers: glibc then hands every freed block over
     # 64 KiB back to the kernel and page-faults it in again on the next call; measured here, Whisper on a
     # worker took 1.47 x the CPU of the same loop in a plain process (11.8 CPU s for 16 files once unset).
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
+        _interrupts_ignored(),
+    ):
         cluster = distributed.LocalCluster(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",  # a free port: two runs (or another Dask) never collide on 8787
             silence_logs=logging.ERROR,
+            preload=[__name__],  # dask_setup: workers leave Ctrl-C to the driver
         )
     try:
         with distributed.Client(cluster) as client:
@@ -85,6 +116,26 @@ def _client(client: Any, scheduler: str | None, workers: int | None) -> Iterator
         if workers:
             c.wait_for_workers(workers, timeout=120)  # --workers with a scheduler: wait for that many
         yield c
+
+
+def _dashboard(client: Any) -> str | None:
+    """The address of the scheduler's dashboard, if it serves one (else None).
+
+    ``client.dashboard_link`` is composed from configuration whether or not a
+    dashboard runs (``dask scheduler --no-dashboard`` still answers HTTP, with
+    404 on ``/status``), so the scheduler is asked: the link is given only if
+    it answers there.
+    """
+    import urllib.request
+
+    try:
+        if "dashboard" not in client.scheduler_info().get("services", {}):
+            return None
+        link = str(client.dashboard_link)
+        with urllib.request.urlopen(link, timeout=5) as answer:
+            return link if answer.status == 200 else None
+    except Exception:  # no answer (404, unreachable from here, a proxy): no address worth printing
+        return None
 
 
 class _LossWatch:
@@ -120,7 +171,7 @@ def run_batch(
     progress: bool | None = None,
     files_per_task: int = 64,
     bytes_per_task: int = 16_000_000,
-    prefailed: list[tuple[Item, str]] = (),  # type: ignore[assignment]
+    prefailed: Sequence[tuple[Item, str]] = (),
 ) -> Summary:
     """Run ``task`` over every item, a group of items per Dask task, and return the :class:`Summary`.
 
@@ -150,8 +201,7 @@ def run_batch(
         with _client(client, scheduler, workers) as c:
             summary.startup = time.perf_counter() - t0
             summary.workers = len(c.nthreads())
-            with contextlib.suppress(Exception):
-                summary.dashboard = c.dashboard_link
+            summary.dashboard = _dashboard(c)
             if summary.dashboard:
                 bar.say(f"Dask dashboard: {summary.dashboard}")
             try:
@@ -189,7 +239,7 @@ def _drive(
 
     def submit() -> bool:
         nonlocal n_sub
-        group = pending.pop() if pending else next(groups, None)
+        group = next(groups, None) if not pending else pending.pop()
         if group is None:
             return False
         n_sub += 1
@@ -258,6 +308,7 @@ def _account(summary: Summary, manifest: Manifest, r: dict[str, Any]) -> None:
         summary.failures.append((r.get("src", r["rel"]), r["error"]))
         return
     summary.seconds += r.get("seconds", 0.0)
+    summary.warnings += [(r.get("src", r["rel"]), message) for message in r.get("warnings", ())]
     if status == "done":
         summary.done += 1
         manifest.add(r["record"])

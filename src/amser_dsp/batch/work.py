@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any
 
+from ..cli import amser_warnings
 from ..container import CONTAINER_SUFFIX
 from ..errors import AmserError
 from .manifest import atomic_write, digest_bytes, verify_output
@@ -82,30 +83,39 @@ def _record(item: Item, data: bytes, digest: str, seconds: float, out_root: str)
     }
 
 
-def _encode(items: list[Item], settings: dict[str, Any]) -> list[tuple[bytes, float] | BaseException]:
+#: What the work on one file gives: the output's bytes, the audio's seconds, the library's warnings (or the error).
+Output = tuple[bytes, float, list[str]] | BaseException
+
+
+def _encode(items: list[Item], settings: dict[str, Any]) -> list[Output]:
     from .. import encode_audio, load_audio
     from ..config import FeatureConfig
 
     cfg = FeatureConfig.from_dict(settings["config"])
-    out: list[tuple[bytes, float] | BaseException] = []
+    out: list[Output] = []
     for item in items:
-        try:
-            audio = load_audio(item.src, sample_rate=cfg.sample_rate)
-            blob = encode_audio(audio, cfg, chunk_seconds=settings.get("chunk_seconds"), codec=settings["codec"])
-            out.append((blob, audio.size / cfg.sample_rate))
-        except Exception as exc:  # a batch names each failure and goes on
-            out.append(exc)
+        with amser_warnings() as said:
+            try:
+                audio = load_audio(item.src, sample_rate=cfg.sample_rate)
+                blob = encode_audio(audio, cfg, chunk_seconds=settings.get("chunk_seconds"), codec=settings["codec"])
+            except Exception as exc:  # a batch names each failure and goes on
+                out.append(exc)
+                continue
+        out.append((blob, audio.size / cfg.sample_rate, said))
     return out
 
 
-def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[tuple[bytes, float] | BaseException]:
+def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[Output]:
     """Transcripts (and with ``settings["kind"] == "analyze"`` the emotion) as one JSON document per file."""
     loaded: list[tuple[Any, float, int] | BaseException] = []
+    said: list[list[str]] = []
     for item in items:
-        try:
-            loaded.append(_load_features(item, settings))
-        except Exception as exc:
-            loaded.append(exc)
+        with amser_warnings() as found:
+            try:
+                loaded.append(_load_features(item, settings))
+            except Exception as exc:
+                loaded.append(exc)
+        said.append(found)
     analyze = settings["kind"] == "analyze"
     if analyze:
         model = analyzer(
@@ -113,8 +123,8 @@ def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[tuple[bytes
         )
     else:
         model = transcriber(settings.get("model"), settings["beam"], settings.get("language", "en"))
-    out: list[tuple[bytes, float] | BaseException] = []
-    for item, x in zip(items, loaded, strict=True):
+    out: list[Output] = []
+    for item, x, found in zip(items, loaded, said, strict=True):
         if isinstance(x, BaseException):
             out.append(x)
             continue
@@ -125,8 +135,10 @@ def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[tuple[bytes
             if analyze:
                 found = model.analyze([feats])[0]
                 text, emotion = found["text"], {"label": found["label"], "probabilities": found["probabilities"]}
+                segments = found["segments"]
             else:
-                text, emotion = model.transcribe(feats), {}
+                decoded = model.decode([feats])[0]
+                text, emotion, segments = decoded.text, {}, [s.to_dict() for s in decoded.segments]
         except Exception as exc:  # a batch names each failure and goes on
             out.append(exc)
             continue
@@ -134,13 +146,14 @@ def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[tuple[bytes
             "source": item.rel,
             "text": text,
             **emotion,
+            "segments": segments,
             "seconds": round(seconds, 4),
             "container_bytes": n_bytes,
             "kbps": round(n_bytes * 8 / seconds / 1000, 4) if seconds else None,
             "codec": settings["codec"],
             "model": settings.get("model_name"),
         }
-        out.append(((json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode(), seconds))
+        out.append(((json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode(), seconds, found))
     return out
 
 
@@ -161,12 +174,15 @@ def run_task(
 
     A result has ``rel``, ``status`` (``done``, ``skipped`` or ``failed``),
     ``seconds`` of audio, ``src_bytes``, and ``record`` (the manifest record of
-    a done file) or ``error`` (the reason a file failed).
+    a done file) or ``error`` (the reason a file failed); ``warnings`` lists
+    the library's warnings about a done file (a rate target not met).
     """
-    results: list[dict[str, Any] | None] = [None] * len(items)
+    results: dict[int, dict[str, Any]] = {}  # by the item's index
     todo: list[int] = []
     for i, (item, record) in enumerate(zip(items, records, strict=True)):
-        if not force and record is not None and _skip_reason(item, record, digest) is None:
+        if item.refused:
+            results[i] = {"rel": item.rel, "status": "failed", "error": item.refused}
+        elif not force and record is not None and _skip_reason(item, record, digest) is None:
             results[i] = {"rel": item.rel, "status": "skipped", "seconds": record.get("seconds", 0.0)}
         else:
             todo.append(i)
@@ -177,7 +193,7 @@ def run_task(
             if isinstance(out, BaseException):
                 results[i] = {"rel": item.rel, "status": "failed", "error": f"{type(out).__name__}: {out}"}
                 continue
-            data, seconds = out
+            data, seconds, said = out
             try:
                 atomic_write(item.dst, data)
             except OSError as exc:
@@ -188,9 +204,9 @@ def run_task(
                 "status": "done",
                 "seconds": seconds,
                 "record": _record(item, data, digest, seconds, out_root),
+                "warnings": said,
             }
-    for i, item in enumerate(items):
-        results[i]["src_bytes"] = item.size  # type: ignore[index]
-        results[i]["src"] = item.src  # type: ignore[index]
-        results[i]["dst_dir"] = os.path.dirname(item.dst)  # type: ignore[index]
-    return results  # type: ignore[return-value]
+    return [
+        {**results[i], "src_bytes": item.size, "src": item.src, "dst_dir": os.path.dirname(item.dst)}
+        for i, item in enumerate(items)
+    ]

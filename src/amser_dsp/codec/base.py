@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -27,7 +27,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a @ b
 
 
-def option(default: Any, help: str, *, type: Callable[[str], Any] | None = None, choices: tuple = ()) -> Any:
+def option(default: Any, help: str, *, type: Callable[[str], Any] | None = None, choices: tuple[Any, ...] = ()) -> Any:
     """A codec parameter users may set (a dataclass field with what the CLI needs to offer it).
 
     Every field declared with ``option`` becomes a keyword of
@@ -48,21 +48,23 @@ class Codec:
     """
 
     name: ClassVar[str] = ""
+    # Declared, not set: every subclass is a dataclass, and this tells the type checker so.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def get_config(self) -> dict[str, Any]:
         """JSON-ready parameters, with the codec name under ``"codec"``."""
-        return {"codec": self.name, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+        return {"codec": self.name, **dataclasses.asdict(self)}
 
     @classmethod
-    def options(cls) -> dict[str, dataclasses.Field]:
+    def options(cls) -> dict[str, dataclasses.Field[Any]]:
         """The user-settable parameters (declared with :func:`option`), by name."""
-        return {f.name: f for f in dataclasses.fields(cls) if "help" in f.metadata}  # type: ignore[arg-type]
+        return {f.name: f for f in dataclasses.fields(cls) if "help" in f.metadata}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Codec:
         """Rebuild from :meth:`get_config` output."""
         params = {k: v for k, v in config.items() if k != "codec"}
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(params) - names)
         if unknown:
             raise CodecError(f"codec {cls.name!r} has no parameter(s) {unknown}; known: {sorted(names)}")
@@ -81,7 +83,10 @@ class Codec:
         raise NotImplementedError
 
 
-def register(cls: type[Codec]) -> type[Codec]:
+_C = TypeVar("_C", bound=type[Codec])
+
+
+def register(cls: _C) -> _C:
     """Register a codec class under its ``name`` (usable as a decorator)."""
     if not cls.name or (cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls):
         raise CodecError(f"codec name {cls.name!r} is empty or already taken")
@@ -105,7 +110,7 @@ def codec_from_config(config: dict[str, Any]) -> Codec:
         If its parameters are invalid.
     """
     name = config.get("codec")
-    cls = _REGISTRY.get(name)  # type: ignore[arg-type]
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
         raise UnsupportedVersionError(f"codec {name!r} is unknown to this amser_dsp; known codecs: {sorted(_REGISTRY)}")
     try:

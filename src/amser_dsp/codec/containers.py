@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: What ``decode`` and ``inspect`` read: bytes, a path, or a binary file object.
-Source = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
+Source = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 
 
 def read_container(source: Source, limits: fmt.Limits | None = None) -> bytes:
@@ -134,9 +134,13 @@ def encode(
     x = _check_features(features, cfg)
     chosen = make_codec(codec, config=cfg, **options)
     n_frames = x.shape[1]
-    step = min(max(n_frames, 1), fmt.DEFAULT_LIMITS.max_chunk_frames) if chunk_frames is None else chunk_frames
-    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-        raise CodecError(f"chunk_frames={chunk_frames!r} is invalid: expected a positive integer")
+    limit = fmt.DEFAULT_LIMITS.max_chunk_frames
+    step = min(max(n_frames, 1), limit) if chunk_frames is None else chunk_frames
+    if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= limit:
+        raise CodecError(
+            f"chunk_frames={chunk_frames!r} is invalid: expected a positive integer up to {limit} "
+            "(the most frames per chunk a reader accepts)"
+        )
     return write_container(cfg, chosen, x.shape[0], (x[:, t : t + step] for t in range(0, n_frames, step)))
 
 

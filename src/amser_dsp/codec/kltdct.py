@@ -27,9 +27,10 @@ import json
 import math
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -95,7 +96,7 @@ class KltDctTables:
     weight: np.ndarray
     scale_index: np.ndarray
     sha256: str
-    meta: dict
+    meta: dict[str, Any]
 
     @property
     def n_mels(self) -> int:
@@ -176,7 +177,7 @@ def load_tables(name: str) -> KltDctTables:
 @functools.cache
 def shipped_tables() -> tuple[str, ...]:
     """Names of the tables that ship with the package (``amser_dsp/codec/data/kltdct/*.npz``)."""
-    folder = files(__package__).joinpath("data", "kltdct")
+    folder = files(__package__) / "data" / "kltdct"
     return tuple(sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".npz"))) if folder.is_dir() else ()
 
 
@@ -188,7 +189,7 @@ def _load_shipped(name: str) -> KltDctTables:
         raise UnknownTablesError(
             f"no codec tables named {shown!r} ship with amser_dsp; available: {list(shipped_tables())}"
         )
-    tables = tables_from_bytes(files(__package__).joinpath("data", "kltdct", f"{name}.npz").read_bytes())
+    tables = tables_from_bytes((files(__package__) / "data" / "kltdct" / f"{name}.npz").read_bytes())
     if tables.name != name:
         raise CodecError(f"codec table file {name}.npz declares the name {tables.name!r}")
     return tables
@@ -325,7 +326,7 @@ def _coefficient_rms_error(coeffs: np.ndarray, plan: _Plan) -> float:
     return math.sqrt(max(uncoded, 0.0) + coded) / math.sqrt(coeffs.size)
 
 
-def _boundary(predicate, coeffs: np.ndarray, sample_blocks: int = 32) -> int:
+def _boundary(predicate: Callable[[int, np.ndarray], bool], coeffs: np.ndarray, sample_blocks: int = 32) -> int:
     """Smallest step index with ``predicate(i, coeffs)`` (``STEP_INDEX_MAX + 1`` if none).
 
     ``predicate`` must be monotone in ``i`` (false, then true).  Long chunks are
@@ -424,7 +425,7 @@ class KltDctCodec(Codec):
             ):
                 raise CodecError(f"{key}={value!r} is invalid: expected a positive number")
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         # Unset targets are left out: every header byte counts at 2 kbps.
         return {k: v for k, v in super().get_config().items() if v is not None}
 
@@ -487,8 +488,11 @@ class KltDctCodec(Codec):
                 )
             return min(found, STEP_INDEX_MAX)
 
+        quality = self.quality
+        assert quality is not None  # __post_init__ sets step when no target is given
+
         def too_coarse(i: int, c: np.ndarray) -> bool:
-            return _coefficient_rms_error(c, _coding_plan(tables, i)) > self.quality
+            return _coefficient_rms_error(c, _coding_plan(tables, i)) > quality
 
         found = _boundary(too_coarse, coeffs)
         if found == STEP_INDEX_MIN:

@@ -66,6 +66,9 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, CodecError, CorruptContainerError
 
+#: The coding loops' integer vectors: NumPy arrays when Numba compiles them, lists in plain Python.
+_Ints = np.ndarray | list[int]
+
 __all__ = [
     "ALPHABET",
     "ESCAPE",
@@ -192,7 +195,7 @@ def _tables_from_bytes(data: bytes, expected_sha256: str | None) -> LaplaceTable
 @functools.cache
 def load_tables() -> LaplaceTables:
     """The shipped tables (cached); raises CodecError if the file is missing or altered."""
-    resource = files(__package__).joinpath("data", _TABLE_FILE)
+    resource = files(__package__) / "data" / _TABLE_FILE
     if not resource.is_file():
         raise CodecError(f"entropy table file {_TABLE_FILE} is missing from the amser_dsp package")
     return _tables_from_bytes(resource.read_bytes(), TABLES_SHA256)
@@ -210,7 +213,7 @@ def load_tables() -> LaplaceTables:
 # ``w = m + 2**k`` below its leading one, in pieces of at most 16 bits) and a
 # sign bit.  Keeping these bits inside the rANS states (rather than in a
 # separate raw stream) lets the final-state check catch damage to them too.
-def _encode_loop(tab, value, freq, cum, escape_k, out) -> int:
+def _encode_loop(tab: _Ints, value: _Ints, freq: _Ints, cum: _Ints, escape_k: _Ints, out: _Ints | bytearray) -> int:
     """Encode backwards into ``out`` (filled from its end); returns the first used index, -1 if full."""
     n = len(tab)
     pos = len(out)
@@ -281,7 +284,7 @@ def _encode_loop(tab, value, freq, cum, escape_k, out) -> int:
     return pos
 
 
-def _decode_loop(tab, data, cum, bucket, escape_k, out) -> int:
+def _decode_loop(tab: _Ints, data: _Ints | bytes, cum: _Ints, bucket: _Ints, escape_k: _Ints, out: _Ints) -> int:
     """Decode ``len(tab)`` values into ``out``; returns 0 or an error code."""
     n = len(tab)
     end = len(data)

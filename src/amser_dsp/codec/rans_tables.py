@@ -156,14 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = tables_to_bytes(build_tables())
     sha = hashlib.sha256(data).hexdigest()
     if args.build_tables:
-        path = args.out or str(files("amser_dsp.codec").joinpath("data", _TABLE_FILE))
+        path = args.out or str(files("amser_dsp.codec") / "data" / _TABLE_FILE)
         with open(path, "wb") as fh:
             fh.write(data)
         print(f"{path}: {len(data)} bytes, SHA-256 {sha}")
         if sha != TABLES_SHA256:
             print(f"set TABLES_SHA256 = {sha!r} in amser_dsp/codec/rans.py", file=sys.stderr)
         return 0
-    shipped = files("amser_dsp.codec").joinpath("data", _TABLE_FILE).read_bytes()
+    shipped = (files("amser_dsp.codec") / "data" / _TABLE_FILE).read_bytes()
     same = shipped == data
     print(
         f"rebuilt SHA-256 {sha}; shipped {hashlib.sha256(shipped).hexdigest()}: {'identical' if same else 'DIFFERENT'}"

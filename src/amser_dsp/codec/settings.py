@@ -39,7 +39,7 @@ def _none_is_default(option: str) -> bool:
 
 
 def _codec_class(name: object) -> type[Codec]:
-    cls = registered().get(name)  # type: ignore[arg-type]
+    cls = registered().get(name) if isinstance(name, str) else None
     if cls is None:
         raise CodecError(f"unknown codec {name!r}; known codecs: {sorted(registered())}")
     return cls

@@ -15,16 +15,33 @@ from .base import Codec
 from .containers import decode_chunk, guarded, header_codec, header_config, write_container
 from .settings import make_codec
 
-__all__ = ["StreamDecoder", "StreamEncoder", "encode_audio"]
+__all__ = ["StreamDecoder", "StreamEncoder", "chunk_frames", "encode_audio"]
 
 
-def _chunk_frames(config: FeatureConfig, chunk_seconds: float | None) -> int:
-    """Frames per chunk; ``None``: one chunk, up to the default reader limit (longer audio is split there)."""
+def chunk_frames(config: FeatureConfig, chunk_seconds: float | None) -> int:
+    """Frames per chunk for ``chunk_seconds`` of audio; ``None``: one chunk, up to the default reader limit.
+
+    Raises
+    ------
+    CodecError
+        If ``chunk_seconds`` is not a positive number, or makes chunks longer
+        than a reader accepts (:attr:`~amser_dsp.Limits.max_chunk_frames` of the
+        default limits: 300 s at 100 frames per second).
+    """
+    limit = fmt.DEFAULT_LIMITS.max_chunk_frames
     if chunk_seconds is None:
-        return fmt.DEFAULT_LIMITS.max_chunk_frames
+        return limit
     if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, (int, float)) or not chunk_seconds > 0:
         raise CodecError(f"chunk_seconds={chunk_seconds!r} is invalid: expected a positive number of seconds")
-    return max(1, round(chunk_seconds * config.sample_rate / config.hop_length))
+    frames_per_second = config.sample_rate / config.hop_length
+    frames = chunk_seconds * frames_per_second
+    if frames >= limit + 0.5:
+        raise CodecError(
+            f"chunk_seconds={chunk_seconds:g} makes chunks of {frames:.0f} frames; readers accept at most {limit} "
+            f"({limit / frames_per_second:g} s of this preset's audio): give at most that, or none for one chunk "
+            "split there"
+        )
+    return max(1, round(frames))
 
 
 class StreamEncoder:
@@ -61,7 +78,7 @@ class StreamEncoder:
     ) -> None:
         self.config = get_preset(config)
         self.codec = make_codec(codec, config=self.config, **options)
-        self.chunk_frames = _chunk_frames(self.config, chunk_seconds)
+        self.chunk_frames = chunk_frames(self.config, chunk_seconds)
         self._features = ChunkedFeatures(self.config, self.chunk_frames)
         self._writer = fmt.Writer(self.config.to_dict(), self.codec.get_config(), self.config.n_mels)
 
@@ -106,7 +123,7 @@ def encode_audio(
     """
     cfg = get_preset(config)
     chosen = make_codec(codec, config=cfg, **options)
-    chunks = chunked_features(audio, cfg, _chunk_frames(cfg, chunk_seconds))
+    chunks = chunked_features(audio, cfg, chunk_frames(cfg, chunk_seconds))
     return write_container(cfg, chosen, cfg.n_mels, chunks)
 
 

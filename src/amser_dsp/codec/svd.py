@@ -57,12 +57,15 @@ def choose_rank(x: np.ndarray, *, rank: int | None, ratio: float | None, energy:
 
     ``energy=e`` keeps the fewest components whose squared singular values sum
     to at least ``e`` of the total.  The rank is clipped to ``[1, min(m, n)]``.
+    Raises :class:`CodecError` if all three are None.
     """
     k = min(x.shape)
     if rank is not None:
         r = rank
     elif ratio is not None:
         r = math.ceil(ratio * k - 1e-9)
+    elif energy is None:
+        raise CodecError("give one of rank, ratio or energy; got none")
     else:
         power = singular_values(x) ** 2
         total = power.sum()

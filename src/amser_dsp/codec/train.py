@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def fit_tables(
     block: int = 16,
     encode: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
     weight: np.ndarray | None = None,
-    meta: dict | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> KltDctTables:
     """Fit mean, basis, sensitivity weights and Laplace scales on ``feature_list``.
 

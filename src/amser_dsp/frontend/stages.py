@@ -8,7 +8,7 @@ the specification every other back end is tested against: keep them simple.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -64,7 +64,7 @@ def frame_signal(
     hop_length: int,
     *,
     center: bool = False,
-    pad_mode: str = "reflect",
+    pad_mode: Literal["reflect", "constant", "edge"] = "reflect",
 ) -> np.ndarray:
     """Cut the last axis into overlapping frames.
 
@@ -77,7 +77,7 @@ def frame_signal(
     center : bool
         If true, pad ``frame_length // 2`` samples on both sides with
         ``pad_mode`` first, so frame ``t`` is centred on sample ``t * hop``.
-    pad_mode : str
+    pad_mode : {"reflect", "constant", "edge"}
         A :func:`numpy.pad` mode used when ``center`` is true.
 
     Returns

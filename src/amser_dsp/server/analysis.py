@@ -1,11 +1,12 @@
 """Transcript and emotion of decoded features: the server-side pipeline, one object for every caller.
 
 The service (``/v1/transcribe``, ``/v1/analyze``, the page), ``amser analyze`` and ``amser batch analyze`` all
-go through an :class:`Analyzer`: Whisper once per 30 s window (its encoder output feeds both the decoder and
-the emotion network), then the transcript's embedding and the emotion.  An emotion model reads the encoder
-states of the recogniser it was trained on (the packaged one: tiny.en's, 384-d); when another model makes the
-transcript (``--model base``), that recogniser's encoder runs beside it for the emotion branch alone
-(:attr:`Analyzer.states_from`; its cost in docs/models.md).  The service batches the recognition
+go through an :class:`Analyzer`: Whisper's long-form decoding, once per 30 s window (its encoder output feeds
+both the decoder and the emotion network), then the transcript's embedding and the emotion, of the whole
+recording and of each of its segments.  An emotion model reads the encoder states of the recogniser it was
+trained on (the packaged one: tiny.en's, 384-d); when another model makes the transcript (``--model base``),
+that recogniser's encoder runs beside it for the emotion branch alone (:attr:`Analyzer.states_from`; its cost
+in docs/models.md).  The service batches the recognition
 step across requests (:class:`~.recognition.batcher.RecogniserBatcher`) and hands each result to
 :meth:`Analyzer.classify`; a command calls :meth:`Analyzer.analyze` on its own batch.
 """
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import CheckpointError
+from .recognition.live import FRAMES_PER_SECOND
+from .recognition.longform import Decoding
 from .recognition.models import named_model
 from .recognition.whisper import Transcriber, encoder_states
 
@@ -98,33 +101,63 @@ class Analyzer:
         keep = [i for i, f in enumerate(features) if f.shape[1] > 0]
         out: list[dict[str, Any] | None] = [None] * len(texts)
         if keep:
-            if self.states_from is not None:
-                kept = encoder_states(self.states_from, [features[i] for i in keep])
-            else:
-                kept = [states[i] for i in keep]
-            probs = self.emotion.predict(kept, [features[i] for i in keep], [texts[i] for i in keep])
+            probs = self.emotion.predict(
+                [states[i] for i in keep], [features[i] for i in keep], [texts[i] for i in keep]
+            )
             for i, p in zip(keep, probs, strict=True):
                 out[i] = self.emotion.describe(p)
         return out
 
+    def emotions(
+        self, decodings: Sequence[Decoding], features: Sequence[np.ndarray]
+    ) -> list[tuple[dict[str, Any] | None, list[dict[str, Any] | None]]]:
+        """Per item: the emotion of the whole recording and of each of its segments (``None`` without a model).
+
+        The whole is classified from every frame's encoder states, all the features and the
+        whole transcript (one pass of the network over the recording, as for a short clip),
+        not averaged from its segments; each segment from its own frames and text.  The states are the
+        transcript's own, or those of :attr:`states_from` (its encoder run here on every window).
+        """
+        if self.emotion is None:
+            return [(None, [None] * len(d.segments)) for d in decodings]
+        whole = (
+            [d.states for d in decodings]
+            if self.states_from is None
+            else encoder_states(self.states_from, list(features))
+        )
+        states: list[np.ndarray] = []
+        feats: list[np.ndarray] = []
+        texts: list[str] = []
+        for d, f, own in zip(decodings, features, whole, strict=True):
+            states.append(own)
+            feats.append(f)
+            texts.append(d.text)
+            for s in d.segments:
+                a, b = round(s.start * FRAMES_PER_SECOND), round(s.end * FRAMES_PER_SECOND)
+                states.append(own[a // 2 : (b + 1) // 2])
+                feats.append(f[:, a:b])
+                texts.append(s.text)
+        found = iter(self.classify(states, feats, texts))
+        return [(next(found), [next(found) for _ in d.segments]) for d in decodings]
+
     def analyze(self, features: Sequence[np.ndarray]) -> list[dict[str, Any]]:
-        """Per ``(80, T)`` whisper-preset feature matrix: ``text``, ``label``, ``probabilities``, ``timings`` (ms)."""
+        """Per ``(80, T)`` whisper-preset feature matrix: ``text``, ``label``, ``probabilities``, ``segments``
+        (``start``, ``end`` in seconds, ``text``, and each segment's ``label`` and ``probabilities``),
+        ``timings`` (ms)."""
         items = [np.asarray(f, np.float32) for f in features]
         t0 = time.perf_counter()
-        if self.needs_states:
-            recognised = self.transcriber.transcribe_with_states(items)
-            texts, states = [t for t, _ in recognised], [s for _, s in recognised]
-        else:
-            texts, states = list(self.transcriber.transcribe(items)), []
+        decodings = self.transcriber.decode(items, states=self.needs_states)
         t1 = time.perf_counter()
-        emotions = self.classify(states, items, texts)
+        emotions = self.emotions(decodings, items)
         t2 = time.perf_counter()
         share = 1000 / max(len(items), 1)  # a batch's time, split evenly over its items
+        none = {"label": None, "probabilities": None}
         return [
             {
-                "text": text,
-                **(emotion or {"label": None, "probabilities": None}),
+                "text": d.text,
+                **(whole or none),
+                "segments": [{**s.to_dict(), **(e or none)} for s, e in zip(d.segments, parts, strict=True)],
                 "timings": {"asr_ms": (t1 - t0) * share, "emotion_ms": (t2 - t1) * share},
             }
-            for text, emotion in zip(texts, emotions, strict=True)
+            for d, (whole, parts) in zip(decodings, emotions, strict=True)
         ]

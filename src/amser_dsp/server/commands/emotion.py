@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ...cli import Done, Job, add_codec_arguments, codec_arguments, container_from, jobs_for, run_jobs
+from .. import DEFAULT_BEAM_SIZE
 from .recognition import INPUT_SUFFIXES, add_model_arguments
 
 __all__ = ["add_parsers"]
@@ -24,7 +25,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     options = codec_arguments(args)
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
-    transcriber = Transcriber(**model_arguments(args), **({"beam_size": args.beam} if args.beam else {}))
+    transcriber = Transcriber(**model_arguments(args), beam_size=args.beam or DEFAULT_BEAM_SIZE)
     analyzer = Analyzer.load(transcriber, args.emotion_model)  # both models load once, for every file
 
     def work(job: Job) -> Done:
@@ -42,6 +43,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                     "text": result["text"],
                     "label": result["label"],
                     "probabilities": result["probabilities"],
+                    "segments": result["segments"],
                     "bytes": len(blob),
                     "kbps": len(blob) * 8 / seconds / 1000 if seconds else None,
                 }

@@ -14,7 +14,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...cli import (
     Done,
@@ -24,11 +24,13 @@ from ...cli import (
     container_from,
     jobs_for,
     run_jobs,
+    write_output,
 )
 from ...config import get_preset
 from ...container import CONTAINER_SUFFIX
 from ...errors import AmserError
 from ...io import AUDIO_SUFFIXES
+from .. import DEFAULT_BEAM_SIZE
 
 __all__ = ["add_model_arguments", "add_parsers"]
 
@@ -48,7 +50,23 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Sent(NamedTuple):
+    """A file on its way: its container and seconds, then the service's answer."""
+
+    blob: bytes
+    seconds: float | None
+    answer: dict[str, Any] | None = None
+
+
 def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bool, **extra: object) -> Done:
+    fields, totals = _fields(job, text, blob, seconds, **extra)
+    return Done(json.dumps(fields) if as_json else f"{job.src}: {text}", totals)
+
+
+def _fields(
+    job: Job, text: str, blob: bytes, seconds: float | None, **extra: object
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """A file's JSON answer (path, text, bytes, kbps, chunks, ``extra``) and its numbers for the summary."""
     from ... import inspect
 
     info = inspect(blob)
@@ -56,28 +74,50 @@ def _report(job: Job, text: str, blob: bytes, seconds: float | None, as_json: bo
         seconds = info.seconds or 0.0
     kbps = len(blob) * 8 / seconds / 1000 if seconds else None
     fields = {"path": str(job.src), "text": text, "bytes": len(blob), "kbps": kbps, "chunks": info.n_chunks, **extra}
-    line = json.dumps(fields)
-    return Done(line if as_json else f"{job.src}: {text}", {"seconds": seconds, "bytes": len(blob)})
+    return fields, {"seconds": seconds, "bytes": len(blob)}
+
+
+#: ``amser transcribe --format``: what each file's transcript is written as.
+TRANSCRIPT_FORMATS = ("txt", "json", "srt", "vtt")
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from ... import encode_audio
+    from ..recognition import subtitles
     from ..recognition.models import model_arguments
     from ..recognition.whisper import Transcriber, decode_for_whisper
 
+    form = args.format or ("json" if args.json else "txt")
+    if args.json and form != "json":
+        raise AmserError(f"--json and --format {form} disagree: give one of them")
     options = codec_arguments(args)
-    jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
-    transcriber = Transcriber(**model_arguments(args), **({"beam_size": args.beam} if args.beam else {}))
+    jobs = jobs_for(args.inputs, INPUT_SUFFIXES, output=args.output, out_suffix=f".{form}")
+    if form in ("srt", "vtt") and args.output is None and len(jobs) > 1:
+        raise AmserError(f"--format {form} of several files needs --output FOLDER (one subtitle file per input)")
+    transcriber = Transcriber(**model_arguments(args), beam_size=args.beam or DEFAULT_BEAM_SIZE)
 
     def work(job: Job) -> Done:
         blob, seconds = container_from(
             job.src, lambda audio: encode_audio(audio, "whisper", chunk_seconds=args.chunk_seconds, **options),
             options, args.chunk_seconds,
         )  # fmt: skip
-        features = decode_for_whisper(blob).features  # another preset's features: refused, not misread
-        return _report(job, transcriber.transcribe(features), blob, seconds, args.json)
+        # another preset's features: refused, not misread
+        decoded = transcriber.decode([decode_for_whisper(blob).features])[0]
+        fields, totals = _fields(job, decoded.text, blob, seconds, segments=[s.to_dict() for s in decoded.segments])
+        document = {
+            "txt": decoded.text + "\n",
+            "json": json.dumps(fields) + "\n",
+            "srt": subtitles.srt(decoded.segments),
+            "vtt": subtitles.vtt(decoded.segments),
+        }[form]
+        if job.dst is not None:
+            write_output(job.dst, document.encode())
+            return Done(None, totals)
+        if form == "txt":
+            document = f"{job.src}: {decoded.text}"
+        return Done(document.rstrip("\n"), totals)
 
-    return run_jobs(jobs, work, "transcribe", progress=not args.json)
+    return run_jobs(jobs, work, "transcribe", progress=form != "json")
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -92,14 +132,18 @@ def cmd_send(args: argparse.Namespace) -> int:
     if args.window < 1:
         raise AmserError(f"--window must be at least 1, got {args.window}")
     done = threading.Condition()
-    outcome: dict[int, tuple[str, object]] = {}  # job position -> ("sent", (blob, seconds)) / ("error", exc) / answer
+    outcome: dict[int, _Sent | Exception] = {}  # job position -> the file, or why it failed
     sent: list[int] = []  # the connection's file index -> job position
 
-    def settle(i: int, kind: str, value: object) -> None:
+    def settle(i: int, value: _Sent | Exception) -> None:
         with done:
-            if outcome.get(i, ("",))[0] != "error":  # a failed connection has settled it already
-                outcome[i] = (kind, value)
+            if not isinstance(outcome.get(i), Exception):  # a failed connection has settled it already
+                outcome[i] = value
             done.notify_all()
+
+    def waiting(i: int) -> bool:
+        value = outcome.get(i)
+        return value is None or (isinstance(value, _Sent) and value.answer is None)
 
     with Client(args.url, api_key=args.api_key, window=args.window) as client:
 
@@ -113,10 +157,10 @@ def cmd_send(args: argparse.Namespace) -> int:
                         options, args.chunk_seconds,
                     )  # fmt: skip
                 except (AmserError, OSError) as exc:
-                    settle(i, "error", exc)
+                    settle(i, exc)
                     continue
                 sent.append(i)
-                settle(i, "sent", (blob, seconds))
+                settle(i, _Sent(blob, seconds))
                 yield blob
 
         def receive() -> None:
@@ -124,15 +168,16 @@ def cmd_send(args: argparse.Namespace) -> int:
             try:
                 for answer in client.transcribe_many(containers()):
                     i = sent[answer["index"]]
-                    blob, seconds = outcome[i][1]  # type: ignore[misc]
-                    settle(i, "answer", (answer, blob, seconds))
+                    file = outcome[i]
+                    if isinstance(file, _Sent):
+                        settle(i, file._replace(answer=answer))
             except (AmserError, OSError) as exc:  # the connection failed: every file still open fails with it
                 failure = exc
             finally:
                 with done:
                     for i in range(len(jobs)):
-                        if i not in outcome or outcome[i][0] == "sent":
-                            outcome[i] = ("error", failure)
+                        if waiting(i):
+                            outcome[i] = failure
                     done.notify_all()
 
         receiver = threading.Thread(target=receive, name="amser-receive", daemon=True)
@@ -142,14 +187,14 @@ def cmd_send(args: argparse.Namespace) -> int:
         def work(job: Job) -> Done:
             i = position[id(job)]
             with done:
-                done.wait_for(lambda: i in outcome and outcome[i][0] != "sent")
-                kind, value = outcome[i]
-            if kind == "error":
-                raise value  # type: ignore[misc]
-            answer, blob, seconds = value  # type: ignore[misc]
+                done.wait_for(lambda: not waiting(i))
+                file = outcome[i]
+            if isinstance(file, Exception):
+                raise file
+            answer = file.answer or {}
             if "error" in answer:
                 raise AmserError(f"the service refused it: {answer['error']['message']}")
-            return _report(job, answer["text"], blob, seconds, args.json, request_id=answer.get("request_id"))
+            return _report(job, answer["text"], file.blob, file.seconds, args.json, request_id=answer.get("request_id"))
 
         status = run_jobs(jobs, work, "send", progress=not args.json)
         receiver.join()
@@ -169,6 +214,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_timeout=args.timeout,
         queue_size=args.queue,
         workers=args.workers,
+        threads=args.threads,
         api_key_file=args.api_key_file,
         beam_size=args.beam,
         model=args.model,
@@ -260,6 +306,7 @@ async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) ->
 
     return {
         "text": end.get("text", ""),
+        "gaps": end.get("gaps", []),
         "seconds": round(audio.size / get_preset("whisper").sample_rate, 3),
         "latency": {"p50": pct(50), "p90": pct(90), "max": pct(100), "words": len(latencies)},
         "messages": counts,
@@ -346,7 +393,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("transcribe", help="encode, decode and transcribe audio locally (no server)")
     p.add_argument("inputs", type=Path, nargs="+", help="audio or .amser files, folders, or - (standard input)")
     add_codec_arguments(p)
-    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument("--json", action="store_true", help="one JSON object per file (the same as --format json)")
+    p.add_argument(
+        "--format",
+        choices=TRANSCRIPT_FORMATS,
+        help="txt: the text (default); json: text, segments with times, sizes; srt, vtt: subtitles of the segments",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="write each transcript to a file (one input) or a folder mirroring an input folder, "
+        "named by --format; default: standard output",
+    )
     add_model_arguments(p)
     p.add_argument("--beam", type=int, help=f"beam size (1: greedy; default {_default('beam_size')})")
     p.set_defaults(run=cmd_transcribe)
@@ -363,6 +422,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--queue", type=int, help=f"requests admitted at once before 503 (default {_default('queue_size')})")
     p.add_argument("--workers", type=int, help=f"recogniser threads (default {_default('workers')})")
+    p.add_argument("--threads", type=int, help=f"CPU threads of each recogniser call (default {_default('threads')})")
     p.add_argument("--api-key-file", help="file of accepted API keys, one per line (or AMSER_API_KEY)")
     add_model_arguments(p)
     p.add_argument("--beam", type=int, help=f"beam size (default {_default('beam_size')})")
@@ -444,6 +504,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", required=True, help="TSV with id, path, text (../shared/data/asr/manifest.tsv)")
     p.add_argument("--cache", default=".cache/eval", help="transcript cache folder")
     p.add_argument("--limit", type=int, help="first N clips only")
+    p.add_argument(
+        "--long",
+        action="store_true",
+        help="the long-form set: the clips joined in manifest order into recordings of 2, 3, 5 and 10 minutes",
+    )
     p.add_argument("--modes", help="regular expression selecting modes (reference and uncompressed always run)")
     add_model_arguments(p)
     p.add_argument("--beam", type=int, default=_default("beam_size"), help="beam size (default %(default)s)")

@@ -251,8 +251,8 @@ def training_versions(
 
 
 def model_key(transcriber: Transcriber) -> str:
-    """The recogniser's identity in cache keys (model files, arithmetic, beam)."""
-    return f"{transcriber.model_id}|{transcriber.compute_type}|beam{transcriber.beam_size}|states"
+    """The recogniser's identity in cache keys (model files, arithmetic, beam, how transcripts are decoded)."""
+    return f"{transcriber.key}|states"
 
 
 def build_examples(

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -468,8 +468,8 @@ def main(args: Any) -> int:  # ``amser eval-emotion``
             continue
         if isinstance(recogniser.model, EmotionEnsemble) and wanted == replace(shipped_cfg, members=1):
             # The same run with one network is the ensemble's first member (same seed, data and threads).
-            model = recogniser.model.members[0]
-            results[name] = evaluate_model(model, name, examples, text_feature_fn(model.cfg, encoder))
+            first = cast(EmotionNet, recogniser.model.members[0])
+            results[name] = evaluate_model(first, name, examples, text_feature_fn(first.cfg, encoder))
             continue
         print(f"ablation: {name}", file=sys.stderr)
         model = _ablation(cfg, changes, data, Path(cfg.cache), progress=True)

@@ -230,12 +230,14 @@ class AudioBranch(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.blocks = nn.ModuleList()
+        self.convs: list[tuple[int, int, int]] = []  # each block's convolution: kernel, stride, padding
         channels = cfg.audio_dim
         for i in range(cfg.conv_blocks):
-            stride = cfg.conv_stride if i == 0 else 1
+            stride, padding = (cfg.conv_stride if i == 0 else 1), cfg.conv_kernel // 2
+            self.convs.append((cfg.conv_kernel, stride, padding))
             self.blocks.append(
                 nn.Sequential(
-                    nn.Conv1d(channels, cfg.d_model, cfg.conv_kernel, stride=stride, padding=cfg.conv_kernel // 2),
+                    nn.Conv1d(channels, cfg.d_model, cfg.conv_kernel, stride=stride, padding=padding),
                     nn.BatchNorm1d(cfg.d_model),
                     nn.ReLU(),
                     nn.Dropout(cfg.dropout),
@@ -246,10 +248,9 @@ class AudioBranch(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = x.transpose(1, 2)  # (batch, channels, frames)
-        for block in self.blocks:
+        for block, (kernel, stride, padding) in zip(self.blocks, self.convs, strict=True):
             h = h.masked_fill(_key_padding(lengths, h.shape[2])[:, None, :], 0.0)
-            conv = block[0]
-            lengths = (lengths + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
+            lengths = (lengths + 2 * padding - kernel) // stride + 1
             h = block(h)
         lengths = lengths.clamp(1, h.shape[2])
         packed = nn.utils.rnn.pack_padded_sequence(h.transpose(1, 2), lengths, batch_first=True, enforce_sorted=False)
@@ -266,6 +267,12 @@ class EmotionNet(nn.Module):
     given.  Inputs are standardised with statistics of the training set, kept as
     buffers (``set_normalisation``).
     """
+
+    # Buffers (register_buffer): declared for the type checker.
+    audio_mean: torch.Tensor
+    audio_std: torch.Tensor
+    text_mean: torch.Tensor
+    text_std: torch.Tensor
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

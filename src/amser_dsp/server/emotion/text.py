@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -125,7 +126,7 @@ class _Bert(nn.Module):
         x = emb["word_embeddings"](ids) + emb["position_embeddings"](positions)
         x = emb["LayerNorm"](x + emb["token_type_embeddings"](torch.zeros_like(ids)))
         keep = mask.bool()
-        for layer in self.encoder["layer"]:
+        for layer in cast(nn.ModuleList, self.encoder["layer"]):
             x = layer(x, keep)
         return x
 

@@ -18,9 +18,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ... import __version__
 from ...config import get_preset
@@ -106,7 +107,7 @@ def _check_fit_options(label_smoothing: float, average: float) -> None:
 
 
 # ------------------------------------------------------------------ metrics
-def scores(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int = len(LABELS)) -> dict[str, Any]:
+def scores(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int = len(LABELS)) -> dict[str, Any]:
     """Accuracy, unweighted average recall (UAR), macro F1 (%) and the confusion matrix (rows: truth)."""
     confusion = np.zeros((n_classes, n_classes), int)
     np.add.at(confusion, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
@@ -210,7 +211,7 @@ def fit(
         if average
         else None
     )
-    scored = averaged.module if averaged is not None else model
+    scored = cast(EmotionNet, averaged.module) if averaged is not None else model
     order_rng = torch.Generator().manual_seed(seed)
     labels = torch.from_numpy(train.labels)
     history: list[dict[str, float]] = []
@@ -317,23 +318,17 @@ def load_split_examples(
     versions = training_versions(
         part["train"], seed=cfg.seed, clean=cfg.clean_settings, augmented=cfg.augmented_versions
     )
-    common = {"seed": cfg.seed, "babble_pool": part["train"], "progress": progress}
+
+    def examples(of: list[Version]) -> list[Example]:
+        return build_examples(of, transcriber, cfg.cache, seed=cfg.seed, babble_pool=part["train"], progress=progress)
+
     return {
         "clips": clips,
         "split": split,
-        "train": build_examples(versions, transcriber, cfg.cache, **common),
-        "val": build_examples(
-            [Version(c, 0, False, DEFAULT_SETTING) for c in part["val"]], transcriber, cfg.cache, **common
-        ),
-        "test": build_examples(
-            [
-                Version(c, 0, False, s)
-                for s in (DEFAULT_SETTING, "uncompressed")
-                for c in (part["test"] if test else [])
-            ],
-            transcriber,
-            cfg.cache,
-            **common,
+        "train": examples(versions),
+        "val": examples([Version(c, 0, False, DEFAULT_SETTING) for c in part["val"]]),
+        "test": examples(
+            [Version(c, 0, False, s) for s in (DEFAULT_SETTING, "uncompressed") for c in (part["test"] if test else [])]
         ),
     }
 

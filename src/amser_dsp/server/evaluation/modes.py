@@ -17,7 +17,7 @@ from ...api import features
 from ...config import get_preset
 from ...errors import AmserError
 from ...io import load_audio
-from ..recognition.whisper import WINDOW_FRAMES, window_features
+from ..recognition.whisper import WINDOW_FRAMES
 
 __all__ = [
     "KLTDCT_KBPS",
@@ -25,7 +25,7 @@ __all__ = [
     "SAMPLE_RATE",
     "Clip",
     "Mode",
-    "audio_windows",
+    "audio_features",
     "container_mode",
     "default_modes",
     "held_out_tables",
@@ -50,34 +50,37 @@ class Clip:
 class Mode:
     """One way of getting features to the recogniser.
 
-    ``run(clip, audio) -> (windows, n_bytes)`` returns Whisper input windows
-    and the bytes sent (None for the reference).  Transcripts are cached by
-    the windows themselves, so a mode needs no cache key of its own.
+    ``run(clip, audio) -> (features, n_bytes)`` returns the ``(80, T)`` features
+    the recogniser decodes and the bytes sent (None for the reference).
+    Transcripts are cached by the features themselves, so a mode needs no
+    cache key of its own.
     """
 
     name: str
     family: str
-    run: Callable[[Clip, np.ndarray], tuple[list[np.ndarray], int | None]]
+    run: Callable[[Clip, np.ndarray], tuple[np.ndarray, int | None]]
     results: dict[str, tuple[str, int | None]] = field(default_factory=dict)
 
 
-def audio_windows(audio: np.ndarray) -> list[np.ndarray]:
-    """openai-whisper's input: log-Mel of audio + 30 s of zeros, cut into 30 s windows over the audio."""
+def audio_features(audio: np.ndarray) -> np.ndarray:
+    """openai-whisper's input: the log-Mel of the audio followed by 30 s of zeros, over the audio's frames.
+
+    The zeros set the last frames' spectra and take part in the dynamic-range clamp, as in
+    openai-whisper; the recogniser pads every window with the same silence (``silence_value``).
+    """
     cfg = get_preset("whisper")
     padded = np.concatenate([audio, np.zeros(WINDOW_FRAMES * cfg.hop_length, np.float32)])
-    mel = features(padded, SAMPLE_RATE, cfg)
-    n = max(1, -(-cfg.num_frames(audio.size) // WINDOW_FRAMES))
-    return [np.ascontiguousarray(mel[:, i * WINDOW_FRAMES : (i + 1) * WINDOW_FRAMES]) for i in range(n)]
+    return np.ascontiguousarray(features(padded, SAMPLE_RATE, cfg)[:, : cfg.num_frames(audio.size)])
 
 
 def container_mode(name: str, family: str, codec: dict | Callable[[Clip], dict]) -> Mode:
-    """Features encoded into a container with ``codec`` (or ``codec(clip)``), decoded, windowed as the service does."""
+    """Features encoded into a container with ``codec`` (or ``codec(clip)``) and decoded, as the service gets them."""
     cfg = get_preset("whisper")
     codec_for = codec if callable(codec) else lambda clip: codec
 
-    def run(clip: Clip, audio: np.ndarray) -> tuple[list[np.ndarray], int | None]:
+    def run(clip: Clip, audio: np.ndarray) -> tuple[np.ndarray, int | None]:
         blob = codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, codec=codec_for(clip))
-        return window_features(codecs.decode(blob), cfg), len(blob)
+        return codecs.decode(blob), len(blob)
 
     return Mode(name, family, run)
 
@@ -135,9 +138,9 @@ def opus_roundtrip(path: Path, kbps: int) -> tuple[np.ndarray, int]:
 def opus_mode(kbps: int) -> Mode:
     """Audio through Opus and back (:func:`opus_roundtrip`), then the audio path."""
 
-    def run(clip: Clip, audio: np.ndarray) -> tuple[list[np.ndarray], int | None]:
+    def run(clip: Clip, audio: np.ndarray) -> tuple[np.ndarray, int | None]:
         decoded, size = opus_roundtrip(clip.path, kbps)
-        return audio_windows(decoded[: audio.size]), size
+        return audio_features(decoded[: audio.size]), size
 
     return Mode(f"Opus {kbps} kbps (voip)", "opus", run)
 
@@ -148,7 +151,7 @@ def default_modes(fold_tables: Sequence | None = None, folds: dict | None = None
         Mode(
             "audio path (reference)",
             "reference",
-            lambda clip, audio: (audio_windows(audio), None),
+            lambda clip, audio: (audio_features(audio), None),
         ),
         container_mode("uncompressed features (float32)", "uncompressed", {"codec": "raw", "dtype": "float32"}),
         container_mode("features float16", "raw", {"codec": "raw", "dtype": "float16"}),

@@ -52,16 +52,15 @@ def summarise(
     rows = []
     for mode in modes:
         err, _, hyps = counts(mode)
-        sizes = [mode.results[c.id][1] for c in clips]
-        kbps = sum(sizes) * 8 / seconds / 1000 if all(s is not None for s in sizes) else None
+        sizes = [size for c in clips if (size := mode.results[c.id][1]) is not None]
+        kbps = sum(sizes) * 8 / seconds / 1000 if len(sizes) == len(clips) else None
         wer = 100 * err.sum() / words.sum()
         delta = wer - 100 * base_err.sum() / words.sum()
-        lo, hi = paired_bootstrap(
-            lambda s, err=err: 100 * (err[s].sum(1) - base_err[s].sum(1)) / words[s].sum(1),
-            len(clips),
-            seed=seed,
-            resamples=resamples,
-        )
+
+        def change(s: np.ndarray, err: np.ndarray = err) -> np.ndarray:
+            return 100 * (err[s].sum(1) - base_err[s].sum(1)) / words[s].sum(1)
+
+        lo, hi = paired_bootstrap(change, len(clips), seed=seed, resamples=resamples)
         changed = float(np.mean([h != b for h, b in zip(hyps, base_hyps, strict=True)]))
         rows.append(Row(mode, kbps, float(wer), float(delta), (float(lo), float(hi)), changed))
     return rows, norm_name
@@ -107,7 +106,7 @@ def lowest_within(rows: Sequence[Row], points: float) -> Row | None:
         for r in rows
         if r.kbps is not None and r.mode.family not in ("opus", "uncompressed", "reference") and r.delta <= points
     ]
-    return min(ok, key=lambda r: r.kbps) if ok else None
+    return min(ok, key=lambda r: math.inf if r.kbps is None else r.kbps) if ok else None
 
 
 OURS = ("svd float16", "svd int8", "kltdct")
@@ -124,13 +123,13 @@ def opus_comparison(rows: Sequence[Row], rates: Sequence[float] = tuple(range(2,
         ours = [r for r in rows if r.mode.family in OURS and r.kbps is not None and r.kbps <= rate]
         best = min(ours, key=lambda r: r.wer) if ours else None
         if opus and opus[0][0] <= rate:
-            o = float(np.interp(rate, *zip(*opus, strict=True)))
+            opus_rates, opus_wers = zip(*opus, strict=True)
+            o = float(np.interp(rate, opus_rates, opus_wers))
             opus_text = f"{o:.2f}"
         else:
             o, opus_text = math.inf, f"- (Opus runs at {opus[0][0]:.1f} kbps and up)" if opus else "-"
         lines.append(
-            f"| {rate:g} | {best.mode.name if best else '-'} | {best.wer:.2f} | {opus_text} | "
-            f"{'yes' if best and best.wer < o else 'no'} |"
+            f"| {rate:g} | {best.mode.name} | {best.wer:.2f} | {opus_text} | {'yes' if best.wer < o else 'no'} |"
             if best
             else f"| {rate:g} | - | - | {opus_text} | no |"
         )

@@ -1,9 +1,11 @@
 """Word error rate of Whisper on compressed features, against audio codecs (``amser eval-asr``).
 
-Every mode (:mod:`.eval_modes`) goes through the same recogniser; the reference
-is the audio path (openai-whisper's own input: the log-Mel of the audio
-followed by 30 s of silence).  Transcripts are cached by the recogniser's input
-(:mod:`.transcripts`), so adding a mode costs only that mode.  WER is the
+Every mode (:mod:`.modes`) goes through the same recogniser and the same long-form
+decoding as the service; the reference is the audio path (openai-whisper's own
+input: the log-Mel of the audio followed by 30 s of silence).  ``--long`` runs
+the long-form set instead of the clips: the clips joined into recordings of 2
+to 10 minutes (:mod:`.recordings`).  Transcripts are cached by the recogniser's
+input (:mod:`..recognition.transcripts`), so adding a mode costs only that mode.  WER is the
 corpus WER after Whisper's English text normaliser (:mod:`.scoring`); changes
 against uncompressed features get a paired bootstrap 95% confidence interval
 over clips (:mod:`.eval_report`).
@@ -11,6 +13,7 @@ over clips (:mod:`.eval_report`).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -26,6 +29,7 @@ from ..recognition.models import model_arguments
 from ..recognition.transcripts import TranscriptCache
 from ..recognition.whisper import Transcriber
 from .modes import Clip, Mode, default_modes, held_out_tables, read_asr_manifest
+from .recordings import long_recordings, recording_clips
 from .report import lowest_within, markdown, opus_comparison, plot, summarise, total_seconds
 
 __all__ = ["main", "run_evaluation"]
@@ -40,8 +44,8 @@ def run_evaluation(
     for mi, mode in enumerate(modes):
         start = time.perf_counter()
         runs = [mode.run(clip, audio[clip.id]) for clip in clips]
-        fresh = sum(store.get(wins) is None for wins, _ in runs)
-        texts = store.transcribe([wins for wins, _ in runs], [{"mode": mode.name, "clip": c.id} for c in clips])
+        fresh = sum(store.get(feats) is None for feats, _ in runs)
+        texts = store.transcribe([feats for feats, _ in runs], [{"mode": mode.name, "clip": c.id} for c in clips])
         for clip, text, (_, size) in zip(clips, texts, runs, strict=True):
             mode.results[clip.id] = (text, size)
         if progress and fresh:
@@ -51,10 +55,14 @@ def run_evaluation(
             )
 
 
-def main(args) -> int:  # called by the ``amser eval-asr`` command
+def main(args: argparse.Namespace) -> int:  # called by the ``amser eval-asr`` command
     clips = read_asr_manifest(Path(args.manifest), args.limit)
     if not clips:
         raise AmserError(f"no clips in {args.manifest}")
+    if args.long:
+        if args.fold_tables:
+            raise AmserError("--fold-tables chooses tables per clip; a long recording holds many clips: drop one")
+        clips = recording_clips(long_recordings(clips), Path(args.cache) / "long")
     transcriber = Transcriber(**model_arguments(args), beam_size=args.beam)
     fold_tables, folds = None, None
     if args.fold_tables:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["normaliser", "paired_bootstrap", "word_errors"]
+__all__ = ["edit_counts", "normaliser", "paired_bootstrap", "word_errors"]
 
 
 def normaliser() -> tuple[Callable[[str], str], str]:
@@ -27,14 +27,31 @@ def normaliser() -> tuple[Callable[[str], str], str]:
 
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     """(substitutions + deletions + insertions, reference words): Levenshtein over words."""
+    substitutions, deletions, insertions = edit_counts(reference, hypothesis)
+    return substitutions + deletions + insertions, len(reference.split())
+
+
+def edit_counts(reference: str, hypothesis: str) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions) of the best word alignment; of equally good ones, the fewest deletions.
+
+    Deletions are the reference's words the hypothesis has nothing for (a streamed transcript's lost words).
+    """
     ref, hyp = reference.split(), hypothesis.split()
-    previous = list(range(len(hyp) + 1))
+    # Each cell: (errors, deletions, substitutions) of the best alignment of the prefixes.
+    previous = [(j, 0, 0) for j in range(len(hyp) + 1)]
     for i, r in enumerate(ref, 1):
-        current = [i] + [0] * len(hyp)
+        current = [(i, i, 0)] + [(0, 0, 0)] * len(hyp)
         for j, h in enumerate(hyp, 1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h))
+            e, d, s = previous[j - 1]
+            diagonal = (e + (r != h), d, s + (r != h))
+            e, d, s = previous[j]
+            deletion = (e + 1, d + 1, s)
+            e, d, s = current[j - 1]
+            insertion = (e + 1, d, s)
+            current[j] = min(diagonal, deletion, insertion)
         previous = current
-    return previous[-1], len(ref)
+    errors, deletions, substitutions = previous[-1]
+    return substitutions, deletions, errors - substitutions - deletions
 
 
 def paired_bootstrap(

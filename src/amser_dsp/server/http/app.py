@@ -37,6 +37,7 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, Response  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
+from starlette.middleware.base import RequestResponseEndpoint  # noqa: E402
 
 from ... import __version__, codec  # noqa: E402
 from ... import container as fmt  # noqa: E402
@@ -62,8 +63,17 @@ class Timings(BaseModel):
     total_ms: float
 
 
+class TranscriptSegment(BaseModel):
+    """A stretch of the recording and its text (Whisper's timestamps), in seconds from the start."""
+
+    start: float
+    end: float
+    text: str
+
+
 class TranscribeResponse(BaseModel):
     text: str
+    segments: list[TranscriptSegment]
     seconds: float
     n_frames: int
     bytes: int
@@ -83,7 +93,12 @@ class Emotion(BaseModel):
     probabilities: dict[str, float]
 
 
+class AnalyzedSegment(TranscriptSegment):
+    emotion: Emotion | None = None
+
+
 class AnalyzeResponse(TranscribeResponse):
+    segments: list[AnalyzedSegment]  # type: ignore[assignment]
     emotion: Emotion | None = None
     features: DecodedFeatures | None = None
 
@@ -112,7 +127,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
 
     # ---------------------------------------------------------------- plumbing
     @app.middleware("http")
-    async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def request_context(request: Request, call_next: RequestResponseEndpoint) -> Response:
         request_id = request_id_from(request.headers)
         request.state.request_id = request_id
         start = time.perf_counter()
@@ -156,13 +171,13 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
     authorised = service.keys.dependency()
 
     # ----------------------------------------------------------------- routes
-    container_body = {
+    container_body: dict[str, Any] = {
         "requestBody": {
             "required": True,
             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
         }
     }
-    error_responses = {
+    error_responses: dict[int | str, dict[str, Any]] = {
         code: {"description": text}
         for code, text in (
             (400, "malformed container or wrong preset"),
@@ -172,9 +187,15 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             (504, "timed out"),
         )
     }
-    protected = {"openapi_extra": container_body, "responses": error_responses, "dependencies": [Depends(authorised)]}
+    protected = [Depends(authorised)]
 
-    @app.post("/v1/transcribe", response_model=TranscribeResponse, **protected)
+    @app.post(
+        "/v1/transcribe",
+        response_model=TranscribeResponse,
+        openapi_extra=container_body,
+        responses=error_responses,
+        dependencies=protected,
+    )
     async def transcribe(request: Request) -> dict[str, Any]:
         """Transcribe the features in a container (whisper preset)."""
         return await service.transcribe(request)
@@ -184,21 +205,27 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         response_model=TranscribeResponse,
         openapi_extra=container_body,
         responses={**error_responses, 400: {"description": "not an audio file libsndfile reads"}},
-        dependencies=[Depends(authorised)],
+        dependencies=protected,
     )
     async def transcribe_audio(request: Request) -> dict[str, Any]:
         """Transcribe an uploaded audio file (WAV, FLAC, Ogg Opus): the baseline of docs/transfer.md."""
         return await service.transcribe(request, audio=True)
 
-    @app.post("/v1/analyze", response_model=AnalyzeResponse, **protected)
+    @app.post(
+        "/v1/analyze",
+        response_model=AnalyzeResponse,
+        openapi_extra=container_body,
+        responses=error_responses,
+        dependencies=protected,
+    )
     async def analyze(
         request: Request,
         features: Literal["float16", "float32"] | None = Query(
             None, description="also return the decoded features in this dtype (base64 of little-endian values, C order)"
         ),
     ) -> dict[str, Any]:
-        """Transcript, emotion (label and the probability of each class; null without an emotion model), timings,
-        and the decoded features on request.
+        """Transcript, its segments, emotion (label and the probability of each class; null without an emotion
+        model) of the whole recording and of each segment, timings, and the decoded features on request.
 
         The Whisper encoder runs once: its states feed both the transcript and the emotion network.
         """

@@ -46,6 +46,7 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = self.force_exit = True
             return
         self.service.draining = True
+        self.service.streams.drain()
         self.drain_deadline = time.monotonic() + self.service.settings.drain_seconds
         log.info("draining: %s", self.service.in_progress())
 
@@ -103,6 +104,17 @@ def serve(settings: ServiceSettings, host: str, port: int) -> int:
     """Run the service until a signal drains and stops it; 0 when it stopped cleanly."""
     app = create_app(settings)
     protocol = type("HeadDeadline", (HeadDeadlineProtocol,), {"head_seconds": settings.head_timeout})
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5, http=protocol)
+    # WebSocket pings, but no ping timeout: a live stream's reader stops reading while the server is behind
+    # (docs/streaming.md), so the client's pong waits behind its audio; the streams' idle timeout ends a client
+    # that has gone.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        http=protocol,
+        ws_ping_timeout=None,
+    )
     DrainingServer(config, app.state.service).run()
     return 0

@@ -23,18 +23,18 @@ from fastapi import Request  # noqa: E402
 
 from ... import codec  # noqa: E402
 from ... import container as fmt  # noqa: E402
-from ...config import get_preset  # noqa: E402
 from ...errors import AmserError, LimitExceededError  # noqa: E402
 from ..analysis import Analyzer  # noqa: E402
 from ..recognition.batcher import RecogniserBatcher  # noqa: E402
-from ..recognition.live import StreamingSettings  # noqa: E402
+from ..recognition.live import Recogniser, StreamingSettings  # noqa: E402
+from ..recognition.longform import Decoding  # noqa: E402
 from ..recognition.whisper import Transcriber, WhisperRecogniser, decode_for_whisper  # noqa: E402
 from .auth import Keys  # noqa: E402
 from .errors import ServiceError  # noqa: E402
 from .memory import IdleTrimmer  # noqa: E402
 from .metrics import Metrics  # noqa: E402
 from .settings import ServiceSettings  # noqa: E402
-from .streams import LiveSettings, StreamHub  # noqa: E402
+from .streams import LiveSettings, SlowedRecogniser, StreamHub, debug_stream_delay  # noqa: E402
 from .uploads import audio_features  # noqa: E402
 
 __all__ = ["Service"]
@@ -45,9 +45,6 @@ log = logging.getLogger("amser_dsp.server")
 IDEMPOTENCY_SECONDS = 300.0
 IDEMPOTENCY_ANSWERS = 1024
 
-#: Frames per second of the features the service reads.
-FRAME_RATE = get_preset("whisper").frame_rate
-
 
 class TimedExecutor(ThreadPoolExecutor):
     """A thread pool that reports the seconds each task ran (to ``busy``), whatever submitted it."""
@@ -56,7 +53,7 @@ class TimedExecutor(ThreadPoolExecutor):
         super().__init__(max_workers=workers, thread_name_prefix=name)
         self.busy = busy
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:  # type: ignore[override]
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         def timed() -> Any:
             t0 = time.perf_counter()
             try:
@@ -73,7 +70,7 @@ class Service:
     def __init__(self, settings: ServiceSettings, transcriber: Transcriber | None = None) -> None:
         self.settings = settings
         self.asr = transcriber or Transcriber(
-            model=settings.model, language=settings.language, beam_size=settings.beam_size
+            model=settings.model, language=settings.language, beam_size=settings.beam_size, threads=settings.threads
         )
         # Load the default codec's tables and entropy coder now (Numba's cache: about 0.5 s), not in a request.
         codec.decode(codec.encode(np.zeros((80, 16), np.float32), config="whisper"))
@@ -97,8 +94,12 @@ class Service:
         self.trimmer = IdleTrimmer(settings.trim_idle)
         self.limits = self._limits(settings.max_audio_seconds)
         # Live streams (WS /v1/stream): their decodes share the recogniser threads, batched across streams.
+        recogniser: Recogniser = WhisperRecogniser(self.asr, final_beam_size=settings.beam_size)
+        if delay := debug_stream_delay():
+            log.warning("AMSER_DEBUG_STREAM_DELAY: every live batch takes %g s longer", delay)
+            recogniser = SlowedRecogniser(recogniser, delay)
         self.streams = StreamHub(
-            WhisperRecogniser(self.asr, final_beam_size=settings.beam_size),
+            recogniser,
             self.pool,
             LiveSettings(
                 max_streams=settings.max_streams,
@@ -124,10 +125,9 @@ class Service:
         return True, "ready"
 
     def _limits(self, seconds: float) -> fmt.Limits:
-        frames = int(seconds * FRAME_RATE) + 1
-        return fmt.Limits(
-            max_total_frames=frames,
-            max_chunk_frames=frames,
+        # In seconds of audio, as documented: a 600-s limit admits exactly 600 s (60,002 whisper frames).
+        return fmt.Limits.for_seconds(
+            seconds,
             max_chunk_bytes=self.settings.max_body_bytes,
             max_header_bytes=min(1 << 16, self.settings.max_body_bytes),
         )
@@ -216,9 +216,12 @@ class Service:
         work = self._decode_audio if audio else self._decode
         return await asyncio.get_running_loop().run_in_executor(self.decode_pool, work, blob)
 
-    async def recognise(self, features: Any) -> str:
-        """The transcript of decoded features; empty in the ``recognise=False`` benchmark mode."""
-        return await self.batcher.recognise(features) if self.settings.recognise else ""
+    async def recognise(self, features: Any, *, states: bool = False) -> Decoding:
+        """The finished decoding of decoded features (text, segments, with ``states`` the encoder states);
+        no text in the ``recognise=False`` benchmark mode."""
+        if not self.settings.recognise:
+            return self.batcher.decoder.start(features[:, :0])
+        return await self.batcher.recognise(features, states=states)
 
     # ----------------------------------------------------------- admission
     async def admit(self, coro_fn: Any, *args: Any) -> Any:
@@ -272,22 +275,23 @@ class Service:
 
         async def work() -> str:
             t0 = time.perf_counter()
-            if not classify:
-                text = await self.recognise(feats)
-                timings["asr_ms"] = 1000 * (time.perf_counter() - t0)
-                return text
-            if self.analyzer.needs_states:
-                text, states = await self.batcher.recognise(feats, states=True)
-                pool, given = self.decode_pool, [states]
-            else:  # the emotion model reads another recogniser's states: classify runs that encoder, on its threads
-                text, pool, given = await self.recognise(feats), self.pool, []
+            # The transcript's own encoder states, unless the emotion model reads another recogniser's
+            # (then the analyzer runs that encoder, on the recogniser threads).
+            own = classify and self.analyzer.needs_states
+            decoding = await self.recognise(feats, states=own)
+            result["segments"] = [s.to_dict() for s in decoding.segments]
             t1 = time.perf_counter()
             timings["asr_ms"] = 1000 * (t1 - t0)
-            loop = asyncio.get_running_loop()
-            found = await loop.run_in_executor(pool, self.analyzer.classify, given, [feats], [text])
-            result["emotion"] = found[0]
-            timings["emotion_ms"] = 1000 * (time.perf_counter() - t1)
-            return text
+            if classify:
+                loop = asyncio.get_running_loop()
+                [(whole, parts)] = await loop.run_in_executor(
+                    self.decode_pool if own else self.pool, self.analyzer.emotions, [decoding], [feats]
+                )
+                result["emotion"] = whole
+                for segment, found in zip(result["segments"], parts, strict=True):
+                    segment["emotion"] = found
+                timings["emotion_ms"] = 1000 * (time.perf_counter() - t1)
+            return decoding.text
 
         if emotion:
             result["emotion"] = None

@@ -58,6 +58,8 @@ class ServiceSettings:
     request_timeout: float = 60.0
     queue_size: int = 8
     workers: int = 1
+    #: CPU threads of each recogniser call (CTranslate2's intra-op threads; 2 on a 2-core server of its own).
+    threads: int = 1
     retry_after: int = 1
     #: Seconds a WebSocket stream may stay silent before it is closed.
     idle_timeout: float = 30.0
@@ -89,7 +91,7 @@ class ServiceSettings:
     metrics_public: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "queue_size", "workers", "beam_size", "max_streams"):
+        for name in ("max_body_bytes", "queue_size", "workers", "threads", "beam_size", "max_streams"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"service setting {name}={value!r} is invalid: expected a positive integer")

@@ -14,8 +14,9 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,16 +25,25 @@ import numpy as np
 
 from ... import codec
 from ... import container as fmt
-from ...errors import AmserError, LimitExceededError
+from ...errors import AmserError, ConfigError, LimitExceededError
 from .. import require_extra
-from ..recognition.live import FRAMES_PER_SECOND, LiveTranscript, Recogniser, StreamingSettings, Update, Word
+from ..recognition.live import (
+    FRAMES_PER_SECOND,
+    DecodeRequest,
+    Hypothesis,
+    LiveTranscript,
+    Recogniser,
+    StreamingSettings,
+    Update,
+    Word,
+)
 from ..recognition.whisper import check_whisper_config
 
 require_extra("starlette")
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState  # noqa: E402
 
-__all__ = ["CLOSE_CODES", "LiveSettings", "StreamHub", "refuse"]
+__all__ = ["CLOSE_CODES", "LiveSettings", "SlowedRecogniser", "StreamHub", "debug_stream_delay", "refuse"]
 
 log = logging.getLogger("amser_dsp.server")
 
@@ -46,6 +56,7 @@ CLOSE_CODES = {
     "too_large": 4413,
     "text_frame": 4415,
     "busy": 4429,
+    "draining": 4503,
     "too_slow": 4429,
     "internal": 1011,
 }
@@ -84,6 +95,39 @@ class LiveSettings:
             "max_lag_seconds": self.max_lag_seconds,
             "max_stream_seconds": self.policy.max_stream_seconds,
         }
+
+
+class SlowedRecogniser:
+    """A recogniser that takes ``seconds`` longer for every batch: a slow or busy server on demand.
+
+    For tests and load measurements only: ``AMSER_DEBUG_STREAM_DELAY=SECONDS`` in the service's
+    environment wraps the live recogniser in one (docs/streaming.md).
+    """
+
+    def __init__(self, recogniser: Recogniser, seconds: float) -> None:
+        self.recogniser, self.seconds = recogniser, seconds
+
+    def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        time.sleep(self.seconds)
+        return self.recogniser.hypotheses(requests)
+
+
+def debug_stream_delay() -> float:
+    """``AMSER_DEBUG_STREAM_DELAY`` (seconds added to every live batch; 0 when unset).
+
+    Raises
+    ------
+    ConfigError
+        If it is set to anything but a number of seconds from 0 to 60.
+    """
+    raw = os.environ.get("AMSER_DEBUG_STREAM_DELAY", "").strip()
+    try:
+        seconds = float(raw) if raw else 0.0
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 60:
+        raise ConfigError(f"AMSER_DEBUG_STREAM_DELAY={raw!r} is invalid: expected seconds from 0 to 60")
+    return seconds
 
 
 class StreamError(Exception):
@@ -160,6 +204,8 @@ class Session:
                     "words": [w.to_dict() for w in words],
                 }
             )
+        for start, end in update.gaps:
+            self.send({"type": "gap", "start": round(start, 3), "end": round(end, 3)})
         if update.partial:
             self.send(
                 {
@@ -176,6 +222,7 @@ class Session:
             "text": self.committed_text,
             "seconds": round(self.live.total_frames / FRAMES_PER_SECOND, 3),
             "words": len(self.live.committed),
+            "gaps": [[round(a, 3), round(b, 3)] for a, b in self.live.gaps],
             "timings": {
                 "wall_ms": round(1000 * (time.monotonic() - self.started), 1),
                 "asr_ms": round(1000 * self.asr_seconds, 1),
@@ -219,6 +266,8 @@ class StreamHub:
         self.authorise = authorise
         self.decode_pool = decode_pool or pool
         self.sessions: set[Session] = set()
+        self.readers: dict[Session, asyncio.Task[None]] = {}
+        self.draining = False
         self._wakeup: asyncio.Event | None = None
         self._scheduler: asyncio.Task[None] | None = None
 
@@ -231,6 +280,9 @@ class StreamHub:
         except Exception as exc:
             await self._refuse(ws, request_id, "unauthorized", getattr(exc, "message", str(exc)))
             return
+        if self.draining:
+            await self._refuse(ws, request_id, "draining", "the service is shutting down; open the stream again")
+            return
         if len(self.sessions) >= self.settings.max_streams:
             await self._refuse(ws, request_id, "busy", f"{self.settings.max_streams} streams are open; retry later")
             return
@@ -239,12 +291,14 @@ class StreamHub:
         self._wake()
         loop = asyncio.get_running_loop()
         writer = loop.create_task(self._write(session))
-        reader = loop.create_task(self._read(session))
+        reader = self.readers[session] = loop.create_task(self._read(session))
         ended = loop.create_task(session.ended.wait())
         try:
             await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
             if not reader.done():  # ended first: the recogniser failed or the client stopped reading
                 reader.cancel()
+            elif reader.cancelled():  # the service drains: what arrived is decoded to the end, then `end`
+                await ended
             else:
                 reader.result()  # raises what ended the reading
                 await ended
@@ -254,6 +308,7 @@ class StreamHub:
             log.info("%s stream closed by the client", request_id)
         finally:
             self.sessions.discard(session)
+            self.readers.pop(session, None)
             ended.cancel()
         if session.failed is not None:
             error = {"code": session.failed.code, "message": session.failed.message, "request_id": request_id}
@@ -272,6 +327,16 @@ class StreamHub:
             session.live.total_frames / FRAMES_PER_SECOND,
             session.live.decodes,
         )
+
+    def drain(self) -> None:
+        """Refuse new streams; end every open one as if its client had sent the end record: what it sent is
+        decoded to the end and answered with its ``end`` message."""
+        self.draining = True
+        for session, reader in list(self.readers.items()):
+            if not session.decoder.finished and not reader.done():
+                reader.cancel()
+                session.live.finish()
+        self._wake()
 
     async def _refuse(self, ws: WebSocket, request_id: str, code: str, message: str) -> None:
         await refuse(ws, request_id, code, message)
@@ -361,21 +426,44 @@ class StreamHub:
             if not batch:
                 continue
             t0 = time.perf_counter()
+            hypotheses: list[Hypothesis | None]
             try:
-                hypotheses = await loop.run_in_executor(self.pool, self.recogniser.hypotheses, [r for _, r in batch])
+                found = await loop.run_in_executor(self.pool, self.recogniser.hypotheses, [r for _, r in batch])
+                hypotheses = list(found)
             except Exception:
-                log.exception("recogniser failed on a batch of %d streams", len(batch))
-                for session, _ in batch:
+                log.exception("recogniser failed on a batch of %d streams; decoding them one by one", len(batch))
+                hypotheses = await self._one_by_one(batch)
+            spent = time.perf_counter() - t0
+            for (session, _), hypothesis in zip(batch, hypotheses, strict=True):
+                if hypothesis is None:  # this stream's own decode failed: it ends, the others go on
                     session.failed = StreamError("internal", "speech recognition failed")
                     session.ended.set()
                     session.caught_up.set()
-                continue
-            spent = time.perf_counter() - t0
-            for (session, _), hypothesis in zip(batch, hypotheses, strict=True):
+                    continue
                 session.asr_seconds += spent / len(batch)
-                session.publish(session.live.apply(hypothesis))
+                try:
+                    session.publish(session.live.apply(hypothesis))
+                except Exception:  # a policy bug ends this stream with a word, never the scheduler
+                    log.exception("%s live transcript failed", session.request_id)
+                    session.failed = StreamError("internal", "speech recognition failed")
+                    session.ended.set()
+                    session.caught_up.set()
+                    continue
                 self._settle(session)
             self._wakeup.set()  # whatever arrived meanwhile is decoded next
+
+    async def _one_by_one(self, batch: list[tuple[Session, DecodeRequest]]) -> list[Hypothesis | None]:
+        """Each request of a failed batch alone: ``None`` for those that fail again."""
+        loop = asyncio.get_running_loop()
+        out: list[Hypothesis | None] = []
+        for session, request in batch:
+            try:
+                (hypothesis,) = await loop.run_in_executor(self.pool, self.recogniser.hypotheses, [request])
+            except Exception:
+                log.exception("%s recogniser failed on this stream's decode", session.request_id)
+                hypothesis = None
+            out.append(hypothesis)
+        return out
 
     def _settle(self, session: Session) -> None:
         """Release a waiting reader; end a finished stream."""

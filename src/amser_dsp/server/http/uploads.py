@@ -16,7 +16,8 @@ import numpy as np
 
 from ... import features, load_audio
 from ...config import get_preset
-from ...errors import AudioError, LimitExceededError
+from ...errors import LimitExceededError
+from ...io import audio_header
 
 __all__ = ["audio_features"]
 
@@ -31,21 +32,13 @@ def audio_features(blob: bytes, *, max_seconds: float) -> tuple[np.ndarray, floa
     LimitExceededError
         If the file says it lasts longer than ``max_seconds`` or has more than 8 channels.
     """
-    import soundfile as sf
-
-    try:
-        info = sf.info(io.BytesIO(blob))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(
-            f"the body is not an audio file libsndfile reads (WAV, FLAC, Ogg Opus): {str(exc).rsplit(': ', 1)[-1]}"
-        ) from None
-    if not info.samplerate or info.frames < 0:
-        raise AudioError(f"audio header has no usable length or rate (rate {info.samplerate}, frames {info.frames})")
-    seconds = info.frames / info.samplerate
+    header = audio_header(io.BytesIO(blob))  # rate and channels checked from the header, nothing decoded yet
+    seconds = header.frames / header.sample_rate
     if seconds > max_seconds:
         raise LimitExceededError(f"audio of {seconds:.1f} s exceeds the limit of {max_seconds:g} s")
-    if info.channels > 8:
-        raise LimitExceededError(f"audio has {info.channels} channels; at most 8 are accepted")
+    if header.channels > 8:
+        raise LimitExceededError(f"audio has {header.channels} channels; at most 8 are accepted")
     config = get_preset("whisper")
-    audio = load_audio(io.BytesIO(blob), sample_rate=config.sample_rate)
+    # max_seconds again while reading: a header may understate what follows.
+    audio = load_audio(io.BytesIO(blob), sample_rate=config.sample_rate, max_seconds=max_seconds)
     return features(audio, config.sample_rate, preset=config), seconds

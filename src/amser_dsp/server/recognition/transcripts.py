@@ -1,8 +1,9 @@
-"""A disk cache of recogniser outputs keyed by exactly what the recogniser saw.
+"""A disk cache of recogniser outputs keyed by exactly what the recogniser saw and how it decoded.
 
-Keyed by the model and the bytes of the input windows: any change to a codec,
-a table or the front end that changes what Whisper sees misses the cache, so a
-stale entry can never be reused.  Sizes and timings are never cached.
+Keyed by the model, the decoding options and the bytes of the input features:
+any change to a codec, a table, the front end or the decoding that changes
+what Whisper sees or does misses the cache, so a stale entry can never be
+reused.  Sizes and timings are never cached.
 """
 
 from __future__ import annotations
@@ -31,44 +32,42 @@ def input_digest(model: str, windows: Sequence[np.ndarray]) -> str:
 
 
 class TranscriptCache:
-    """Transcripts of window lists, computed with a :class:`~amser_dsp.server.recognition.whisper.Transcriber` once and kept on disk.
+    """Transcripts of feature matrices, computed with a :class:`~amser_dsp.server.recognition.whisper.Transcriber` once and kept on disk.
 
     Parameters
     ----------
     folder : path
         Cache folder (created on first write).
     transcriber : Transcriber
-        The recogniser; its model id, compute type and beam size are part of the key.
+        The recogniser; its model id, compute type, beam size and decoding options are part of the key.
     """
 
     def __init__(self, folder: str | Path, transcriber: Transcriber) -> None:
         self.folder = Path(folder)
         self.transcriber = transcriber
-        self.model = f"{transcriber.model_id}|{transcriber.compute_type}|beam{transcriber.beam_size}"
+        self.model = transcriber.key
 
-    def path(self, windows: Sequence[np.ndarray]) -> Path:
-        """Where the transcript of exactly these windows is (or would be) cached."""
-        text = input_digest(self.model, windows)
+    def path(self, features: np.ndarray) -> Path:
+        """Where the transcript of exactly these ``(80, T)`` features is (or would be) cached."""
+        text = input_digest(self.model, [features])
         return self.folder / text[:2] / f"{text[2:40]}.json"
 
-    def get(self, windows: Sequence[np.ndarray]) -> str | None:
-        path = self.path(windows)
+    def get(self, features: np.ndarray) -> str | None:
+        path = self.path(features)
         return json.loads(path.read_text())["text"] if path.exists() else None
 
-    def transcribe(self, items: Sequence[Sequence[np.ndarray]], labels: Sequence[dict] | None = None) -> list[str]:
-        """One transcript per item (a list of windows), cached ones read, the rest decoded in one batch.
+    def transcribe(self, items: Sequence[np.ndarray], labels: Sequence[dict] | None = None) -> list[str]:
+        """One transcript per ``(80, T)`` item, cached ones read, the rest decoded together.
 
         ``labels`` (one dict per item) are stored beside each new transcript for people reading the cache.
         """
-        texts: list[str | None] = [self.get(w) for w in items]
+        texts: list[str | None] = [self.get(f) for f in items]
         todo = [i for i, t in enumerate(texts) if t is None]
-        windows = [w for i in todo for w in items[i]]
-        owners = [i for i in todo for _ in items[i]]
         if todo:
-            decoded = self.transcriber.transcribe_windows(windows)
-            for i in todo:
-                texts[i] = " ".join(t for t, o in zip(decoded, owners, strict=True) if o == i and t)
+            decoded = self.transcriber.transcribe([items[i] for i in todo])
+            for i, text in zip(todo, decoded, strict=True):
+                texts[i] = text
                 path = self.path(items[i])
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps({"text": texts[i], **(labels[i] if labels else {})}))
+                path.write_text(json.dumps({"text": text, **(labels[i] if labels else {})}))
         return [t or "" for t in texts]

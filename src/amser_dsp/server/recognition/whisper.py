@@ -1,18 +1,19 @@
 """Speech recognition on decoded features: Whisper run by CTranslate2.
 
 The server never sees audio.  It receives ``whisper``-preset log-Mel features
-(80 x T, 100 frames per second), pads or cuts them into Whisper's 30 s windows
-exactly as openai-whisper pads its own input, and decodes them in batches.
+(80 x T, 100 frames per second) and decodes them as openai-whisper decodes its
+own input: 30 s windows padded with the silence openai-whisper pads with, each
+starting where the last complete segment of the one before ended
+(:mod:`.longform`), the windows of many recordings decoded in batches.
 """
 
 from __future__ import annotations
 
 import itertools
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -22,7 +23,17 @@ from ...config import FeatureConfig, get_preset
 from ...errors import ConfigError, ModelError
 from .. import DEFAULT_BEAM_SIZE, require_extra
 from .live import DecodeRequest, Hypothesis, Word
-from .models import DEFAULT_LANGUAGE, prompt_tokens, resolve_model
+from .longform import (
+    WINDOW_FRAMES,
+    DecodeOptions,
+    Decoding,
+    LongFormDecoder,
+    Segment,
+    compression_ratio,
+    encoded_rows,
+    silence_value,
+)
+from .models import DEFAULT_LANGUAGE, resolve_model, start_tokens
 
 require_extra("ctranslate2", "tokenizers")
 
@@ -32,6 +43,8 @@ import tokenizers  # noqa: E402
 __all__ = [
     "DEFAULT_BEAM_SIZE",
     "WINDOW_FRAMES",
+    "DecodeOptions",
+    "Segment",
     "Transcriber",
     "WhisperRecogniser",
     "check_whisper_config",
@@ -41,8 +54,9 @@ __all__ = [
     "window_features",
 ]
 
-#: Frames in one Whisper input window (30 s at 100 frames per second).
-WINDOW_FRAMES = 3000
+#: Token counts a live decode's previous text is cut to (its tail), longest first: the
+#: <|startoftranscript|> of streams with as much previous text then stands at the same place.
+PROMPT_TOKENS = (48, 32, 16, 8)
 
 
 def default_model_path() -> Path:
@@ -85,20 +99,6 @@ def decode_for_whisper(blob: bytes, *, limits: fmt.Limits | None = None) -> Deco
     return decoded
 
 
-def silence_value(features: np.ndarray, config: FeatureConfig) -> float:
-    """The feature value of digital silence after ``features``' own dynamic-range clamp.
-
-    openai-whisper computes the log-Mel of the audio followed by 30 s of zeros;
-    the zeros reach the log floor, are clamped to ``max - dynamic_range`` and
-    scaled like the rest.  Padding with this value reproduces that input.
-    """
-    floor = np.log10(config.log_floor) if config.log == "log10" else np.log(config.log_floor)
-    if features.size and config.dynamic_range is not None:
-        peak = float(features.max()) / config.log_scale - config.log_offset
-        floor = max(floor, peak - config.dynamic_range)
-    return (floor + config.log_offset) * config.log_scale
-
-
 def window_features(features: np.ndarray, config: FeatureConfig) -> list[np.ndarray]:
     """Cut ``(80, T)`` features into 30 s windows, the last padded with silence; at least one window."""
     pad = np.float32(silence_value(features, config))
@@ -130,6 +130,9 @@ class Transcriber:
         Windows decoded together.
     threads : int
         CPU threads per batch (``intra_threads``).
+    options : DecodeOptions, optional
+        How recordings are decoded (:mod:`.longform`: windows that follow Whisper's timestamps,
+        temperature fallback, silence); default: :class:`DecodeOptions`.
 
     The model loads once; calls are thread-safe (CTranslate2 queues concurrent
     requests on its model replicas).
@@ -143,6 +146,7 @@ class Transcriber:
     threads: int = 1
     max_length: int = 224
     language: str = DEFAULT_LANGUAGE
+    options: DecodeOptions | None = None
 
     def __post_init__(self) -> None:
         files = resolve_model(self.model)
@@ -156,42 +160,54 @@ class Transcriber:
         except Exception as exc:  # CTranslate2 and tokenizers raise bare RuntimeErrors and Exceptions
             raise ModelError(f"{files.path} could not be loaded as a Whisper model: {exc}") from None
         self.multilingual = bool(self.model.is_multilingual)
-        #: The decoder's prompt: start, the language and the task for a multilingual model, no timestamps.
-        self._prompt = prompt_tokens(self.tokenizer, self.multilingual, self.language, files.name)
-        self._eot = self.tokenizer.token_to_id("<|endoftext|>")
+        #: The decoder's start: <|startoftranscript|>, and the language and the task for a multilingual model.
+        self.start = start_tokens(self.token_id, self.multilingual, self.language, files.name)
+        self._eot = self.token_id("<|endoftext|>")
         #: What ``--model`` named (``tiny.en``, ``base``) or the directory's name (``/v1/info`` shows it).
         self.name = files.label
         #: Short, stable identifier of the model files and the language asked for (the caches' key).
         self.model_id = files.model_id + (f"|{self.language}" if self.language != DEFAULT_LANGUAGE else "")
+        self.options = self.options or DecodeOptions()
 
-    def transcribe_windows(self, windows: Sequence[np.ndarray], beam_size: int | None = None) -> list[str]:
-        """Text of each ready-made ``(80, 3000)`` window, decoded in batches."""
-        return self.recognise_windows(windows, beam_size)[0]
+    def token_id(self, token: str) -> int:
+        """The id of one of Whisper's special tokens (``<|endoftext|>``, ...) in the model's vocabulary.
 
-    def recognise_windows(
-        self, windows: Sequence[np.ndarray], beam_size: int | None = None, *, states: bool = False
-    ) -> tuple[list[str], list[np.ndarray]]:
-        """Text of each ``(80, 3000)`` window and, with ``states``, its encoder states ``(1500, d)`` float32.
-
-        The encoder runs once per window: ``generate`` decodes from its output,
-        so the emotion classifier gets the states the transcript was made from
-        at no extra encoder cost.
+        Raises
+        ------
+        ConfigError
+            If the model's tokenizer does not have it (not a Whisper tokenizer).
         """
-        beam_size = beam_size or self.beam_size
-        texts: list[str] = []
-        kept: list[np.ndarray] = []
-        for start in range(0, len(windows), self.batch_size):
-            batch = np.ascontiguousarray(np.stack(windows[start : start + self.batch_size]), dtype=np.float32)
-            encoded = self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
-            results = self.model.generate(
-                encoded, [self._prompt] * len(batch), beam_size=beam_size, max_length=self.max_length
-            )
-            if states:
-                kept += list(np.array(encoded, dtype=np.float32, copy=True))
-            for result in results:
-                ids = [t for t in result.sequences_ids[0] if t < self._eot]
-                texts.append(self.tokenizer.decode(ids).strip())
-        return texts, kept
+        i = self.tokenizer.token_to_id(token)
+        if i is None:
+            raise ConfigError(f"{self.model_path}: its tokenizer has no {token} token (not a Whisper model)")
+        return i
+
+    @property
+    def key(self) -> str:
+        """What makes a transcript, in cache keys: the model files, their arithmetic, the beam, the decoding."""
+        options = self.options.key() if self.options is not None else ""
+        return f"{self.model_id}|{self.compute_type}|beam{self.beam_size}|{options}"
+
+    def decoder(self, beam_size: int | None = None) -> LongFormDecoder:
+        """The long-form decoder on this model (:mod:`.longform`), with this beam (default: the transcriber's)."""
+        return LongFormDecoder(
+            self.model,
+            self.tokenizer,
+            beam_size=beam_size or self.beam_size,
+            batch_size=self.batch_size,
+            options=self.options,
+            start=self.start,
+        )
+
+    @overload
+    def transcribe(
+        self, features: np.ndarray, config: FeatureConfig | str = ..., *, beam_size: int | None = ...
+    ) -> str: ...
+
+    @overload
+    def transcribe(
+        self, features: Sequence[np.ndarray], config: FeatureConfig | str = ..., *, beam_size: int | None = ...
+    ) -> list[str]: ...
 
     def transcribe(
         self,
@@ -201,43 +217,32 @@ class Transcriber:
         beam_size: int | None = None,
     ) -> str | list[str]:
         """Transcribe one ``(80, T)`` feature matrix (a str) or a list of them (a list), batched together."""
-        single = isinstance(features, np.ndarray)
-        items = [features] if single else list(features)
-        joined = [text for text, _ in self._recognise(items, config, beam_size, states=False)]
-        return joined[0] if single else joined
+        items: list[np.ndarray] = [features] if isinstance(features, np.ndarray) else list(features)
+        texts = [d.text for d in self.decode(items, config, beam_size=beam_size)]
+        return texts[0] if isinstance(features, np.ndarray) else texts
 
     def transcribe_with_states(
         self, features: Sequence[np.ndarray], config: FeatureConfig | str = "whisper", *, beam_size: int | None = None
     ) -> list[tuple[str, np.ndarray]]:
         """Per ``(80, T)`` item: its transcript and the encoder states of its frames, ``(ceil(T / 2), d)``.
 
-        Long items span several windows: their states are concatenated, padding
-        frames left out.  One encoder pass per window serves both outputs.
+        Long items span several windows: each frame's states come from the window that
+        decoded it.  One encoder pass per window serves both outputs.
         """
-        return self._recognise(list(features), config, beam_size, states=True)
+        return [(d.text, d.states) for d in self.decode(list(features), config, beam_size=beam_size, states=True)]
 
-    def _recognise(
-        self, items: list[np.ndarray], config: FeatureConfig | str, beam_size: int | None, *, states: bool
-    ) -> list[tuple[str, np.ndarray]]:
-        cfg = check_whisper_config(get_preset(config))
-        windows, owner, used = [], [], []
-        for i, f in enumerate(items):
-            f = np.asarray(f, np.float32)
-            for k, w in enumerate(window_features(f, cfg)):
-                windows.append(w)
-                owner.append(i)
-                used.append((min(f.shape[1] - k * WINDOW_FRAMES, WINDOW_FRAMES) + 1) // 2)
-        texts, encoded = self.recognise_windows(windows, beam_size, states=states)
-        out = []
-        for i in range(len(items)):
-            mine = [j for j, o in enumerate(owner) if o == i]
-            text = " ".join(texts[j] for j in mine if texts[j])
-            if states:
-                kept = np.concatenate([encoded[j][: max(used[j], 0)] for j in mine])
-            else:
-                kept = np.zeros((0, 0), np.float32)
-            out.append((text, kept))
-        return out
+    def decode(
+        self,
+        features: Sequence[np.ndarray],
+        config: FeatureConfig | str = "whisper",
+        *,
+        beam_size: int | None = None,
+        states: bool = False,
+    ) -> list[Decoding]:
+        """Per ``(80, T)`` item, its finished :class:`~.longform.Decoding`: ``text``, ``segments`` (times in
+        seconds), and with ``states`` the encoder states of its frames; the items' windows decoded together."""
+        check_whisper_config(get_preset(config))
+        return self.decoder(beam_size).run([np.asarray(f, np.float32) for f in features], keep_states=states)
 
     def encoder_outputs(
         self, features: Sequence[np.ndarray], config: FeatureConfig | str = "whisper"
@@ -315,8 +320,8 @@ class WhisperRecogniser:
         self.beam_size = beam_size or transcriber.beam_size
         self.final_beam_size = final_beam_size or transcriber.beam_size
         self.min_window_frames = min_window_frames
-        tok = transcriber.tokenizer.token_to_id
-        self._sot = list(transcriber._prompt)
+        tok = transcriber.token_id
+        self._sot = [*transcriber.start, tok("<|notimestamps|>")]
         self._prev = tok("<|startofprev|>")
         self._eot = transcriber._eot
         vocab = transcriber.tokenizer.get_vocab_size()
@@ -327,6 +332,15 @@ class WhisperRecogniser:
 
     def _ids(self, text: str) -> list[int]:
         return self.asr.tokenizer.encode(" " + text, add_special_tokens=False).ids if text else []
+
+    def _prompt(self, previous: str, prefix: list[int]) -> list[Any]:
+        """``<|startofprev|>``, the tail of ``previous`` cut to one of :data:`PROMPT_TOKENS`, the start tokens, ``prefix``.
+
+        Few prompt lengths make few decoder calls per batch of streams (each stream's previous text differs).
+        """
+        ids = self._ids(previous)
+        n = next((k for k in PROMPT_TOKENS if len(ids) >= k), 0)
+        return ([self._prev, *ids[-n:]] if n else []) + self._sot + prefix
 
     def _window(self, n: int) -> int:
         return min(WINDOW_FRAMES, max(self.min_window_frames, -(-n // 500) * 500))
@@ -343,9 +357,14 @@ class WhisperRecogniser:
             for start in range(0, len(index), self.asr.batch_size):
                 part = index[start : start + self.asr.batch_size]
                 window = WINDOW_FRAMES if final else None
-                for i, hyp in zip(part, self._batch([requests[i] for i in part], final, window), strict=True):
+                hyps = self._batch([requests[i] for i in part], final, window)
+                for i, hyp in zip(part, hyps, strict=True):
                     out[i] = hyp
-                redo = [i for i in part if window is None and _loops(" ".join(w.text for w in out[i].words))]
+                redo = [
+                    i
+                    for i, hyp in zip(part, hyps, strict=True)
+                    if window is None and _loops(" ".join(w.text for w in hyp.words))
+                ]
                 if redo:
                     for i, hyp in zip(
                         redo, self._batch([requests[i] for i in redo], final, WINDOW_FRAMES), strict=True
@@ -362,21 +381,38 @@ class WhisperRecogniser:
             batch[b, :, : r.features.shape[1]] = r.features
         encoded = self.asr.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
         prefixes = [self._ids(r.prefix) for r in requests]
-        prompts = []
-        for r, prefix in zip(requests, prefixes, strict=True):
-            previous = self._ids(r.previous)[-(self.asr.max_length // 2 - 1) :]
-            prompts.append(([self._prev, *previous] if previous else []) + self._sot + prefix)
-        results = self.asr.model.generate(
-            encoded,
-            prompts,
-            beam_size=self.final_beam_size if final else self.beam_size,
-            max_length=self.asr.max_length + max(len(p) for p in prompts),
-            return_no_speech_prob=True,
-        )
-        texts = []
-        for result, prefix in zip(results, prefixes, strict=True):
-            ids = [t for t in result.sequences_ids[0] if t < self._eot]
+        scores: list[float | None] = [None] * len(requests)
+        if final:
+            finals = self._final(requests, prefixes, encoded)
+            found = [(ids, p_silent) for ids, p_silent, _ in finals]
+            scores = [logprob for _, _, logprob in finals]
+        else:
+            prompts = [self._prompt(r.previous, prefix) for r, prefix in zip(requests, prefixes, strict=True)]
+            # CTranslate2 decodes a batch in one call only if <|startoftranscript|> stands at the same
+            # position in every prompt: the encoder runs once for the batch, the decoder once per prompt length.
+            groups: dict[int, list[int]] = {}
+            for i, prompt in enumerate(prompts):
+                groups.setdefault(prompt.index(self._sot[0]), []).append(i)
+            results: list[Any] = [None] * len(requests)
+            for rows in groups.values():
+                part = self.asr.model.generate(
+                    encoded_rows(encoded, rows),
+                    [prompts[i] for i in rows],
+                    beam_size=self.beam_size,
+                    max_length=self.asr.max_length + max(len(prompts[i]) for i in rows),
+                    return_no_speech_prob=True,
+                    return_scores=True,
+                )
+                for i, result in zip(rows, part, strict=True):
+                    results[i] = result
+            found = [(list(res.sequences_ids[0]), float(res.no_speech_prob)) for res in results]
+            # mean log-probability per token
+            scores = [float(res.scores[0]) if res.scores else None for res in results]
+        texts, no_speech = [], []
+        for (ids, p_silent), prefix in zip(found, prefixes, strict=True):
+            ids = [t for t in ids if t < self._eot]
             texts.append(ids if ids[: len(prefix)] == prefix else prefix + ids)
+            no_speech.append(p_silent)
         timed = [i for i, ids in enumerate(texts) if len(ids) > len(prefixes[i])]
         alignments = {}
         if timed:
@@ -388,13 +424,34 @@ class WhisperRecogniser:
             )
             alignments = dict(zip(timed, aligned, strict=True))
         out = []
-        for i, (ids, result) in enumerate(zip(texts, results, strict=True)):
+        for i, ids in enumerate(texts):
             words = self._words(ids, alignments[i]) if i in alignments else []
             n_prefix = len(requests[i].prefix.split())
-            out.append(Hypothesis(tuple(words[n_prefix:]), float(result.no_speech_prob)))
+            out.append(Hypothesis(tuple(words[n_prefix:]), no_speech[i], scores[i]))
         return out
 
-    def _words(self, ids: list[int], alignment) -> list[Word]:  # type: ignore[no-untyped-def]
+    def _final(
+        self, requests: Sequence[DecodeRequest], prefixes: list[list[int]], encoded: ctranslate2.StorageView
+    ) -> list[tuple[list[int], float, float | None]]:
+        """A stream's last decode by the offline decoder (:mod:`.longform`: temperature fallback, silence):
+        per request, the text's token ids (its prefix first), the no-speech probability (1 for silence) and the
+        mean log-probability of its first segment (None for silence)."""
+        decoder = self.asr.decoder(self.final_beam_size)
+        decodings = [
+            decoder.start(r.features, previous=self._ids(r.previous), prefix=prefix)
+            for r, prefix in zip(requests, prefixes, strict=True)
+        ]
+        decoder.decode_encoded(decodings, encoded)
+        return [
+            (
+                [t for s in d.segments for t in s.tokens],
+                d.segments[0].no_speech_prob if d.segments else 1.0,
+                d.segments[0].avg_logprob if d.segments else None,
+            )
+            for d in decodings
+        ]
+
+    def _words(self, ids: list[int], alignment: Any) -> list[Word]:
         """Group tokens into words at leading spaces; time each by the DTW path's jumps (20 ms steps)."""
         pairs = np.asarray(alignment.alignments, np.int64).reshape(-1, 2)
         if not len(pairs):
@@ -420,13 +477,4 @@ def _loops(text: str, threshold: float = 2.4) -> bool:
                 n > 1 or (i + 4 <= len(words) and words[i + 3] == words[i])
             ):
                 return True
-    data = text.encode()
-    return len(data) > 40 and len(data) / len(zlib.compress(data)) > threshold
-
-
-def encoded_rows(encoded: ctranslate2.StorageView, rows: Sequence[int]) -> ctranslate2.StorageView:
-    """The encoder states of some batch rows (all of them without a copy)."""
-    array = np.asarray(encoded)
-    if list(rows) == list(range(array.shape[0])):
-        return encoded
-    return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[list(rows)]))
+    return len(text.encode()) > 40 and compression_ratio(text) > threshold
