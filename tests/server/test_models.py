@@ -239,6 +239,16 @@ def test_language_is_checked_against_the_model() -> None:
         Transcriber(model="tiny.en", language="de")
 
 
+def test_a_multilingual_model_is_asked_for_its_language_in_long_form_decoding() -> None:
+    from amser_dsp.server.recognition.whisper import Transcriber
+
+    _installed("base")
+    tiny, base = Transcriber(model="tiny.en"), Transcriber(model="base", language="de")
+    tok = base.tokenizer.token_to_id
+    assert base.decoder().start_tokens == [tok("<|startoftranscript|>"), tok("<|de|>"), tok("<|transcribe|>")]
+    assert tiny.decoder().start_tokens == [tiny.tokenizer.token_to_id("<|startoftranscript|>")]
+
+
 # ------------------------------------------------------------------ every installed model, served
 def _installed(name: str) -> str:
     try:
