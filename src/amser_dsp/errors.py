@@ -20,6 +20,8 @@ __all__ = [
     "ContainerError",
     "CorruptContainerError",
     "LimitExceededError",
+    "ModelError",
+    "ModelNotInstalledError",
     "SampleRateError",
     "TargetNotMetWarning",
     "TooLongError",
@@ -87,6 +89,14 @@ class TooLongError(LimitExceededError):
 
 class CheckpointError(AmserError, ValueError):
     """A model checkpoint is damaged, of another format, or made for other inputs (labels, preset, encoders)."""
+
+
+class ModelError(AmserError, ValueError):
+    """A recogniser model is unknown, not a Whisper model, incomplete, or fails its checksum."""
+
+
+class ModelNotInstalledError(ModelError, ImportError):
+    """A model named by ``--model`` comes from packages that are not installed (the message names the extra)."""
 
 
 class AmserWarning(UserWarning):

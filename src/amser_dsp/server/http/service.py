@@ -70,7 +70,7 @@ class Service:
     def __init__(self, settings: ServiceSettings, transcriber: Transcriber | None = None) -> None:
         self.settings = settings
         self.asr = transcriber or Transcriber(
-            model_path=settings.model_path, beam_size=settings.beam_size, threads=settings.threads
+            model=settings.model, language=settings.language, beam_size=settings.beam_size, threads=settings.threads
         )
         # Load the default codec's tables and entropy coder now (Numba's cache: about 0.5 s), not in a request.
         codec.decode(codec.encode(np.zeros((80, 16), np.float32), config="whisper"))
@@ -146,8 +146,7 @@ class Service:
             return None, f"unavailable: {exc}"
         if choice is None and not default_checkpoint().exists():
             return None, f"unavailable: no packaged checkpoint at {default_checkpoint()}"
-        recogniser = EmotionRecogniser(choice, recogniser=self.asr.model_id)
-        return recogniser, "ready"
+        return EmotionRecogniser(choice), "ready"
 
     # -------------------------------------------------------------- bodies
     async def read_body(self, request: Request) -> bytes:
@@ -281,14 +280,17 @@ class Service:
 
         async def work() -> str:
             t0 = time.perf_counter()
-            decoding = await self.recognise(feats, states=classify)
+            # The transcript's own encoder states, unless the emotion model reads another recogniser's
+            # (then the analyzer runs that encoder, on the recogniser threads).
+            own = classify and self.analyzer.needs_states
+            decoding = await self.recognise(feats, states=own)
             result["segments"] = [s.to_dict() for s in decoding.segments]
             t1 = time.perf_counter()
             timings["asr_ms"] = 1000 * (t1 - t0)
             if classify:
                 loop = asyncio.get_running_loop()
                 [(whole, parts)] = await loop.run_in_executor(
-                    self.decode_pool, self.analyzer.emotions, [decoding], [feats]
+                    self.decode_pool if own else self.pool, self.analyzer.emotions, [decoding], [feats]
                 )
                 result["emotion"] = whole
                 for segment, found in zip(result["segments"], parts, strict=True):

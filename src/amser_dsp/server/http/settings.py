@@ -71,7 +71,10 @@ class ServiceSettings:
     trim_idle: float = 1.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     beam_size: int = DEFAULT_BEAM_SIZE
-    model_path: str | None = None
+    #: Whisper model: ``tiny.en`` (None: the packaged default), ``base``, or a CTranslate2 Whisper directory.
+    model: str | None = None
+    #: What a multilingual model is asked to transcribe (Whisper's language code).
+    language: str = "en"
     #: Emotion checkpoint for ``/v1/analyze``: None for the packaged one (if the
     #: ``emotion`` extra is installed), ``"none"`` to run without emotion.
     emotion_model: str | None = None
@@ -126,7 +129,7 @@ class ServiceSettings:
         types = {
             f.name: f.type
             for f in fields(cls)
-            if f.name not in ("api_keys", "model_path", "emotion_model", "recognise", "metrics_public")
+            if f.name not in ("api_keys", "model", "language", "emotion_model", "recognise", "metrics_public")
         }
         values: dict[str, Any] = {}
         for name, kind in types.items():
@@ -141,8 +144,9 @@ class ServiceSettings:
             if flag not in ("0", "1", "true", "false"):
                 raise ConfigError(f"AMSER_METRICS_PUBLIC={flag!r}: expected 1, 0, true or false")
             values["metrics_public"] = flag in ("1", "true")
-        if os.environ.get("AMSER_EMOTION_MODEL"):
-            values["emotion_model"] = os.environ["AMSER_EMOTION_MODEL"]
+        for name in ("model", "language", "emotion_model"):
+            if os.environ.get(f"AMSER_{name.upper()}"):
+                values[name] = os.environ[f"AMSER_{name.upper()}"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(api_keys=tuple(keys), **values)
 
@@ -150,7 +154,7 @@ class ServiceSettings:
         """The settings a client may see: no keys, and no path on the server's disk (the models are named by
         ``/v1/info``'s ``model`` and ``emotion`` entries)."""
         out = asdict(self)
-        for private in ("api_keys", "model_path", "emotion_model"):
+        for private in ("api_keys", "model", "emotion_model"):
             out.pop(private)
         out["auth"] = "api-key" if self.api_keys else "none"
         return out
