@@ -135,6 +135,9 @@ async def stream_transcript(
     audio = check_audio(audio, rate, encoder.config)
     if audio.ndim != 1:
         raise AudioError(f"audio of shape {audio.shape}: a stream takes one mono signal (n_samples,)")
+    # The first chunk encoded in a process loads the kernels (seconds on a busy or cold machine): not on the
+    # server's idle clock, which runs from the handshake.
+    StreamEncoder("whisper", chunk_seconds=chunk_seconds, codec=codec).write(np.zeros(block, np.float32))
     sent_seconds: list[float] = []  # audio seconds sent after each message
     sent_times: list[float] = []
     try:
