@@ -34,9 +34,9 @@ _MEL_BLOCK = K.MEL_BLOCK[variants.choose().long.shape]
 
 
 @numba.njit(parallel=True, nogil=True)
-def _prange_blocks(x, out, peaks, bounds, floats, ints, params, works):
+def _prange_blocks(x, out, peaks, bounds, floats, ints, params, kinds, works):
     for i in numba.prange(bounds.shape[0] - 1):
-        _MEL_BLOCK(x, out, peaks[i], bounds[i], bounds[i + 1], floats, ints, params, False, works[i])
+        _MEL_BLOCK(x, out, peaks[i], bounds[i], bounds[i + 1], floats, ints, params, kinds, False, works[i])
 
 
 def prange_log_mel(x: np.ndarray, config, threads: int) -> np.ndarray:

@@ -50,3 +50,39 @@ def test_warm_cache_does_not_recompile() -> None:
     assert stats[entry][0] >= 1, stats  # the fused kernel came from the cache ...
     misses = {name: m for name, (_, m) in stats.items() if m}
     assert not misses, f"recompiled with a warm cache: {misses}"  # ... and nothing was compiled
+
+
+# A cold start: an empty cache, one 1 s whisper call, then every stage kernel Numba compiled and its lane width.
+_COLD = """
+import json
+import numpy as np
+import amser_dsp
+from numba.core.registry import CPUDispatcher
+from amser_dsp.backends import _numba_kernels as K
+amser_dsp.features(np.zeros(16000, np.float32), 16000, "whisper", backend="numba")
+lanes = {"_fft_power": 13}  # the width's argument where it is not the last
+print(json.dumps({name: [str(sig[lanes.get(name, -1)]) for sig in d.signatures] for name, d in vars(K).items()
+                  if isinstance(d, CPUDispatcher) and d.signatures}))
+"""
+
+
+def test_cold_start_compiles_only_what_the_config_uses(tmp_path: Path) -> None:
+    from amser_dsp.backends import _numba_kernels as K
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(amser_dsp.__file__).parents[1]),
+        "NUMBA_CACHE_DIR": str(tmp_path),  # empty: everything compiles
+        variants.ENV_VAR: "lanes64p",  # one block width
+    }
+    out = subprocess.run([sys.executable, "-c", _COLD], capture_output=True, text=True, check=True, env=env)
+    compiled = json.loads(out.stdout.strip().splitlines()[-1])
+    stages = {name for name in compiled if name.startswith("_stage")}
+    # whisper's FFT (n_fft 400: radices 8, 5, 5) needs two of the seven stage kernels, and frames
+    # no farther apart than they are long never take the gathered framing.
+    assert stages == {"_stage8_first", "_stage5"}, compiled
+    assert "_fill_gathered" not in compiled and "_tails" not in compiled, compiled
+    # Each compiled once, for the literal width: a width lost on the way would compile runtime-length lane loops.
+    for name in (*stages, "_power_lanes", "_pack", "_mel_lanes", "_fft_power"):
+        assert compiled[name] == ["Literal[int](64)"], (name, compiled)
+    assert K.stage_kinds([8, 5, 5], 160, 400) == (0, None, None, None, 0, None, None, None)

@@ -97,18 +97,23 @@ def test_short_and_long_signals_take_their_class_variant(monkeypatch: pytest.Mon
 @pytest.mark.parametrize(
     ("l2", "expected"),
     [
-        (2 << 20, "lanes64t48"),  # Zen 4/5, Intel Xeon, Apple, Neoverse: 1-2 MB per core
-        (1 << 20, "lanes64t48"),
+        (2 << 20, "lanes64p"),  # Zen 4/5, Intel Xeon, Apple, Neoverse: 1-2 MB per core
+        (1 << 20, "lanes64p"),
         (512 << 10, "lanes32"),  # Cortex-A72/A76 class
         (256 << 10, "lanes16"),  # older Intel clients, small cores
         (64 << 10, "lanes16"),
-        (None, "lanes64t48"),  # not reported: the width measured best
+        (None, "lanes64p"),  # not reported: the width measured best
     ],
 )
 def test_select_by_l2(monkeypatch: pytest.MonkeyPatch, l2: int | None, expected: str) -> None:
     monkeypatch.delenv(variants.ENV_VAR, raising=False)
     chosen = variants.select(l2)
     assert chosen.name == expected
+    # The planner's reference has the same main width; for 64 lanes it is lanes64t48 (two widths,
+    # faster at 1 s), the no-plan default the single-width lanes64p (a cold start compiles one).
+    ref = variants.reference(l2)
+    assert ref.lanes == chosen.lanes and (ref.name == "lanes64t48" if chosen.lanes == 64 else ref == chosen)
+    assert chosen.widths == 1 or chosen.name == "lanes32"
     if l2:
         assert variants.buffer_bytes(chosen.lanes) <= l2 // 2 or chosen.lanes == 16
 

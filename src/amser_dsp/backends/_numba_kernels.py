@@ -253,7 +253,7 @@ def _fill_transposed(x, n, nr, first, count, hop, flen, pad, mode, c_sig, tflat,
     elif mode != PAD_CONSTANT:
         for i in range(right, stop):
             seg[i] = _padded_sample(x, n, nr, origin + i + pad, pad, mode, c_sig)
-    _transpose_rows(seg, 0, used, hop, tflat, rp)
+    _transpose_rows(seg, np.int64(0), used, hop, tflat, rp)  # not the literal 0: a second compile for it
     return c_sig * 0
 
 
@@ -422,9 +422,6 @@ def _stage4_first(xr, xi, yr, yi, m, lanes):
 
 @_kernel()
 def _stage4(xr, xi, yr, yi, m, ns, twr, twi, off, lanes):
-    if ns == 1:
-        _stage4_first(xr, xi, yr, yi, m, lanes)
-        return
     q = m // 4
     for g in range(q // ns):
         for k in range(ns):
@@ -579,25 +576,56 @@ def _stage8_first(xr, xi, yr, yi, m, lanes):
             )  # fmt: skip
 
 
-@_kernel()
-def _stage(p, xr, xi, yr, yi, m, ns, twr, twi, off, lanes):
+#: The stage kernels a config can need, in the order of the ``kinds`` flags (:func:`stage_kinds`).
+STAGE_KINDS = ("8 first", "8", "4 first", "4", "5", "3", "2")
+
+
+def stage_kinds(radices: list[int], hop: int, flen: int) -> tuple[int | None, ...]:
+    """The ``kinds`` argument of the ``mel_block_*`` entry points for an FFT's radices and a frame geometry.
+
+    One flag per stage kernel (:data:`STAGE_KINDS`; the first stage of radix 8
+    or 4 has its own kernel, its twiddles all 1) and one for frames farther apart
+    than they are long (:func:`_fill_gathered`): ``0`` where the config uses it,
+    ``None`` where it does not.  Numba prunes a branch on ``flag is None`` when it
+    types the call (the flag's type is ``none``), so the kernels a config does not
+    use are neither typed nor compiled: ``whisper`` (radices 8, 5, 5) compiles two
+    of the seven stage kernels, ``kaldi`` (8, 8, 4) three.  Each distinct set is a
+    specialisation of its own, compiled on first use and cached.  Plain Python.
+    """
+    used: set[str] = set()
+    for s, p in enumerate(radices):
+        kind = f"{p} first" if s == 0 and p in (8, 4) else str(p)
+        used.add(kind)
+    return (*(0 if k in used else None for k in STAGE_KINDS), 0 if hop > flen else None)
+
+
+@_kernel(inline="always")
+def _stage(p, xr, xi, yr, yi, m, ns, twr, twi, off, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
+    """One Stockham stage of radix ``p``; a stage kernel whose flag is ``None`` is not compiled (:func:`stage_kinds`)."""
     if p == 8:
         if ns == 1:
-            _stage8_first(xr, xi, yr, yi, m, lanes)
-        else:
+            if k8f is not None:
+                _stage8_first(xr, xi, yr, yi, m, lanes)
+        elif k8 is not None:
             _stage8(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
     elif p == 4:
-        _stage4(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
-    elif p == 2:
-        _stage2(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
+        if ns == 1:
+            if k4f is not None:
+                _stage4_first(xr, xi, yr, yi, m, lanes)
+        elif k4 is not None:
+            _stage4(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
+    elif p == 5:
+        if k5 is not None:
+            _stage5(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
     elif p == 3:
-        _stage3(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
-    else:
-        _stage5(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
+        if k3 is not None:
+            _stage3(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
+    elif k2 is not None:
+        _stage2(xr, xi, yr, yi, m, ns, twr, twi, off, lanes)
 
 
-@_kernel()
-def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes):
+@_kernel(inline="always")
+def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
     """In-lane complex FFT of ``m`` points; returns True if the result is in ``(br, bi)``."""
     # Explicit ping-pong calls (not swapped references): each call sees four
     # distinct noalias buffers, which keeps its loops vectorised.
@@ -605,9 +633,9 @@ def _fft_lanes(ar, ai, br, bi, m, radices, twr, twi, twoff, lanes):
     for s in range(radices.shape[0]):
         p = radices[s]
         if s % 2 == 0:
-            _stage(p, ar, ai, br, bi, m, ns, twr, twi, twoff[s], lanes)
+            _stage(p, ar, ai, br, bi, m, ns, twr, twi, twoff[s], lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered)
         else:
-            _stage(p, br, bi, ar, ai, m, ns, twr, twi, twoff[s], lanes)
+            _stage(p, br, bi, ar, ai, m, ns, twr, twi, twoff[s], lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered)
         ns *= p
     return radices.shape[0] % 2 == 1
 
@@ -645,9 +673,15 @@ def _power_lanes(zr, zi, m, rtr, rti, magnitude, pw, lanes):
 
 
 @_kernel()
-def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes):
-    """FFT of the packed block in ``(ar, ai)`` and its power spectrum into ``pw``."""
-    if _fft_lanes(ar, ai, br, bi, half, radices, twr, twi, twoff, lanes):
+def _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes,
+               k8f, k8, k4f, k4, k5, k3, k2, gathered):  # fmt: skip
+    """FFT of the packed block in ``(ar, ai)`` and its power spectrum into ``pw``.
+
+    The flags (:func:`stage_kinds`) are this function's own arguments so that
+    Numba prunes the stage kernels the config does not use before it types
+    them (the stage dispatch is inlined here).
+    """
+    if _fft_lanes(ar, ai, br, bi, half, radices, twr, twi, twoff, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
         _power_lanes(br, bi, half, rtr, rti, magnitude, pw, lanes)
     else:
         _power_lanes(ar, ai, half, rtr, rti, magnitude, pw, lanes)
@@ -853,8 +887,8 @@ def _workspace_layout(hop, flen, n_fft, n_mels, itemsize, lanes):
 _workspace_layout = _kernel(inline="always")(_workspace_layout)
 
 
-@_kernel()
-def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, lanes, t48, t32, t16):
+@_kernel(inline="always")
+def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, lanes, t48, t32, t16):
     """Log-Mel features of frames ``[t_first, t_stop)`` of every signal.
 
     ``x`` is ``(batch, nr)``, each row followed by the config's trailing
@@ -868,10 +902,14 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, wor
     multiple of ``LANES`` unless it is the only block.
 
     Blocks are ``lanes`` frames wide while more than ``lanes - 16`` are left;
-    the tail of 33-48, 17-32 or 1-16 frames takes a block of ``t48``, ``t32``
-    or ``t16`` lanes (literals, each at least the tail it takes).  Every
-    distinct width is a compiled copy of the whole block pipeline, so a variant
-    that uses fewer widths compiles in a fraction of the time (:mod:`.variants`).
+    the tail (at most ``lanes - 16`` frames) takes one block of ``t48`` lanes
+    if ``t32`` is ``None``, else (:func:`_tails`) a block of ``t48``, ``t32``
+    or ``t16`` lanes for a tail of 33-48, 17-32 or 1-16 frames (literals, each
+    at least the tail it takes).  Inlined into each entry point, so that the
+    entry's literals reach every lane loop: its blocks are inlined here, at most
+    two, and the pipeline's leaves compiled once per width.  Every distinct width
+    is a compiled copy of the whole block pipeline, so a variant that uses fewer
+    widths compiles in a fraction of the time (:mod:`.variants`).
     """
     win, radices, twr, twi, twoff, rtr, rti, mel_w, mel_lo, mel_hi, mel_off = _unpack(floats, ints)
     hop, flen, pad, mode = ints[I_HOP], ints[I_FLEN], ints[I_PAD], ints[I_MODE]
@@ -923,15 +961,15 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, wor
             # it (lanes64: 1 s = 102 frames = 64 + 48 lanes, not 64 + 32 + 16).
             left = t_stop - t0
             if left > lanes - 16:
-                _one_block(xs, o, t0, min(left, lanes), geometry, coefs, tables, bufs, lanes)
+                _one_block(xs, o, t0, min(left, lanes), geometry, coefs, tables, bufs, kinds, lanes)
                 t0 += lanes
                 continue
-            if left > 32:
-                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, t48)
-            elif left > 16:
-                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, t32)
+            # ``t32 is None`` is decided as Numba types the entry point: the
+            # branch not taken is neither typed nor compiled.
+            if t32 is None:
+                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48)
             else:
-                _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, t16)
+                _tails(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48, t32, t16)
             t0 = t_stop
         top = peak[0]
         for b in range(1, lanes):
@@ -944,7 +982,25 @@ def _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, wor
 
 
 @_kernel()
-def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, lanes):
+def _tails(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48, t32, t16):
+    """The tail block of a variant with three tail widths (``lanes64``), compiled only for it."""
+    if left > 32:
+        _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t48)
+    elif left > 16:
+        _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t32)
+    else:
+        _one_block(xs, o, t0, left, geometry, coefs, tables, bufs, kinds, t16)
+
+
+@_kernel()
+def _gather(x, n, nr, first, count, hop, flen, pad, mode, c_sig, tb, lanes, k8f, k8, k4f, k4, k5, k3, k2, gathered):
+    """:func:`_fill_gathered`, compiled only where the config's ``gathered`` flag is set (:func:`stage_kinds`)."""
+    if gathered is not None:
+        _fill_gathered(x, n, nr, first, count, hop, flen, pad, mode, c_sig, tb, lanes)
+
+
+@_kernel(inline="always")
+def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, kinds, lanes):
     """Frames ``[t0, t0 + count)`` of one signal through ``lanes`` lanes (the buffers may be wider)."""
     n, nr, hop, flen, pad, mode, period, lead, cols, remove_dc, magnitude = geometry
     c_sig, c_frame, fl, log_k = coefs
@@ -953,40 +1009,47 @@ def _one_block(xs, out, t0, count, geometry, coefs, tables, bufs, lanes):
     if hop <= flen:
         c_eff = _fill_transposed(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tflat, cols, seg)
     else:
-        _fill_gathered(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tb, lanes)
+        _gather(xs, n, nr, t0, count, hop, flen, pad, mode, c_sig, tb, lanes,
+                kinds[0], kinds[1], kinds[2], kinds[3], kinds[4], kinds[5], kinds[6], kinds[7])  # fmt: skip
         c_eff = c_sig * 0
     _pack(tb, period, lead, flen, c_eff, remove_dc, c_frame, win, ar.shape[0], ar, ai, u_prev, dc, lanes)
-    _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes)
+    _fft_power(ar, ai, br, bi, ar.shape[0], radices, twr, twi, twoff, rtr, rti, magnitude, pw, lanes,
+               kinds[0], kinds[1], kinds[2], kinds[3], kinds[4], kinds[5], kinds[6], kinds[7])  # fmt: skip
     _mel_lanes(pw, mel_w, mel_lo, mel_hi, mel_off, melflat, peak, out, t0, count, fl, log_k, lanes)
 
 
 # One compiled entry point per variant shape (main width, tail widths): the
 # literals make every lane loop's trip count a compile-time constant, and a
 # process compiles only the entry points it calls (:mod:`.variants` names
-# them; ``tests/test_variants.py`` checks every variant has one).
+# them; ``tests/test_variants.py`` checks every variant has one).  A variant
+# whose tails all take one width passes ``None`` for the other two.
 @_kernel()
-def mel_block_64(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64, 48, 32, 16)
-
-
-@_kernel()
-def mel_block_64t48(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64, 48, 48, 48)
+def mel_block_64(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 48, 32, 16)
 
 
 @_kernel()
-def mel_block_64p(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 64, 64, 64, 64)
+def mel_block_64t48(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 48, None, None)
 
 
 @_kernel()
-def mel_block_32(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 32, 32, 32, 16)
+def mel_block_64p(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
+    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 64, 64, None, None)
 
 
 @_kernel()
-def mel_block_16(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work):
-    _mel_block(x, out, peaks, t_first, t_stop, floats, ints, params, finish, work, 16, 16, 16, 16)
+def mel_block_32(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
+    _mel_block(
+        x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 32, 16, None, None
+    )  # tails of 1-16 only
+
+
+@_kernel()
+def mel_block_16(x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work):
+    _mel_block(
+        x, out, peaks, t_first, t_stop, floats, ints, params, kinds, finish, work, 16, 16, None, None
+    )  # full blocks only
 
 
 #: Entry point by ``(lanes, t48, t32, t16)``: the block widths of :func:`_mel_block`.
@@ -1026,7 +1089,9 @@ def frames_power(frames, out, radices, twr, twi, twoff, rtr, rti, magnitude):
                 if m >= (flen + 1) // 2:
                     ar[m, b] = 0
                 ai[m, b] = 0
-        _fft_power(ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, LANES)
+        _fft_power(
+            ar, ai, br, bi, half, radices, twr, twi, twoff, rtr, rti, magnitude, pw, LANES, 0, 0, 0, 0, 0, 0, 0, 0
+        )
         for b in range(count):
             for k in range(half + 1):
                 out[r0 + b, k] = pw[k, b]

@@ -144,6 +144,7 @@ class _KernelPlan(NamedTuple):
     floats: np.ndarray
     ints: np.ndarray
     params: np.ndarray
+    kinds: tuple[int | None, ...]  # the stage kernels the config uses (K.stage_kinds): only they are compiled
 
 
 @functools.lru_cache(maxsize=64)
@@ -167,8 +168,9 @@ def _kernel_plan(config: FeatureConfig, dtype: np.dtype) -> _KernelPlan:
         c if config.preemphasis_scope == "signal" else 0.0, c if config.preemphasis_scope == "frame" else 0.0,
         config.log_floor, config.dynamic_range or 0.0, config.log_offset, config.log_scale,
     )  # fmt: skip
-    plan = _KernelPlan(np.ascontiguousarray(floats, dtype), ints, params)
-    for a in plan:
+    kinds = K.stage_kinds(fft.radices.tolist(), config.hop_length, config.frame_length)
+    plan = _KernelPlan(np.ascontiguousarray(floats, dtype), ints, params, kinds)
+    for a in plan[:3]:
         a.flags.writeable = False
     return plan
 

@@ -22,13 +22,13 @@ from .variants import (
     CLASSES,
     PLAN_FORMAT,
     VARIANTS,
-    _by_l2,
     buffer_bytes,
     decide,
     describe,
     get,
     load_plan,
     plan_key,
+    reference,
     save_plan,
 )
 
@@ -58,7 +58,7 @@ def measure(
     burst of calls for 1 s), back to back, so load from other work hits all of
     them alike.  Rounds continue until ``budget`` seconds of timing are spent
     (at least ``rounds[0]``, at most ``rounds[1]``).  Per class the plan keeps
-    the default (:func:`select`) unless a candidate's median per-round ratio to
+    the reference (:func:`~.variants.reference`) unless a candidate's median per-round ratio to
     it, and the ratio of the best rounds, are both below ``1 - MARGIN``, and it
     was faster in three rounds of four (:func:`decide`).
 
@@ -74,7 +74,7 @@ def measure(
     """
     from ..config import get_preset
 
-    default = _by_l2().name  # what runs without a plan (the override, if set, is not a candidate's rival)
+    default = reference().name  # the override, if set, is not a candidate's rival
     names = list(dict.fromkeys([default, *(candidates if candidates is not None else VARIANTS)]))
     for name in names:
         get(name)

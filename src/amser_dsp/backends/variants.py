@@ -38,10 +38,22 @@ per-core L2 (the other half holds the signal, the output and the filter bank):
 256-512 KB of L2.  Measured on Zen 4 (1 MB L2 per core) 64 lanes beat 32 and 16
 at 1, 10 and 60 s; on Zen 5, 128 lanes were slower than 64 once the buffers left
 L2 (docs/benchmarks.md, sections 5 and 8).  Of the 64-lane variants the default
-is ``lanes64t48``: the same blocks as ``lanes64`` for 1 s (64 + 48) and long
-signals, half its compiled widths (a cold start compiles half as much), 48 lanes
-for tails of 32 frames or fewer; ``lanes64p`` compiles one width but pays a
-whole 64-lane block for every tail (measured about 5% slower at 1 s on Zen 4).
+is ``lanes64p``, the one that compiles a single width: with nothing measured
+yet (no plan, so most likely an empty cache too) the first call compiles the
+kernel, and one width is about 60% of two (a cold start of 8.5 s of CPU
+against 14.4 s for ``lanes64t48`` on Zen 4).  It pays a whole 64-lane block for
+every tail: measured on Zen 4 about 6% slower than ``lanes64t48`` at 1 s, the
+same at 60 s.  The planner measures against ``lanes64t48`` (:func:`reference`),
+so that a plan made under load, where no candidate is clearly faster, keeps
+the variant that is best at both lengths, not the one chosen for compiling fast.
+
+**What a cold start compiles.**  Each variant's entry point is one compiled
+function with the block pipeline inlined (one compiled level instead of seven:
+each level re-optimised and re-emitted the machine code of everything below
+it); the leaves (sample transpose, packing, FFT stages, power, Mel) are
+compiled once per width, and of the seven FFT stage kernels only those the
+config's FFT size uses (:func:`._numba_kernels.stage_kinds`: two for
+``whisper``, three for ``kaldi``).
 
 **Code generation.**  For Intel's AVX-512 server and client cores LLVM's tuning
 prefers 256-bit vectors (``prefer-256-bit``): compiled for ``skylake-avx512`` or
@@ -95,6 +107,7 @@ __all__ = [
     "load_plan",
     "plan_key",
     "plan_path",
+    "reference",
     "save_plan",
     "select",
 ]
@@ -222,17 +235,30 @@ def get(name: str) -> Variant:
 
 
 def select(l2: int | None = -1) -> Variant:
-    """The default variant: ``AMSER_DSP_NUMBA_VARIANT`` if set, else the widest whose buffers fit half the L2.
+    """The default variant: ``AMSER_DSP_NUMBA_VARIANT`` if set, else one width of the lanes that fit half the L2.
 
     The rule used where nothing was measured (:func:`choose` prefers a plan).
     ``l2`` is the per-core L2 in bytes (default: :func:`l2_bytes`; ``None``:
     unknown, which chooses 64 lanes, the width measured best where measured).
+    Of the variants with that main width, the one that compiles a single block
+    width (``lanes64p`` for the planner's :func:`reference` ``lanes64t48``):
+    without a plan nothing was measured, most likely in an empty cache, and a
+    cold start compiles one width instead of two.
     """
     chosen = os.environ.get(ENV_VAR)
-    return get(chosen) if chosen else _by_l2(l2)
+    if chosen:
+        return get(chosen)
+    ref = reference(l2)
+    return VARIANTS["lanes64p"] if ref.lanes == 64 else ref
 
 
-def _by_l2(l2: int | None = -1) -> Variant:
+def reference(l2: int | None = -1) -> Variant:
+    """The variant the planner measures the others against: the widest block whose buffers fit half the L2.
+
+    A candidate replaces it only if faster by more than the noise, so a plan
+    made on a loaded machine keeps it: ``lanes64t48`` for 64 lanes, the best
+    measured for both short and long inputs on Zen 4.
+    """
     size = l2_bytes() if l2 == -1 else l2
     if size is None:
         return VARIANTS["lanes64t48"]
@@ -345,7 +371,9 @@ def choose() -> Choice:
     if plan is not None:
         return Choice(VARIANTS[plan["choice"]["short"]], VARIANTS[plan["choice"]["long"]], f"plan {path}")
     v = select()
-    return Choice(v, v, "default (no plan measured for this CPU: the widest block that fits half the L2)")
+    return Choice(
+        v, v, "default (no plan measured for this CPU: the widest block that fits half the L2, one compiled width)"
+    )
 
 
 def decide(rounds: Mapping[str, Sequence[float]], default: str) -> tuple[str, dict[str, dict[str, float]]]:
