@@ -90,7 +90,7 @@ def test_a_last_decode_is_encoded_in_a_20_second_window(feats: np.ndarray) -> No
             widths.append(features.shape[2])  # type: ignore[attr-defined]
             return model.encode(features, **kwargs)
 
-    model, asr.model = asr.model, Recording()  # type: ignore[assignment]
+    model, asr.model = asr.model, Recording()
     recogniser = WhisperRecogniser(asr, beam_size=1)
     (interim, final) = recogniser.hypotheses([DecodeRequest(feats), DecodeRequest(feats, final=True)])
     assert widths == [1000, 2000]
