@@ -3,8 +3,9 @@
 :class:`StreamHub` owns every open stream of one service.  Each connection has
 a reader (container bytes in, decoded chunks into its
 :class:`~amser_dsp.server.recognition.live.LiveTranscript`) and a writer (JSON messages
-out); one scheduler task gathers the pending decode of every stream into one
-recogniser batch, so the encoder and decoder work of many streams is shared.
+out); one scheduler task gathers the pending decode of every stream into
+recogniser batches (one kind of decode each, up to one batch per recogniser
+thread at once), so the encoder and decoder work of many streams is shared.
 The protocol (messages, close codes, limits) is docs/streaming.md.
 """
 
