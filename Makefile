@@ -65,10 +65,12 @@ transfer: $(VENV)/.stamp-fast,server,test
 	$(MAKE) net-tools NET_TOOLS="ip:iproute2 tc:iproute2 nft:nftables ffmpeg:ffmpeg"
 	PY=$(PY) benchmarks/transfer/sweep.sh
 
-bench: $(VENV)/.stamp-fast,bench
+bench: $(VENV)/.stamp-fast,bench,emotion,whisper-base
 	mkdir -p out
 	$(PY) -m pytest benchmarks -q --benchmark-json=out/bench.json
 	$(PY) benchmarks/report.py out/bench.json
+	# Per Whisper model: load time, memory, real-time factor from features, service throughput (docs/models.md).
+	$(PY) benchmarks/models.py --json out/models.json
 
 # The board benchmark: short clips and streaming blocks, no torch; anchors only where they install.
 bench-board: $(VENV)/.stamp-bench-board

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import PRESETS, __version__
-from .config import DEFAULT_PRESET
+from .config import DEFAULT_PRESET, FeatureConfig
 from .container import CONTAINER_SUFFIX
 from .errors import AmserError, AmserWarning
 from .io import AUDIO_SUFFIXES
@@ -355,14 +355,19 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-seconds", type=float, help="audio per self-contained chunk (default: one chunk)")
 
 
-def codec_arguments(args: argparse.Namespace) -> dict[str, Any]:
+def codec_arguments(args: argparse.Namespace, config: FeatureConfig | None = None) -> dict[str, Any]:
     """Keyword arguments for ``encode_audio`` / ``StreamEncoder`` / the client from :func:`add_codec_arguments`.
 
     Only what was given: ``codec`` (a name) and the codec options, checked
-    once here (options of different codecs, a value out of range) so that a
-    bad combination is one error, not the same failure for every file.
+    once here (options of different codecs, a value out of range), with
+    ``--chunk-seconds`` against ``config`` (default: the default preset), so
+    that a bad combination is one error, not the same failure for every file.
     """
     from .codec import make_codec, registered
+    from .codec.stream import chunk_frames
+
+    if getattr(args, "chunk_seconds", None) is not None:
+        chunk_frames(config or PRESETS[DEFAULT_PRESET], args.chunk_seconds)
 
     out: dict[str, Any] = {}
     if args.codec is not None:
@@ -402,6 +407,13 @@ def _load_audio_data(data: bytes | Path, sample_rate: int) -> np.ndarray:
     return load_audio(io.BytesIO(data) if isinstance(data, bytes) else data, sample_rate=sample_rate)
 
 
+def is_container(src: Path, data: bytes | Path) -> bool:
+    """Whether an input (from :func:`read_input`) is a container: bytes with its magic, or a ``.amser`` path."""
+    from .container import MAGIC
+
+    return data[:4] == MAGIC if isinstance(data, bytes) else src.suffix.lower() == CONTAINER_SUFFIX
+
+
 def container_from(
     src: Path,
     encode: Callable[[np.ndarray], bytes],
@@ -421,11 +433,8 @@ def container_from(
     AmserError
         If codec options or ``chunk_seconds`` come with a container (it is encoded already).
     """
-    from .container import MAGIC
-
     data = read_input(src)
-    head = data[:4] if isinstance(data, bytes) else None
-    if head == MAGIC or (head is None and src.suffix.lower() == CONTAINER_SUFFIX):
+    if is_container(src, data):
         given = sorted(options) + (["chunk_seconds"] if chunk_seconds is not None else [])
         if given:
             raise AmserError(f"is a container, encoded already: codec options {given} do not apply to it")
@@ -436,11 +445,9 @@ def container_from(
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from . import encode_audio
-    from .codec.stream import chunk_frames
 
     cfg = PRESETS[args.preset]
-    options = codec_arguments(args)
-    chunk_frames(cfg, args.chunk_seconds)  # a bad --chunk-seconds is one error, not one per file
+    options = codec_arguments(args, cfg)
 
     def work(job: Job) -> Done:
         audio = _load_audio(job.src, cfg.sample_rate)

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from . import StreamEncoder, encode_audio, load_audio
-from .errors import AmserError, ConfigError
+from .errors import AmserError, AudioError, ConfigError
 from .extras import require_extra
 
 require_extra("httpx", "websockets", extra="client")
@@ -120,14 +120,24 @@ async def stream_transcript(
     ------
     StreamFailedError
         The server sent an ``error`` (its ``code`` is kept) or closed before ``end``.
+    AudioError
+        ``audio`` is not mono float samples (NaN, Inf, empty, ...): refused before connecting.
     """
     import websockets
+
+    from .frontend.extract import check_audio
 
     key = api_key if api_key is not None else os.environ.get("AMSER_API_KEY")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     encoder = StreamEncoder("whisper", chunk_seconds=chunk_seconds, codec=codec)
     block = encoder.chunk_frames * encoder.config.hop_length
     rate = encoder.config.sample_rate
+    audio = check_audio(audio, rate, encoder.config)
+    if audio.ndim != 1:
+        raise AudioError(f"audio of shape {audio.shape}: a stream takes one mono signal (n_samples,)")
+    # The first chunk encoded in a process loads the kernels (seconds on a busy or cold machine): not on the
+    # server's idle clock, which runs from the handshake.
+    StreamEncoder("whisper", chunk_seconds=chunk_seconds, codec=codec).write(np.zeros(block, np.float32))
     sent_seconds: list[float] = []  # audio seconds sent after each message
     sent_times: list[float] = []
     try:
@@ -145,7 +155,7 @@ async def stream_transcript(
 
     async def send() -> None:
         start = time.monotonic()
-        for i in range(0, max(audio.size, 1), block):
+        for i in range(0, audio.size, block):
             part = audio[i : i + block]
             data = encoder.write(part) + (encoder.close() if i + block >= audio.size else b"")
             if realtime:
@@ -155,7 +165,12 @@ async def stream_transcript(
                 sent_seconds.append((i + part.size) / rate)
                 sent_times.append(time.monotonic())
 
+    def sender_failure() -> BaseException | None:
+        return sender.exception() if sender.done() and not sender.cancelled() else None
+
     sender = asyncio.get_running_loop().create_task(send())
+    # A sender that fails (the encoder refusing a chunk) ends the stream at once, not at the server's idle timeout.
+    sender.add_done_callback(lambda task: sender_failure() and asyncio.ensure_future(ws.close()))
     try:
         async for raw in ws:
             message = json.loads(raw)
@@ -171,11 +186,15 @@ async def stream_transcript(
             yield message
             if message.get("type") == "end":
                 return
+        if failure := sender_failure():
+            raise failure
         raise StreamFailedError(
             f"the server closed the stream ({ws.close_code} {ws.close_reason or ''}) before its end",
             close_code=ws.close_code,
         )
     except websockets.exceptions.ConnectionClosed as exc:
+        if failure := sender_failure():
+            raise failure from None
         raise StreamFailedError(f"the stream was closed before its end: {exc}", close_code=exc.code) from None
     finally:
         sender.cancel()

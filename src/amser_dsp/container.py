@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ContainerError, CorruptContainerError, LimitExceededError, UnsupportedVersionError
+from .errors import ContainerError, CorruptContainerError, LimitExceededError, TooLongError, UnsupportedVersionError
 
 __all__ = [
     "CONTAINER_SUFFIX",
@@ -411,7 +411,9 @@ class Reader:
         if len(fields[TAG_N_MELS]) != 2:
             raise CorruptContainerError("header n_mels field is not 2 bytes")
         (n_mels,) = struct.unpack("<H", fields[TAG_N_MELS])
-        if not 1 <= n_mels <= lim.max_n_mels:
+        if n_mels == 0:
+            raise CorruptContainerError("header declares 0 Mel bands; features have at least 1")
+        if n_mels > lim.max_n_mels:
             raise LimitExceededError(f"header declares {n_mels} Mel bands; allowed 1 to {lim.max_n_mels}")
         self.header = Header(config=config, codec=codec, n_mels=n_mels, minor=minor, size=total, skipped=skipped)
         return self.header
@@ -423,16 +425,18 @@ class Reader:
         _, n_frames, length = _CHUNK.unpack_from(self._buf, self._pos)
         if length > lim.max_chunk_bytes:
             raise LimitExceededError(f"chunk declares {length} payload bytes, over the limit of {lim.max_chunk_bytes}")
-        if not 1 <= n_frames <= lim.max_chunk_frames:
+        if n_frames == 0:
+            raise CorruptContainerError("chunk declares 0 frames; a chunk holds at least 1")
+        if self._frames + n_frames > lim.max_total_frames:
+            raise TooLongError(f"container has more than {lim.max_total_frames} frames")
+        if n_frames > lim.max_chunk_frames:
             raise LimitExceededError(f"chunk declares {n_frames} frames; allowed 1 to {lim.max_chunk_frames}")
         if self._chunks + 1 > lim.max_chunks:
             raise LimitExceededError(f"container has more than {lim.max_chunks} chunks")
-        if self._frames + n_frames > lim.max_total_frames:
-            raise LimitExceededError(f"container has more than {lim.max_total_frames} frames")
         assert self.header is not None  # chunks come after the header
         decoded = 4 * self.header.n_mels * n_frames
         if 4 * self.header.n_mels * (self._frames + n_frames) > lim.max_decoded_bytes:
-            raise LimitExceededError(
+            raise TooLongError(
                 f"container decodes to more than {lim.max_decoded_bytes} bytes (limit max_decoded_bytes)"
             )
         if decoded > max(1 << 20, lim.max_expansion * length):

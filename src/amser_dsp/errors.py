@@ -20,8 +20,11 @@ __all__ = [
     "ContainerError",
     "CorruptContainerError",
     "LimitExceededError",
+    "ModelError",
+    "ModelNotInstalledError",
     "SampleRateError",
     "TargetNotMetWarning",
+    "TooLongError",
     "UnknownBackendError",
     "UnknownTablesError",
     "UnsupportedVersionError",
@@ -77,11 +80,23 @@ class UnknownTablesError(CodecError, UnsupportedVersionError):
 
 
 class LimitExceededError(ContainerError):
-    """A container declares a size beyond a configured safety limit."""
+    """A container (or an audio file) declares a size beyond a configured safety limit."""
+
+
+class TooLongError(LimitExceededError):
+    """The audio (or the features of a container) lasts longer than the limit allows: shorter input would pass."""
 
 
 class CheckpointError(AmserError, ValueError):
     """A model checkpoint is damaged, of another format, or made for other inputs (labels, preset, encoders)."""
+
+
+class ModelError(AmserError, ValueError):
+    """A recogniser model is unknown, not a Whisper model, incomplete, or fails its checksum."""
+
+
+class ModelNotInstalledError(ModelError, ImportError):
+    """A model named by ``--model`` comes from packages that are not installed (the message names the extra)."""
 
 
 class AmserWarning(UserWarning):

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import AmserWarning, AudioError, LimitExceededError
+from .errors import AmserWarning, AudioError, TooLongError
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -251,7 +251,7 @@ def load_audio(
         exact_length = fh.format in _EXACT_LENGTH
         limit = None if max_seconds is None else int(max_seconds * header.sample_rate)
         if limit is not None and header.frames > limit:
-            raise LimitExceededError(f"{name} lasts {header.seconds:.1f} s; the limit is {max_seconds:g} s")
+            raise TooLongError(f"{name} lasts {header.seconds:.1f} s; the limit is {max_seconds:g} s")
         block = max(1, BLOCK_SAMPLES // header.channels)
         parts: list[np.ndarray] = []
         n_read = 0
@@ -264,7 +264,7 @@ def load_audio(
                 parts.append(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].copy())
                 n_read += data.shape[0]
             if limit is not None and n_read > limit:
-                raise LimitExceededError(f"{name} lasts more than the limit of {max_seconds:g} s")
+                raise TooLongError(f"{name} lasts more than the limit of {max_seconds:g} s")
             if data.shape[0] < block:
                 break
     if n_read == 0:

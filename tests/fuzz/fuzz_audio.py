@@ -1,6 +1,7 @@
 """Structure-aware fuzzing of the audio readers: WAV and FLAC headers mutated, rates and sizes at their extremes.
 
     python -m tests.fuzz.fuzz_audio --runs 200000 --seed 20261207 --report out/fuzz-audio.json
+    python -m tests.fuzz.fuzz_audio --service --runs 5000 --max-seconds 5   # the service's audio endpoint
 
 A plain-Python mutator, as tests/fuzz/fuzz_structured.py is for containers: it starts from small valid
 files (WAV: 8/16/24/32-bit integer, float, u-law, IMA ADPCM, one to six channels, 8 to 192 kHz; FLAC: 16 and
@@ -22,8 +23,11 @@ import io
 import random
 import struct
 import sys
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -214,6 +218,78 @@ def _check_calls(blob: bytes, max_seconds: float, max_samples: int, problems: li
             problems.append(f"{name}: {result.size} samples from {len(blob)} bytes")
 
 
+# ------------------------------------------------------------- the service
+#: Answers the audio endpoint may give a mutant: a transcript, or a refusal in the JSON envelope.
+SERVICE_STATUSES = (200, 400, 413)
+
+
+def server_peak_rss_mb(pid: int) -> float:
+    """The peak RSS (VmHWM) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise OSError(f"no VmHWM for process {pid}")
+
+
+def check_service(
+    client: Any, pid: int, max_wall_seconds: float, max_rss_mb: float, stats: dict[str, float]
+) -> Callable[[bytes], list[str]]:
+    """A check that posts each mutant to ``/v1/transcribe/audio`` of the server ``pid`` that ``client`` talks to;
+    ``stats`` keeps the slowest answer and the largest growth of the server's peak RSS by one request."""
+
+    def check(blob: bytes) -> list[str]:
+        problems: list[str] = []
+        peak, start = server_peak_rss_mb(pid), time.perf_counter()
+        try:
+            r = client.post("/v1/transcribe/audio", content=blob)
+        except Exception as exc:  # a dropped connection, a timeout: the server did not answer
+            return [f"no answer: {type(exc).__name__}: {exc}"]
+        wall = time.perf_counter() - start
+        grown = server_peak_rss_mb(pid) - peak
+        stats["slowest_answer_seconds"] = max(stats["slowest_answer_seconds"], wall)
+        stats["largest_server_rss_jump_mb"] = max(stats["largest_server_rss_jump_mb"], grown)
+        stats[f"status_{r.status_code}"] = stats.get(f"status_{r.status_code}", 0) + 1
+        if r.status_code not in SERVICE_STATUSES:
+            problems.append(f"status {r.status_code}: {r.text[:300]}")
+        elif r.status_code != 200:
+            error = r.json().get("error", {})
+            if not (error.get("code") and error.get("message") and error.get("request_id")):
+                problems.append(f"status {r.status_code} without the error envelope: {r.text[:300]}")
+        if wall > max_wall_seconds:
+            problems.append(f"answered in {wall:.2f} s")
+        if grown > max_rss_mb:
+            problems.append(f"the server's peak RSS grew {grown:.0f} MB")
+        return problems
+
+    return check
+
+
+def run_service(
+    url: str, pid: int, runs: int, seed: int, max_wall_seconds: float, max_rss_mb: float, findings: Path | None
+) -> dict[str, Any]:
+    """Post ``runs`` mutants to a service whose process is ``pid``; the summary adds the server's peak RSS."""
+    import httpx
+
+    rng = random.Random(seed)
+    pool = seeds()
+    stats = {"slowest_answer_seconds": 0.0, "largest_server_rss_jump_mb": 0.0}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for blob in pool:  # the server's imports and caches load before anything is measured
+            client.post("/v1/transcribe/audio", content=blob)
+        before = server_peak_rss_mb(pid)
+        summary = drive(
+            runs,
+            lambda: mutate(rng, pool),
+            check_service(client, pid, max_wall_seconds, max_rss_mb, stats),
+            findings,
+            suffix=".bin",
+            progress=False,
+            kind_of=lambda kind: kind.split("+")[0],
+        )
+    after = server_peak_rss_mb(pid)
+    return {**summary, **stats, "seed": seed, "server_peak_rss_mb": [round(before), round(after)]}
+
+
 def run(
     runs: int, seed: int, max_seconds: float, max_samples: int, findings: Path | None, progress: bool = True
 ) -> dict:
@@ -236,7 +312,24 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = arguments(__doc__, "out/fuzz-audio-findings")
     parser.add_argument("--max-samples", type=int, default=16_000_000, help="samples allowed in one output")
+    parser.add_argument(
+        "--service",
+        action="store_true",
+        help="post each mutant to /v1/transcribe/audio of a local `amser serve --no-recognise` instead; "
+        "--max-seconds is then the wall time of one answer, --max-rss-mb the server's peak RSS growth per request",
+    )
     args = parser.parse_args(argv)
+    if args.service:
+        from amser_dsp.server.http.local import LocalServer
+
+        server = LocalServer(["--no-recognise", "--emotion-model", "none"])
+        with server as url:
+            assert server.process is not None
+            summary = run_service(
+                url, server.process.pid, args.runs, args.seed, args.max_seconds, args.max_rss_mb, args.findings
+            )
+        growth = summary["server_peak_rss_mb"][1] - summary["server_peak_rss_mb"][0]
+        return report(summary, args, growth)
     summary = run(args.runs, args.seed, args.max_seconds, args.max_samples, args.findings)
     # Per mutant: libvorbis leaks about 5.8 KB per malformed Ogg Vorbis file it refuses (docs/fuzzing.md), so
     # the growth over a whole run grows with its length; what one file may cost is the bound.

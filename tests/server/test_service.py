@@ -57,7 +57,7 @@ def test_info_and_health(server: str) -> None:
 def test_public_settings_name_no_path_on_the_servers_disk() -> None:
     from amser_dsp.server.http.settings import ServiceSettings
 
-    public = ServiceSettings(model_path="/srv/secret/whisper", emotion_model="/srv/secret/e.pt").public()
+    public = ServiceSettings(model="/srv/secret/whisper", emotion_model="/srv/secret/e.pt").public()
     assert "/srv/secret" not in json.dumps(public) and public["beam_size"] == 5
 
 

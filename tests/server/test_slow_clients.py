@@ -20,6 +20,7 @@ from amser_dsp.server.http.local import LocalServer
 
 HEAD_TIMEOUT = 2.0
 RATE = 1000.0
+IDLE_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,8 @@ def server() -> Iterator[LocalServer]:
         str(HEAD_TIMEOUT),
         "--min-upload-rate",
         str(RATE),
+        "--idle-timeout",
+        str(IDLE_TIMEOUT),
         "--beam",
         "1",
         "--emotion-model",
@@ -90,3 +93,71 @@ def test_a_trickling_body_gets_408_within_its_deadline(server: LocalServer) -> N
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"too_slow" in answer
     assert seconds < HEAD_TIMEOUT + 3, seconds
+
+
+def test_a_stream_trickling_bytes_faster_than_its_idle_timeout_ends_too_slow(server: LocalServer) -> None:
+    """A byte every 0.5 s beats the idle timeout, but carries no audio: the stream ends once its grace (the idle
+    timeout) has passed, with ``too_slow``; a real-time stream of the same server is not cut."""
+    import asyncio
+    import json
+
+    import numpy as np
+    import websockets
+
+    from amser_dsp.client import stream_transcript
+
+    clip = amser_dsp.load_audio(amser_dsp.sample_path())
+    blob = amser_dsp.encode_audio(clip, "whisper")
+
+    async def trickle() -> tuple[float, dict[str, object], int | None]:
+        async with websockets.connect(server.url.replace("http", "ws") + "/v1/stream") as ws:
+            start = time.monotonic()
+            await ws.send(blob[:64])
+            message: dict[str, object] = {}
+            for byte in blob[64:200]:
+                try:
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                    break
+                except TimeoutError:
+                    await ws.send(bytes([byte]))
+            seconds = time.monotonic() - start
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            return seconds, message, ws.close_code
+
+    async def both() -> tuple[tuple[float, dict[str, object], int | None], list[dict[str, object]]]:
+        async def honest() -> list[dict[str, object]]:
+            return [m async for m in stream_transcript(server.url, np.tile(clip, 2), realtime=True)]
+
+        return await asyncio.gather(trickle(), honest())
+
+    (seconds, message, code), heard = asyncio.run(both())
+    assert message.get("type") == "error" and message["error"]["code"] == "too_slow", message  # type: ignore[index]
+    assert code == 4408 and IDLE_TIMEOUT <= seconds < IDLE_TIMEOUT + 1.5, (seconds, code)
+    assert heard[-1]["type"] == "end" and "belly" in str(heard[-1]["text"]).lower()
+
+
+@pytest.mark.parametrize(("extra", "close_code"), [(10, 4413), (4 << 20, 1009)])
+def test_a_stream_message_over_the_body_limit_is_refused_without_reading_on(
+    server: LocalServer, extra: int, close_code: int
+) -> None:
+    """Just over ``--max-body-bytes`` (4 MiB): the JSON ``too_large`` and 4413; far over it: the WebSocket layer
+    stops reading at the limit plus 1 MiB and closes with the standard 1009 (message too big)."""
+    import asyncio
+    import json
+
+    import websockets
+
+    async def send() -> tuple[list[dict[str, object]], int | None]:
+        async with websockets.connect(server.url.replace("http", "ws") + "/v1/stream", max_size=None) as ws:
+            await ws.send(b"A" * ((4 << 20) + extra))
+            heard = []
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    heard.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            return heard, ws.close_code
+
+    heard, code = asyncio.run(send())
+    assert code == close_code, (code, heard)
+    if close_code == 4413:
+        assert heard[-1]["error"]["code"] == "too_large"  # type: ignore[index]

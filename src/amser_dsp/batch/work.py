@@ -26,19 +26,19 @@ KINDS = ("encode", "transcribe", "analyze")
 
 
 @functools.lru_cache(maxsize=2)
-def transcriber(model: str | None, beam: int, threads: int = 1) -> Any:
+def transcriber(model: str | None, beam: int, language: str = "en", threads: int = 1) -> Any:
     """This process's Whisper model (loaded on first use, then kept for every later task)."""
     from ..server.recognition.whisper import Transcriber  # the server extra, needed only by these kinds
 
-    return Transcriber(model_path=model, beam_size=beam, threads=threads)
+    return Transcriber(model=model, beam_size=beam, language=language, threads=threads)
 
 
 @functools.lru_cache(maxsize=2)
-def analyzer(model: str | None, beam: int, checkpoint: str | None) -> Any:
+def analyzer(model: str | None, beam: int, language: str, checkpoint: str | None) -> Any:
     """This process's Whisper plus emotion model (the server's ``Analyzer``), loaded once."""
     from ..server.analysis import Analyzer  # the emotion model: needs the emotion extra
 
-    return Analyzer.load(transcriber(model, beam), checkpoint)
+    return Analyzer.load(transcriber(model, beam, language), checkpoint)
 
 
 def _skip_reason(item: Item, record: dict[str, Any] | None, digest: str) -> str | None:
@@ -118,9 +118,11 @@ def _transcribe(items: list[Item], settings: dict[str, Any]) -> list[Output]:
         said.append(found)
     analyze = settings["kind"] == "analyze"
     if analyze:
-        model = analyzer(settings.get("model"), settings["beam"], settings.get("emotion_model"))
+        model = analyzer(
+            settings.get("model"), settings["beam"], settings.get("language", "en"), settings.get("emotion_model")
+        )
     else:
-        model = transcriber(settings.get("model"), settings["beam"])
+        model = transcriber(settings.get("model"), settings["beam"], settings.get("language", "en"))
     out: list[Output] = []
     for item, x, found in zip(items, loaded, said, strict=True):
         if isinstance(x, BaseException):

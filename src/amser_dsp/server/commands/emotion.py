@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ...cli import Done, Job, add_codec_arguments, codec_arguments, container_from, jobs_for, run_jobs
 from .. import DEFAULT_BEAM_SIZE
-from .recognition import INPUT_SUFFIXES
+from .recognition import INPUT_SUFFIXES, add_model_arguments
 
 __all__ = ["add_parsers"]
 
@@ -20,11 +20,12 @@ __all__ = ["add_parsers"]
 def cmd_analyze(args: argparse.Namespace) -> int:
     from ... import encode_audio, inspect
     from ..analysis import Analyzer
+    from ..recognition.models import model_arguments
     from ..recognition.whisper import Transcriber, decode_for_whisper
 
     options = codec_arguments(args)
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES)
-    transcriber = Transcriber(model_path=args.model, beam_size=args.beam or DEFAULT_BEAM_SIZE)
+    transcriber = Transcriber(**model_arguments(args), beam_size=args.beam or DEFAULT_BEAM_SIZE)
     analyzer = Analyzer.load(transcriber, args.emotion_model)  # both models load once, for every file
 
     def work(job: Job) -> Done:
@@ -74,7 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", type=Path, nargs="+", help="audio or .amser files, folders, or - (standard input)")
     add_codec_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON object per file: path, text, label, probabilities")
-    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    add_model_arguments(p)
     p.add_argument("--beam", type=int, help="beam size (1: greedy; default 5)")
     p.add_argument("--emotion-model", help="emotion checkpoint (default: the packaged one)")
     p.set_defaults(run=cmd_analyze)

@@ -22,6 +22,7 @@ from ...cli import (
     add_codec_arguments,
     codec_arguments,
     container_from,
+    is_container,
     jobs_for,
     run_jobs,
     write_output,
@@ -32,9 +33,22 @@ from ...errors import AmserError
 from ...io import AUDIO_SUFFIXES
 from .. import DEFAULT_BEAM_SIZE
 
-__all__ = ["add_parsers"]
+__all__ = ["add_model_arguments", "add_parsers"]
 
 INPUT_SUFFIXES = (*AUDIO_SUFFIXES, CONTAINER_SUFFIX)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--language``, the same on every command that runs Whisper (no model loads for ``--help``)."""
+    p.add_argument(
+        "--model",
+        help="Whisper model: tiny.en (default, packaged), base (extra whisper-base), or a CTranslate2 Whisper "
+        "directory (docs/models.md)",
+    )
+    p.add_argument(
+        "--language",
+        help="language a multilingual model is asked to transcribe (default en; tiny.en takes only en)",
+    )
 
 
 class _Sent(NamedTuple):
@@ -71,6 +85,7 @@ TRANSCRIPT_FORMATS = ("txt", "json", "srt", "vtt")
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from ... import encode_audio
     from ..recognition import subtitles
+    from ..recognition.models import model_arguments
     from ..recognition.whisper import Transcriber, decode_for_whisper
 
     form = args.format or ("json" if args.json else "txt")
@@ -80,7 +95,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     jobs = jobs_for(args.inputs, INPUT_SUFFIXES, output=args.output, out_suffix=f".{form}")
     if form in ("srt", "vtt") and args.output is None and len(jobs) > 1:
         raise AmserError(f"--format {form} of several files needs --output FOLDER (one subtitle file per input)")
-    transcriber = Transcriber(model_path=args.model, beam_size=args.beam or DEFAULT_BEAM_SIZE)
+    transcriber = Transcriber(**model_arguments(args), beam_size=args.beam or DEFAULT_BEAM_SIZE)
 
     def work(job: Job) -> Done:
         blob, seconds = container_from(
@@ -203,7 +218,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         api_key_file=args.api_key_file,
         beam_size=args.beam,
-        model_path=args.model,
+        model=args.model,
+        language=args.language,
         emotion_model=args.emotion_model,
         idle_timeout=args.idle_timeout,
         max_streams=args.max_streams,
@@ -213,6 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         drain_seconds=args.drain_seconds,
         head_timeout=args.head_timeout,
         min_upload_rate=args.min_upload_rate,
+        min_stream_rate=args.min_stream_rate,
         trim_idle=args.trim_idle,
     )
     return serve(settings, args.host, args.port)
@@ -303,7 +320,9 @@ def cmd_stream(args: argparse.Namespace) -> int:
     import asyncio
 
     from ...cli import read_input
+    from ...codec.stream import chunk_frames
 
+    chunk_frames(get_preset("whisper"), args.chunk_seconds)  # a bad --chunk-seconds is one error, not one per file
     jobs = jobs_for(args.inputs, AUDIO_SUFFIXES)
     line = LiveLine(sys.stdout.isatty() and not args.json)
 
@@ -311,6 +330,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
         from ... import load_audio
 
         data = read_input(job.src)
+        if is_container(job.src, data):
+            raise AmserError(
+                "is a container: amser stream takes audio and encodes it as it sends "
+                "(amser send FILE.amser sends a container)"
+            )
         rate = get_preset("whisper").sample_rate
         audio = load_audio(io.BytesIO(data) if isinstance(data, bytes) else data, sample_rate=rate)
         result = {"path": str(job.src), **asyncio.run(_stream_audio(audio, args, line))}
@@ -391,7 +415,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="write each transcript to a file (one input) or a folder mirroring an input folder, "
         "named by --format; default: standard output",
     )
-    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    add_model_arguments(p)
     p.add_argument("--beam", type=int, help=f"beam size (1: greedy; default {_default('beam_size')})")
     p.set_defaults(run=cmd_transcribe)
 
@@ -413,7 +437,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, help=f"CPU threads of each recogniser call (default {_default('threads')})")
     p.add_argument("--api-key-file", help="file of accepted API keys, one per line (or AMSER_API_KEY)")
-    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    add_model_arguments(p)
     p.add_argument("--beam", type=int, help=f"beam size (default {_default('beam_size')})")
     p.add_argument(
         "--emotion-model",
@@ -449,6 +473,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="BYTES_PER_S",
         help="average bytes/s a request body must keep up after --head-timeout of grace, else 408 "
         f"(default {_default('min_upload_rate')})",
+    )
+    p.add_argument(
+        "--min-stream-rate",
+        type=_positive("seconds of audio per second"),
+        metavar="RATE",
+        help="seconds of audio a WebSocket stream must send per second it is open, after --idle-timeout of "
+        f"grace, else it ends with too_slow (default {_default('min_stream_rate')})",
     )
     p.add_argument(
         "--drain-seconds",
@@ -499,7 +530,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="the long-form set: the clips joined in manifest order into recordings of 2, 3, 5 and 10 minutes",
     )
     p.add_argument("--modes", help="regular expression selecting modes (reference and uncompressed always run)")
-    p.add_argument("--model", help="CTranslate2 Whisper directory (default: packaged tiny.en)")
+    add_model_arguments(p)
     p.add_argument("--beam", type=int, default=_default("beam_size"), help="beam size (default %(default)s)")
     p.add_argument("--json", help="also write the rows as JSON here")
     p.add_argument("--markdown", help="also write the table and the Opus comparison (markdown) here")

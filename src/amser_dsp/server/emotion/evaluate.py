@@ -429,7 +429,7 @@ def main(args: Any) -> int:  # ``amser eval-emotion``
         cfg.manifest = args.manifest
     if args.cache:
         cfg.cache = args.cache
-    transcriber = Transcriber(model_path=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
+    transcriber = Transcriber(model=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
     clips = read_emotion_manifest(cfg.manifest)
     split = meta["split"]
     test = [c for c in clips if split.get(c.speaker) == "test"]

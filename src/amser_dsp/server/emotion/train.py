@@ -379,7 +379,7 @@ def cross_validate(
         clips, examples = [c for c in every_clip if split[c.speaker] == "train"], None
     fold_of = speaker_folds(clips, folds, seed=cfg.split_seed)  # a bad K is refused before the Whisper pass
     if examples is None:
-        transcriber = Transcriber(model_path=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
+        transcriber = Transcriber(model=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
         examples = load_split_examples(run_cfg, transcriber, progress=progress, test=False)["train"]
     encoder = TextEncoder(cfg.text_encoder)
     model_cfg = replace(network_config(cfg, encoder.dim, examples), members=1)
@@ -425,7 +425,7 @@ def train(
 
     started = time.perf_counter()
     torch.set_num_threads(cfg.threads)
-    transcriber = Transcriber(model_path=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
+    transcriber = Transcriber(model=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
     data = data or load_split_examples(cfg, transcriber, progress=progress)
     encoder = TextEncoder(cfg.text_encoder)
     model_cfg = network_config(cfg, encoder.dim, data["train"])

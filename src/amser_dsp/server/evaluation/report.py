@@ -128,10 +128,12 @@ def opus_comparison(rows: Sequence[Row], rates: Sequence[float] = tuple(range(2,
             opus_text = f"{o:.2f}"
         else:
             o, opus_text = math.inf, f"- (Opus runs at {opus[0][0]:.1f} kbps and up)" if opus else "-"
+        # Below Opus's lowest rate there is nothing to be better than: say so rather than "yes".
+        verdict = ("yes" if best.wer < o else "no") if best and math.isfinite(o) else ("only ours" if best else "-")
         lines.append(
-            f"| {rate:g} | {best.mode.name} | {best.wer:.2f} | {opus_text} | {'yes' if best.wer < o else 'no'} |"
+            f"| {rate:g} | {best.mode.name} | {best.wer:.2f} | {opus_text} | {verdict} |"
             if best
-            else f"| {rate:g} | - | - | {opus_text} | no |"
+            else f"| {rate:g} | - | - | {opus_text} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 

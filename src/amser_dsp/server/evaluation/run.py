@@ -25,6 +25,7 @@ from pathlib import Path
 from ... import codec as codecs
 from ...errors import AmserError
 from ...io import load_audio
+from ..recognition.models import model_arguments
 from ..recognition.transcripts import TranscriptCache
 from ..recognition.whisper import Transcriber
 from .modes import Clip, Mode, default_modes, held_out_tables, read_asr_manifest
@@ -62,7 +63,7 @@ def main(args: argparse.Namespace) -> int:  # called by the ``amser eval-asr`` c
         if args.fold_tables:
             raise AmserError("--fold-tables chooses tables per clip; a long recording holds many clips: drop one")
         clips = recording_clips(long_recordings(clips), Path(args.cache) / "long")
-    transcriber = Transcriber(model_path=args.model, beam_size=args.beam)
+    transcriber = Transcriber(**model_arguments(args), beam_size=args.beam)
     fold_tables, folds = None, None
     if args.fold_tables:
         fold_tables = [codecs.kltdct.tables_from_bytes(Path(p).read_bytes()) for p in args.fold_tables]

@@ -258,6 +258,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         return {
             "version": __version__,
             "model": service.asr.name,
+            "language": service.asr.language,
             "presets": ["whisper"],
             "codecs": sorted(codec.registered()),
             "default_codec": codec.DEFAULT_CODEC,
@@ -275,7 +276,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
         emotion = service.analyzer.emotion
         if emotion is None:
             return {"status": service.emotion_status, "model": None, "labels": None}
-        return {"status": service.emotion_status, **emotion.info()}
+        return {"status": service.emotion_status, **emotion.info(), "encoder": service.analyzer.emotion_encoder()}
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:

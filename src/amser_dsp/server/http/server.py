@@ -32,6 +32,9 @@ __all__ = ["DrainingServer", "HeadDeadlineProtocol", "serve"]
 
 log = logging.getLogger("amser_dsp.server")
 
+#: Bytes past ``max_body_bytes`` that a WebSocket message may have and still be read (and refused in JSON).
+WS_SLACK_BYTES = 1 << 20
+
 
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose first signal drains the :class:`Service` before it shuts down."""
@@ -115,6 +118,9 @@ def serve(settings: ServiceSettings, host: str, port: int) -> int:
         timeout_graceful_shutdown=5,
         http=protocol,
         ws_ping_timeout=None,
+        # A WebSocket message is read whole before the application sees it: a little over the service's own
+        # limit (answered with the JSON ``too_large``), the protocol closes with 1009 without buffering more.
+        ws_max_size=settings.max_body_bytes + WS_SLACK_BYTES,
     )
     DrainingServer(config, app.state.service).run()
     return 0

@@ -23,7 +23,7 @@ from fastapi import Request  # noqa: E402
 
 from ... import codec  # noqa: E402
 from ... import container as fmt  # noqa: E402
-from ...errors import AmserError, LimitExceededError  # noqa: E402
+from ...errors import AmserError, LimitExceededError, TooLongError  # noqa: E402
 from ..analysis import Analyzer  # noqa: E402
 from ..recognition.batcher import RecogniserBatcher  # noqa: E402
 from ..recognition.live import Recogniser, StreamingSettings  # noqa: E402
@@ -70,7 +70,8 @@ class Service:
     def __init__(self, settings: ServiceSettings, transcriber: Transcriber | None = None) -> None:
         self.settings = settings
         self.asr = transcriber or Transcriber(
-            model_path=settings.model_path,
+            model=settings.model,
+            language=settings.language,
             beam_size=settings.beam_size,
             threads=settings.threads,
             replicas=settings.workers,  # one model replica per recogniser thread: their calls run at once
@@ -107,6 +108,7 @@ class Service:
             LiveSettings(
                 max_streams=settings.max_streams,
                 idle_timeout=settings.idle_timeout,
+                min_audio_rate=settings.min_stream_rate,
                 max_message_bytes=settings.max_body_bytes,
                 policy=StreamingSettings(max_stream_seconds=settings.max_stream_seconds),
             ),
@@ -149,8 +151,7 @@ class Service:
             return None, f"unavailable: {exc}"
         if choice is None and not default_checkpoint().exists():
             return None, f"unavailable: no packaged checkpoint at {default_checkpoint()}"
-        recogniser = EmotionRecogniser(choice, recogniser=self.asr.model_id)
-        return recogniser, "ready"
+        return EmotionRecogniser(choice), "ready"
 
     # -------------------------------------------------------------- bodies
     async def read_body(self, request: Request) -> bytes:
@@ -185,8 +186,10 @@ class Service:
         t0 = time.perf_counter()
         try:
             decoded = decode_for_whisper(blob, limits=self.limits)
-        except LimitExceededError as exc:
+        except TooLongError as exc:
             raise ServiceError(413, "too_long", str(exc)) from None
+        except LimitExceededError as exc:  # sizes no honest encoder writes: header, chunk, expansion, channels
+            raise ServiceError(413, "too_large", str(exc)) from None
         except AmserError as exc:  # damaged, malformed, another preset, an unknown codec
             raise ServiceError(400, "bad_container", str(exc)) from None
         return {
@@ -202,8 +205,10 @@ class Service:
         t0 = time.perf_counter()
         try:
             feats, seconds = audio_features(blob, max_seconds=self.settings.max_audio_seconds)
-        except LimitExceededError as exc:
+        except TooLongError as exc:
             raise ServiceError(413, "too_long", str(exc)) from None
+        except LimitExceededError as exc:  # sizes no honest encoder writes: header, chunk, expansion, channels
+            raise ServiceError(413, "too_large", str(exc)) from None
         except AmserError as exc:
             raise ServiceError(400, "bad_audio", str(exc)) from None
         return {
@@ -280,14 +285,17 @@ class Service:
 
         async def work() -> str:
             t0 = time.perf_counter()
-            decoding = await self.recognise(feats, states=classify)
+            # The transcript's own encoder states, unless the emotion model reads another recogniser's
+            # (then the analyzer runs that encoder, on the recogniser threads).
+            own = classify and self.analyzer.needs_states
+            decoding = await self.recognise(feats, states=own)
             result["segments"] = [s.to_dict() for s in decoding.segments]
             t1 = time.perf_counter()
             timings["asr_ms"] = 1000 * (t1 - t0)
             if classify:
                 loop = asyncio.get_running_loop()
                 [(whole, parts)] = await loop.run_in_executor(
-                    self.decode_pool, self.analyzer.emotions, [decoding], [feats]
+                    self.decode_pool if own else self.pool, self.analyzer.emotions, [decoding], [feats]
                 )
                 result["emotion"] = whole
                 for segment, found in zip(result["segments"], parts, strict=True):

@@ -71,7 +71,10 @@ class ServiceSettings:
     trim_idle: float = 1.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     beam_size: int = DEFAULT_BEAM_SIZE
-    model_path: str | None = None
+    #: Whisper model: ``tiny.en`` (None: the packaged default), ``base``, or a CTranslate2 Whisper directory.
+    model: str | None = None
+    #: What a multilingual model is asked to transcribe (Whisper's language code).
+    language: str = "en"
     #: Emotion checkpoint for ``/v1/analyze``: None for the packaged one (if the
     #: ``emotion`` extra is installed), ``"none"`` to run without emotion.
     emotion_model: str | None = None
@@ -82,6 +85,8 @@ class ServiceSettings:
     head_timeout: float = 10.0
     #: Bytes per second a request body must keep up on average, after ``head_timeout`` seconds of grace.
     min_upload_rate: float = 1000.0
+    #: Seconds of audio a WebSocket stream must send per second it is open, after ``idle_timeout`` of grace.
+    min_stream_rate: float = 0.5
     #: Seconds a drain (SIGTERM) waits for the requests and live streams under way before it stops.
     drain_seconds: float = 30.0
     #: True: ``GET /metrics`` answers without an API key (for a scraper inside the operator's network).
@@ -99,6 +104,7 @@ class ServiceSettings:
             "max_stream_seconds",
             "head_timeout",
             "min_upload_rate",
+            "min_stream_rate",
             "drain_seconds",
         ):
             value = getattr(self, name)
@@ -123,7 +129,7 @@ class ServiceSettings:
         types = {
             f.name: f.type
             for f in fields(cls)
-            if f.name not in ("api_keys", "model_path", "emotion_model", "recognise", "metrics_public")
+            if f.name not in ("api_keys", "model", "language", "emotion_model", "recognise", "metrics_public")
         }
         values: dict[str, Any] = {}
         for name, kind in types.items():
@@ -138,8 +144,9 @@ class ServiceSettings:
             if flag not in ("0", "1", "true", "false"):
                 raise ConfigError(f"AMSER_METRICS_PUBLIC={flag!r}: expected 1, 0, true or false")
             values["metrics_public"] = flag in ("1", "true")
-        if os.environ.get("AMSER_EMOTION_MODEL"):
-            values["emotion_model"] = os.environ["AMSER_EMOTION_MODEL"]
+        for name in ("model", "language", "emotion_model"):
+            if os.environ.get(f"AMSER_{name.upper()}"):
+                values[name] = os.environ[f"AMSER_{name.upper()}"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(api_keys=tuple(keys), **values)
 
@@ -147,7 +154,7 @@ class ServiceSettings:
         """The settings a client may see: no keys, and no path on the server's disk (the models are named by
         ``/v1/info``'s ``model`` and ``emotion`` entries)."""
         out = asdict(self)
-        for private in ("api_keys", "model_path", "emotion_model"):
+        for private in ("api_keys", "model", "emotion_model"):
             out.pop(private)
         out["auth"] = "api-key" if self.api_keys else "none"
         return out

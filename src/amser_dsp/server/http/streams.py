@@ -26,7 +26,7 @@ import numpy as np
 
 from ... import codec
 from ... import container as fmt
-from ...errors import AmserError, ConfigError, LimitExceededError
+from ...errors import AmserError, ConfigError, LimitExceededError, TooLongError
 from .. import require_extra
 from ..recognition.live import (
     FRAMES_PER_SECOND,
@@ -58,7 +58,7 @@ CLOSE_CODES = {
     "text_frame": 4415,
     "busy": 4429,
     "draining": 4503,
-    "too_slow": 4429,
+    "too_slow": 4408,
     "internal": 1011,
 }
 
@@ -73,6 +73,11 @@ class LiveSettings:
         Streams open at once; one more is refused with ``busy`` (4429).
     idle_timeout : float
         Seconds a stream may go without a message before its container ends (4408).
+    min_audio_rate : float
+        Seconds of audio a stream must deliver per second it is open, after ``idle_timeout`` seconds of
+        grace, checked on each message (``too_slow``, 4408): a client that trickles bytes just often enough
+        to beat the idle timeout would otherwise hold one of ``max_streams`` for ever.  Time the server
+        spends not reading (behind real time) does not count.
     max_message_bytes : int
         Largest binary message (4413).
     max_lag_seconds : float
@@ -84,6 +89,7 @@ class LiveSettings:
 
     max_streams: int = 8
     idle_timeout: float = 30.0
+    min_audio_rate: float = 0.5
     max_message_bytes: int = 1 << 20
     max_lag_seconds: float = 10.0
     policy: StreamingSettings = field(default_factory=StreamingSettings)
@@ -92,6 +98,7 @@ class LiveSettings:
         return {
             "max_streams": self.max_streams,
             "idle_timeout": self.idle_timeout,
+            "min_audio_rate": self.min_audio_rate,
             "max_message_bytes": self.max_message_bytes,
             "max_lag_seconds": self.max_lag_seconds,
             "max_stream_seconds": self.policy.max_stream_seconds,
@@ -170,6 +177,7 @@ class Session:
         self.received_times: list[float] = []  # when (monotonic)
         self.latencies: list[float] = []
         self.started = time.monotonic()
+        self.paused_seconds = 0.0  # not reading while behind real time
         self.asr_seconds = 0.0
         self.failed: StreamError | None = None
         self.ended = asyncio.Event()
@@ -365,7 +373,9 @@ class StreamHub:
                 # Behind real time: stop reading (TCP pushes back on the client) and say so.
                 session.send({"type": "lag", "behind_seconds": round(session.live.lag_seconds, 2)})
                 session.caught_up.clear()
+                paused = time.monotonic()
                 await session.caught_up.wait()
+                session.paused_seconds += time.monotonic() - paused
                 if session.failed is not None:
                     raise session.failed
             try:
@@ -374,6 +384,7 @@ class StreamHub:
                 raise StreamError(
                     "idle_timeout", f"no data for {settings.idle_timeout:g} s before the container's end record"
                 ) from None
+            self._check_rate(session)
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             data = message.get("bytes")
@@ -385,7 +396,7 @@ class StreamHub:
             try:
                 for feats in chunks:
                     session.live.add(feats)
-            except LimitExceededError as exc:
+            except TooLongError as exc:
                 raise StreamError("too_long", str(exc)) from None
             if chunks:
                 session.received_seconds.append(session.live.total_frames / FRAMES_PER_SECOND)
@@ -397,14 +408,28 @@ class StreamHub:
             if session.failed is not None:
                 raise session.failed
 
+    def _check_rate(self, session: Session) -> None:
+        """Refuse a stream that sends bytes often enough to beat the idle timeout but too little audio."""
+        rate, grace = self.settings.min_audio_rate, self.settings.idle_timeout
+        elapsed = time.monotonic() - session.started - session.paused_seconds
+        audio = session.live.total_frames / FRAMES_PER_SECOND
+        if audio < rate * (elapsed - grace):
+            raise StreamError(
+                "too_slow",
+                f"{audio:.1f} s of audio in {elapsed:.0f} s: a stream must send at least {rate:g} s of audio per "
+                f"second it is open (after {grace:g} s)",
+            )
+
     def _decode(self, session: Session, data: bytes) -> list[np.ndarray]:
         try:
             chunks = session.decoder.feed(data)
             if session.decoder.config is not None:
                 check_whisper_config(session.decoder.config)
-        except LimitExceededError as exc:
+        except TooLongError as exc:
             limit = self.settings.policy.max_stream_seconds
             raise StreamError("too_long", f"the stream is longer than its limit of {limit:g} s ({exc})") from None
+        except LimitExceededError as exc:
+            raise StreamError("too_large", str(exc)) from None
         except AmserError as exc:
             raise StreamError("bad_container", str(exc)) from None
         except Exception as exc:  # a decoder bug must not drop the connection without a word (never 1006)

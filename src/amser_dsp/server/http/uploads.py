@@ -16,7 +16,7 @@ import numpy as np
 
 from ... import features, load_audio
 from ...config import get_preset
-from ...errors import LimitExceededError
+from ...errors import LimitExceededError, TooLongError
 from ...io import audio_header
 
 __all__ = ["audio_features"]
@@ -35,7 +35,7 @@ def audio_features(blob: bytes, *, max_seconds: float) -> tuple[np.ndarray, floa
     header = audio_header(io.BytesIO(blob))  # rate and channels checked from the header, nothing decoded yet
     seconds = header.frames / header.sample_rate
     if seconds > max_seconds:
-        raise LimitExceededError(f"audio of {seconds:.1f} s exceeds the limit of {max_seconds:g} s")
+        raise TooLongError(f"audio of {seconds:.1f} s exceeds the limit of {max_seconds:g} s")
     if header.channels > 8:
         raise LimitExceededError(f"audio has {header.channels} channels; at most 8 are accepted")
     config = get_preset("whisper")

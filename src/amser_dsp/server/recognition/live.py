@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from ...config import get_preset
-from ...errors import LimitExceededError
+from ...errors import TooLongError
 
 __all__ = [
     "FRAMES_PER_SECOND",
@@ -122,7 +122,7 @@ class StreamingSettings:
     trim_seconds : float
         Past this buffer length, the buffer is cut after the last committed sentence.
     max_stream_seconds : float
-        Longest stream; more audio is refused with :class:`~amser_dsp.errors.LimitExceededError`.
+        Longest stream; more audio is refused with :class:`~amser_dsp.errors.TooLongError`.
     no_speech_threshold : float
         A hypothesis whose no-speech probability is above this, and whose mean log-probability is
         below ``logprob_threshold``, has no words (Whisper's rule: its no-speech probability alone
@@ -253,7 +253,7 @@ class LiveTranscript:
             raise ValueError(f"chunk has {features.shape[0]} bands, the stream has {self.n_mels}")
         limit = round(self.settings.max_stream_seconds * FRAMES_PER_SECOND)
         if self.total_frames + features.shape[1] > limit:
-            raise LimitExceededError(f"the stream is longer than its limit of {self.settings.max_stream_seconds:g} s")
+            raise TooLongError(f"the stream is longer than its limit of {self.settings.max_stream_seconds:g} s")
         self._buffer = np.concatenate([self._buffer, np.asarray(features, np.float32)], axis=1)
         self.total_frames += features.shape[1]
 

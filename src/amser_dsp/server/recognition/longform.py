@@ -258,10 +258,20 @@ class LongFormDecoder:
         Windows encoded and decoded together.
     options : DecodeOptions, optional
         Thresholds and temperatures.
+    start : sequence of int, optional
+        The tokens each window's text follows: ``<|startoftranscript|>`` (the default), and for a
+        multilingual model its language and task (:func:`~.models.start_tokens`).
     """
 
     def __init__(
-        self, model: Any, tokenizer: Any, *, beam_size: int, batch_size: int, options: DecodeOptions | None = None
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        beam_size: int,
+        batch_size: int,
+        options: DecodeOptions | None = None,
+        start: Sequence[int] = (),
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.beam_size, self.batch_size = beam_size, batch_size
@@ -271,6 +281,7 @@ class LongFormDecoder:
         self.sot = tok("<|startoftranscript|>")
         self.sot_prev = tok("<|startofprev|>")
         self.no_timestamps = tok("<|notimestamps|>")
+        self.start_tokens = list(start) or [self.sot]
         self.timestamp_begin = self.no_timestamps + 1
         self.config = get_preset("whisper")
 
@@ -366,7 +377,7 @@ class LongFormDecoder:
 
     def _prompt(self, d: Decoding) -> list[int]:
         previous = d.tokens[d.prompt_from :][-(TEXT_CONTEXT // 2 - 1) :]
-        prompt = ([self.sot_prev, *previous] if previous else []) + [self.sot]
+        prompt = ([self.sot_prev, *previous] if previous else []) + self.start_tokens
         if d.frames <= WINDOW_FRAMES and not self.options.short_timestamps:
             prompt.append(self.no_timestamps)  # one window: nothing to seek, one segment
         elif d.prefix and not d.windows:

