@@ -1,7 +1,7 @@
 """Live transcription measured: WER against offline, word commit latency, partial churn, streams sustained.
 
     python benchmarks/streaming.py [--chunks 0.16 0.5 1 2] [--limit N] [--utterance-end S] [--json out/streaming.json]
-    python benchmarks/streaming.py --capacity 1 2 4 8 [--chunk 0.5] [--seconds 40] [--threads T]
+    python benchmarks/streaming.py --capacity 1 2 4 8 [--chunk 0.5] [--seconds 40] [--threads T] [--workers W]
 
 The first form runs every clip of ``../shared/data/asr`` through the live policy
 (:mod:`amser_dsp.server.recognition.live`) with the service's recogniser, paced in real
@@ -320,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beam", type=int, default=5, help="beam of the interim decodes")
     parser.add_argument("--final-beam", type=int, default=5, help="beam of the last decode and of offline")
     parser.add_argument("--min-window", type=int, default=1000, help="encoder frames at least (3000: as offline)")
+    parser.add_argument(
+        "--final-window", type=int, default=2000, help="encoder frames at least of a stream's last decode"
+    )
     parser.add_argument("--trim", type=float, default=StreamingSettings.trim_seconds)
     parser.add_argument(
         "--utterance-end",
@@ -328,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds of pause that end an utterance (0: never)",
     )
     parser.add_argument("--threads", type=int, default=1, help="recogniser CPU threads")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="recogniser threads of the capacity run's server (its model replicas)"
+    )
     parser.add_argument(
         "--pause", type=float, help="stream the clips in pairs, this many seconds of silence between them"
     )
@@ -341,8 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no manifest at {args.manifest}: the shared speech data is needed", file=sys.stderr)
         return 2
     clips = read_asr_manifest(args.manifest, args.limit)
-    if args.capacity and (args.pause is not None or args.utterance_end != StreamingSettings.utterance_end_seconds):
-        parser.error("--pause and --utterance-end measure the policy alone: not with --capacity")
+    alone = args.pause is not None or args.utterance_end != StreamingSettings.utterance_end_seconds
+    if args.capacity and (alone or args.final_window != 2000 or args.min_window != 1000):
+        parser.error(
+            "--pause, --utterance-end, --min-window and --final-window measure the policy alone: not with --capacity"
+        )
+    if args.workers != 1 and not args.capacity:
+        parser.error("--workers sets the capacity run's server: only with --capacity")
     if args.capacity:
         print(f"load average before: {os.getloadavg()}", file=sys.stderr)
         serve = [
@@ -352,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
             str(max(args.capacity)),
             "--threads",
             str(args.threads),
+            "--workers",
+            str(args.workers),
         ]
         rows = capacity(clips, args.capacity, args.chunk, args.seconds, serve)
         print(capacity_table(rows))
@@ -361,7 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     transcriber = Transcriber(beam_size=args.final_beam, threads=args.threads)
     recogniser = WhisperRecogniser(
-        transcriber, beam_size=args.beam, final_beam_size=args.final_beam, min_window_frames=args.min_window
+        transcriber,
+        beam_size=args.beam,
+        final_beam_size=args.final_beam,
+        min_window_frames=args.min_window,
+        final_window_frames=args.final_window,
     )
     settings = StreamingSettings(trim_seconds=args.trim, utterance_end_seconds=args.utterance_end)
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)

@@ -129,3 +129,10 @@ def test_edit_counts(ref: str, hyp: str, expected: tuple[int, int, int]) -> None
 def test_normaliser_folds_case_and_punctuation() -> None:
     norm, _ = normaliser()
     assert norm("Hello, World!") == norm("hello world")
+
+
+def test_replicas_are_model_copies_that_run_calls_at_once() -> None:
+    assert Transcriber(replicas=2).model.num_workers == 2  # the service's recogniser threads each get one
+    for bad in (0, True, 1.5):
+        with pytest.raises(ConfigError, match="replicas"):
+            Transcriber(replicas=bad)  # type: ignore[arg-type]

@@ -77,9 +77,31 @@ def test_live_transcript_of_real_speech_is_as_good_as_offline(recogniser: Whispe
     assert errors(live.text) <= errors(offline) + 1, (live.text, offline)
 
 
+def test_a_last_decode_is_encoded_in_a_20_second_window(feats: np.ndarray) -> None:
+    """A stream's last decode: 20 s of encoder input (a full 30 s window costs 2.6 times as much), interims 10 s."""
+    asr = Transcriber(beam_size=1)
+    widths: list[int] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> object:
+            return getattr(model, name)
+
+        def encode(self, features: object, **kwargs: object) -> object:
+            widths.append(features.shape[2])  # type: ignore[attr-defined]
+            return model.encode(features, **kwargs)
+
+    model, asr.model = asr.model, Recording()
+    recogniser = WhisperRecogniser(asr, beam_size=1)
+    (interim, final) = recogniser.hypotheses([DecodeRequest(feats), DecodeRequest(feats, final=True)])
+    assert widths == [1000, 2000]
+    assert [w.text for w in final.words] and [w.text for w in interim.words]
+
+
 def test_bad_window_is_refused(recogniser: WhisperRecogniser) -> None:
     with pytest.raises(ValueError, match="min_window_frames"):
         WhisperRecogniser(recogniser.asr, min_window_frames=100)
+    with pytest.raises(ValueError, match="final_window_frames"):
+        WhisperRecogniser(recogniser.asr, final_window_frames=4000)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +121,8 @@ def test_looping_text_is_recognised(text: str, loops: bool) -> None:
 def test_a_last_decode_that_stops_early_does_not_end_the_speech() -> None:
     """On real speech: the last decode, forced to continue "... in the work", says nothing more (end-of-text).
 
-    The speech after the last committed word is then decoded on its own: "house" is not lost.
+    The speech after the last committed word is then decoded on its own: "house" is not lost.  (The last
+    decode stops there in a full 30 s window; in the interim decodes' short window it says "house" itself.)
     """
     from ..conftest import SHARED_DATA
 
@@ -108,7 +131,7 @@ def test_a_last_decode_that_stops_early_does_not_end_the_speech() -> None:
     )  # "why it might have been in the workhouse"
     if not path.exists():
         pytest.skip(f"the shared speech clips are not at {SHARED_DATA / 'asr'}")
-    recogniser = WhisperRecogniser(Transcriber(beam_size=5))
+    recogniser = WhisperRecogniser(Transcriber(beam_size=5), final_window_frames=3000)
     blob = amser_dsp.encode_audio(amser_dsp.load_audio(path), "whisper", chunk_seconds=0.5)
     live = LiveTranscript()
     for chunk in amser_dsp.StreamDecoder().feed(blob):

@@ -134,6 +134,47 @@ def test_decodes_of_many_streams_share_batches() -> None:
         assert ws.sent[-1]["type"] == "end" and ws.closed == (1000, "end")
 
 
+class CountingRecogniser(SlowRecogniser):
+    """Also records how many batches run at once, and which kinds (last decodes or not) each batch holds."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.running = self.most_at_once = 0
+        self.kinds: list[set[bool]] = []
+
+    def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            self.kinds.append({r.final for r in requests})
+        try:
+            return super().hypotheses(requests)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_two_lanes_decode_two_batches_at_once_and_never_mix_last_decodes_with_interim_ones() -> None:
+    recogniser = CountingRecogniser(0.1)
+    live = LiveSettings(idle_timeout=5.0, max_lag_seconds=3.0, max_streams=4)
+    hub = StreamHub(
+        recogniser, ThreadPoolExecutor(2), live, fmt.DEFAULT_LIMITS, lambda headers: None, ThreadPoolExecutor(1), 2
+    )
+    # Streams of different lengths: some end (a last decode) while the others are still being decoded.
+    sockets = [FakeSocket(speech_container(seconds)) for seconds in (2.0, 3.0, 4.0, 5.0)]
+
+    async def run() -> None:
+        await asyncio.wait_for(asyncio.gather(*(hub.serve(ws, f"r{i}") for i, ws in enumerate(sockets))), 60)
+
+    asyncio.run(run())
+    assert recogniser.most_at_once == 2
+    assert all(len(kinds) == 1 for kinds in recogniser.kinds), recogniser.kinds
+    assert sum(True in kinds for kinds in recogniser.kinds) >= 1
+    for ws in sockets:
+        assert ws.sent[-1]["type"] == "end" and ws.closed == (1000, "end")
+        assert ws.sent[-1]["text"]
+
+
 def test_a_failing_recogniser_ends_the_stream_with_internal_error() -> None:
     hub = make_hub(SlowRecogniser(0.0, fail=True))
     ws = FakeSocket(speech_container(3.0)[:2])  # header and one chunk, then the client waits

@@ -430,7 +430,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--timeout", type=float, help=f"seconds per request before 504 (default {_default('request_timeout')})"
     )
     p.add_argument("--queue", type=int, help=f"requests admitted at once before 503 (default {_default('queue_size')})")
-    p.add_argument("--workers", type=int, help=f"recogniser threads (default {_default('workers')})")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help=f"recogniser threads, each with its own model replica: batches run at once (default {_default('workers')})",
+    )
     p.add_argument("--threads", type=int, help=f"CPU threads of each recogniser call (default {_default('threads')})")
     p.add_argument("--api-key-file", help="file of accepted API keys, one per line (or AMSER_API_KEY)")
     add_model_arguments(p)

@@ -70,7 +70,11 @@ class Service:
     def __init__(self, settings: ServiceSettings, transcriber: Transcriber | None = None) -> None:
         self.settings = settings
         self.asr = transcriber or Transcriber(
-            model=settings.model, language=settings.language, beam_size=settings.beam_size, threads=settings.threads
+            model=settings.model,
+            language=settings.language,
+            beam_size=settings.beam_size,
+            threads=settings.threads,
+            replicas=settings.workers,  # one model replica per recogniser thread: their calls run at once
         )
         # Load the default codec's tables and entropy coder now (Numba's cache: about 0.5 s), not in a request.
         codec.decode(codec.encode(np.zeros((80, 16), np.float32), config="whisper"))
@@ -111,6 +115,7 @@ class Service:
             self._limits(settings.max_stream_seconds),
             self.keys.check_websocket,  # headers, or the page's cookie
             decode_pool=self.decode_pool,
+            lanes=settings.workers,
         )
 
     def in_progress(self) -> dict[str, int]:

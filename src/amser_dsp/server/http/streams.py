@@ -3,8 +3,9 @@
 :class:`StreamHub` owns every open stream of one service.  Each connection has
 a reader (container bytes in, decoded chunks into its
 :class:`~amser_dsp.server.recognition.live.LiveTranscript`) and a writer (JSON messages
-out); one scheduler task gathers the pending decode of every stream into one
-recogniser batch, so the encoder and decoder work of many streams is shared.
+out); one scheduler task gathers the pending decode of every stream into
+recogniser batches (one kind of decode each, up to one batch per recogniser
+thread at once), so the encoder and decoder work of many streams is shared.
 The protocol (messages, close codes, limits) is docs/streaming.md.
 """
 
@@ -259,6 +260,9 @@ class StreamHub:
     decode_pool : Executor, optional
         Where container bytes are decoded (off the event loop, so that a costly chunk never
         stalls the other streams); default: ``pool``.
+    lanes : int
+        Recogniser batches under way at once (the pool's threads, each with its own model
+        replica); the streams waiting when lanes are free are split between them.
     """
 
     def __init__(
@@ -269,8 +273,13 @@ class StreamHub:
         limits: fmt.Limits,
         authorise: Callable[[Any], None],
         decode_pool: Executor | None = None,
+        lanes: int = 1,
     ) -> None:
         self.recogniser, self.pool, self.settings, self.limits = recogniser, pool, settings, limits
+        self.lanes = lanes
+        self._running = 0  # batches under way
+        self._queue: list[tuple[Session, DecodeRequest]] = []  # requests taken from their streams, not yet decoded
+        self._batches: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
         self.authorise = authorise
         self.decode_pool = decode_pool or pool
         self.sessions: set[Session] = set()
@@ -436,20 +445,41 @@ class StreamHub:
         self._wakeup.set()
 
     async def _schedule(self) -> None:
-        """Decode, in one batch, the pending request of every stream; repeat while any stream has one."""
+        """Decode the pending request of every stream in batches, up to ``lanes`` batches at once.
+
+        A batch holds requests of one kind, the oldest waiting kind first: a stream's last decode (a
+        full 30 s window, about four interim encoder passes) is not decoded beside interim ones, so
+        that with two lanes the interim decodes of the other streams go on beside it.  The requests
+        waiting when several lanes are free are split between them.
+        """
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            batch = []
             for session in list(self.sessions):
                 request = session.live.request()
                 if request is not None:
-                    batch.append((session, request))
+                    self._queue.append((session, request))
                 self._settle(session)
-            if not batch:
-                continue
+            self._queue = [
+                (s, r) for s, r in self._queue if s in self.sessions
+            ]  # a stream that has gone is not decoded
+            while self._queue and self._running < self.lanes:
+                final = self._queue[0][1].final
+                kind = [i for i, (_, r) in enumerate(self._queue) if r.final == final]
+                take = set(kind[: -(-len(kind) // (self.lanes - self._running))])
+                batch = [item for i, item in enumerate(self._queue) if i in take]
+                self._queue = [item for i, item in enumerate(self._queue) if i not in take]
+                self._running += 1
+                task = loop.create_task(self._run_batch(batch))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, batch: list[tuple[Session, DecodeRequest]]) -> None:
+        """One batch on the recogniser; each stream's hypothesis into its live transcript."""
+        loop = asyncio.get_running_loop()
+        try:
             t0 = time.perf_counter()
             hypotheses: list[Hypothesis | None]
             try:
@@ -475,7 +505,9 @@ class StreamHub:
                     session.caught_up.set()
                     continue
                 self._settle(session)
-            self._wakeup.set()  # whatever arrived meanwhile is decoded next
+        finally:
+            self._running -= 1
+            self._wake()  # whatever arrived meanwhile is decoded next
 
     async def _one_by_one(self, batch: list[tuple[Session, DecodeRequest]]) -> list[Hypothesis | None]:
         """Each request of a failed batch alone: ``None`` for those that fail again."""

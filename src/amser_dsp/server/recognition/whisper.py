@@ -130,6 +130,9 @@ class Transcriber:
         Windows decoded together.
     threads : int
         CPU threads per batch (``intra_threads``).
+    replicas : int
+        Copies of the model (CTranslate2's ``inter_threads``): up to this many calls from different
+        threads run at once, each on its own ``threads`` (with one, concurrent calls wait their turn).
     options : DecodeOptions, optional
         How recordings are decoded (:mod:`.longform`: windows that follow Whisper's timestamps,
         temperature fallback, silence); default: :class:`DecodeOptions`.
@@ -144,17 +147,26 @@ class Transcriber:
     beam_size: int = DEFAULT_BEAM_SIZE
     batch_size: int = 8
     threads: int = 1
+    replicas: int = 1
     max_length: int = 224
     language: str = DEFAULT_LANGUAGE
     options: DecodeOptions | None = None
 
     def __post_init__(self) -> None:
+        for name in ("threads", "replicas"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} is invalid: expected a positive integer")
         files = resolve_model(self.model)
         self.model_path = files.path
         self.files = files
         try:
             self.model = ctranslate2.models.Whisper(
-                str(files.path), device="cpu", compute_type=self.compute_type, intra_threads=self.threads
+                str(files.path),
+                device="cpu",
+                compute_type=self.compute_type,
+                intra_threads=self.threads,
+                inter_threads=self.replicas,
             )
             self.tokenizer = tokenizers.Tokenizer.from_file(str(files.path / "tokenizer.json"))
         except Exception as exc:  # CTranslate2 and tokenizers raise bare RuntimeErrors and Exceptions
@@ -304,6 +316,11 @@ class WhisperRecogniser:
         (the encoder's cost falls about 4x from 3000 to 1000 frames; the final
         transcript's WER was unchanged on the shared clips, docs/streaming.md);
         3000 decodes every buffer as offline does.
+    final_window_frames : int
+        Encoder input frames, at least, of a stream's last decode.  Whisper's full 30 s window
+        (3000) costs 2.6 times a 20 s one (2000) in the encoder; on the shared clips the final
+        transcript was 0.34 WER points from offline with 2000 (0.60 with 3000, 1.14 with the
+        interim decodes' 10 s), docs/streaming.md.
     """
 
     def __init__(
@@ -313,13 +330,19 @@ class WhisperRecogniser:
         beam_size: int | None = None,
         final_beam_size: int | None = None,
         min_window_frames: int = 1000,
+        final_window_frames: int = 2000,
     ) -> None:
         if not 500 <= min_window_frames <= WINDOW_FRAMES:
             raise ConfigError(f"min_window_frames={min_window_frames!r} is invalid: expected 500 to {WINDOW_FRAMES}")
+        if not min_window_frames <= final_window_frames <= WINDOW_FRAMES:
+            raise ConfigError(
+                f"final_window_frames={final_window_frames!r} is invalid: expected {min_window_frames} to {WINDOW_FRAMES}"
+            )
         self.asr = transcriber
         self.beam_size = beam_size or transcriber.beam_size
         self.final_beam_size = final_beam_size or transcriber.beam_size
         self.min_window_frames = min_window_frames
+        self.final_window_frames = final_window_frames
         tok = transcriber.token_id
         self._sot = [*transcriber.start, tok("<|notimestamps|>")]
         self._prev = tok("<|startofprev|>")
@@ -348,71 +371,70 @@ class WhisperRecogniser:
     def hypotheses(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
         """One :class:`Hypothesis` per request; finals and interims decoded as separate batches.
 
-        A stream's last decode, and any decode whose text loops (Whisper's compression-ratio
-        test), run again in a full 30 s window as offline does.
+        A stream's last decode goes through the offline decoder (:meth:`_final`) in a window of at
+        least ``final_window_frames``; any decode whose text loops (a run of words said three times,
+        or Whisper's compression-ratio test) is run again in a full 30 s window as offline does.
         """
         out: list[Hypothesis | None] = [None] * len(requests)
         for final in (False, True):
             index = [i for i, r in enumerate(requests) if r.final == final]
             for start in range(0, len(index), self.asr.batch_size):
                 part = index[start : start + self.asr.batch_size]
-                window = WINDOW_FRAMES if final else None
-                hyps = self._batch([requests[i] for i in part], final, window)
+                frames = self._window(max(requests[i].features.shape[1] for i in part))
+                if final:
+                    frames = max(frames, self.final_window_frames)
+                hyps = self._batch([requests[i] for i in part], frames)
                 for i, hyp in zip(part, hyps, strict=True):
                     out[i] = hyp
-                redo = [
-                    i
-                    for i, hyp in zip(part, hyps, strict=True)
-                    if window is None and _loops(" ".join(w.text for w in hyp.words))
-                ]
-                if redo:
-                    for i, hyp in zip(
-                        redo, self._batch([requests[i] for i in redo], final, WINDOW_FRAMES), strict=True
-                    ):
+                redo = [i for i, hyp in zip(part, hyps, strict=True) if _loops(" ".join(w.text for w in hyp.words))]
+                if redo and frames < WINDOW_FRAMES:
+                    for i, hyp in zip(redo, self._batch([requests[i] for i in redo], WINDOW_FRAMES), strict=True):
                         out[i] = hyp
         return [h for h in out if h is not None]
 
-    def _batch(self, requests: Sequence[DecodeRequest], final: bool, frames: int | None) -> list[Hypothesis]:
+    def _batch(self, requests: Sequence[DecodeRequest], frames: int) -> list[Hypothesis]:
+        """Decode ``requests`` (finals, interims or both) from one encoder call on ``frames``-frame windows."""
         cfg = get_preset("whisper")
-        frames = frames or self._window(max(r.features.shape[1] for r in requests))
         batch = np.empty((len(requests), requests[0].features.shape[0], frames), np.float32)
         for b, r in enumerate(requests):
             batch[b] = np.float32(silence_value(r.features, cfg))
             batch[b, :, : r.features.shape[1]] = r.features
         encoded = self.asr.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
         prefixes = [self._ids(r.prefix) for r in requests]
-        scores: list[float | None] = [None] * len(requests)
-        if final:
-            finals = self._final(requests, prefixes, encoded)
-            found = [(ids, p_silent) for ids, p_silent, _ in finals]
-            scores = [logprob for _, _, logprob in finals]
-        else:
-            prompts = [self._prompt(r.previous, prefix) for r, prefix in zip(requests, prefixes, strict=True)]
-            # CTranslate2 decodes a batch in one call only if <|startoftranscript|> stands at the same
-            # position in every prompt: the encoder runs once for the batch, the decoder once per prompt length.
-            groups: dict[int, list[int]] = {}
-            for i, prompt in enumerate(prompts):
-                groups.setdefault(prompt.index(self._sot[0]), []).append(i)
-            results: list[Any] = [None] * len(requests)
-            for rows in groups.values():
-                part = self.asr.model.generate(
-                    encoded_rows(encoded, rows),
-                    [prompts[i] for i in rows],
-                    beam_size=self.beam_size,
-                    max_length=self.asr.max_length + max(len(prompts[i]) for i in rows),
-                    return_no_speech_prob=True,
-                    return_scores=True,
+        # (token ids, no-speech probability, mean log-probability per token) per request
+        found: list[tuple[list[int], float, float | None]] = [([], 1.0, None)] * len(requests)
+        finals = [i for i, r in enumerate(requests) if r.final]
+        if finals:
+            decoded = self._final([requests[i] for i in finals], [prefixes[i] for i in finals], encoded, finals)
+            for i, result in zip(finals, decoded, strict=True):
+                found[i] = result
+        prompts = {i: self._prompt(r.previous, prefixes[i]) for i, r in enumerate(requests) if not r.final}
+        # CTranslate2 decodes a batch in one call only if <|startoftranscript|> stands at the same
+        # position in every prompt: the encoder runs once for the batch, the decoder once per prompt length.
+        groups: dict[int, list[int]] = {}
+        for i, prompt in prompts.items():
+            groups.setdefault(prompt.index(self._sot[0]), []).append(i)
+        for rows in groups.values():
+            part = self.asr.model.generate(
+                encoded_rows(encoded, rows),
+                [prompts[i] for i in rows],
+                beam_size=self.beam_size,
+                max_length=self.asr.max_length + max(len(prompts[i]) for i in rows),
+                return_no_speech_prob=True,
+                return_scores=True,
+            )
+            for i, res in zip(rows, part, strict=True):
+                found[i] = (
+                    list(res.sequences_ids[0]),
+                    float(res.no_speech_prob),
+                    float(res.scores[0]) if res.scores else None,
                 )
-                for i, result in zip(rows, part, strict=True):
-                    results[i] = result
-            found = [(list(res.sequences_ids[0]), float(res.no_speech_prob)) for res in results]
-            # mean log-probability per token
-            scores = [float(res.scores[0]) if res.scores else None for res in results]
-        texts, no_speech = [], []
-        for (ids, p_silent), prefix in zip(found, prefixes, strict=True):
+        texts, no_speech, scores = [], [], []
+        for (ids, p_silent, logprob), prefix in zip(found, prefixes, strict=True):
             ids = [t for t in ids if t < self._eot]
             texts.append(ids if ids[: len(prefix)] == prefix else prefix + ids)
             no_speech.append(p_silent)
+            scores.append(logprob)
         timed = [i for i, ids in enumerate(texts) if len(ids) > len(prefixes[i])]
         alignments = {}
         if timed:
@@ -431,7 +453,11 @@ class WhisperRecogniser:
         return out
 
     def _final(
-        self, requests: Sequence[DecodeRequest], prefixes: list[list[int]], encoded: ctranslate2.StorageView
+        self,
+        requests: Sequence[DecodeRequest],
+        prefixes: list[list[int]],
+        encoded: ctranslate2.StorageView,
+        rows: list[int],
     ) -> list[tuple[list[int], float, float | None]]:
         """A stream's last decode by the offline decoder (:mod:`.longform`: temperature fallback, silence):
         per request, the text's token ids (its prefix first), the no-speech probability (1 for silence) and the
@@ -441,7 +467,7 @@ class WhisperRecogniser:
             decoder.start(r.features, previous=self._ids(r.previous), prefix=prefix)
             for r, prefix in zip(requests, prefixes, strict=True)
         ]
-        decoder.decode_encoded(decodings, encoded)
+        decoder.decode_encoded(decodings, encoded_rows(encoded, rows))
         return [
             (
                 [t for s in d.segments for t in s.tokens],
