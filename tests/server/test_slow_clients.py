@@ -62,6 +62,20 @@ def _trickle(port: int, head: bytes, then: bytes, every: float, limit: float) ->
                 break
             if time.monotonic() - start > limit:
                 break
+        if b"\r\n\r\n" in got:  # an answer: its body may come in a later segment
+            head, _, body = got.partition(b"\r\n\r\n")
+            length = next(
+                (
+                    int(v)
+                    for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+                    if k.lower() == b"content-length"
+                ),
+                0,
+            )
+            sock.settimeout(limit)
+            while len(body) < length and (chunk := sock.recv(4096)):
+                body += chunk
+            got = head + b"\r\n\r\n" + body
     except (BrokenPipeError, ConnectionResetError):
         pass
     finally:
