@@ -365,16 +365,27 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
         raise AmserError(f"no clips to train on in {args.manifest}")
     print(f"training {args.name} on {len(clips)} clips ({args.preset} features)", file=sys.stderr)
     feats = [features(load_audio(c.path), config.sample_rate, config) for c in clips]
-    weight, encode = None, None
+    weight, encoders = None, []
+    meta = {"clips": [c.id for c in clips], "manifest": args.manifest.name, "preset": args.preset}
     if args.weights_from:
+        if args.model:
+            raise AmserError("--weights-from reuses measured weights; --model measures them: give one of them")
         weight = tables_from_bytes(args.weights_from.read_bytes()).weight
     else:
         from ..recognition.whisper import Transcriber
 
-        encode = Transcriber().encoder_outputs
-    meta = {"clips": [c.id for c in clips], "manifest": args.manifest.name, "preset": args.preset}
+        models = [Transcriber(model=m) for m in args.model or [None]]
+        encoders = [m.encoder_outputs for m in models]
+        meta["sensitivity"] = [m.name for m in models]
+        print(f"sensitivity of {' and '.join(meta['sensitivity'])} (the mean)", file=sys.stderr)
     tables = fit_tables(
-        feats, name=args.name, config_digest=config.digest(), block=args.block, encode=encode, weight=weight, meta=meta
+        feats,
+        name=args.name,
+        config_digest=config.digest(),
+        block=args.block,
+        encoders=encoders,
+        weight=weight,
+        meta=meta,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(tables.to_bytes())
@@ -537,4 +548,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="train on every speaker-disjoint fold but I of K (see clip_folds), for out-of-fold evaluation",
     )
     p.add_argument("--weights-from", type=Path, help="reuse the sensitivity weights of these tables")
+    p.add_argument(
+        "--model",
+        action="append",
+        help="Whisper model whose encoder's sensitivity shapes the quantisation noise (a name or a directory); "
+        "repeat it for several: the mean of their normalised sensitivities (default: tiny.en)",
+    )
     p.set_defaults(run=cmd_train_codec)
