@@ -329,7 +329,9 @@ def test_fit_tables_measures_each_encoder_on_joined_clips(speech: list[np.ndarra
 
         return encode
 
-    t = fit_tables(feats, name="t", config_digest=WHISPER.digest(), encoders=[encoder(1.0), encoder(9.0)])
+    t = fit_tables(
+        feats, name="t", config_digest=WHISPER.digest(), encoders=[encoder(1.0), encoder(9.0)], piece_frames=3000
+    )
     assert seen[0] == [sum(f.shape[1] for f in feats)]  # short clips: one piece
     assert np.isclose(np.exp(np.log(t.weight.astype(np.float64)).mean()), 1.0, atol=1e-4)
     assert t.weight[0].mean() > t.weight[-1].mean()  # the noise goes where the encoder does not look

@@ -141,3 +141,15 @@ def test_send_to_a_url_without_a_scheme_is_one_clear_error(folder: Path, capsys:
     assert main(["send", str(folder / "a.flac"), "--url", "127.0.0.1:8000"]) == 1
     err = capsys.readouterr().err
     assert "http://" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra", [["--model", "base"], ["--join"]])
+def test_train_codec_refuses_to_both_reuse_and_measure_weights(
+    tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = amser_dsp.codec.kltdct.load_tables(amser_dsp.codec.kltdct.DEFAULT_TABLES)
+    (tmp_path / "w.npz").write_bytes(weights.to_bytes())
+    args = ["train-codec", "--manifest", str(tmp_path / "none.tsv"), "--out", str(tmp_path / "t.npz")]
+    assert main([*args, "--weights-from", str(tmp_path / "w.npz"), *extra]) == 1
+    assert "--weights-from reuses measured weights" in capsys.readouterr().err
+    assert not (tmp_path / "t.npz").exists()

@@ -133,14 +133,15 @@ def fit_tables(
     encoders: Sequence[Callable[[list[np.ndarray]], list[np.ndarray]]] = (),
     weight: np.ndarray | None = None,
     meta: dict[str, Any] | None = None,
-    piece_frames: int = 3000,
+    piece_frames: int | None = None,
 ) -> KltDctTables:
     """Fit mean, basis, sensitivity weights and Laplace scales on ``feature_list``.
 
     Give ``encoders`` (recognisers' encoders) to measure the sensitivity weights
-    (of each, on the clips joined into pieces of ``piece_frames`` frames: Whisper's
-    30 s window; then :func:`combine_sensitivities`), or ``weight`` to reuse measured
-    ones; with neither, all weights are 1 (plain mean-squared-error coding).
+    (of each, clip by clip, or with ``piece_frames`` on the clips joined into pieces
+    of that many frames, :func:`join_clips`; then :func:`combine_sensitivities`), or
+    ``weight`` to reuse measured ones; with neither, all weights are 1 (plain
+    mean-squared-error coding).
     """
     mean, basis = fit_basis(feature_list)
     n = mean.shape[0]
@@ -156,7 +157,7 @@ def fit_tables(
         meta={},
     )
     if weight is None and encoders:
-        pieces = join_clips(feature_list, piece_frames)
+        pieces = join_clips(feature_list, piece_frames) if piece_frames else list(feature_list)
         weight = combine_sensitivities([measure_sensitivity(pieces, provisional, e) for e in encoders])
     elif weight is None:
         weight = np.ones((n, block))
