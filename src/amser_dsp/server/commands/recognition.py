@@ -286,7 +286,12 @@ async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) ->
     line.committed = ""
     try:
         async for message in stream_transcript(
-            args.url, audio, chunk_seconds=args.chunk_seconds, realtime=args.realtime, api_key=args.api_key
+            args.url,
+            audio,
+            chunk_seconds=args.chunk_seconds,
+            realtime=args.realtime,
+            api_key=args.api_key,
+            codec=args.service_codec,
         ):
             kind = message["type"]
             counts[kind] = counts.get(kind, 0) + 1
@@ -314,6 +319,18 @@ async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) ->
     }
 
 
+def _service_codec(url: str, api_key: str | None) -> dict[str, Any] | None:
+    """The codec the service's model asks for (``/v1/info``'s ``default_codec``); None (the library's default)
+    when the service does not answer: the stream then reports why, file by file, as it would have."""
+    from ...client import Client
+
+    try:
+        with Client(url, api_key=api_key, retries=0) as client:
+            return dict(client.info()["default_codec"])
+    except (AmserError, KeyError, TypeError):
+        return None
+
+
 def cmd_stream(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -321,6 +338,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     jobs = jobs_for(args.inputs, AUDIO_SUFFIXES)
     line = LiveLine(sys.stdout.isatty() and not args.json)
+    args.service_codec = _service_codec(args.url, args.api_key)
 
     def work(job: Job) -> Done:
         from ... import load_audio
