@@ -24,7 +24,7 @@ from amser_dsp import (
     inspect,
 )
 from amser_dsp.codec import KltDctCodec, kltdct, rans
-from amser_dsp.codec.train import clip_folds, fit_basis, fit_tables
+from amser_dsp.codec.train import clip_folds, combine_sensitivities, fit_basis, fit_tables, join_clips
 from amser_dsp.container import read_all
 
 SHIPPED = kltdct.load_tables(kltdct.DEFAULT_TABLES)
@@ -298,6 +298,43 @@ def test_speaker_folds_are_disjoint_and_cover_every_clip() -> None:
     for r in rows:
         by_speaker.setdefault(r["speaker"], set()).add(folds[r["id"]])
     assert all(len(f) == 1 for f in by_speaker.values()) and set(folds.values()) == {0, 1}
+
+
+def test_clips_are_joined_into_pieces_of_at_most_a_window_in_order() -> None:
+    clips = [np.full((2, n), i, np.float32) for i, n in enumerate((1200, 1500, 400, 3500, 100, 2900))]
+    pieces = join_clips(clips, 3000)
+    assert [p.shape[1] for p in pieces] == [2700, 400, 3500, 3000]  # a longer clip stands alone
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), np.concatenate(clips, axis=1))
+
+
+def test_sensitivities_of_several_recognisers_count_each_relative_to_itself() -> None:
+    rng = np.random.default_rng(0)
+    small = np.exp(rng.normal(size=(80, 16)))
+    large = 50 * np.exp(rng.normal(size=(80, 16)))  # a larger encoder: larger raw errors everywhere
+    both = combine_sensitivities([small, large])
+    assert np.isclose(np.exp(np.log(both).mean()), 1.0)
+    expected = small / np.exp(np.log(small).mean()) + large / np.exp(np.log(large).mean())
+    np.testing.assert_allclose(both, expected / np.exp(np.log(expected).mean()))
+    np.testing.assert_allclose(combine_sensitivities([large]), large / np.exp(np.log(large).mean()))
+
+
+def test_fit_tables_measures_each_encoder_on_joined_clips(speech: list[np.ndarray]) -> None:
+    feats = [amser_dsp.features(x, 16000, "whisper") for x in speech[:3]]
+    seen: list[list[int]] = []
+
+    def encoder(scale: float):  # type: ignore[no-untyped-def]
+        def encode(items: list[np.ndarray]) -> list[np.ndarray]:
+            seen.append([f.shape[1] for f in items])
+            return [scale * f[:8] for f in items]  # the low bands only, like a recogniser deaf to the rest
+
+        return encode
+
+    t = fit_tables(
+        feats, name="t", config_digest=WHISPER.digest(), encoders=[encoder(1.0), encoder(9.0)], piece_frames=3000
+    )
+    assert seen[0] == [sum(f.shape[1] for f in feats)]  # short clips: one piece
+    assert np.isclose(np.exp(np.log(t.weight.astype(np.float64)).mean()), 1.0, atol=1e-4)
+    assert t.weight[0].mean() > t.weight[-1].mean()  # the noise goes where the encoder does not look
 
 
 def test_uncoded_coefficients_are_the_small_ones() -> None:

@@ -293,9 +293,14 @@ class Client:
         return self._info
 
     def encode(self, audio: np.ndarray, **codec_params: Any) -> bytes:
-        """A container of ``audio`` with the preset the service reads and its default codec (or ``codec_params``)."""
+        """A container of ``audio`` with the preset the service reads and its default codec (or ``codec_params``).
+
+        The service's default codec is its model's operating point (a larger recogniser may ask for
+        a finer step); it applies whenever ``codec_params`` choose no codec (``chunk_seconds`` alone does not).
+        """
         info = self.info()
-        params = codec_params or {"codec": info["default_codec"]}
+        chosen = any(k != "chunk_seconds" for k in codec_params)
+        params = codec_params if chosen else {**codec_params, "codec": info["default_codec"]}
         return encode_audio(audio, info["presets"][0], **params)
 
     def transcribe(self, blob: bytes, *, analyze: bool = False) -> dict[str, Any]:

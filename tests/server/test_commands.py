@@ -185,3 +185,15 @@ def test_a_bad_chunk_seconds_is_one_error_before_any_file(
     assert main([command, str(folder / "a.flac"), str(folder / "a.flac"), "--chunk-seconds", "1000", *url]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "readers accept at most 30000" in err[0] and "a.flac" not in err[0], err
+
+
+@pytest.mark.parametrize("extra", [["--model", "base"], ["--join"]])
+def test_train_codec_refuses_to_both_reuse_and_measure_weights(
+    tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = amser_dsp.codec.kltdct.load_tables(amser_dsp.codec.kltdct.DEFAULT_TABLES)
+    (tmp_path / "w.npz").write_bytes(weights.to_bytes())
+    args = ["train-codec", "--manifest", str(tmp_path / "none.tsv"), "--out", str(tmp_path / "t.npz")]
+    assert main([*args, "--weights-from", str(tmp_path / "w.npz"), *extra]) == 1
+    assert "--weights-from reuses measured weights" in capsys.readouterr().err
+    assert not (tmp_path / "t.npz").exists()

@@ -249,6 +249,25 @@ def test_a_multilingual_model_is_asked_for_its_language_in_long_form_decoding() 
     assert tiny.decoder().start_tokens == [tiny.tokenizer.token_to_id("<|startoftranscript|>")]
 
 
+def test_each_model_names_the_codec_its_clients_encode_at() -> None:
+    pytest.importorskip("httpx")
+    from amser_dsp.client import Client
+
+    assert resolve_model("tiny.en").default_codec == amser_dsp.DEFAULT_CODEC
+    assert models.MODELS["base"].codec == {
+        "codec": "kltdct",
+        "step": -8,
+    }  # the default's step -4 costs base +1.14 points
+    audio = amser_dsp.load_audio(amser_dsp.sample_path())
+    with Client("http://127.0.0.1:9") as client:  # never connects: the service's answer is given
+        client._info = {"presets": ["whisper"], "default_codec": {"codec": "kltdct", "step": -8}}
+        assert amser_dsp.inspect(client.encode(audio, chunk_seconds=2)).codec["step"] == -8
+        assert amser_dsp.inspect(client.encode(audio, step=0)).codec["step"] == 0  # the user's choice stands
+    from amser_dsp.server.commands.recognition import _service_codec
+
+    assert _service_codec("http://127.0.0.1:9", None) is None  # no answer: the library's default, the stream says why
+
+
 # ------------------------------------------------------------------ every installed model, served
 def _installed(name: str) -> str:
     try:
@@ -277,6 +296,10 @@ def test_every_installed_model_serves_transcribe_analyze_and_stream(served: tupl
     name, url = served
     info = httpx.get(f"{url}/v1/info").json()
     assert info["model"] == name and info["language"] == "en"
+    assert info["default_codec"] == resolve_model(name).default_codec
+    from amser_dsp.server.commands.recognition import _service_codec
+
+    assert _service_codec(url, None) == info["default_codec"]  # what amser stream encodes at
     audio = amser_dsp.load_audio(amser_dsp.sample_path())
     blob = amser_dsp.encode_audio(audio, "whisper")
     text = httpx.post(f"{url}/v1/transcribe", content=blob, timeout=120).json()["text"]

@@ -7,7 +7,8 @@ Steps: features of every clip with the preset; mean and KLT basis (eigenvectors
 of the 80 x 80 covariance, by decreasing variance, sign fixed so the largest
 entry of each is positive); Whisper's sensitivity to noise per coefficient
 (noise added to groups of coefficients, error measured at Whisper's encoder
-output, per unit of feature-domain noise energy; needs the ``server`` extra);
+output, per unit of feature-domain noise energy; needs the ``server`` extra),
+of one recogniser or the mean of several (:func:`combine_sensitivities`);
 Laplace scale of each coefficient (mean absolute value, the maximum-likelihood
 estimate), stored as the integer entropy-table index at step 1.
 """
@@ -23,7 +24,7 @@ import numpy as np
 
 from .kltdct import KltDctTables, analyse, synthesise, tables_from_bytes
 
-__all__ = ["clip_folds", "fit_tables", "measure_sensitivity"]
+__all__ = ["clip_folds", "combine_sensitivities", "fit_tables", "join_clips", "measure_sensitivity"]
 
 # Coefficient groups whose sensitivity is measured together: KLT components
 # (finer where the variance is) and time-DCT indices.
@@ -43,6 +44,38 @@ def fit_basis(feature_list: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarra
     vectors = vectors[:, ::-1]
     signs = np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(vectors.shape[1])])
     return mean, vectors * signs
+
+
+def join_clips(feature_list: Sequence[np.ndarray], frames: int) -> list[np.ndarray]:
+    """The clips in order, joined along time into pieces of at most ``frames`` frames (a longer clip alone).
+
+    Whisper's encoder costs a whole 30 s window however short its input: measuring the
+    sensitivity on clips joined into windows costs a quarter of measuring it clip by clip
+    on the shared set (7 s clips), on the same frames.
+    """
+    pieces: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+    for f in feature_list:
+        if current and sum(c.shape[1] for c in current) + f.shape[1] > frames:
+            pieces.append(np.concatenate(current, axis=1))
+            current = []
+        current.append(f)
+    if current:
+        pieces.append(np.concatenate(current, axis=1))
+    return pieces
+
+
+def combine_sensitivities(weights: Sequence[np.ndarray]) -> np.ndarray:
+    """One weight table for several recognisers: the mean of their weights, each at geometric mean 1, renormalised.
+
+    Each recogniser's encoder error is counted relative to its own (the sum over recognisers
+    of each one's error per unit of its mean sensitivity), so a large encoder's larger raw
+    error does not drown a small one's.
+    """
+    if not weights:
+        raise ValueError("no sensitivity weights to combine")
+    mean = np.mean([w / np.exp(np.log(w).mean()) for w in weights], axis=0)
+    return np.asarray(mean / np.exp(np.log(mean).mean()))
 
 
 def measure_sensitivity(
@@ -97,15 +130,18 @@ def fit_tables(
     name: str,
     config_digest: str,
     block: int = 16,
-    encode: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
+    encoders: Sequence[Callable[[list[np.ndarray]], list[np.ndarray]]] = (),
     weight: np.ndarray | None = None,
     meta: dict[str, Any] | None = None,
+    piece_frames: int | None = None,
 ) -> KltDctTables:
     """Fit mean, basis, sensitivity weights and Laplace scales on ``feature_list``.
 
-    Give ``encode`` (the recogniser's encoder) to measure the sensitivity
-    weights, or ``weight`` to reuse measured ones; with neither, all weights are 1
-    (plain mean-squared-error coding).
+    Give ``encoders`` (recognisers' encoders) to measure the sensitivity weights
+    (of each, clip by clip, or with ``piece_frames`` on the clips joined into pieces
+    of that many frames, :func:`join_clips`; then :func:`combine_sensitivities`), or
+    ``weight`` to reuse measured ones; with neither, all weights are 1 (plain
+    mean-squared-error coding).
     """
     mean, basis = fit_basis(feature_list)
     n = mean.shape[0]
@@ -120,8 +156,11 @@ def fit_tables(
         sha256="",
         meta={},
     )
-    if weight is None:
-        weight = measure_sensitivity(feature_list, provisional, encode) if encode else np.ones((n, block))
+    if weight is None and encoders:
+        pieces = join_clips(feature_list, piece_frames) if piece_frames else list(feature_list)
+        weight = combine_sensitivities([measure_sensitivity(pieces, provisional, e) for e in encoders])
+    elif weight is None:
+        weight = np.ones((n, block))
     coeffs = np.concatenate([analyse(f, provisional) for f in feature_list], axis=1)
     laplace_scale = np.abs(coeffs).mean(axis=1) + 1e-6
     scale_index = np.rint(8 * np.log2(laplace_scale * np.sqrt(weight))).astype(np.int16)

