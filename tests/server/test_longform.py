@@ -96,7 +96,7 @@ def test_the_next_window_starts_after_the_last_complete_segment() -> None:
     def script(seek: int, temperature: float) -> tuple[list[int], float, float]:
         if seek == 0:  # two complete segments, a third cut off by the window's end
             return [ts(0), *words("one two"), ts(10), ts(10), *words("three"), ts(20), ts(28), *words("fo")], -0.2, 0.0
-        return [ts(0), *words("four five"), ts(6)], -0.2, 0.0
+        return [ts(0), *words("four five"), ts(16)], -0.2, 0.0
 
     dec, model = decoder(script)
     [d] = dec.run([frames_of(3600)])
@@ -104,9 +104,28 @@ def test_the_next_window_starts_after_the_last_complete_segment() -> None:
     assert [(s.start, s.end, s.text) for s in d.segments] == [
         (0.0, 10.0, "one two"),
         (10.0, 20.0, "three"),
-        (20.0, 26.0, "four five"),
+        (20.0, 35.975, "four five"),
     ]
     assert d.text == "one two three four five"
+
+
+def test_speech_after_the_last_segment_of_a_window_is_decoded_again_and_silence_is_not() -> None:
+    """Whisper may stop (end-of-text) seconds before the speech in a window ends; the rest is decoded alone."""
+
+    def script(seek: int, temperature: float) -> tuple[list[int], float, float]:
+        if seek == 0:  # the recording's only window, closed at 20 s of 36 s
+            return [ts(0), *words("one two"), ts(20)], -0.2, 0.0
+        return [ts(0), *words("three"), ts(16)], -0.2, 0.0
+
+    dec, model = decoder(script)
+    [d] = dec.run([frames_of(2400)])
+    assert [c[0] for c in model.calls] == [0, 2000]
+    assert d.text == "one two three" and d.segments[-1].start == 20.0
+    quiet = frames_of(2400)
+    quiet[:, 2000:] = -1.5  # digital silence after the segment: nothing more to decode
+    dec, model = decoder(script)
+    [d] = dec.run([quiet])
+    assert [c[0] for c in model.calls] == [0] and d.text == "one two" and d.done
 
 
 def test_a_clip_under_30_seconds_is_one_window_even_when_its_last_segment_is_open() -> None:
@@ -161,7 +180,7 @@ def test_a_window_whisper_judges_silent_gives_no_text_and_the_next_window_goes_o
     def script(seek: int, temperature: float) -> tuple[list[int], float, float]:
         if seek == 0:
             return [ts(0), *words("you"), ts(1)], -1.2, 0.9  # no speech, unsure: skipped
-        return [ts(0), *words("real words"), ts(3)], -0.2, 0.1
+        return [ts(0), *words("real words"), ts(10)], -0.2, 0.1
 
     dec, model = decoder(script)
     [d] = dec.run([frames_of(4000)])

@@ -372,7 +372,10 @@ class LongFormDecoder:
                 d.advance(d.seek + WINDOW_FRAMES, own)
 
     def _speech_in(self, d: Decoding) -> bool:
-        part = d.features[:, d.seek : d.seek + WINDOW_FRAMES]
+        return self._speech(d.features[:, d.seek : d.seek + WINDOW_FRAMES])
+
+    def _speech(self, part: np.ndarray) -> bool:
+        """Whether features hold possible speech (enough frames above the speech level)."""
         return int(active_frames(part, self.options.speech_level).sum()) >= self.options.min_speech_frames
 
     def _prompt(self, d: Decoding) -> list[int]:
@@ -508,6 +511,15 @@ class LongFormDecoder:
             end = (stamps[-1] - ts) * TIME_PRECISION if stamps and stamps[-1] != ts else size / FRAMES_PER_SECOND
             found.append((0.0, end, tokens))
             to = d.seek + size
+        if found and to == d.seek + size:
+            # Whisper may end a window (end-of-text) before the speech in it ends, most often the last window of
+            # a recording: a second or more of possible speech after the last segment is decoded again on its own
+            # rather than skipped (a silent rest costs nothing: the next window's speech test skips it).
+            resume = d.seek + round(max(end for _, end, _ in found) * FRAMES_PER_SECOND)
+            rest = d.features[:, resume : d.seek + size]
+            # Each window moves on by a second at least: a recording costs at most one decode per second.
+            if resume - d.seek >= FRAMES_PER_SECOND <= rest.shape[1] and self._speech(rest):
+                to = resume
         duration = self._audio_seconds(d.frames)
         reset = r.temperature > o.prompt_reset_on_temperature
         for start, end, part in found:
