@@ -21,8 +21,8 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +63,8 @@ def serve_and_post(layout: str, clients: int, blobs: list[bytes], beam: int) -> 
                         texts[i] = r.json()["text"]
 
         start = time.perf_counter()
-        threads_ = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-        for t in threads_:
-            t.start()
-        for t in threads_:
-            t.join()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, range(clients)))
         wall = time.perf_counter() - start
     if failures:
         raise SystemExit("failed: " + "; ".join(failures))

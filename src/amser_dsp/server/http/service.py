@@ -64,6 +64,12 @@ class TimedExecutor(ThreadPoolExecutor):
         return super().submit(timed)
 
 
+def over_limit(exc: LimitExceededError) -> ServiceError:
+    """413 ``too_long`` when shorter input would pass; ``too_large`` for sizes no honest encoder writes (header,
+    chunk, expansion, channels)."""
+    return ServiceError(413, "too_long" if isinstance(exc, TooLongError) else "too_large", str(exc))
+
+
 class Service:
     """One application's state and the steps every request goes through."""
 
@@ -186,10 +192,8 @@ class Service:
         t0 = time.perf_counter()
         try:
             decoded = decode_for_whisper(blob, limits=self.limits)
-        except TooLongError as exc:
-            raise ServiceError(413, "too_long", str(exc)) from None
-        except LimitExceededError as exc:  # sizes no honest encoder writes: header, chunk, expansion, channels
-            raise ServiceError(413, "too_large", str(exc)) from None
+        except LimitExceededError as exc:
+            raise over_limit(exc) from None
         except AmserError as exc:  # damaged, malformed, another preset, an unknown codec
             raise ServiceError(400, "bad_container", str(exc)) from None
         return {
@@ -205,10 +209,8 @@ class Service:
         t0 = time.perf_counter()
         try:
             feats, seconds = audio_features(blob, max_seconds=self.settings.max_audio_seconds)
-        except TooLongError as exc:
-            raise ServiceError(413, "too_long", str(exc)) from None
-        except LimitExceededError as exc:  # sizes no honest encoder writes: header, chunk, expansion, channels
-            raise ServiceError(413, "too_large", str(exc)) from None
+        except LimitExceededError as exc:
+            raise over_limit(exc) from None
         except AmserError as exc:
             raise ServiceError(400, "bad_audio", str(exc)) from None
         return {
