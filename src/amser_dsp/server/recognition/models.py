@@ -37,10 +37,12 @@ __all__ = [
     "MODELS",
     "ModelFiles",
     "PackagedModel",
+    "Variable",
     "cache_root",
     "check_model_dir",
     "model_arguments",
     "model_names",
+    "model_variables",
     "named_model",
     "resolve_model",
     "start_tokens",
@@ -266,12 +268,30 @@ def check_model_dir(path: Path) -> None:
         missing.append("vocabulary.json")
     if missing:
         raise ModelError(f"{path} is not a CTranslate2 Whisper model directory: no {', '.join(missing)}")
-    _check_binary(path / "model.bin")
+    model_variables(path / "model.bin")
 
 
-def _check_binary(file: Path) -> None:
-    """Walk ``model.bin``'s variable headers: a Whisper spec whose every variable lies inside the file."""
+@dataclass(frozen=True)
+class Variable:
+    """One variable of a ``model.bin``: its name, shape, CTranslate2 data type code and where its bytes lie."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: int
+    offset: int
+    nbytes: int
+
+
+def model_variables(file: Path) -> list[Variable]:
+    """Walk ``model.bin``'s variable headers: a Whisper spec whose every variable lies inside the file.
+
+    Raises
+    ------
+    ModelError
+        If the file is truncated, of a binary version this reader does not know, or not a Whisper model.
+    """
     size = file.stat().st_size
+    found = []
     with open(file, "rb") as f:
 
         def read(n: int) -> bytes:
@@ -294,15 +314,17 @@ def _check_binary(file: Path) -> None:
         for i in range(count):
             name = string()
             (rank,) = read(1)
-            read(4 * rank)
-            read(1)  # dtype
+            shape = struct.unpack(f"<{rank}I", read(4 * rank))
+            (dtype,) = read(1)
             (nbytes,) = struct.unpack("<I", read(4))
             end = f.tell() + nbytes
             if end > size:
                 raise ModelError(
                     f"{file} is truncated: {size} bytes, but variable {i + 1} of {count} ({name}) ends at byte {end}"
                 )
+            found.append(Variable(name, shape, dtype, f.tell(), nbytes))
             f.seek(end)
+    return found
 
 
 # ---------------------------------------------------------------- assembly
