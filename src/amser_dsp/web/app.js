@@ -102,7 +102,7 @@ async function loadInfo() {
 
 // The server names the step its recogniser needs (Whisper base hears finer detail than tiny.en): the page
 // encodes at it until the user picks another step.
-const SERVER_DEFAULT = " · this server's default";
+const SERVER_DEFAULT = " · server default";
 function followServerCodec(codec) {
   if (!codec || codec.codec !== "kltdct" || !Number.isInteger(codec.step)) return;
   const select = $("step");

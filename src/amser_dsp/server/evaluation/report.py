@@ -74,9 +74,7 @@ def summarise(
 
         d_ci = paired_bootstrap(diverged, len(clips), seed=seed, resamples=resamples)
         divergence = 100 * d_err.sum() / max(d_words.sum(), 1)
-        rows.append(
-            Row(mode, kbps, float(wer), float(delta), (float(lo), float(hi)), changed, float(divergence), d_ci)
-        )
+        rows.append(Row(mode, kbps, float(wer), float(delta), (float(lo), float(hi)), changed, float(divergence), d_ci))
     return rows, norm_name
 
 
