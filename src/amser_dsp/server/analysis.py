@@ -53,6 +53,15 @@ class Analyzer:
         wanted = (
             emotion.meta.get("recogniser") if emotion is not None and emotion.cfg.audio_input == "encoder" else None
         )
+        if (
+            emotion is not None
+            and emotion.cfg.audio_input == "layers"
+            and emotion.meta.get("recogniser") != self.transcriber.model_id
+        ):
+            raise CheckpointError(
+                f"{emotion.path} reads the layers of Whisper {emotion.meta.get('recogniser')!r}; "
+                f"the recogniser here is {self.transcriber.model_id!r}"
+            )
         if emotion is not None and wanted is not None and wanted != self.transcriber.model_id:
             name = named_model(wanted)
             if name is None:
@@ -74,14 +83,16 @@ class Analyzer:
     @property
     def needs_states(self) -> bool:
         """Whether :meth:`classify` reads the transcriber's own encoder states (else it makes its own, or none)."""
-        return self.emotion is not None and self.states_from is None
+        return self.emotion is not None and self.emotion.cfg.audio_input == "encoder" and self.states_from is None
 
     def emotion_encoder(self) -> str | None:
         """Whose encoder states the emotion model reads (``/v1/info``): the transcriber's, or a model run beside it."""
         if self.emotion is None:
             return None
-        if self.emotion.cfg.audio_input != "encoder":
+        if self.emotion.cfg.audio_input == "mel":
             return "none (decoded log-Mel)"
+        if self.emotion.cfg.audio_input == "layers":
+            return f"{self.transcriber.name} (every layer, run in torch on the recording's own frames)"
         if self.states_from is None:
             return f"{self.transcriber.name} (the transcript's own)"
         return f"{self.states_from.name} (run beside {self.transcriber.name} for the emotion branch)"
@@ -120,11 +131,12 @@ class Analyzer:
         """
         if self.emotion is None:
             return [(None, [None] * len(d.segments)) for d in decodings]
-        whole = (
-            [d.states for d in decodings]
-            if self.states_from is None
-            else encoder_states(self.states_from, list(features))
-        )
+        if self.emotion.cfg.audio_input == "layers":
+            whole = self.emotion.layer_states(features)
+        elif self.states_from is None:
+            whole = [d.states for d in decodings]
+        else:
+            whole = encoder_states(self.states_from, list(features))
         states: list[np.ndarray] = []
         feats: list[np.ndarray] = []
         texts: list[str] = []

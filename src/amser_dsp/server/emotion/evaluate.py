@@ -40,7 +40,17 @@ from .data import (
     read_emotion_manifest,
 )
 from .network import EmotionEnsemble, EmotionNet, EmotionRecogniser, ModelConfig, load_checkpoint, save_checkpoint
-from .train import TrainConfig, load_split_examples, make_inputs, predict, scores, text_feature_fn, train
+from .train import (
+    TrainConfig,
+    layer_source,
+    load_split_examples,
+    make_inputs,
+    needs_recogniser,
+    predict,
+    scores,
+    text_feature_fn,
+    train,
+)
 
 __all__ = ["Scored", "bootstrap", "evaluate_model", "main"]
 
@@ -417,11 +427,39 @@ def text_branch_note(results: dict[str, dict[str, Scored]], main_name: str) -> l
     ]
 
 
+def main_protocol(args: Any, cfg: TrainConfig) -> int:
+    """``amser eval-emotion --protocol emobox``: EmoBox's folds, one fold model each, scored per setting."""
+    from .emobox import differences, protocol_report, run_protocol
+
+    refused = [f"--{k}" for k in ("ablations", "plot", "emobox_json") if getattr(args, k, None) is not None]
+    if refused:
+        raise AmserError(f"{', '.join(refused)} go with the held-out evaluation, not --protocol emobox")
+    if args.epochs is not None and args.epochs < 1:
+        raise AmserError(f"--epochs {args.epochs}: expected a positive number of epochs per fold")
+    unknown = sorted(set(args.settings or ()) - set(SETTINGS))
+    if unknown:
+        raise AmserError(f"unknown codec settings {unknown}; known: {sorted(SETTINGS)}")
+    settings = [s for s in ORDER if s in (args.settings or ()) or s in (DEFAULT_SETTING, "uncompressed")]
+    result = run_protocol(cfg, settings=settings, epochs=args.epochs)
+    for corpus, entry in result["corpora"].items():
+        print(differences(corpus, entry), file=sys.stderr)
+    result["command"] = "amser eval-emotion " + " ".join(sys.argv[2:])
+    text = protocol_report(result, result["command"])
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
 def main(args: Any) -> int:  # ``amser eval-emotion``
     from ..recognition.whisper import Transcriber
     from .text import TextEncoder
 
     checkpoint = args.checkpoint
+    if getattr(args, "protocol", "heldout") not in ("heldout", "emobox"):
+        raise AmserError(f"--protocol {args.protocol!r}: expected heldout or emobox")
     recogniser = EmotionRecogniser(checkpoint)
     meta = recogniser.meta
     cfg = TrainConfig(**meta["train_config"])
@@ -429,7 +467,26 @@ def main(args: Any) -> int:  # ``amser eval-emotion``
         cfg.manifest = args.manifest
     if args.cache:
         cfg.cache = args.cache
-    transcriber = Transcriber(model=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
+    if getattr(args, "protocol", "heldout") == "emobox":
+        return main_protocol(args, cfg)
+    if args.epochs is not None:
+        raise AmserError("--epochs goes with --protocol emobox (the held-out evaluation trains no fold models)")
+    chosen = list(ABLATIONS) if args.ablations is None else args.ablations
+    unknown = sorted(set(chosen) - set(ABLATIONS))
+    if unknown:
+        raise AmserError(f"unknown ablations {unknown}; known: {list(ABLATIONS)}")
+    wanted_cfgs = [recogniser.cfg] + [ModelConfig.from_dict({**cfg.model, **ABLATIONS[n]}) for n in chosen]
+    # The recogniser's decoding runs only when some scored model reads its transcript or its states.
+    transcriber = (
+        Transcriber(model=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)
+        if any(needs_recogniser(m) for m in wanted_cfgs)
+        else None
+    )
+    layers = (
+        layer_source(replace(cfg, model={**cfg.model, "audio_input": "layers"}))
+        if any(m.audio_input == "layers" for m in wanted_cfgs)
+        else None
+    )
     clips = read_emotion_manifest(cfg.manifest)
     split = meta["split"]
     test = [c for c in clips if split.get(c.speaker) == "test"]
@@ -438,7 +495,12 @@ def main(args: Any) -> int:  # ``amser eval-emotion``
     pool = [c for c in clips if split.get(c.speaker) == "train"]
     examples = {
         s: build_examples(
-            [Version(c, 0, False, s) for c in test], transcriber, cfg.cache, seed=cfg.seed, babble_pool=pool
+            [Version(c, 0, False, s) for c in test],
+            transcriber,
+            cfg.cache,
+            seed=cfg.seed,
+            babble_pool=pool,
+            layer_encoder=layers,
         )
         for s in ORDER
         if args.settings is None or s in args.settings or s in (DEFAULT_SETTING, "uncompressed")
@@ -448,10 +510,6 @@ def main(args: Any) -> int:  # ``amser eval-emotion``
     results = {
         main_name: evaluate_model(recogniser.model, main_name, examples, text_feature_fn(recogniser.cfg, encoder))
     }
-    chosen = list(ABLATIONS) if args.ablations is None else args.ablations
-    unknown = sorted(set(chosen) - set(ABLATIONS))
-    if unknown:
-        raise AmserError(f"unknown ablations {unknown}; known: {list(ABLATIONS)}")
     loaded: dict[str, Any] = {}
 
     def data() -> dict[str, Any]:  # the training examples, prepared once and only if an ablation must be trained
@@ -486,6 +544,14 @@ def main(args: Any) -> int:  # ``amser eval-emotion``
             picture = os.path.relpath(Path(args.plot).resolve(), Path(args.markdown).resolve().parent)
     command = "amser eval-emotion " + " ".join(sys.argv[2:])
     text = report(main_name, results, kbps, meta, command, picture)
+    if args.emobox_json:
+        from .emobox import protocol_report
+
+        try:
+            protocol = json.loads(Path(args.emobox_json).read_text())
+        except (OSError, ValueError) as exc:
+            raise AmserError(f"cannot read the EmoBox results {args.emobox_json}: {exc}") from None
+        text += "\n" + protocol_report(protocol, protocol.get("command", "amser eval-emotion --protocol emobox"))
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text)

@@ -142,6 +142,10 @@ def make_inputs(examples: Sequence[Example], model_cfg: ModelConfig, text_featur
     """Inputs of ``examples`` for ``model_cfg``; ``text_features(texts)`` gives the text-branch arrays."""
     if model_cfg.audio_input == "encoder":
         audio = [e.states for e in examples]
+    elif model_cfg.audio_input == "layers":
+        if any(e.layers is None for e in examples):
+            raise ConfigError("a layer-mixing model needs examples built with the torch encoder (layer_encoder)")
+        audio = [cast(np.ndarray, e.layers) for e in examples]
     else:
         audio = [np.ascontiguousarray(e.mel.T) for e in examples]
     texts = [e.text for e in examples]
@@ -309,18 +313,47 @@ def split_clips(cfg: TrainConfig) -> tuple[list[EmotionClip], dict[str, str]]:
     return clips, make_split(clips, seed=cfg.split_seed, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
 
 
+def needs_recogniser(model_cfg: ModelConfig) -> bool:
+    """Whether a model reads what only the recogniser's decoding gives (its transcript, or CTranslate2's states)."""
+    return model_cfg.uses_text or (model_cfg.uses_audio and model_cfg.audio_input == "encoder")
+
+
+def layer_source(cfg: TrainConfig) -> tuple[str, Any] | None:
+    """``(name, torch encoder)`` of the recogniser when ``cfg``'s model mixes encoder layers, else None."""
+    if ModelConfig.from_dict(cfg.model).audio_input != "layers":
+        return None
+    from ..recognition.torch_encoder import load_encoder
+
+    name = cfg.whisper_model or "tiny.en"
+    return name, load_encoder(name)
+
+
 def load_split_examples(
     cfg: TrainConfig, transcriber: Any, *, progress: bool = True, test: bool = True
 ) -> dict[str, Any]:
-    """Clips, split and examples of a run: ``train`` (all versions), ``val`` and ``test`` (clean; none if not ``test``)."""
+    """Clips, split and examples of a run: ``train`` (all versions), ``val`` and ``test`` (clean; none if not ``test``).
+
+    The recogniser runs only when the model reads its output (:func:`needs_recogniser`).
+    """
     clips, split = split_clips(cfg)
+    layers = layer_source(cfg)
+    if not needs_recogniser(ModelConfig.from_dict(cfg.model)):
+        transcriber = None
     part = {p: [c for c in clips if split[c.speaker] == p] for p in ("train", "val", "test")}
     versions = training_versions(
         part["train"], seed=cfg.seed, clean=cfg.clean_settings, augmented=cfg.augmented_versions
     )
 
     def examples(of: list[Version]) -> list[Example]:
-        return build_examples(of, transcriber, cfg.cache, seed=cfg.seed, babble_pool=part["train"], progress=progress)
+        return build_examples(
+            of,
+            transcriber,
+            cfg.cache,
+            seed=cfg.seed,
+            babble_pool=part["train"],
+            progress=progress,
+            layer_encoder=layers,
+        )
 
     return {
         "clips": clips,
@@ -347,6 +380,11 @@ def network_config(cfg: TrainConfig, text_dim: int, examples: Sequence[Example])
     model_cfg = ModelConfig.from_dict({"text_dim": text_dim, **cfg.model})
     if model_cfg.audio_input == "encoder" and examples:
         return replace(model_cfg, audio_dim=int(examples[0].states.shape[1]))
+    if model_cfg.audio_input == "layers":
+        source = layer_source(cfg)
+        assert source is not None
+        depth = len(source[1].blocks) + 1
+        return replace(model_cfg, audio_layers=depth, audio_dim=int(source[1].positions.shape[1]))
     if model_cfg.audio_input == "mel":
         return replace(model_cfg, audio_dim=get_preset("whisper").n_mels)
     return model_cfg
