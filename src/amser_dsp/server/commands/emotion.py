@@ -113,6 +113,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "fold model each with the checkpoint's model settings, at the default codec and uncompressed (evaluation "
         "only; docs/emotion.md says what differs from EmoBox's leaderboard)",
     )
+    p.add_argument(
+        "--config", help="with --protocol emobox: training config of the fold models (default: the checkpoint's)"
+    )
     p.add_argument("--epochs", type=int, help="with --protocol emobox: epochs per fold model (default: the config's)")
     p.add_argument(
         "--emobox-json", help="held-out report: add the EmoBox protocol's tables from this --protocol emobox --json"

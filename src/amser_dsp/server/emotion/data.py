@@ -307,7 +307,10 @@ def build_examples(
                 x = augmenter(x, rng, others)
             mel = codec_features(x, v.setting)
             windows = window_features(mel, cfg)
-            layers = _cached_layers(layer_encoder, mel, windows, cache) if layer_encoder is not None else None
+            layers = None
+            if layer_encoder is not None:
+                layers, fresh = _cached_layers(layer_encoder, mel, windows, cache)
+                computed += fresh and key is None  # with the recogniser, its misses are what is counted
             if key is None:
                 out[i] = Example(v, np.zeros((0, 1), np.float16), mel.astype(np.float16), "", layers)
                 continue
@@ -345,8 +348,10 @@ def _save(path: Path, **arrays: Any) -> None:
     tmp.replace(path)
 
 
-def _cached_layers(layer_encoder: tuple[str, Any], mel: np.ndarray, windows: Any, cache: Path) -> np.ndarray:
-    """Every encoder layer's states of ``mel`` (float16), from the cache or computed and stored."""
+def _cached_layers(
+    layer_encoder: tuple[str, Any], mel: np.ndarray, windows: Any, cache: Path
+) -> tuple[np.ndarray, bool]:
+    """Every encoder layer's states of ``mel`` (float16), from the cache or computed and stored; whether computed."""
     from .network import encoder_layer_states
 
     name, encoder = layer_encoder
@@ -354,10 +359,10 @@ def _cached_layers(layer_encoder: tuple[str, Any], mel: np.ndarray, windows: Any
     path = cache / "layers" / digest[:2] / f"{digest[2:40]}.npz"
     if path.exists():
         with np.load(path) as z:
-            return z["layers"]
+            return z["layers"], False
     layers = encoder_layer_states(encoder, [mel])[0].astype(np.float16)
     _save(path, layers=layers)
-    return layers
+    return layers, True
 
 
 def manifest_digest(examples: Sequence[Example]) -> str:

@@ -343,13 +343,16 @@ class EmotionNet(nn.Module):
         Every layer is standardised per channel (training statistics) before the weighted sum, so a layer
         of large activations does not win by scale alone.
         """
-        x = (audio - self.audio_mean) / self.audio_std
         if self.cfg.audio_input != "layers":
-            return x
-        b, t, _ = x.shape
-        return torch.einsum(
-            "btld,l->btd", x.view(b, t, self.cfg.audio_layers, self.cfg.audio_dim), self.layer_weights()
-        )
+            return (audio - self.audio_mean) / self.audio_std
+        # sum_l w_l (x_l - m_l) / s_l as one pass over the (wide) input: x @ (w / s) minus the constant term.
+        shape = (self.cfg.audio_layers, self.cfg.audio_dim)
+        scale = self.layer_weights()[:, None] / self.audio_std.view(shape)
+        layers = audio.view(*audio.shape[:2], *shape)
+        mixed = layers[:, :, 0] * scale[0]
+        for k in range(1, shape[0]):  # a loop of multiply-adds: measured faster than einsum on CPU
+            mixed = mixed + layers[:, :, k] * scale[k]
+        return mixed - (scale * self.audio_mean.view(shape)).sum(0)
 
     def forward(
         self, audio: torch.Tensor, audio_len: torch.Tensor, text: torch.Tensor, text_len: torch.Tensor
@@ -437,8 +440,8 @@ def collate(
         items = [np.zeros((1, i.shape[1] if i.ndim == 2 else 0), np.float32) if len(i) == 0 else i for i in items]
         lengths = torch.tensor([len(i) for i in items])
         out = torch.zeros((len(items), int(lengths.max()), items[0].shape[1]))
-        for k, item in enumerate(items):
-            out[k, : len(item)] = torch.from_numpy(np.asarray(item, np.float32))
+        for k, item in enumerate(items):  # torch converts float16 items while copying (faster than NumPy)
+            out[k, : len(item)] = torch.from_numpy(np.asarray(item))
         return out, lengths
 
     a, a_len = pad(audio)

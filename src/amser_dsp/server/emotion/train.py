@@ -155,8 +155,14 @@ def make_inputs(examples: Sequence[Example], model_cfg: ModelConfig, text_featur
 
 
 def _stats(items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.concatenate([np.asarray(i, np.float32) for i in items if len(i)])
-    return rows.mean(0), rows.std(0)
+    """Per-channel mean and standard deviation over every row of ``items`` (accumulated: no copy of them all)."""
+    total, squares, n = 0.0, 0.0, 0
+    for i in items:
+        if len(i):
+            rows = np.asarray(i, np.float64)
+            total, squares, n = total + rows.sum(0), squares + (rows**2).sum(0), n + len(rows)
+    mean = np.asarray(total) / max(n, 1)
+    return mean.astype(np.float32), np.sqrt(np.maximum(np.asarray(squares) / max(n, 1) - mean**2, 0)).astype(np.float32)
 
 
 def predict(model: EmotionNet | EmotionEnsemble, inputs: Inputs, batch_size: int = 64) -> np.ndarray:
@@ -318,9 +324,10 @@ def needs_recogniser(model_cfg: ModelConfig) -> bool:
     return model_cfg.uses_text or (model_cfg.uses_audio and model_cfg.audio_input == "encoder")
 
 
-def layer_source(cfg: TrainConfig) -> tuple[str, Any] | None:
-    """``(name, torch encoder)`` of the recogniser when ``cfg``'s model mixes encoder layers, else None."""
-    if ModelConfig.from_dict(cfg.model).audio_input != "layers":
+def layer_source(cfg: TrainConfig, models: Sequence[ModelConfig] | None = None) -> tuple[str, Any] | None:
+    """``(name, torch encoder)`` of ``cfg``'s recogniser when a model (default: ``cfg``'s) mixes encoder layers."""
+    models = models if models is not None else [ModelConfig.from_dict(cfg.model)]
+    if not any(m.audio_input == "layers" for m in models):
         return None
     from ..recognition.torch_encoder import load_encoder
 
@@ -329,15 +336,22 @@ def layer_source(cfg: TrainConfig) -> tuple[str, Any] | None:
 
 
 def load_split_examples(
-    cfg: TrainConfig, transcriber: Any, *, progress: bool = True, test: bool = True
+    cfg: TrainConfig,
+    transcriber: Any,
+    *,
+    progress: bool = True,
+    test: bool = True,
+    models: Sequence[ModelConfig] | None = None,
 ) -> dict[str, Any]:
     """Clips, split and examples of a run: ``train`` (all versions), ``val`` and ``test`` (clean; none if not ``test``).
 
-    The recogniser runs only when the model reads its output (:func:`needs_recogniser`).
+    The examples hold what ``models`` (default: ``cfg``'s) read: the recogniser runs only when one of them reads
+    its output (:func:`needs_recogniser`), the torch encoder only when one mixes its layers.
     """
     clips, split = split_clips(cfg)
-    layers = layer_source(cfg)
-    if not needs_recogniser(ModelConfig.from_dict(cfg.model)):
+    models = models if models is not None else [ModelConfig.from_dict(cfg.model)]
+    layers = layer_source(cfg, models)
+    if not any(needs_recogniser(m) for m in models):
         transcriber = None
     part = {p: [c for c in clips if split[c.speaker] == p] for p in ("train", "val", "test")}
     versions = training_versions(
