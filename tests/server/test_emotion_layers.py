@@ -228,3 +228,53 @@ def test_emobox_folds_on_the_shared_clips() -> None:
     assert all(len(t) == 0 or len({c.speaker for c in t}) <= 4 for t in ravdess.test)
     # EmoBox's EmoDB folds are the corpus's cv_k_fold lists: every fold holds clips of every speaker.
     assert len(emodb.test) == 5 and not emodb.speaker_disjoint and len(emodb.labels) == 7
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--protocol", "emobox", "--ablations", "text only"], "go with the held-out evaluation"),
+        (["--protocol", "emobox", "--plot", "x.png"], "go with the held-out evaluation"),
+        (["--protocol", "emobox", "--epochs", "0"], "positive number of epochs"),
+        (["--protocol", "emobox", "--settings", "kltdct 9 kbps"], "unknown codec settings"),
+        (["--protocol", "emobox", "--config", "c.json", "--checkpoint", "m.pt"], "give one"),
+        (["--epochs", "3"], "--epochs goes with --protocol emobox"),
+        (["--config", "c.json"], "--config goes with --protocol emobox"),
+    ],
+)
+def test_eval_emotion_refuses_options_that_do_not_go_together(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from amser_dsp.cli import main
+
+    assert main(["eval-emotion", *argv]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_protocol_report_labels_a_different_class_set() -> None:
+    from amser_dsp.server.emotion.emobox import protocol_report
+
+    row = {
+        "fold": 1,
+        "clips": 10,
+        "listed": 40,
+        "speakers": ["ravdess_01"],
+        "emobox_speakers": ["ravdess_01", "ravdess_11", "ravdess_20", "ravdess_21"],
+        "fit_seconds": 12.0,
+        "kltdct default": {"wa": 70.0, "ua": 60.0, "n": 10},
+    }
+    entry = {
+        "labels": ["angry", "calm", "happy", "neutral", "sad"],
+        "emobox_labels": ["angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprised"],
+        "speaker_disjoint": True,
+        "clips": 10,
+        "listed": 240,
+        "folds": [row, {"fold": 2, "clips": 0, "listed": 200}],
+    }
+    result = {"source": "s", "cpu": "c", "epochs": 3, "settings": ["kltdct default"], "corpora": {"ravdess": entry}}
+    text = protocol_report(result, "cmd")
+    assert "5 of EmoBox's 8 classes" in text and "missing disgust, fear, surprised" in text
+    assert "not a comparison" in text and "a different class set from the rows above" in text
+    assert "| 2 | none here | 0 / 200 |" in text
+    widths = {line.count("|") for line in text.splitlines() if line.startswith("| ")}
+    assert len(widths) == 1, widths  # every row of the table has the same number of cells

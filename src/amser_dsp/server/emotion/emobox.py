@@ -301,8 +301,8 @@ def differences(corpus: str, entry: dict[str, Any]) -> str:
     if missing:
         text += (
             f" A {len(ours)}-class task is not the leaderboard's {len(theirs)}-class one (chance "
-            f"{100 / len(ours):.0f}% against {100 / len(theirs):.1f}%, and the missing classes are among the hardest): "
-            "the leaderboard rows below are context, not a comparison."
+            f"{100 / len(ours):.0f}% against {100 / len(theirs):.1f}%, and which classes get confused changes with "
+            "the class set): the leaderboard rows below are context, not a comparison."
         )
     elif entry["clips"] < entry["listed"]:
         text += " The same classes on a subset of the clips: near the leaderboard's task, not the same one."
@@ -340,8 +340,8 @@ def protocol_report(result: dict[str, Any], command: str) -> str:
         means = [_summary(entry["folds"], s) for s in settings]
         cells = " | ".join(f"**{wa:.1f}** | **{ua:.1f}**" for wa, ua, _ in means)
         lines.append(f"| mean of folds | | {entry['clips']} / {entry['listed']} | {cells} | |")
-        cells = " | ".join(f"{pooled:.1f} | " for _, _, pooled in means)
-        lines.append(f"| all test clips pooled | | | {cells} |")
+        pooled_cells = [c for _, _, pooled in means for c in (f"{pooled:.1f}", "")]
+        lines.append("| " + " | ".join(["all test clips pooled (WA)", "", "", *pooled_cells, ""]) + " |")
         n_ours, n_theirs = len(entry["labels"]), len(entry["emobox_labels"])
         label = (
             f"{n_theirs} classes, all speakers: a different class set from the rows above"

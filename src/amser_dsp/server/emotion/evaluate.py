@@ -440,10 +440,12 @@ def _fusion_words(m: dict[str, Any]) -> str:
 def text_branch_note(results: dict[str, dict[str, Scored]], main_name: str) -> list[str]:
     """Measured text-only accuracy and the fusion gain over audio only (when those ablations ran), with the reason."""
     measured = ["The text-only and audio-only ablations were not run for this report (`--ablations`)."]
-    if "text only" in results and "audio only" in results:
+    # An audio-only shipped model is compared with its concatenation ablation: the same audio plus the text branch.
+    fused_name = "concatenation" if results.get("audio only") is results[main_name] else main_name
+    if "text only" in results and "audio only" in results and fused_name in results:
         text = results["text only"][DEFAULT_SETTING]
         audio = results["audio only"][DEFAULT_SETTING]
-        fused = results[main_name][DEFAULT_SETTING]
+        fused = results[fused_name][DEFAULT_SETTING]
         gain = 100 * (fused.correct.mean() - audio.correct.mean())
         lo, hi = bootstrap(fused.correct, audio.correct)
         counts = np.bincount(text.truth, minlength=len(LABELS))
@@ -451,7 +453,9 @@ def text_branch_note(results: dict[str, dict[str, Scored]], main_name: str) -> l
         by_corpus = ", ".join(f"{k} {text.scores(k)['accuracy']:.1f}%" for k in sorted({c.corpus for c in text.clips}))
         measured = [
             f"Text only reaches {text.scores()['accuracy']:.1f}% accuracy ({by_corpus}; always guessing the largest "
-            f"class would give {majority:.1f}%), and the shipped fusion model differs from audio only by {gain:+.1f} "
+            f"class would give {majority:.1f}%), and "
+            + ("the shipped fusion model" if fused_name == main_name else "adding the text branch (concatenation)")
+            + f" differs from audio only by {gain:+.1f} "
             f"points (95% CI {lo:+.1f} to {hi:+.1f}) at the default codec."
         ]
     return [
