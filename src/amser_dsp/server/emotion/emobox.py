@@ -34,7 +34,6 @@ from ...backends.variants import cpu_model
 from ...errors import AmserError
 from .data import DEFAULT_SETTING, EmotionClip, Version, build_examples, read_emotion_manifest
 from .train import (
-    Inputs,
     TrainConfig,
     fit_config,
     layer_source,
@@ -176,12 +175,6 @@ def map_folds(clips: Sequence[EmotionClip], folds: dict[str, Any] | None = None)
     return out
 
 
-def _inputs(examples: Sequence[Any], labels: tuple[str, ...], model_cfg: Any, texts: Any) -> Inputs:
-    """Model inputs with labels indexed in the corpus's own class list (not the 4-class model's)."""
-    inputs = make_inputs(examples, model_cfg, texts) if examples else Inputs([], [], np.zeros(0, int))
-    return replace(inputs, labels=np.array([labels.index(e.version.clip.label) for e in examples], int))
-
-
 def run_protocol(
     cfg: TrainConfig,
     *,
@@ -245,7 +238,7 @@ def run_protocol(
             net, _ = fit_config(
                 cfg,
                 model_cfg,
-                _inputs(train_ex, cf.labels, model_cfg, texts),
+                make_inputs(train_ex, model_cfg, texts, cf.labels),
                 None,
                 seed=cfg.seed,
                 patience=epochs,
@@ -263,7 +256,7 @@ def run_protocol(
             }
             for s in settings:
                 part = [e for e in examples if e.version.clip.id in held and e.version.setting == s]
-                inputs = _inputs(part, cf.labels, model_cfg, texts)
+                inputs = make_inputs(part, model_cfg, texts, cf.labels)
                 sc = scores(inputs.labels, predict(net, inputs).argmax(1), len(cf.labels))
                 row[s] = {"wa": sc["accuracy"], "ua": sc["uar"], "n": sc["n"], "confusion": sc["confusion"]}
             rows.append(row)

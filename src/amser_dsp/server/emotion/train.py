@@ -138,8 +138,13 @@ class Inputs:
         return len(self.labels)
 
 
-def make_inputs(examples: Sequence[Example], model_cfg: ModelConfig, text_features: Any) -> Inputs:
-    """Inputs of ``examples`` for ``model_cfg``; ``text_features(texts)`` gives the text-branch arrays."""
+def make_inputs(
+    examples: Sequence[Example], model_cfg: ModelConfig, text_features: Any, labels: Sequence[str] = LABELS
+) -> Inputs:
+    """Inputs of ``examples`` for ``model_cfg``; ``text_features(texts)`` gives the text-branch arrays.
+
+    Labels are indices in ``labels`` (default: the 4-class model's; a protocol with other classes passes its own).
+    """
     if model_cfg.audio_input == "encoder":
         audio = [e.states for e in examples]
     elif model_cfg.audio_input == "layers":
@@ -151,7 +156,9 @@ def make_inputs(examples: Sequence[Example], model_cfg: ModelConfig, text_featur
     texts = [e.text for e in examples]
     unique = sorted(set(texts))
     table = dict(zip(unique, text_features(unique) if unique else [], strict=True))
-    return Inputs(audio, [table[t] for t in texts], np.array([e.label for e in examples], int))
+    return Inputs(
+        audio, [table[t] for t in texts], np.array([labels.index(e.version.clip.label) for e in examples], int)
+    )
 
 
 def _stats(items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
