@@ -150,26 +150,20 @@ def test_analyzer_serves_a_layer_mixing_model(tmp_path: Path) -> None:
     assert result["probabilities"] == pytest.approx(dict(zip(LABELS, expected[0], strict=True)))
 
 
-def test_a_layer_model_of_another_recogniser_is_refused(tmp_path: Path) -> None:
-    pytest.importorskip("ctranslate2")
+def test_a_layer_model_names_a_recogniser_it_can_load(tmp_path: Path) -> None:
     from amser_dsp import CheckpointError
-    from amser_dsp.server.analysis import Analyzer
     from amser_dsp.server.emotion.network import EmotionRecogniser
-    from amser_dsp.server.recognition.whisper import Transcriber
 
     cfg = ModelConfig(fusion="audio", audio_input="layers", audio_layers=5, audio_dim=384, **SMALL)
-    transcriber = Transcriber(beam_size=1)
     meta = {
         "labels": list(LABELS),
         "preset": amser_dsp.get_preset("whisper").to_dict(),
-        "recogniser": transcriber.model_id,
+        "recogniser": "some-other-whisper",
         "text_encoder": {"name": "all-MiniLM-L6-v2", "dim": 12},
     }
     save_checkpoint(tmp_path / "m.pt", EmotionNet(cfg).eval(), meta)
-    recogniser = EmotionRecogniser(tmp_path / "m.pt")
-    recogniser.meta["recogniser"] = "some-other-whisper"
     with pytest.raises(CheckpointError, match="reads the layers of Whisper 'some-other-whisper'"):
-        Analyzer(transcriber, recogniser)
+        EmotionRecogniser(tmp_path / "m.pt")
 
 
 # ------------------------------------------------------------------ EmoBox folds

@@ -6,7 +6,9 @@ both the decoder and the emotion network), then the transcript's embedding and t
 recording and of each of its segments.  An emotion model reads the encoder states of the recogniser it was
 trained on (the packaged one: tiny.en's, 384-d); when another model makes the transcript (``--model base``),
 that recogniser's encoder runs beside it for the emotion branch alone (:attr:`Analyzer.states_from`; its cost
-in docs/models.md).  The service batches the recognition
+in docs/models.md).  A model that mixes every encoder layer (the packaged one) runs its own recogniser's encoder
+in torch on each recording's own frames instead (:meth:`~.emotion.network.EmotionRecogniser.layer_states`), whichever
+model makes the transcript; its cost is in docs/emotion.md.  The service batches the recognition
 step across requests (:class:`~.recognition.batcher.RecogniserBatcher`) and hands each result to
 :meth:`Analyzer.classify`; a command calls :meth:`Analyzer.analyze` on its own batch.
 """
@@ -53,15 +55,6 @@ class Analyzer:
         wanted = (
             emotion.meta.get("recogniser") if emotion is not None and emotion.cfg.audio_input == "encoder" else None
         )
-        if (
-            emotion is not None
-            and emotion.cfg.audio_input == "layers"
-            and emotion.meta.get("recogniser") != self.transcriber.model_id
-        ):
-            raise CheckpointError(
-                f"{emotion.path} reads the layers of Whisper {emotion.meta.get('recogniser')!r}; "
-                f"the recogniser here is {self.transcriber.model_id!r}"
-            )
         if emotion is not None and wanted is not None and wanted != self.transcriber.model_id:
             name = named_model(wanted)
             if name is None:
@@ -91,8 +84,9 @@ class Analyzer:
             return None
         if self.emotion.cfg.audio_input == "mel":
             return "none (decoded log-Mel)"
-        if self.emotion.cfg.audio_input == "layers":
-            return f"{self.transcriber.name} (every layer, run in torch on the recording's own frames)"
+        if self.emotion.cfg.audio_input == "layers":  # its own encoder, whichever model makes the transcript
+            name = named_model(str(self.emotion.meta.get("recogniser")))
+            return f"{name} (every layer, run in torch on the recording's own frames)"
         if self.states_from is None:
             return f"{self.transcriber.name} (the transcript's own)"
         return f"{self.states_from.name} (run beside {self.transcriber.name} for the emotion branch)"
