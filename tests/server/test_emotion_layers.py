@@ -272,3 +272,19 @@ def test_protocol_report_labels_a_different_class_set() -> None:
     assert "| 2 | none here | 0 / 200 |" in text
     widths = {line.count("|") for line in text.splitlines() if line.startswith("| ")}
     assert len(widths) == 1, widths  # every row of the table has the same number of cells
+
+
+def test_time_masking_hides_spans_in_training_only() -> None:
+    from amser_dsp.server.emotion.network import _mask_time
+
+    torch.manual_seed(0)
+    x = torch.ones(64, 50, 3)
+    lengths = torch.full((64,), 40)
+    masked = _mask_time(x, lengths, 0.2, training=True)
+    hidden = (masked[:, :, 0] == 0).sum(1)
+    assert int(hidden.max()) <= 2 * int(0.2 * 40) and int(hidden.sum()) > 0  # at most two spans of 20% each
+    assert bool((masked[:, 40:] == 1).all())  # padding is never where a span starts beyond the item
+    assert torch.equal(_mask_time(x, lengths, 0.2, training=False), x)
+    assert torch.equal(_mask_time(x, lengths, 0.0, training=True), x)
+    with pytest.raises(ConfigError, match="time_mask"):
+        ModelConfig(time_mask=1.0)

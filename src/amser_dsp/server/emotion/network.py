@@ -81,6 +81,9 @@ class ModelConfig:
     classifier.  ``input_dropout`` drops audio input channels; ``path_dropout``
     drops, per training item, the whole pooled output of the audio branch (so
     the classifier learns to use the statistics and the text alone as well).
+    ``time_mask`` is SpecAugment's time masking on the (mixed, standardised)
+    audio input in training: two spans per item, each up to that fraction of
+    its frames, set to the training mean.
     ``members`` > 1 is a seed ensemble: that many networks of this shape
     (trained with consecutive seeds) whose log-probabilities are averaged.
     """
@@ -104,6 +107,7 @@ class ModelConfig:
     dropout: float = 0.3
     pooled_stats: bool = False
     input_dropout: float = 0.0
+    time_mask: float = 0.0
     path_dropout: float = 0.0
     members: int = 1
 
@@ -121,7 +125,7 @@ class ModelConfig:
             value = getattr(self, f.name)
             if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{f.name}={value!r} is invalid: expected a positive integer")
-        for name in ("dropout", "input_dropout", "path_dropout"):
+        for name in ("dropout", "input_dropout", "path_dropout", "time_mask"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: expected 0 <= {name} < 1")
         if not isinstance(self.pooled_stats, bool):
@@ -229,6 +233,18 @@ def masked_stats(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     mean = (x * valid).sum(1) / n
     var = (((x - mean[:, None]) * valid) ** 2).sum(1) / n
     return torch.cat([mean, torch.sqrt(var + 1e-5)], -1)
+
+
+def _mask_time(x: torch.Tensor, lengths: torch.Tensor, fraction: float, training: bool) -> torch.Tensor:
+    """SpecAugment's time masking: per item two spans of up to ``fraction`` of its frames set to 0 (training only)."""
+    if not training or fraction == 0:
+        return x
+    n = lengths.to(torch.float32)[:, None]
+    width = (torch.rand(x.shape[0], 2) * fraction * n).long()
+    start = (torch.rand(x.shape[0], 2) * (n - width + 1)).long()
+    t = torch.arange(x.shape[1])[None, None, :]
+    masked = ((t >= start[:, :, None]) & (t < (start + width)[:, :, None])).any(1)
+    return x.masked_fill(masked[:, :, None], 0.0)
 
 
 def _drop_items(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -360,7 +376,7 @@ class EmotionNet(nn.Module):
         cfg = self.cfg
         pooled = []
         if cfg.uses_audio:
-            x = self.input_drop(self.mix(audio))
+            x = self.input_drop(_mask_time(self.mix(audio), audio_len, cfg.time_mask, self.training))
             if cfg.pooled_stats:
                 pooled.append(self.stats(masked_stats(x, audio_len)))
             a, a_len = self.audio(x, audio_len)
