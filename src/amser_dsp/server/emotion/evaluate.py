@@ -217,7 +217,7 @@ def report(
         "",
         f"Held-out speakers: {n_speakers} ({', '.join(f'{sum(c.corpus == k for c in clips)} {k} clips' for k in corpora)}), "
         f"4 classes ({', '.join(LABELS)}); the split is written beside the checkpoint "
-        f"(`{Path(meta.get('train_config', {}).get('out', 'emotion-v1.pt')).with_suffix('.split.tsv')}`). "
+        f"(`{Path(meta.get('train_config', {}).get('out', 'emotion-v2.pt')).with_suffix('.split.tsv')}`). "
         f"Model `{meta.get('name')}`: {meta['model_config']['fusion']} fusion, audio input "
         f"{meta['model_config']['audio_input']} ({_audio_words(meta)}), "
         f"text encoder {meta['text_encoder']['name']}. Intervals: 95% bootstrap over clips (2,000 resamples); "
@@ -344,7 +344,7 @@ def method_note(meta: dict[str, Any]) -> list[str]:
     return [
         "## How the model was made",
         "",
-        f"`amser train-emotion --config {Path(cfg.get('out', 'emotion-v1.pt')).with_suffix('.json')}` "
+        f"`amser train-emotion --config {Path(cfg.get('out', 'emotion-v2.pt')).with_suffix('.json')}` "
         f"(seed {cfg.get('seed')}, split seed {cfg.get('split_seed')}). Every training clip reaches the model the way "
         "a device's clip reaches the service: audio -> whisper features -> container -> decoded features -> "
         + (

@@ -564,7 +564,7 @@ def load_checkpoint(
 
 def default_checkpoint() -> Path:
     """The emotion model shipped in the package."""
-    return Path(__file__).resolve().parent / "data" / "emotion-v1.pt"
+    return Path(__file__).resolve().parent / "data" / "emotion-v2.pt"
 
 
 # ---------------------------------------------------------------- inference
@@ -636,6 +636,8 @@ class EmotionRecogniser:
         self.name = str(self.meta.get("name", self.path.stem))
         # The first forward pass sets up torch's kernels (about 2 s): pay it here, not in the first request.
         self.predict([np.zeros((4, self.cfg.input_width), np.float32)], [np.zeros((80, 8), np.float32)], ["warm up"])
+        if self.layer_encoder is not None:
+            self.layer_states([np.zeros((80, 8), np.float32)])
 
     def info(self) -> dict[str, Any]:
         """The model's name, labels, configuration and licence caution (``/v1/info`` shows it)."""

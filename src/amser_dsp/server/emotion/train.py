@@ -57,8 +57,8 @@ class TrainConfig:
     """Everything a training run depends on (a JSON file of these keys; unknown keys are refused)."""
 
     manifest: str = "../shared/data/emotion/manifest.tsv"
-    out: str = "src/amser_dsp/server/emotion/data/emotion-v1.pt"
-    name: str = "amser-emotion-v1"
+    out: str = "src/amser_dsp/server/emotion/data/emotion-v2.pt"
+    name: str = "amser-emotion-v2"
     cache: str = ".cache/emotion"
     seed: int = 0
     split_seed: int = 0
