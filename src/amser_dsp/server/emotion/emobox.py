@@ -314,6 +314,7 @@ def protocol_report(result: dict[str, Any], command: str) -> str:
         "WA: weighted accuracy (EmoBox's, the overall accuracy); UA: unweighted average recall. "
         f"CPU: {result['cpu']} (2 vCPU, shared with other jobs; 1 training thread).",
         "",
+        *([result["note"], ""] if result.get("note") else []),
     ]
     for corpus, entry in result["corpora"].items():
         lines += [f"### {corpus}", "", differences(corpus, entry), ""]

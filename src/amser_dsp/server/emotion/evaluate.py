@@ -220,7 +220,12 @@ def report(
         f"(`{Path(meta.get('train_config', {}).get('out', 'emotion-v2.pt')).with_suffix('.split.tsv')}`). "
         f"Model `{meta.get('name')}`: {meta['model_config']['fusion']} fusion, audio input "
         f"{meta['model_config']['audio_input']} ({_audio_words(meta)}), "
-        f"text encoder {meta['text_encoder']['name']}. Intervals: 95% bootstrap over clips (2,000 resamples); "
+        + (
+            f"text encoder {meta['text_encoder']['name']}. "
+            if meta["model_config"]["fusion"] != "audio"
+            else "no text branch. "
+        )
+        + "Intervals: 95% bootstrap over clips (2,000 resamples); "
         "differences are paired. On a couple of hundred clips an accuracy is known to about +-5 points.",
         "",
         *targets_note(shipped),
@@ -297,15 +302,18 @@ def report(
 
 def _audio_words(meta: dict[str, Any]) -> str:
     """What the audio branch reads, in words (with the learned layer weights of a layer-mixing model)."""
+    from ..recognition.models import named_model
+
     kind = meta["model_config"]["audio_input"]
-    if kind == "encoder":
-        return f"Whisper {meta.get('recogniser')} encoder states"
     if kind == "layers":
+        name = named_model(str(meta.get("recogniser"))) or meta.get("recogniser")
         weights = ", ".join(f"{w:.2f}" for w in meta.get("layer_weights", []))
         return (
-            f"a learned weighted sum of Whisper {meta.get('recogniser')}'s {meta['model_config']['audio_layers']} "
-            f"encoder layers, the convolutions' output first; weights {weights}"
+            f"a learned weighted sum of Whisper {name}'s {meta['model_config']['audio_layers']} encoder layers "
+            f"(the convolutions' output, then each block's), run in torch on the clip's own frames; weights {weights}"
         )
+    if kind == "encoder":
+        return f"Whisper {meta.get('recogniser')} encoder states"
     return "decoded log-Mel"
 
 
