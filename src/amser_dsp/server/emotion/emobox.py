@@ -8,7 +8,7 @@ exactly, and every table this module writes says so:
 
 - RAVDESS: only actors 01-18 and 5 of its 8 emotions (neutral, calm, happy, sad, angry; no fearful, disgust,
   surprised), so it is a 5-class task (chance and difficulty differ from the leaderboard's 8 classes) and
-  three of the six folds lack some of their actors;
+  four of the six folds lack some of their actors (actors 19-24);
 - EmoDB: all 7 classes but 408 of 535 clips (8 of 10 speakers), cut or padded to 2.0 s by a third party.
   EmoBox's EmoDB folds are its corpus's ``cv_k_fold`` lists, which are *not* speaker-disjoint: every fold
   holds clips of every speaker.  They are reproduced as published.
@@ -33,6 +33,7 @@ import numpy as np
 from ...backends.variants import cpu_model
 from ...errors import AmserError
 from .data import DEFAULT_SETTING, EmotionClip, Version, build_examples, read_emotion_manifest
+from .network import ModelConfig
 from .train import (
     TrainConfig,
     fit_config,
@@ -202,8 +203,6 @@ def run_protocol(
         if unknown:
             raise AmserError(f"no EmoBox folds for {unknown} in {cfg.manifest}; there are {sorted(mapped)}")
         mapped = {k: v for k, v in mapped.items() if k in corpora}
-    from .network import ModelConfig
-
     base = ModelConfig.from_dict(cfg.model)
     transcriber = (
         Transcriber(model=cfg.whisper_model, beam_size=cfg.beam_size, threads=cfg.threads)

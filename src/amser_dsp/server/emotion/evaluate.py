@@ -325,7 +325,7 @@ def missing_note(shipped: dict[str, Scored], results: dict[str, dict[str, Scored
         return []
     parts = [
         f"codec settings {', '.join(settings)}" if settings else "",
-        f"ablations {', '.join(ablations)}" if ablations else "",
+        f"ablations {', '.join(repr(a) for a in ablations)}" if ablations else "",
     ]
     return [
         f"Not in this report (not run): {'; '.join(p for p in parts if p)}. `make emotion-eval` runs everything.",
@@ -404,8 +404,9 @@ def method_note(meta: dict[str, Any]) -> list[str]:
             else ""
         )
         + _stopping_words(cfg, m, meta)
-        + f"Preparing the examples took {secs.get('prepare', 0) / 60:.1f} min (mostly Whisper; cached afterwards), "
-        f"fitting {secs.get('fit', 0) / 60:.1f} min on {cfg.get('threads')} threads.",
+        + f"Preparing the examples took {secs.get('prepare', 0) / 60:.1f} min (codec, augmentation and the "
+        f"recogniser or encoder passes; cached afterwards), fitting {secs.get('fit', 0) / 60:.1f} min on "
+        f"{cfg.get('threads')} thread(s).",
     ]
 
 
@@ -469,7 +470,7 @@ def text_branch_note(results: dict[str, dict[str, Scored]], main_name: str) -> l
     return [
         *measured,
         "",
-        "This is expected on this data, and it is not the paper's setting. RAVDESS actors say one of two fixed English "
+        "Little is expected from text on this data, and it is not the paper's setting. RAVDESS actors say one of two fixed English "
         "sentences and EmoDB speakers one of ten fixed German sentences in every emotion, so the words carry almost no "
         "information about the emotion; Whisper tiny.en also turns the German sentences into English-sounding guesses. "
         "What the text branch can learn here is mostly which corpus or sentence a clip comes from, and how Whisper's "
