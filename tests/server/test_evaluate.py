@@ -81,6 +81,31 @@ def test_opus_comparison_and_lowest_within() -> None:
     assert lowest_within(rows, 0.1) is None or lowest_within(rows, 0.1).kbps == 9.0
 
 
+def test_divergence_scores_each_mode_against_the_baselines_transcripts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amser_dsp.server.evaluation import report
+
+    monkeypatch.setattr(report, "total_seconds", lambda clips: 10.0)
+    monkeypatch.setattr(report, "normaliser", lambda: (str.lower, "lower"))
+    clips = [Clip("a", tmp_path / "a.flac", "the cat sat down", "s"), Clip("b", tmp_path / "b.flac", "a dog ran", "s")]
+
+    def mode(name: str, a: str, b: str) -> Mode:
+        m = Mode(name, "kltdct", lambda c, x: (np.zeros((80, 0)), 0))
+        m.results = {"a": (a, 100), "b": (b, 100)}
+        return m
+
+    base = mode("uncompressed", "the cat sat", "a dog ran")  # itself one deletion from the reference
+    same, other = mode("same", "the cat sat", "a dog ran"), mode("other", "the bat sat", "a dog")
+    rows, _ = report.summarise(clips, [base, same, other], base, resamples=200)
+    assert [r.divergence for r in rows[:2]] == [0.0, 0.0] and rows[1].divergence_ci == (0.0, 0.0)
+    # against the baseline's 6 words: one substitution and one deletion; the reference would say 3 of 7
+    assert rows[2].divergence == pytest.approx(100 * 2 / 6)
+    assert rows[2].wer == pytest.approx(100 * 3 / 7)
+    assert rows[2].divergence_ci[0] <= rows[2].divergence <= rows[2].divergence_ci[1]
+    assert "divergence % (95% CI)" in report.markdown(rows, clips, 10.0, "lower", "m", "cmd")
+
+
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from amser_dsp.server.evaluation.run import plot

@@ -109,9 +109,14 @@ def wait_for(page: Any, expression: str, timeout: float = 30.0, interval: float 
         time.sleep(interval)
 
 
-def open_page(browser: Any, url: str) -> Any:
-    """A new page at ``url`` with the page loaded (its codec ready) and the test helpers installed."""
+def open_page(browser: Any, url: str, routes: dict[str, Any] | None = None) -> Any:
+    """A new page at ``url`` with the page loaded (its codec ready) and the test helpers installed.
+
+    ``routes`` maps URL patterns to Playwright route handlers installed before the page loads.
+    """
     page = browser.new_page()
+    for pattern, handler in (routes or {}).items():
+        page.route(pattern, handler)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)

@@ -533,3 +533,47 @@ def test_page_refuses_configs_it_does_not_implement(page: Any, field: str, value
         config.to_json(),
     )
     assert message.startswith(f"AmserError: config {field}=") and "not supported on the page" in message
+
+
+@pytest.mark.parametrize("step, listed", [(-8, True), (-6, False), (-4, True)])
+def test_page_encodes_at_the_servers_default_codec(
+    browser: Any, static_site: str, tmp_path: Path, sample_audio: np.ndarray, step: int, listed: bool
+) -> None:
+    """The step /v1/info names (Whisper base asks for -8) is what the page's container is encoded at."""
+    import json
+
+    import soundfile as sf
+
+    from amser_dsp import container
+
+    from .browser import open_page, wait_for
+
+    info = {"model": "whisper-base", "format": 2, "presets": ["whisper"], "stream": False, "emotion": None}
+    info |= {"limits": {"auth": "none"}, "default_codec": {"codec": "kltdct", "step": step}}
+    sent: list[bytes] = []
+
+    def answer_info(route: Any) -> None:
+        route.fulfill(status=200, body=json.dumps(info), content_type="application/json")
+
+    def answer_analyze(route: Any) -> None:
+        sent.append(route.request.post_data_buffer)
+        route.fulfill(status=400, body=json.dumps({"error": {"code": "x", "message": "stop here"}}))
+
+    page = open_page(browser, static_site + "/", routes={"**/v1/info*": answer_info})
+    page.route("**/v1/analyze*", answer_analyze)
+    wait_for(page, f"document.querySelector('#step').value === '{step}'")
+    labels = page.evaluate("[...document.querySelectorAll('#step option')].map((o) => o.textContent)")
+    assert sum("this server's default" in label for label in labels) == 1
+    assert (len(labels) == 5) is listed  # a step the menu lacks is added to it
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, sample_audio, 16000, subtype="PCM_16")
+    page.set_input_files("#file", str(wav))
+    wait_for(page, "!document.querySelector('#error').hidden")
+    assert len(sent) == 1
+    assert container.read_all(sent[0])[0].codec["step"] == step
+    # a step the user picks is kept when the server's info is read again
+    page.select_option("#step", "0")
+    page.evaluate("document.querySelector('#key-form').requestSubmit()")
+    wait_for(page, "document.querySelector('#server-status').textContent.startsWith('Connected')")
+    assert page.evaluate("document.querySelector('#step').value") == "0"
+    page.close()

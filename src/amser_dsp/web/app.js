@@ -19,6 +19,7 @@ const state = {
   analysis: null, // the last analysis: {samples, container, features, nFrames, response, timings}
   live: null, // the last live stream: {messages, bytes, text, end}
   errors: [],
+  stepChosen: false, // the user picked a codec step: the server's default no longer moves it
 };
 
 // ---------------------------------------------------------------------------- messages
@@ -95,7 +96,24 @@ async function loadInfo() {
   if (needsKey && !state.key) $("api-key").focus();
   $("live").disabled = !info.stream;
   if (!info.stream) $("live").checked = false;
+  followServerCodec(info.default_codec);
   return info;
+}
+
+// The server names the step its recogniser needs (Whisper base hears finer detail than tiny.en): the page
+// encodes at it until the user picks another step.
+const SERVER_DEFAULT = " · this server's default";
+function followServerCodec(codec) {
+  if (!codec || codec.codec !== "kltdct" || !Number.isInteger(codec.step)) return;
+  const select = $("step");
+  let option = [...select.options].find((o) => Number(o.value) === codec.step);
+  if (!option) {
+    option = new Option(`${codec.step}`, String(codec.step));
+    select.add(option);
+  }
+  for (const o of select.options) o.textContent = o.textContent.replace(SERVER_DEFAULT, "");
+  option.textContent += SERVER_DEFAULT;
+  if (!state.stepChosen) select.value = String(codec.step);
 }
 
 // ---------------------------------------------------------------------------- drawing
@@ -578,6 +596,9 @@ function wire() {
     else sessionStorage.removeItem(KEY_STORAGE);
     clearError();
     loadInfo().catch((err) => showError(err.message));
+  });
+  $("step").addEventListener("change", () => {
+    state.stepChosen = true;
   });
   $("record").addEventListener("click", () => guarded(state.recording ? stopRecording : startRecording));
   $("file").addEventListener("change", () => {

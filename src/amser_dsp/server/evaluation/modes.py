@@ -85,9 +85,9 @@ def container_mode(name: str, family: str, codec: dict | Callable[[Clip], dict])
     return Mode(name, family, run)
 
 
-#: Step indices of the kltdct modes in the evaluation (about 1 to 16 kbps) and the rate-controlled targets.
+#: Step indices of the kltdct modes in the evaluation (about 1 to 16 kbps) and the rate-controlled targets (0.5 to 4 kbps).
 KLTDCT_STEPS = (-32, -28, -24, -20, -16, -12, -8, -4, 0, 2, 4, 6, 8, 12, 16)
-KLTDCT_KBPS = (2.0, 2.5, 3.0, 4.0)
+KLTDCT_KBPS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
 
 def kltdct_mode(

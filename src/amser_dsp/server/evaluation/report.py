@@ -26,6 +26,9 @@ class Row:
     delta: float
     ci: tuple[float, float]
     changed: float
+    #: WER of this mode's transcripts against the baseline's (no reference text needed), and its 95% interval.
+    divergence: float = 0.0
+    divergence_ci: tuple[float, float] = (0.0, 0.0)
 
 
 def total_seconds(clips: Sequence[Clip]) -> float:
@@ -38,7 +41,8 @@ def total_seconds(clips: Sequence[Clip]) -> float:
 def summarise(
     clips: Sequence[Clip], modes: Sequence[Mode], baseline: Mode, *, seed: int = 0, resamples: int = 2000
 ) -> tuple[list[Row], str]:
-    """Per mode: kbps, corpus WER, change vs ``baseline`` with a paired bootstrap CI, transcript-change rate."""
+    """Per mode: kbps, corpus WER, change vs ``baseline`` with a paired bootstrap CI, transcript-change rate, and
+    divergence: the WER of the mode's transcripts scored against the baseline's, with its bootstrap interval."""
     norm, norm_name = normaliser()
     refs = [norm(c.text) for c in clips]
     seconds = total_seconds(clips)
@@ -62,7 +66,17 @@ def summarise(
 
         lo, hi = paired_bootstrap(change, len(clips), seed=seed, resamples=resamples)
         changed = float(np.mean([h != b for h, b in zip(hyps, base_hyps, strict=True)]))
-        rows.append(Row(mode, kbps, float(wer), float(delta), (float(lo), float(hi)), changed))
+        apart = [word_errors(b, h) for b, h in zip(base_hyps, hyps, strict=True)]
+        d_err, d_words = np.array([a[0] for a in apart]), np.array([a[1] for a in apart])
+
+        def diverged(s: np.ndarray, d_err: np.ndarray = d_err, d_words: np.ndarray = d_words) -> np.ndarray:
+            return 100 * d_err[s].sum(1) / np.maximum(d_words[s].sum(1), 1)
+
+        d_ci = paired_bootstrap(diverged, len(clips), seed=seed, resamples=resamples)
+        divergence = 100 * d_err.sum() / max(d_words.sum(), 1)
+        rows.append(
+            Row(mode, kbps, float(wer), float(delta), (float(lo), float(hi)), changed, float(divergence), d_ci)
+        )
     return rows, norm_name
 
 
@@ -77,8 +91,9 @@ def markdown(
         f"{len(clips)} clips, {minutes:.1f} min, about {words:,} reference words; {model}; {norm_name}.",
         f"Command: `{command}`",
         "",
-        "| mode | kbps | % of PCM | WER % | change vs uncompressed (95% CI) | transcripts changed | Opus at this rate |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| mode | kbps | % of PCM | WER % | change vs uncompressed (95% CI) | transcripts changed "
+        "| divergence % (95% CI) | Opus at this rate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         kbps = f"{r.kbps:.2f}" if r.kbps is not None else "-"
@@ -94,7 +109,8 @@ def markdown(
             opus_wer = f"{np.interp(r.kbps, rates, wers):.2f}"
         lines.append(
             f"| {r.mode.name} | {kbps} | {pct} | {r.wer:.2f} | {r.delta:+.2f} ({r.ci[0]:+.2f}, {r.ci[1]:+.2f}) | "
-            f"{100 * r.changed:.0f}% | {opus_wer} |"
+            f"{100 * r.changed:.0f}% | {r.divergence:.2f} ({r.divergence_ci[0]:.2f}, {r.divergence_ci[1]:.2f}) | "
+            f"{opus_wer} |"
         )
     return "\n".join(lines) + "\n"
 

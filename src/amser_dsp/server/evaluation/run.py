@@ -102,6 +102,8 @@ def main(args: argparse.Namespace) -> int:  # called by the ``amser eval-asr`` c
                         "delta": r.delta,
                         "ci": r.ci,
                         "changed": r.changed,
+                        "divergence": r.divergence,
+                        "divergence_ci": r.divergence_ci,
                     }
                     for r in rows
                 ],
