@@ -308,8 +308,9 @@ def protocol_report(result: dict[str, Any], command: str) -> str:
         "## EmoBox protocol (fold models: evaluation only, never shipped)",
         "",
         f"Command: `{command}`. Folds: EmoBox's published test lists ({result['source']}), mapped onto the shared "
-        f"clips by file name. One network per fold ({result['epochs']} epochs, the evaluated checkpoint's model "
-        "settings, trained on the fold's training clips at every scored setting, clean), scored at each setting. "
+        f"clips by file name. One network per fold ({result['epochs']} epochs, the model and optimisation settings of "
+        "the given config or checkpoint, trained on the fold's training clips at every scored setting, clean, no "
+        "augmentation), scored at each setting. "
         "WA: weighted accuracy (EmoBox's, the overall accuracy); UA: unweighted average recall. "
         f"CPU: {result['cpu']} (2 vCPU, shared with other jobs; 1 training thread).",
         "",
