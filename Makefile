@@ -93,13 +93,14 @@ rd: $(VENV)/.stamp-numba,plot,eval $(FOLD_TABLES)
 		--markdown docs/rd.md --plot docs/img/rd.png --json out/rd.json
 
 EMOTION ?= ../shared/data/emotion/manifest.tsv
-# The packaged emotion model (src/amser_dsp/server/emotion/data/emotion-v1.pt; recogniser outputs cached in .cache/emotion).
+# The packaged emotion model (src/amser_dsp/server/emotion/data/emotion-v2.pt; encoder layers cached in .cache/emotion).
 emotion-model: $(VENV)/.stamp-fast,emotion
-	$(VENV)/bin/amser train-emotion --config src/amser_dsp/server/emotion/data/emotion-v1.json
+	$(VENV)/bin/amser train-emotion --config src/amser_dsp/server/emotion/data/emotion-v2.json
 
 # docs/emotion.md and docs/img/emotion-confusion.png: the packaged model on held-out speakers, codec sweep, ablations.
 emotion-eval: $(VENV)/.stamp-fast,plot,emotion
-	$(VENV)/bin/amser eval-emotion --manifest $(EMOTION) --markdown docs/emotion.md --plot docs/img/emotion-confusion.png
+	$(VENV)/bin/amser eval-emotion --protocol emobox --manifest $(EMOTION) --json docs/data/emotion-emobox.json
+	$(VENV)/bin/amser eval-emotion --manifest $(EMOTION) --markdown docs/emotion.md --plot docs/img/emotion-confusion.png --emobox-json docs/data/emotion-emobox.json
 
 # ruff, then mypy with the settings of pyproject.toml ([tool.mypy]: 0 errors on src/, the core with the strict flags).
 lint: $(VENV)/.stamp-fast,emotion,test,lint

@@ -318,22 +318,38 @@ def test_every_installed_model_serves_transcribe_analyze_and_stream(served: tupl
     assert messages[-1]["type"] == "end" and "belly" in finals.lower()
 
 
-def test_emotion_with_base_reads_tiny_en_states_and_matches_it() -> None:
+def test_emotion_with_base_reads_tiny_en_states_and_matches_it(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from amser_dsp.server.analysis import Analyzer
+    from amser_dsp.server.emotion.network import EmotionNet, EmotionRecogniser, ModelConfig, save_checkpoint
     from amser_dsp.server.recognition.whisper import Transcriber
 
     _installed("base")
     feats = amser_dsp.features(amser_dsp.load_audio(amser_dsp.sample_path()), 16000, "whisper")
     tiny = Analyzer.load(Transcriber(model="tiny.en", beam_size=1))
     base = Analyzer.load(Transcriber(model="base", beam_size=1))
-    assert tiny.states_from is None and base.states_from is not None and base.states_from.name == "tiny.en"
+    # The packaged model mixes tiny.en's layers, run by itself in torch: nothing runs beside base.
+    assert tiny.states_from is None and base.states_from is None
+    assert str(base.emotion_encoder()).startswith("tiny.en (every layer")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         a, b = tiny.analyze([feats])[0], base.analyze([feats])[0]
-    # Same states, same features: the emotion differs only through the transcript's text branch.
-    assert a["label"] is not None and b["label"] is not None
-    assert np.isclose(sum(b["probabilities"].values()), 1.0, atol=1e-5)
+    # Same features, same encoder, no text branch: the same emotion whichever model transcribes.
+    assert a["label"] is not None and a["label"] == b["label"]
+    assert b["probabilities"] == pytest.approx(a["probabilities"], abs=1e-6)
+    # A model of the recogniser's last-layer states gets tiny.en's CTranslate2 encoder beside base.
+    cfg = ModelConfig(fusion="audio", audio_input="encoder", audio_dim=384, d_model=32, lstm_hidden=16, heads=2)
+    meta = {
+        "labels": ["angry", "happy", "neutral", "sad"],
+        "preset": amser_dsp.get_preset("whisper").to_dict(),
+        "recogniser": tiny.transcriber.model_id,
+        "text_encoder": {"name": "all-MiniLM-L6-v2", "dim": 384},
+    }
+    save_checkpoint(tmp_path / "last.pt", EmotionNet(cfg).eval(), meta)
+    last = Analyzer(base.transcriber, EmotionRecogniser(tmp_path / "last.pt"))
+    assert last.states_from is not None and last.states_from.name == "tiny.en"
+    c = last.analyze([feats])[0]
+    assert np.isclose(sum(c["probabilities"].values()), 1.0, atol=1e-5)
 
 
 def test_a_path_is_a_directory_even_when_it_is_spelled_like_a_name(tmp_path: Path, monkeypatch) -> None:

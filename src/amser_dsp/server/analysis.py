@@ -6,7 +6,9 @@ both the decoder and the emotion network), then the transcript's embedding and t
 recording and of each of its segments.  An emotion model reads the encoder states of the recogniser it was
 trained on (the packaged one: tiny.en's, 384-d); when another model makes the transcript (``--model base``),
 that recogniser's encoder runs beside it for the emotion branch alone (:attr:`Analyzer.states_from`; its cost
-in docs/models.md).  The service batches the recognition
+in docs/models.md).  A model that mixes every encoder layer (the packaged one) runs its own recogniser's encoder
+in torch on each recording's own frames instead (:meth:`~.emotion.network.EmotionRecogniser.layer_states`), whichever
+model makes the transcript; its cost is in docs/emotion.md.  The service batches the recognition
 step across requests (:class:`~.recognition.batcher.RecogniserBatcher`) and hands each result to
 :meth:`Analyzer.classify`; a command calls :meth:`Analyzer.analyze` on its own batch.
 """
@@ -74,14 +76,17 @@ class Analyzer:
     @property
     def needs_states(self) -> bool:
         """Whether :meth:`classify` reads the transcriber's own encoder states (else it makes its own, or none)."""
-        return self.emotion is not None and self.states_from is None
+        return self.emotion is not None and self.emotion.cfg.audio_input == "encoder" and self.states_from is None
 
     def emotion_encoder(self) -> str | None:
         """Whose encoder states the emotion model reads (``/v1/info``): the transcriber's, or a model run beside it."""
         if self.emotion is None:
             return None
-        if self.emotion.cfg.audio_input != "encoder":
+        if self.emotion.cfg.audio_input == "mel":
             return "none (decoded log-Mel)"
+        if self.emotion.cfg.audio_input == "layers":  # its own encoder, whichever model makes the transcript
+            name = named_model(str(self.emotion.meta.get("recogniser")))
+            return f"{name} (every layer, run in torch on the recording's own frames)"
         if self.states_from is None:
             return f"{self.transcriber.name} (the transcript's own)"
         return f"{self.states_from.name} (run beside {self.transcriber.name} for the emotion branch)"
@@ -120,11 +125,12 @@ class Analyzer:
         """
         if self.emotion is None:
             return [(None, [None] * len(d.segments)) for d in decodings]
-        whole = (
-            [d.states for d in decodings]
-            if self.states_from is None
-            else encoder_states(self.states_from, list(features))
-        )
+        if self.emotion.cfg.audio_input == "layers":
+            whole = self.emotion.layer_states(features)
+        elif self.states_from is None:
+            whole = [d.states for d in decodings]
+        else:
+            whole = encoder_states(self.states_from, list(features))
         states: list[np.ndarray] = []
         feats: list[np.ndarray] = []
         texts: list[str] = []

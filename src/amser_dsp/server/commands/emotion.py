@@ -105,6 +105,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ablations", nargs="*", metavar="NAME", help="ablations to train and score (default: all; none: give no name)"
     )
+    p.add_argument(
+        "--protocol",
+        choices=("heldout", "emobox"),
+        default="heldout",
+        help="heldout (default): the checkpoint on its test speakers; emobox: EmoBox's folds (RAVDESS, EmoDB), one "
+        "fold model each with the checkpoint's model settings, at the default codec and uncompressed (evaluation "
+        "only; docs/emotion.md says what differs from EmoBox's leaderboard)",
+    )
+    p.add_argument(
+        "--config", help="with --protocol emobox: training config of the fold models (default: the checkpoint's)"
+    )
+    p.add_argument("--epochs", type=int, help="with --protocol emobox: epochs per fold model (default: the config's)")
+    p.add_argument(
+        "--emobox-json", help="held-out report: add the EmoBox protocol's tables from this --protocol emobox --json"
+    )
     p.add_argument("--markdown", help="write the report here (docs/emotion.md)")
     p.add_argument("--plot", help="write the confusion-matrix PNG here (docs/img/emotion-confusion.png)")
     p.add_argument("--json", help="also write every score as JSON here")

@@ -82,8 +82,10 @@ class EmotionClip:
     text: str
 
 
-def read_emotion_manifest(path: str | Path) -> list[EmotionClip]:
-    """The clips of ``manifest.tsv`` whose label is one of :data:`LABELS` (``in_4class`` = 1).
+def read_emotion_manifest(path: str | Path, *, every_label: bool = False) -> list[EmotionClip]:
+    """The clips of ``manifest.tsv`` whose label is one of :data:`LABELS` (``in_4class`` = 1), or every clip.
+
+    ``every_label`` keeps the corpus's other emotions too (calm, boredom, fear, disgust: their own names).
 
     Raises
     ------
@@ -107,10 +109,10 @@ def read_emotion_manifest(path: str | Path) -> list[EmotionClip]:
             r.get("text", ""),
         )
         for r in rows
-        if r["in_4class"] == "1" and r["label"] in LABELS
+        if every_label or (r["in_4class"] == "1" and r["label"] in LABELS)
     ]
     if not clips:
-        raise AmserError(f"{path} has no clips labelled {', '.join(LABELS)}")
+        raise AmserError(f"{path} has no clips{'' if every_label else ' labelled ' + ', '.join(LABELS)}")
     return clips
 
 
@@ -199,12 +201,17 @@ class Version:
 
 @dataclass
 class Example:
-    """What the classifier reads for one version: encoder states, decoded log-Mel, transcript."""
+    """What the classifier reads for one version: encoder states, decoded log-Mel, transcript, every layer's states.
+
+    ``states`` and ``text`` are empty when the examples were built without the recogniser (a model that reads
+    neither), ``layers`` is None when they were built without the torch encoder.
+    """
 
     version: Version
     states: np.ndarray  # (frames, d) float16, Whisper encoder output over the clip's frames
     mel: np.ndarray  # (80, T) float16, the decoded features
     text: str
+    layers: np.ndarray | None = None  # (frames, layers * d) float16, every encoder layer on the clip's own frames
 
     @property
     def label(self) -> int:
@@ -257,7 +264,7 @@ def model_key(transcriber: Transcriber) -> str:
 
 def build_examples(
     versions: Sequence[Version],
-    transcriber: Transcriber,
+    transcriber: Transcriber | None,
     cache: str | Path,
     *,
     seed: int = 0,
@@ -265,15 +272,19 @@ def build_examples(
     babble_pool: Sequence[EmotionClip] = (),
     progress: bool = True,
     batch: int = 16,
+    layer_encoder: tuple[str, Any] | None = None,
 ) -> list[Example]:
     """Examples of ``versions``, computing on cache misses only (in batches of ``batch`` clips).
 
     Augmented versions draw from ``np.random.default_rng([seed, crc32(clip id), index])``;
-    babble comes from ``babble_pool`` (other training clips).
+    babble comes from ``babble_pool`` (other training clips).  ``transcriber`` None skips the recogniser
+    (no states, no transcript: for a model that reads neither).  ``layer_encoder`` (its name in cache keys,
+    a :class:`~amser_dsp.server.recognition.torch_encoder.WhisperEncoder`) adds every encoder layer's states
+    (:func:`~.network.encoder_layer_states`, cached the same way).
     """
     augmenter = augmenter or Augmenter()
     cache = Path(cache)
-    key = model_key(transcriber)
+    key = model_key(transcriber) if transcriber is not None else None
     cfg = get_preset("whisper")
     audio: dict[str, np.ndarray] = {}
 
@@ -295,22 +306,27 @@ def build_examples(
                 others = [load(c) for c, cid in zip(babble_pool, pool_ids, strict=True) if cid != v.clip.id]
                 x = augmenter(x, rng, others)
             mel = codec_features(x, v.setting)
-            digest = input_digest(key, window_features(mel, cfg))
+            windows = window_features(mel, cfg)
+            layers = None
+            if layer_encoder is not None:
+                layers, fresh = _cached_layers(layer_encoder, mel, windows, cache)
+                computed += fresh and key is None  # with the recogniser, its misses are what is counted
+            if key is None:
+                out[i] = Example(v, np.zeros((0, 1), np.float16), mel.astype(np.float16), "", layers)
+                continue
+            digest = input_digest(key, windows)
             path = cache / digest[:2] / f"{digest[2:40]}.npz"
             if path.exists():
                 with np.load(path) as z:
-                    out[i] = Example(v, z["states"], mel.astype(np.float16), str(z["text"]))
+                    out[i] = Example(v, z["states"], mel.astype(np.float16), str(z["text"]), layers)
             else:
-                todo.append((i, mel, path))
-        if todo:
-            results = transcriber.transcribe_with_states([m for _, m, _ in todo])
-            for (i, mel, path), (text, states) in zip(todo, results, strict=True):
+                todo.append((i, mel, path, layers))
+        if todo and transcriber is not None:
+            results = transcriber.transcribe_with_states([m for _, m, _, _ in todo])
+            for (i, mel, path, layers), (text, states) in zip(todo, results, strict=True):
                 states16 = states.astype(np.float16)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npz")
-                np.savez(tmp, states=states16, text=np.array(text))
-                tmp.replace(path)
-                out[i] = Example(versions[i], states16, mel.astype(np.float16), text)
+                _save(path, states=states16, text=np.array(text))
+                out[i] = Example(versions[i], states16, mel.astype(np.float16), text, layers)
             computed += len(todo)
         if progress:
             done = min(lo + batch, len(versions))
@@ -322,6 +338,31 @@ def build_examples(
                 flush=True,
             )
     return [e for e in out if e is not None]
+
+
+def _save(path: Path, **arrays: Any) -> None:
+    """Write a cache entry atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, allow_pickle=False, **arrays)
+    tmp.replace(path)
+
+
+def _cached_layers(
+    layer_encoder: tuple[str, Any], mel: np.ndarray, windows: Any, cache: Path
+) -> tuple[np.ndarray, bool]:
+    """Every encoder layer's states of ``mel`` (float16), from the cache or computed and stored; whether computed."""
+    from .network import encoder_layer_states
+
+    name, encoder = layer_encoder
+    digest = input_digest(f"{name}|torch layers|{mel.shape[1]}", windows)
+    path = cache / "layers" / digest[:2] / f"{digest[2:40]}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z["layers"], False
+    layers = encoder_layer_states(encoder, [mel])[0].astype(np.float16)
+    _save(path, layers=layers)
+    return layers, True
 
 
 def manifest_digest(examples: Sequence[Example]) -> str:

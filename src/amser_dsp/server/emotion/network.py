@@ -4,8 +4,10 @@ Architecture (the paper's, section IV-B):
 
 - audio branch: Conv1d-BatchNorm-ReLU blocks over time (the kernel spans every
   feature channel), then a bidirectional LSTM; its input is Whisper's encoder
-  states (default: the server computes them for the transcript anyway) or the
-  decoded log-Mel (the paper's variant);
+  states (the server computes them for the transcript anyway), a learned
+  weighted sum of every encoder layer's states (SUPERB's protocol: computed
+  by Whisper's encoder in torch on the clip's own frames, see
+  :func:`encoder_layer_states`) or the decoded log-Mel (the paper's variant);
 - text branch: a linear layer on the sentence encoder's output (its token
   states, or the pooled sentence embedding);
 - fusion: MCAN-style co-attention (Yu et al. 2019): a stack of self-attention
@@ -28,7 +30,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -49,6 +51,7 @@ __all__ = [
     "ModelConfig",
     "build_network",
     "default_checkpoint",
+    "encoder_layer_states",
     "load_checkpoint",
     "save_checkpoint",
 ]
@@ -67,7 +70,10 @@ class ModelConfig:
     """Everything that fixes the network's shape; stored in the checkpoint.
 
     ``audio_input`` is ``encoder`` (Whisper encoder states, ``audio_dim`` 384
-    for tiny.en) or ``mel`` (decoded log-Mel, 80); ``text_input`` is
+    for tiny.en), ``layers`` (the states after the encoder's convolutions and
+    after each of its first ``audio_layers - 1`` blocks, stacked per frame
+    as ``audio_layers * audio_dim`` channels, mixed by learned softmax weights)
+    or ``mel`` (decoded log-Mel, 80); ``text_input`` is
     ``tokens`` (the text encoder's token states) or ``sentence`` (their mean);
     ``guide`` names the modality whose self-attention stack guides the other.
     ``pooled_stats`` adds a path beside the audio branch: the mean and standard
@@ -75,6 +81,9 @@ class ModelConfig:
     classifier.  ``input_dropout`` drops audio input channels; ``path_dropout``
     drops, per training item, the whole pooled output of the audio branch (so
     the classifier learns to use the statistics and the text alone as well).
+    ``time_mask`` is SpecAugment's time masking on the (mixed, standardised)
+    audio input in training: two spans per item, each up to that fraction of
+    its frames, set to the training mean.
     ``members`` > 1 is a seed ensemble: that many networks of this shape
     (trained with consecutive seeds) whose log-probabilities are averaged.
     """
@@ -82,6 +91,7 @@ class ModelConfig:
     fusion: str = "coattention"
     audio_input: str = "encoder"
     audio_dim: int = 384
+    audio_layers: int = 1
     text_input: str = "tokens"
     text_dim: int = 384
     n_classes: int = 4
@@ -97,13 +107,14 @@ class ModelConfig:
     dropout: float = 0.3
     pooled_stats: bool = False
     input_dropout: float = 0.0
+    time_mask: float = 0.0
     path_dropout: float = 0.0
     members: int = 1
 
     def __post_init__(self) -> None:
         choices = {
             "fusion": FUSIONS,
-            "audio_input": ("encoder", "mel"),
+            "audio_input": ("encoder", "layers", "mel"),
             "text_input": ("tokens", "sentence"),
             "guide": ("text", "audio"),
         }
@@ -114,11 +125,13 @@ class ModelConfig:
             value = getattr(self, f.name)
             if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{f.name}={value!r} is invalid: expected a positive integer")
-        for name in ("dropout", "input_dropout", "path_dropout"):
+        for name in ("dropout", "input_dropout", "path_dropout", "time_mask"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: expected 0 <= {name} < 1")
         if not isinstance(self.pooled_stats, bool):
             raise ConfigError(f"pooled_stats={self.pooled_stats!r} is invalid: expected true or false")
+        if self.audio_layers != 1 and self.audio_input != "layers":
+            raise ConfigError(f"audio_layers={self.audio_layers} goes with audio_input 'layers' only")
         if self.d_model % self.heads or self.lstm_hidden * 2 != self.d_model:
             raise ConfigError(
                 f"d_model={self.d_model} must be divisible by heads={self.heads} and equal 2 x lstm_hidden={self.lstm_hidden}"
@@ -131,6 +144,16 @@ class ModelConfig:
     @property
     def uses_text(self) -> bool:
         return self.fusion != "audio"
+
+    @property
+    def reads_encoder(self) -> bool:
+        """Whether the audio branch reads a Whisper encoder's states (so the checkpoint names that recogniser)."""
+        return self.uses_audio and self.audio_input != "mel"
+
+    @property
+    def input_width(self) -> int:
+        """Channels per frame of the audio input (every mixed layer's states side by side)."""
+        return self.audio_layers * self.audio_dim
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,6 +235,18 @@ def masked_stats(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, torch.sqrt(var + 1e-5)], -1)
 
 
+def _mask_time(x: torch.Tensor, lengths: torch.Tensor, fraction: float, training: bool) -> torch.Tensor:
+    """SpecAugment's time masking: per item two spans of up to ``fraction`` of its frames set to 0 (training only)."""
+    if not training or fraction == 0:
+        return x
+    n = lengths.to(torch.float32)[:, None]
+    width = (torch.rand(x.shape[0], 2) * fraction * n).long()
+    start = (torch.rand(x.shape[0], 2) * (n - width + 1)).long()
+    t = torch.arange(x.shape[1])[None, None, :]
+    masked = ((t >= start[:, :, None]) & (t < (start + width)[:, :, None])).any(1)
+    return x.masked_fill(masked[:, :, None], 0.0)
+
+
 def _drop_items(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Zero whole rows of ``x`` with probability ``p`` in training (survivors scaled by 1 / (1 - p))."""
     if not training or p == 0:
@@ -280,8 +315,10 @@ class EmotionNet(nn.Module):
             raise ConfigError(f"members={cfg.members}: an ensemble is built by build_network, not EmotionNet")
         self.cfg = cfg
         d = cfg.d_model
-        self.register_buffer("audio_mean", torch.zeros(cfg.audio_dim))
-        self.register_buffer("audio_std", torch.ones(cfg.audio_dim))
+        self.register_buffer("audio_mean", torch.zeros(cfg.input_width))
+        self.register_buffer("audio_std", torch.ones(cfg.input_width))
+        if cfg.audio_input == "layers":  # SUPERB's layer weights: softmax-normalised, equal at the start
+            self.layer_logits = nn.Parameter(torch.zeros(cfg.audio_layers))
         self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
         self.register_buffer("text_std", torch.ones(cfg.text_dim))
         width = 0
@@ -310,13 +347,36 @@ class EmotionNet(nn.Module):
             getattr(self, f"{prefix}_mean").copy_(torch.as_tensor(mean, dtype=torch.float32))
             getattr(self, f"{prefix}_std").copy_(torch.as_tensor(np.maximum(std, 1e-5), dtype=torch.float32))
 
+    def layer_weights(self) -> torch.Tensor:
+        """The weight of each mixed encoder layer (non-negative, summing to 1; one layer: ``[1]``)."""
+        if self.cfg.audio_input != "layers":
+            return torch.ones(1)
+        return self.layer_logits.softmax(0)
+
+    def mix(self, audio: torch.Tensor) -> torch.Tensor:
+        """Standardised audio input ``(batch, frames, audio_layers * audio_dim)`` -> ``(batch, frames, audio_dim)``.
+
+        Every layer is standardised per channel (training statistics) before the weighted sum, so a layer
+        of large activations does not win by scale alone.
+        """
+        if self.cfg.audio_input != "layers":
+            return (audio - self.audio_mean) / self.audio_std
+        # sum_l w_l (x_l - m_l) / s_l as one pass over the (wide) input: x @ (w / s) minus the constant term.
+        shape = (self.cfg.audio_layers, self.cfg.audio_dim)
+        scale = self.layer_weights()[:, None] / self.audio_std.view(shape)
+        layers = audio.view(*audio.shape[:2], *shape)
+        mixed = layers[:, :, 0] * scale[0]
+        for k in range(1, shape[0]):  # a loop of multiply-adds: measured faster than einsum on CPU
+            mixed = mixed + layers[:, :, k] * scale[k]
+        return mixed - (scale * self.audio_mean.view(shape)).sum(0)
+
     def forward(
         self, audio: torch.Tensor, audio_len: torch.Tensor, text: torch.Tensor, text_len: torch.Tensor
     ) -> torch.Tensor:
         cfg = self.cfg
         pooled = []
         if cfg.uses_audio:
-            x = self.input_drop((audio - self.audio_mean) / self.audio_std)
+            x = self.input_drop(_mask_time(self.mix(audio), audio_len, cfg.time_mask, self.training))
             if cfg.pooled_stats:
                 pooled.append(self.stats(masked_stats(x, audio_len)))
             a, a_len = self.audio(x, audio_len)
@@ -362,6 +422,31 @@ def build_network(cfg: ModelConfig) -> EmotionNet | EmotionEnsemble:
     return EmotionNet(cfg) if cfg.members == 1 else EmotionEnsemble(cfg)
 
 
+def encoder_layer_states(encoder: Any, features: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per ``(80, T)`` whisper-preset item: every encoder layer's states, ``(ceil(T / 2), layers * width)`` float32.
+
+    ``encoder`` is a :class:`~amser_dsp.server.recognition.torch_encoder.WhisperEncoder`; its
+    :meth:`~amser_dsp.server.recognition.torch_encoder.WhisperEncoder.layers` run on the item's own frames (in
+    pieces of at most one 30-s window, 3000 frames), not on a window padded to 30 s: the cost follows the
+    clip's length (a 3-s clip costs a tenth of a window), and training and the service compute the same
+    thing.  Items are run one at a time, so a result never depends on what else is in the batch.
+    """
+    window = 2 * int(encoder.positions.shape[0])
+    out = []
+    with torch.inference_mode():
+        for f in features:
+            f = np.asarray(f, np.float32)
+            pieces = []
+            for lo in range(0, f.shape[1], window):
+                mel = torch.from_numpy(np.ascontiguousarray(f[None, :, lo : lo + window]))
+                pieces.append(torch.cat(encoder.layers(mel), -1)[0].numpy())
+            width = len(encoder.blocks) + 1
+            out.append(
+                np.concatenate(pieces) if pieces else np.zeros((0, width * encoder.positions.shape[1]), np.float32)
+            )
+    return out
+
+
 def collate(
     audio: Sequence[np.ndarray], text: Sequence[np.ndarray]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -371,8 +456,8 @@ def collate(
         items = [np.zeros((1, i.shape[1] if i.ndim == 2 else 0), np.float32) if len(i) == 0 else i for i in items]
         lengths = torch.tensor([len(i) for i in items])
         out = torch.zeros((len(items), int(lengths.max()), items[0].shape[1]))
-        for k, item in enumerate(items):
-            out[k, : len(item)] = torch.from_numpy(np.asarray(item, np.float32))
+        for k, item in enumerate(items):  # torch converts float16 items while copying (faster than NumPy)
+            out[k, : len(item)] = torch.from_numpy(np.asarray(item))
         return out, lengths
 
     a, a_len = pad(audio)
@@ -465,7 +550,7 @@ def load_checkpoint(
             f"{path} was trained with text encoder {meta.get('text_encoder', {}).get('name')!r}, not {text_encoder!r}"
         )
     cfg = ModelConfig.from_dict(meta["model_config"])
-    if recogniser is not None and cfg.audio_input == "encoder" and meta.get("recogniser") != recogniser:
+    if recogniser is not None and cfg.reads_encoder and meta.get("recogniser") != recogniser:
         raise CheckpointError(
             f"{path} reads encoder states of Whisper {meta.get('recogniser')!r}; the recogniser here is {recogniser!r}"
         )
@@ -479,7 +564,7 @@ def load_checkpoint(
 
 def default_checkpoint() -> Path:
     """The emotion model shipped in the package."""
-    return Path(__file__).resolve().parent / "data" / "emotion-v1.pt"
+    return Path(__file__).resolve().parent / "data" / "emotion-v2.pt"
 
 
 # ---------------------------------------------------------------- inference
@@ -534,9 +619,25 @@ class EmotionRecogniser:
                 f"{self.path} expects {self.cfg.text_dim}-d text features; the encoder gives {text_encoder.dim}"
             )
         self.text_encoder = text_encoder
+        #: Whisper's encoder in torch, for a model that reads every encoder layer (None otherwise).
+        self.layer_encoder: Any = None
+        if self.cfg.audio_input == "layers":
+            from ..recognition.models import named_model
+            from ..recognition.torch_encoder import load_encoder
+
+            name = named_model(str(self.meta.get("recogniser")))
+            if name is None:
+                raise CheckpointError(
+                    f"{self.path} reads the layers of Whisper {self.meta.get('recogniser')!r}, which no model name loads"
+                )
+            self.layer_encoder = load_encoder(name)
+            if len(self.layer_encoder.blocks) + 1 != self.cfg.audio_layers:
+                raise CheckpointError(f"{self.path} mixes {self.cfg.audio_layers} layers; {name} has another depth")
         self.name = str(self.meta.get("name", self.path.stem))
         # The first forward pass sets up torch's kernels (about 2 s): pay it here, not in the first request.
-        self.predict([np.zeros((4, self.cfg.audio_dim), np.float32)], [np.zeros((80, 8), np.float32)], ["warm up"])
+        self.predict([np.zeros((4, self.cfg.input_width), np.float32)], [np.zeros((80, 8), np.float32)], ["warm up"])
+        if self.layer_encoder is not None:
+            self.layer_states([np.zeros((80, 8), np.float32)])
 
     def info(self) -> dict[str, Any]:
         """The model's name, labels, configuration and licence caution (``/v1/info`` shows it)."""
@@ -545,9 +646,26 @@ class EmotionRecogniser:
             "labels": list(self.labels),
             "fusion": self.cfg.fusion,
             "audio_input": self.cfg.audio_input,
+            **({"layer_weights": [round(float(w), 4) for w in self.layer_weights()]} if self.layer_encoder else {}),
             "text_encoder": self.meta["text_encoder"]["name"],
             "license": self.meta.get("license", LICENSE_CAUTION),
         }
+
+    def layer_weights(self) -> np.ndarray:
+        """The learned weight of each encoder layer (the members' mean for a seed ensemble)."""
+        nets = (
+            [cast(EmotionNet, m) for m in self.model.members]
+            if isinstance(self.model, EmotionEnsemble)
+            else [self.model]
+        )
+        with torch.inference_mode():
+            return torch.stack([n.layer_weights() for n in nets]).mean(0).numpy()
+
+    def layer_states(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """What the audio branch of a layer-mixing model reads for each ``(80, T)`` item (:func:`encoder_layer_states`)."""
+        if self.layer_encoder is None:
+            raise ConfigError(f"{self.path} reads no encoder layers (audio input {self.cfg.audio_input!r})")
+        return encoder_layer_states(self.layer_encoder, features)
 
     def text_features(self, texts: Sequence[str]) -> list[np.ndarray]:
         """What the text branch reads for each transcript (token states, or the pooled embedding as one row)."""
@@ -558,8 +676,9 @@ class EmotionRecogniser:
         return self.text_encoder.tokens(texts)
 
     def predict(self, states: Sequence[np.ndarray], mel: Sequence[np.ndarray], texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities ``(n, n_classes)`` from encoder states ``(frames, d)``, log-Mel ``(80, T)``, transcripts."""
-        audio = list(states) if self.cfg.audio_input == "encoder" else [np.asarray(m).T for m in mel]
+        """Class probabilities ``(n, n_classes)`` from encoder states ``(frames, d)`` (a layer-mixing model:
+        :meth:`layer_states`), log-Mel ``(80, T)``, transcripts."""
+        audio = list(states) if self.cfg.reads_encoder else [np.asarray(m).T for m in mel]
         return self.predict_inputs(audio, self.text_features(texts))
 
     def predict_inputs(self, audio: Sequence[np.ndarray], text: Sequence[np.ndarray]) -> np.ndarray:

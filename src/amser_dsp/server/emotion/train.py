@@ -57,8 +57,8 @@ class TrainConfig:
     """Everything a training run depends on (a JSON file of these keys; unknown keys are refused)."""
 
     manifest: str = "../shared/data/emotion/manifest.tsv"
-    out: str = "src/amser_dsp/server/emotion/data/emotion-v1.pt"
-    name: str = "amser-emotion-v1"
+    out: str = "src/amser_dsp/server/emotion/data/emotion-v2.pt"
+    name: str = "amser-emotion-v2"
     cache: str = ".cache/emotion"
     seed: int = 0
     split_seed: int = 0
@@ -138,21 +138,38 @@ class Inputs:
         return len(self.labels)
 
 
-def make_inputs(examples: Sequence[Example], model_cfg: ModelConfig, text_features: Any) -> Inputs:
-    """Inputs of ``examples`` for ``model_cfg``; ``text_features(texts)`` gives the text-branch arrays."""
+def make_inputs(
+    examples: Sequence[Example], model_cfg: ModelConfig, text_features: Any, labels: Sequence[str] = LABELS
+) -> Inputs:
+    """Inputs of ``examples`` for ``model_cfg``; ``text_features(texts)`` gives the text-branch arrays.
+
+    Labels are indices in ``labels`` (default: the 4-class model's; a protocol with other classes passes its own).
+    """
     if model_cfg.audio_input == "encoder":
         audio = [e.states for e in examples]
+    elif model_cfg.audio_input == "layers":
+        if any(e.layers is None for e in examples):
+            raise ConfigError("a layer-mixing model needs examples built with the torch encoder (layer_encoder)")
+        audio = [cast(np.ndarray, e.layers) for e in examples]
     else:
         audio = [np.ascontiguousarray(e.mel.T) for e in examples]
     texts = [e.text for e in examples]
     unique = sorted(set(texts))
     table = dict(zip(unique, text_features(unique) if unique else [], strict=True))
-    return Inputs(audio, [table[t] for t in texts], np.array([e.label for e in examples], int))
+    return Inputs(
+        audio, [table[t] for t in texts], np.array([labels.index(e.version.clip.label) for e in examples], int)
+    )
 
 
 def _stats(items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.concatenate([np.asarray(i, np.float32) for i in items if len(i)])
-    return rows.mean(0), rows.std(0)
+    """Per-channel mean and standard deviation over every row of ``items`` (accumulated: no copy of them all)."""
+    total, squares, n = 0.0, 0.0, 0
+    for i in items:
+        if len(i):
+            rows = np.asarray(i, np.float64)
+            total, squares, n = total + rows.sum(0), squares + (rows**2).sum(0), n + len(rows)
+    mean = np.asarray(total) / max(n, 1)
+    return mean.astype(np.float32), np.sqrt(np.maximum(np.asarray(squares) / max(n, 1) - mean**2, 0)).astype(np.float32)
 
 
 def predict(model: EmotionNet | EmotionEnsemble, inputs: Inputs, batch_size: int = 64) -> np.ndarray:
@@ -309,18 +326,55 @@ def split_clips(cfg: TrainConfig) -> tuple[list[EmotionClip], dict[str, str]]:
     return clips, make_split(clips, seed=cfg.split_seed, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
 
 
+def needs_recogniser(model_cfg: ModelConfig) -> bool:
+    """Whether a model reads what only the recogniser's decoding gives (its transcript, or CTranslate2's states)."""
+    return model_cfg.uses_text or (model_cfg.uses_audio and model_cfg.audio_input == "encoder")
+
+
+def layer_source(cfg: TrainConfig, models: Sequence[ModelConfig] | None = None) -> tuple[str, Any] | None:
+    """``(name, torch encoder)`` of ``cfg``'s recogniser when a model (default: ``cfg``'s) mixes encoder layers."""
+    models = models if models is not None else [ModelConfig.from_dict(cfg.model)]
+    if not any(m.audio_input == "layers" for m in models):
+        return None
+    from ..recognition.torch_encoder import load_encoder
+
+    name = cfg.whisper_model or "tiny.en"
+    return name, load_encoder(name)
+
+
 def load_split_examples(
-    cfg: TrainConfig, transcriber: Any, *, progress: bool = True, test: bool = True
+    cfg: TrainConfig,
+    transcriber: Any,
+    *,
+    progress: bool = True,
+    test: bool = True,
+    models: Sequence[ModelConfig] | None = None,
 ) -> dict[str, Any]:
-    """Clips, split and examples of a run: ``train`` (all versions), ``val`` and ``test`` (clean; none if not ``test``)."""
+    """Clips, split and examples of a run: ``train`` (all versions), ``val`` and ``test`` (clean; none if not ``test``).
+
+    The examples hold what ``models`` (default: ``cfg``'s) read: the recogniser runs only when one of them reads
+    its output (:func:`needs_recogniser`), the torch encoder only when one mixes its layers.
+    """
     clips, split = split_clips(cfg)
+    models = models if models is not None else [ModelConfig.from_dict(cfg.model)]
+    layers = layer_source(cfg, models)
+    if not any(needs_recogniser(m) for m in models):
+        transcriber = None
     part = {p: [c for c in clips if split[c.speaker] == p] for p in ("train", "val", "test")}
     versions = training_versions(
         part["train"], seed=cfg.seed, clean=cfg.clean_settings, augmented=cfg.augmented_versions
     )
 
     def examples(of: list[Version]) -> list[Example]:
-        return build_examples(of, transcriber, cfg.cache, seed=cfg.seed, babble_pool=part["train"], progress=progress)
+        return build_examples(
+            of,
+            transcriber,
+            cfg.cache,
+            seed=cfg.seed,
+            babble_pool=part["train"],
+            progress=progress,
+            layer_encoder=layers,
+        )
 
     return {
         "clips": clips,
@@ -347,6 +401,11 @@ def network_config(cfg: TrainConfig, text_dim: int, examples: Sequence[Example])
     model_cfg = ModelConfig.from_dict({"text_dim": text_dim, **cfg.model})
     if model_cfg.audio_input == "encoder" and examples:
         return replace(model_cfg, audio_dim=int(examples[0].states.shape[1]))
+    if model_cfg.audio_input == "layers":
+        source = layer_source(cfg)
+        assert source is not None
+        depth = len(source[1].blocks) + 1
+        return replace(model_cfg, audio_layers=depth, audio_dim=int(source[1].positions.shape[1]))
     if model_cfg.audio_input == "mel":
         return replace(model_cfg, audio_dim=get_preset("whisper").n_mels)
     return model_cfg
