@@ -28,7 +28,7 @@ from ...io import load_audio
 from ..recognition.models import model_arguments
 from ..recognition.transcripts import TranscriptCache
 from ..recognition.whisper import Transcriber
-from .modes import Clip, Mode, default_modes, held_out_tables, read_asr_manifest
+from .modes import Clip, Mode, default_modes, held_out_tables, learned_modes, read_asr_manifest
 from .recordings import long_recordings, recording_clips
 from .report import lowest_within, markdown, opus_comparison, plot, summarise, total_seconds
 
@@ -55,6 +55,17 @@ def run_evaluation(
             )
 
 
+def _decoders(paths: Sequence[str], clips: Sequence[Clip], model: str) -> tuple[list, dict[str, int]]:
+    """The learned decoders in ``paths`` (out of fold: each lists its training clips) and which one each clip gets."""
+    from ..recognition.learned_decoder import learned_decoder_for
+
+    decoders = [learned_decoder_for(model, p) for p in paths]
+    for path, d in zip(paths, decoders, strict=True):
+        if d is None or d.meta.get("model") != model:
+            raise AmserError(f"{path} was trained for Whisper {d and d.meta.get('model')!r}, not {model!r}")
+    return decoders, held_out_tables(clips, decoders)
+
+
 def main(args: argparse.Namespace) -> int:  # called by the ``amser eval-asr`` command
     clips = read_asr_manifest(Path(args.manifest), args.limit)
     if not clips:
@@ -69,6 +80,8 @@ def main(args: argparse.Namespace) -> int:  # called by the ``amser eval-asr`` c
         fold_tables = [codecs.kltdct.tables_from_bytes(Path(p).read_bytes()) for p in args.fold_tables]
         folds = held_out_tables(clips, fold_tables)
     modes = default_modes(fold_tables, folds)
+    if args.decoders:
+        modes += learned_modes(modes, *_decoders(args.decoders, clips, transcriber.name))
     if args.modes:
         wanted = re.compile(args.modes)
         modes = [m for m in modes if m.family in ("reference", "uncompressed") or wanted.search(m.name)]

