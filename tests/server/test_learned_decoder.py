@@ -135,3 +135,14 @@ def test_the_service_decodes_through_the_learned_decoder(feats: np.ndarray, tmp_
     assert np.array_equal(service._decode(blob)["features"], expected)
     plain = Service(ServiceSettings(emotion_model="none", decoder="off"), transcriber=service.asr)
     assert np.array_equal(plain._decode(blob)["features"], codecs.decode(blob))
+
+
+def test_a_new_table_keeps_the_hand_written_sections(tmp_path: Path) -> None:
+    from amser_dsp.server.evaluation.run import KEPT_MARKER, write_markdown
+
+    page = tmp_path / "rd.md"
+    write_markdown(page, "table 1\n")
+    assert page.read_text() == "table 1\n"
+    page.write_text(f"table 1\n\n{KEPT_MARKER}\n## By hand\n")
+    write_markdown(page, "table 2\n")
+    assert page.read_text() == f"table 2\n\n\n{KEPT_MARKER}\n## By hand\n"

@@ -642,6 +642,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--minutes", type=float, default=12.0, help="wall-time budget of the fitting (default 12)")
     p.add_argument("--min-step", type=int, default=-64, help="finest kltdct step the decoder is used at (default: all)")
+    p.add_argument(
+        "--no-balance",
+        action="store_true",
+        help="weigh pieces by their absolute encoder error (default: relative to the plain decoder's, so fine "
+        "steps count as much as coarse ones)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--cache", default=".cache/decoder", help="feature cache folder ('' for none)")

@@ -32,7 +32,10 @@ from .modes import Clip, Mode, default_modes, held_out_tables, learned_modes, re
 from .recordings import long_recordings, recording_clips
 from .report import lowest_within, markdown, opus_comparison, plot, summarise, total_seconds
 
-__all__ = ["main", "run_evaluation"]
+__all__ = ["KEPT_MARKER", "main", "run_evaluation", "write_markdown"]
+
+#: ``--markdown`` rewrites the file above this line and keeps what follows it.
+KEPT_MARKER = "<!-- written by hand: eval-asr --markdown keeps what follows -->"
 
 
 def run_evaluation(
@@ -53,6 +56,12 @@ def run_evaluation(
                 f"[{mi + 1}/{len(modes)}] {mode.name}: {fresh} clips in {time.perf_counter() - start:.0f} s",
                 file=sys.stderr,
             )
+
+
+def write_markdown(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, keeping what an existing file holds from :data:`KEPT_MARKER` on."""
+    kept = path.read_text().partition(KEPT_MARKER) if path.exists() else ("", "", "")
+    path.write_text(text + ("\n\n" + kept[1] + kept[2] if kept[1] else ""))
 
 
 def _decoders(paths: Sequence[str], clips: Sequence[Clip], model: str) -> tuple[list, dict[str, int]]:
@@ -100,7 +109,7 @@ def main(args: argparse.Namespace) -> int:  # called by the ``amser eval-asr`` c
     print(table, *summary, "", comparison, sep="\n")
     if args.markdown:
         text = table + "\n" + "\n".join(f"- {line}" for line in summary) + "\n\n" + comparison
-        Path(args.markdown).write_text(text)
+        write_markdown(Path(args.markdown), text)
     if args.plot:
         plot(rows, Path(args.plot), f"{len(clips)} clips, {model}")
     if args.json:

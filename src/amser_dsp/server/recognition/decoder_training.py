@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from ... import codec as codecs
-from ...codec.train import clip_folds
 from ...api import features
+from ...codec.train import clip_folds
 from ...config import get_preset
 from ...errors import AmserError
 from ...io import load_audio
@@ -60,7 +60,7 @@ def speech_features(manifest: Path, cache: Path | None, skip: Sequence[str] = ()
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(".tmp.npz")
-        np.savez(tmp, **out)
+        np.savez(tmp, **out)  # type: ignore[arg-type]
         tmp.replace(file)
     return out
 
@@ -82,13 +82,14 @@ def plain_decoded(piece: np.ndarray, tables: str, step: int) -> np.ndarray:
 def decoder_loss(
     encoder: WhisperEncoder, out: torch.Tensor, ref: torch.Tensor, ref_states: list[torch.Tensor], mel_weight: float
 ) -> torch.Tensor:
-    """Encoder-state distance of ``out`` from the reference (last layer + middle block, relative) + a log-Mel term."""
+    """Per piece ``(batch,)``: encoder-state distance of ``out`` from the reference (last layer + middle block,
+    each over the reference's energy) + ``mel_weight`` x the log-Mel's squared error over its variance."""
     states = encoder.layers(out)
     mid = len(states) // 2
-    loss = torch.zeros(())
+    loss = torch.zeros(out.shape[0])
     for i, weight in ((len(states) - 1, 1.0), (mid, 0.5)):
-        loss = loss + weight * (states[i] - ref_states[i]).square().mean() / ref_states[i].square().mean()
-    return loss + mel_weight * (out - ref).square().mean() / (ref - ref.mean()).square().mean()
+        loss = loss + weight * (states[i] - ref_states[i]).square().mean((1, 2)) / ref_states[i].square().mean()
+    return loss + mel_weight * (out - ref).square().mean((1, 2)) / (ref - ref.mean()).square().mean()
 
 
 def train_decoder(
@@ -101,13 +102,15 @@ def train_decoder(
     batch: int = 4,
     lr: float = 1e-3,
     mel_weight: float = 0.1,
+    balance: bool = True,
     seed: int = 0,
     log: Any = sys.stderr,
 ) -> tuple[DecoderNet, dict[str, Any]]:
     """Fit a :class:`DecoderNet` for recogniser ``model`` on ``pieces`` for ``minutes`` of wall time (one thread).
 
     The learning rate follows a cosine from ``lr`` to zero over the time budget; steps are drawn uniformly
-    from ``steps`` (inclusive).  Returns the network and a log (loss against the plain decoder's).
+    from ``steps`` (inclusive); ``balance`` weighs each piece by the inverse of the plain decoder's loss on it.
+    Returns the network and a log (loss against the plain decoder's).
     """
     if not pieces:
         raise AmserError("no training speech: every clip was excluded or the manifests are empty")
@@ -136,18 +139,25 @@ def train_decoder(
         step_t = torch.from_numpy(np.repeat(chosen[:, None], x.shape[-1], axis=1).astype(np.float32))
         with torch.no_grad():
             ref_states = encoder.layers(ref)
-        loss = decoder_loss(encoder, net(x, step_t), ref, ref_states, mel_weight)
+            # The plain decoder's loss, the yardstick: with ``balance`` each piece counts relative to it, so fine
+            # steps (small errors) weigh as much as coarse ones.
+            plain_loss = decoder_loss(encoder, x, ref, ref_states, mel_weight) if balance or n_steps % 10 == 0 else None
+        per_piece = decoder_loss(encoder, net(x, step_t), ref, ref_states, mel_weight)
+        loss = (per_piece / plain_loss).mean() if balance and plain_loss is not None else per_piece.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         n_steps += 1
-        if n_steps % 10 == 0:  # the same loss for the plain decoder, as the yardstick
-            with torch.no_grad():
-                base = decoder_loss(encoder, x, ref, ref_states, mel_weight)
-            ratio_sum += float(loss.detach()) / float(base)
+        if plain_loss is not None:
+            ratio_sum += float(per_piece.detach().sum() / plain_loss.sum())
             ratio_n += 1
         if n_steps % 20 == 0:
-            entry = {"step": n_steps, "minutes": elapsed / 60, "loss": float(loss.detach()), "ratio": ratio_sum / ratio_n}
+            entry = {
+                "step": n_steps,
+                "minutes": elapsed / 60,
+                "loss": float(loss.detach()),
+                "ratio": ratio_sum / ratio_n,
+            }
             history.append(entry)
             print(
                 f"step {n_steps} {elapsed / 60:.1f} min: loss {float(loss.detach()):.4f}, "
@@ -165,6 +175,7 @@ def train_decoder(
         "piece_frames": int(pieces[0].shape[1]),
         "lr": lr,
         "mel_weight": mel_weight,
+        "balance": balance,
         "step_range": list(steps),
         "history": history,
     }
@@ -202,7 +213,9 @@ def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
         sources.append(LICENCES["emotion"])
     pieces = speech_pieces(parts)
     print(f"{len(pieces)} pieces of {PIECE_FRAMES} frames ({len(clips)} ASR clips)", file=sys.stderr)
-    net, info = train_decoder(model, tables_name, pieces, minutes=args.minutes, seed=args.seed)
+    net, info = train_decoder(
+        model, tables_name, pieces, minutes=args.minutes, seed=args.seed, balance=not args.no_balance
+    )
     meta = {
         "model": model,
         "tables": tables_name,
@@ -219,4 +232,3 @@ def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
     Path(args.output).write_bytes(out)
     print(f"wrote {args.output} ({len(out) / 1e6:.2f} MB) after {info['minutes']:.1f} min", file=sys.stderr)
     return 0
-

@@ -37,9 +37,9 @@ from ...errors import ModelError
 __all__ = [
     "DecoderNet",
     "LearnedDecoder",
+    "decode_learned",
     "decoder_from_bytes",
     "frame_steps",
-    "decode_learned",
     "learned_decoder_for",
     "refine_decoded",
     "shipped_decoders",
@@ -82,6 +82,7 @@ class DecoderNet(nn.Module):
         self.blocks = nn.ModuleList(_Block(width, d) for d in dilations)
         self.out = nn.Conv1d(width, mels, 1)
         nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -208,7 +209,8 @@ def frame_steps(blob: bytes, n_frames: int, limits: fmt.Limits | None = None) ->
     codec = header_codec(header)
     if not isinstance(codec, KltDctCodec):
         return None
-    steps = np.concatenate([np.full(c.n_frames, codec.chunk_step(c.payload), np.int16) for c in chunks] or [[]])
+    parts = [np.full(c.n_frames, codec.chunk_step(c.payload), np.int16) for c in chunks]
+    steps = np.concatenate(parts) if parts else np.zeros(0, np.int16)
     return steps if steps.size == n_frames else None
 
 

@@ -49,9 +49,9 @@ __all__ = [
     "WhisperRecogniser",
     "check_whisper_config",
     "decode_for_whisper",
-    "load_learned_decoder",
     "default_model_path",
     "encoder_states",
+    "load_learned_decoder",
     "window_features",
 ]
 
