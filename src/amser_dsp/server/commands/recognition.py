@@ -648,6 +648,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="weigh pieces by their absolute encoder error (default: relative to the plain decoder's, so fine "
         "steps count as much as coarse ones)",
     )
+    p.add_argument("--init", help="start from this decoder file (for instance another recogniser's: a fine-tuning)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine to zero; default 0.001)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--cache", default=".cache/decoder", help="feature cache folder ('' for none)")

@@ -104,12 +104,14 @@ def train_decoder(
     mel_weight: float = 0.1,
     balance: bool = True,
     seed: int = 0,
+    init: DecoderNet | None = None,
     log: Any = sys.stderr,
 ) -> tuple[DecoderNet, dict[str, Any]]:
     """Fit a :class:`DecoderNet` for recogniser ``model`` on ``pieces`` for ``minutes`` of wall time (one thread).
 
     The learning rate follows a cosine from ``lr`` to zero over the time budget; steps are drawn uniformly
-    from ``steps`` (inclusive); ``balance`` weighs each piece by the inverse of the plain decoder's loss on it.
+    from ``steps`` (inclusive); ``init`` is a network to start from (another recogniser's: a fine-tuning),
+    trained further in place; ``balance`` weighs each piece by the inverse of the plain decoder's loss on it.
     Returns the network and a log (loss against the plain decoder's).
     """
     if not pieces:
@@ -117,7 +119,9 @@ def train_decoder(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     encoder = load_encoder(model)
-    net = DecoderNet()
+    net = init if init is not None else DecoderNet()
+    net.train()
+    net.requires_grad_(True)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     cache: dict[tuple[int, int], np.ndarray] = {}
     start = time.perf_counter()
@@ -213,9 +217,19 @@ def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
         sources.append(LICENCES["emotion"])
     pieces = speech_pieces(parts)
     print(f"{len(pieces)} pieces of {PIECE_FRAMES} frames ({len(clips)} ASR clips)", file=sys.stderr)
+    start = decoder_from_bytes(Path(args.init).read_bytes()) if args.init else None
     net, info = train_decoder(
-        model, tables_name, pieces, minutes=args.minutes, seed=args.seed, balance=not args.no_balance
+        model,
+        tables_name,
+        pieces,
+        minutes=args.minutes,
+        seed=args.seed,
+        balance=not args.no_balance,
+        init=start.net if start else None,
+        lr=args.lr,
     )
+    if start is not None:
+        info["started_from"] = {"sha256": start.sha256, "model": start.meta.get("model"), "meta": start.meta}
     meta = {
         "model": model,
         "tables": tables_name,
