@@ -636,6 +636,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--asr-manifest", required=True, help="TSV of transcribed clips (../shared/data/asr/manifest.tsv)")
     p.add_argument("--emotion-manifest", help="also train on these clips' speech (../shared/data/emotion/manifest.tsv)")
+    p.add_argument(
+        "--emotion-corpora",
+        help="only these corpora of --emotion-manifest, comma-separated (emodb: CC0; ravdess is CC BY-NC-SA)",
+    )
     p.add_argument("--tables", help="kltdct table file to code with (default: the shipped tables)")
     p.add_argument(
         "--exclude-fold", metavar="I/K", help="leave out speaker-disjoint ASR fold I of K (as train-codec does)"

@@ -38,7 +38,8 @@ PIECE_FRAMES = 1000
 #: Licences of the shared speech folders a decoder may be trained on (the data's README).
 LICENCES = {
     "asr": "LibriSpeech (CC BY 4.0) and LJ Speech (public domain)",
-    "emotion": "RAVDESS (CC BY-NC-SA 4.0: non-commercial, share-alike) and EmoDB (CC0)",
+    "ravdess": "RAVDESS (CC BY-NC-SA 4.0: non-commercial, share-alike)",
+    "emodb": "EmoDB (CC0, as republished by audEERING)",
 }
 
 
@@ -47,10 +48,15 @@ def _rows(manifest: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def speech_features(manifest: Path, cache: Path | None, skip: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """Clip id -> whisper-preset features of every clip in ``manifest`` not in ``skip`` (cached as float32 ``.npz``)."""
+def speech_features(
+    manifest: Path, cache: Path | None, skip: Sequence[str] = (), corpora: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Clip id -> whisper-preset features of every clip in ``manifest`` not in ``skip`` (and, with ``corpora``,
+    whose ``corpus`` column is one of them), cached as float32 ``.npz``."""
     cfg = get_preset("whisper")
     rows = [r for r in _rows(manifest) if r["id"] not in set(skip)]
+    if corpora is not None:
+        rows = [r for r in rows if r.get("corpus") in corpora]
     key = hashlib.sha256("\n".join(r["id"] for r in rows).encode()).hexdigest()[:16]
     file = cache / f"features-{manifest.parent.name}-{key}.npz" if cache is not None else None
     if file is not None and file.exists():
@@ -206,15 +212,22 @@ def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
             raise AmserError(f"--exclude-fold {args.exclude_fold}: the fold must be 0 to {n_folds - 1}")
         folds = clip_folds(rows, n_folds)
         exclude = [cid for cid, f in folds.items() if f == fold]
+    if args.emotion_corpora and not args.emotion_manifest:
+        raise AmserError("--emotion-corpora chooses clips of --emotion-manifest: give the manifest too")
     cache = Path(args.cache) if args.cache else None
     asr_feats = speech_features(asr, cache, exclude)
     clips = list(asr_feats)
     parts = [asr_feats[c] for c in clips]
     sources = [LICENCES["asr"]]
     if args.emotion_manifest:
-        emo = speech_features(Path(args.emotion_manifest), cache)
+        corpora = args.emotion_corpora.split(",") if args.emotion_corpora else None
+        emo = speech_features(Path(args.emotion_manifest), cache, corpora=corpora)
+        if not emo:
+            raise AmserError(f"no clips of corpora {corpora} in {args.emotion_manifest}")
         parts += list(emo.values())
-        sources.append(LICENCES["emotion"])
+        sources += [
+            LICENCES.get(c, f"{c} (see the manifest's licence column)") for c in corpora or ("ravdess", "emodb")
+        ]
     pieces = speech_pieces(parts)
     print(f"{len(pieces)} pieces of {PIECE_FRAMES} frames ({len(clips)} ASR clips)", file=sys.stderr)
     start = decoder_from_bytes(Path(args.init).read_bytes()) if args.init else None
@@ -236,7 +249,7 @@ def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
         "clips": clips,
         "excluded_fold": args.exclude_fold,
         "speech": sources,
-        "emotion_clips": bool(args.emotion_manifest),
+        "emotion_clips": len(parts) - len(clips),
         "torch_threads": args.threads,
         **info,
     }
