@@ -652,6 +652,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="weigh pieces by their absolute encoder error (default: relative to the plain decoder's, so fine "
         "steps count as much as coarse ones)",
     )
+    p.add_argument(
+        "--asr-repeat",
+        type=int,
+        default=1,
+        help="draw the --asr-manifest clips this many times as often as the emotion clips (default 1)",
+    )
     p.add_argument("--init", help="start from this decoder file (for instance another recogniser's: a fine-tuning)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine to zero; default 0.001)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

@@ -212,6 +212,8 @@ def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
             raise AmserError(f"--exclude-fold {args.exclude_fold}: the fold must be 0 to {n_folds - 1}")
         folds = clip_folds(rows, n_folds)
         exclude = [cid for cid, f in folds.items() if f == fold]
+    if args.asr_repeat < 1:
+        raise AmserError(f"--asr-repeat must be at least 1, got {args.asr_repeat}")
     if args.emotion_corpora and not args.emotion_manifest:
         raise AmserError("--emotion-corpora chooses clips of --emotion-manifest: give the manifest too")
     cache = Path(args.cache) if args.cache else None
@@ -228,7 +230,8 @@ def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
         sources += [
             LICENCES.get(c, f"{c} (see the manifest's licence column)") for c in corpora or ("ravdess", "emodb")
         ]
-    pieces = speech_pieces(parts)
+    # The transcribed clips are the speech the recogniser is judged on: --asr-repeat draws them more often.
+    pieces = speech_pieces(parts[: len(clips)]) * args.asr_repeat + speech_pieces(parts[len(clips) :])
     print(f"{len(pieces)} pieces of {PIECE_FRAMES} frames ({len(clips)} ASR clips)", file=sys.stderr)
     start = decoder_from_bytes(Path(args.init).read_bytes()) if args.init else None
     net, info = train_decoder(
@@ -251,6 +254,7 @@ def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
         "speech": sources,
         "emotion_clips": len(parts) - len(clips),
         "torch_threads": args.threads,
+        "asr_repeat": args.asr_repeat,
         **info,
     }
     out = LearnedDecoder(net, args.min_step, meta).to_bytes()
