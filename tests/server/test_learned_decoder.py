@@ -10,6 +10,7 @@ import pytest
 import amser_dsp
 from amser_dsp import codec as codecs
 from amser_dsp.errors import ModelError
+from amser_dsp.server.recognition.models import shipped_decoder
 
 torch = pytest.importorskip("torch")
 
@@ -20,7 +21,6 @@ from amser_dsp.server.recognition.learned_decoder import (  # noqa: E402
     decoder_from_bytes,
     frame_steps,
     learned_decoder_for,
-    shipped_decoders,
 )
 
 
@@ -116,8 +116,10 @@ def test_choices_load_or_are_refused(tmp_path: Path) -> None:
     assert decoder is not None and "learned" in status
     decoder, status = load_learned_decoder("my-own-model", "auto")
     assert decoder is None and "none ships" in status
-    for name in shipped_decoders():  # shipped files load offline, from the package
-        assert learned_decoder_for(name) is not None
+    assert learned_decoder_for("my-own-model") is None
+    for name in ("tiny.en", "base"):  # a shipped file loads offline, from the package; none: the plain decoder
+        decoder, status = load_learned_decoder(name, None)
+        assert (decoder is None) == (shipped_decoder(name) is None)
 
 
 def test_the_service_decodes_through_the_learned_decoder(feats: np.ndarray, tmp_path: Path) -> None:
@@ -216,3 +218,16 @@ def test_transcribe_refuses_a_decoder_file_it_cannot_load(tmp_path: Path, capsys
     blob.write_bytes(codecs.encode(np.zeros((80, 50), np.float32), config="whisper"))
     assert main(["transcribe", str(blob), "--decoder", str(tmp_path / "missing.npz")]) == 1
     assert "cannot read learned decoder" in capsys.readouterr().err
+
+
+def test_a_model_without_a_decoder_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("ctranslate2")
+    code = (
+        "import sys; from amser_dsp.server.recognition.whisper import load_learned_decoder; "
+        "d, status = load_learned_decoder('my-own-model'); "
+        "assert d is None and 'none ships' in status and 'torch' not in sys.modules, status"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -19,7 +19,6 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from ...codec import Decoded, decode_container
 from ...codec.containers import header_codec
 from ...codec.kltdct import KltDctCodec
 from ...errors import ModelError
+from .models import shipped_decoder
 
 __all__ = [
     "DecoderNet",
@@ -42,7 +42,6 @@ __all__ = [
     "frame_steps",
     "learned_decoder_for",
     "refine_decoded",
-    "shipped_decoders",
 ]
 
 #: Step indices are given to the network divided by this (steps -8 to 24 become -0.5 to 1.5).
@@ -170,20 +169,10 @@ def decoder_from_bytes(data: bytes) -> LearnedDecoder:
     return LearnedDecoder(net, min_step, header.get("meta", {}), hashlib.sha256(data).hexdigest())
 
 
-def _folder() -> Any:
-    return files(__package__) / "data" / "decoders"
-
-
-@functools.cache
-def shipped_decoders() -> tuple[str, ...]:
-    """Recognisers with a shipped learned decoder (``tiny.en``, ``base``)."""
-    folder = _folder()
-    return tuple(sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".npz"))) if folder.is_dir() else ()
-
-
 @functools.lru_cache(maxsize=4)
-def _load_shipped(name: str) -> LearnedDecoder:
-    return decoder_from_bytes((_folder() / f"{name}.npz").read_bytes())
+def _load_shipped(model: str) -> LearnedDecoder | None:
+    data = shipped_decoder(model)
+    return decoder_from_bytes(data) if data is not None else None
 
 
 def learned_decoder_for(model: str, source: str | os.PathLike[str] | None = None) -> LearnedDecoder | None:
@@ -197,7 +186,7 @@ def learned_decoder_for(model: str, source: str | os.PathLike[str] | None = None
         except OSError as exc:
             raise ModelError(f"cannot read learned decoder {os.fspath(source)}: {exc.strerror or exc}") from None
         return decoder_from_bytes(data)
-    return _load_shipped(model) if model in shipped_decoders() else None
+    return _load_shipped(model)
 
 
 def frame_steps(blob: bytes, n_frames: int, limits: fmt.Limits | None = None) -> np.ndarray | None:

@@ -33,7 +33,7 @@ from .longform import (
     encoded_rows,
     silence_value,
 )
-from .models import DEFAULT_LANGUAGE, resolve_model, start_tokens
+from .models import DEFAULT_LANGUAGE, resolve_model, shipped_decoder, start_tokens
 
 require_extra("ctranslate2", "tokenizers")
 
@@ -102,6 +102,8 @@ def load_learned_decoder(model: str, choice: str | None = None) -> tuple[Any, st
     """
     if choice == "off":
         return None, "off (--decoder off): the plain inverse transform"
+    if choice in (None, "auto") and shipped_decoder(model) is None:  # no torch imported for nothing
+        return None, f"none ships for {model}: the plain inverse transform"
     try:
         from .learned_decoder import learned_decoder_for
     except ImportError as exc:
