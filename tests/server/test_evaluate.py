@@ -40,7 +40,7 @@ def test_each_clip_is_coded_with_tables_that_never_saw_it(speech: list[np.ndarra
     clips = [_clip(i) for i in range(3)]
     folds = held_out_tables(clips, [a, b])
     assert folds == {"c0": 1, "c1": 1, "c2": 0}
-    with pytest.raises(AmserError, match="every --fold-tables"):
+    with pytest.raises(AmserError, match="every file given"):
         held_out_tables([_clip(0)], [a])
     try:
         mode = kltdct_mode("k", {"step": 0}, [a, b], folds)

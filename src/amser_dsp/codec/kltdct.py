@@ -512,6 +512,15 @@ class KltDctCodec(Codec):
         q, ctx = _quantised(coeffs, _coding_plan(tables, step_index))
         return _CHUNK_HEAD.pack(step_index, float(x.min()), float(x.max())) + rans.encode(q, ctx)
 
+    @staticmethod
+    def chunk_step(payload: bytes) -> int:
+        """The step index a chunk payload was coded at (its head's first byte)."""
+        if len(payload) < _CHUNK_HEAD.size:
+            raise CorruptContainerError(
+                f"kltdct chunk has {len(payload)} bytes, fewer than its {_CHUNK_HEAD.size}-byte head"
+            )
+        return int(_CHUNK_HEAD.unpack_from(payload)[0])
+
     def decode_chunk(self, payload: bytes, n_mels: int, n_frames: int, max_decoded_bytes: int) -> np.ndarray:
         tables = self.table_data
         if n_mels != tables.n_mels:

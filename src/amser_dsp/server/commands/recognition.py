@@ -1,4 +1,5 @@
-"""Subcommands of ``amser`` that need the server extra: transcribe, send, stream, serve, eval-asr, train-codec.
+"""Subcommands of ``amser`` that need the server extra: transcribe, send, stream, serve, eval-asr, train-codec,
+train-decoder.
 
 Registered through the ``amser_dsp.commands`` entry point; only argument
 definitions live here, and the heavy modules load when a command runs.
@@ -33,9 +34,18 @@ from ...errors import AmserError
 from ...io import AUDIO_SUFFIXES
 from .. import DEFAULT_BEAM_SIZE
 
-__all__ = ["add_model_arguments", "add_parsers"]
+__all__ = ["add_decoder_argument", "add_model_arguments", "add_parsers"]
 
 INPUT_SUFFIXES = (*AUDIO_SUFFIXES, CONTAINER_SUFFIX)
+
+
+def add_decoder_argument(p: argparse.ArgumentParser) -> None:
+    """``--decoder``: how kltdct containers are decoded for the recogniser (serve, transcribe)."""
+    p.add_argument(
+        "--decoder",
+        help="kltdct containers for the recogniser: auto (default: the learned decoder shipped for the model, if "
+        "torch is installed), off (the plain inverse transform, as amser decode), or a decoder file (docs/rd.md)",
+    )
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,7 +96,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from ... import encode_audio
     from ..recognition import subtitles
     from ..recognition.models import model_arguments
-    from ..recognition.whisper import Transcriber, decode_for_whisper
+    from ..recognition.whisper import Transcriber, decode_for_whisper, load_learned_decoder
 
     form = args.format or ("json" if args.json else "txt")
     if args.json and form != "json":
@@ -96,6 +106,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if form in ("srt", "vtt") and args.output is None and len(jobs) > 1:
         raise AmserError(f"--format {form} of several files needs --output FOLDER (one subtitle file per input)")
     transcriber = Transcriber(**model_arguments(args), beam_size=args.beam or DEFAULT_BEAM_SIZE)
+    decoder, _ = load_learned_decoder(transcriber.name, args.decoder)
 
     def work(job: Job) -> Done:
         blob, seconds = container_from(
@@ -103,7 +114,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             options, args.chunk_seconds,
         )  # fmt: skip
         # another preset's features: refused, not misread
-        decoded = transcriber.decode([decode_for_whisper(blob).features])[0]
+        decoded = transcriber.decode([decode_for_whisper(blob, decoder=decoder).features])[0]
         fields, totals = _fields(job, decoded.text, blob, seconds, segments=[s.to_dict() for s in decoded.segments])
         document = {
             "txt": decoded.text + "\n",
@@ -221,6 +232,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         model=args.model,
         language=args.language,
         emotion_model=args.emotion_model,
+        decoder=args.decoder,
         idle_timeout=args.idle_timeout,
         max_streams=args.max_streams,
         max_stream_seconds=args.max_stream_seconds,
@@ -423,6 +435,12 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_decoder(args: argparse.Namespace) -> int:
+    from ..recognition.decoder_training import main
+
+    return main(args)
+
+
 def _default(settings_field: str) -> object:
     from ..http.settings import ServiceSettings
 
@@ -448,6 +466,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "named by --format; default: standard output",
     )
     add_model_arguments(p)
+    add_decoder_argument(p)
     p.add_argument("--beam", type=int, help=f"beam size (1: greedy; default {_default('beam_size')})")
     p.set_defaults(run=cmd_transcribe)
 
@@ -470,6 +489,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help=f"CPU threads of each recogniser call (default {_default('threads')})")
     p.add_argument("--api-key-file", help="file of accepted API keys, one per line (or AMSER_API_KEY)")
     add_model_arguments(p)
+    add_decoder_argument(p)
     p.add_argument("--beam", type=int, help=f"beam size (default {_default('beam_size')})")
     p.add_argument(
         "--emotion-model",
@@ -574,6 +594,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="kltdct tables trained without fold 0, 1, ... (amser train-codec --exclude-fold I/K): "
         "evaluate the kltdct modes out of fold (default: the shipped, in-sample tables)",
     )
+    p.add_argument(
+        "--decoders",
+        nargs="+",
+        metavar="NPZ",
+        help="learned decoders trained without fold 0, 1, ... (amser train-decoder --exclude-fold I/K, with the "
+        "--fold-tables of the same fold): add each kltdct mode decoded by them, out of fold",
+    )
     p.set_defaults(run=cmd_eval_asr)
 
     p = sub.add_parser("train-codec", help="train kltdct tables on a manifest's clips (Whisper-weighted)")
@@ -602,3 +629,39 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "encoder time on 7 s clips; the shipped tables were measured clip by clip)",
     )
     p.set_defaults(run=cmd_train_codec)
+
+    p = sub.add_parser(
+        "train-decoder", help="train the learned kltdct decoder through Whisper's frozen encoder (needs torch)"
+    )
+    add_model_arguments(p)
+    p.add_argument("--asr-manifest", required=True, help="TSV of transcribed clips (../shared/data/asr/manifest.tsv)")
+    p.add_argument("--emotion-manifest", help="also train on these clips' speech (../shared/data/emotion/manifest.tsv)")
+    p.add_argument(
+        "--emotion-corpora",
+        help="only these corpora of --emotion-manifest, comma-separated (emodb: CC0; ravdess is CC BY-NC-SA)",
+    )
+    p.add_argument("--tables", help="kltdct table file to code with (default: the shipped tables)")
+    p.add_argument(
+        "--exclude-fold", metavar="I/K", help="leave out speaker-disjoint ASR fold I of K (as train-codec does)"
+    )
+    p.add_argument("--minutes", type=float, default=12.0, help="wall-time budget of the fitting (default 12)")
+    p.add_argument("--min-step", type=int, default=-64, help="finest kltdct step the decoder is used at (default: all)")
+    p.add_argument(
+        "--no-balance",
+        action="store_true",
+        help="weigh pieces by their absolute encoder error (default: relative to the plain decoder's, so fine "
+        "steps count as much as coarse ones)",
+    )
+    p.add_argument(
+        "--asr-repeat",
+        type=int,
+        default=1,
+        help="draw the --asr-manifest clips this many times as often as the emotion clips (default 1)",
+    )
+    p.add_argument("--init", help="start from this decoder file (for instance another recogniser's: a fine-tuning)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine to zero; default 0.001)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--cache", default=".cache/decoder", help="feature cache folder ('' for none)")
+    p.add_argument("-o", "--output", required=True, help="the decoder file to write (.npz)")
+    p.set_defaults(run=cmd_train_decoder)

@@ -30,6 +30,7 @@ __all__ = [
     "default_modes",
     "held_out_tables",
     "kltdct_mode",
+    "learned_modes",
     "opus_mode",
     "opus_roundtrip",
     "read_asr_manifest",
@@ -60,6 +61,8 @@ class Mode:
     family: str
     run: Callable[[Clip, np.ndarray], tuple[np.ndarray, int | None]]
     results: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+    #: For container modes: ``(clip, audio) -> container`` (what ``run`` decodes).
+    encode: Callable[[Clip, np.ndarray], bytes] | None = None
 
 
 def audio_features(audio: np.ndarray) -> np.ndarray:
@@ -78,14 +81,17 @@ def container_mode(name: str, family: str, codec: dict | Callable[[Clip], dict])
     cfg = get_preset("whisper")
     codec_for = codec if callable(codec) else lambda clip: codec
 
+    def encode(clip: Clip, audio: np.ndarray) -> bytes:
+        return codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, codec=codec_for(clip))
+
     def run(clip: Clip, audio: np.ndarray) -> tuple[np.ndarray, int | None]:
-        blob = codecs.encode(features(audio, SAMPLE_RATE, cfg), config=cfg, codec=codec_for(clip))
+        blob = encode(clip, audio)
         return codecs.decode(blob), len(blob)
 
-    return Mode(name, family, run)
+    return Mode(name, family, run, encode=encode)
 
 
-#: Step indices of the kltdct modes in the evaluation (about 1 to 16 kbps) and the rate-controlled targets (0.5 to 4 kbps).
+#: Step indices of the kltdct modes (about 1 to 16 kbps) and the rate-controlled targets (0.5 to 4 kbps).
 KLTDCT_STEPS = (-32, -28, -24, -20, -16, -12, -8, -4, 0, 2, 4, 6, 8, 12, 16)
 KLTDCT_KBPS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
@@ -109,6 +115,36 @@ def kltdct_mode(
     return container_mode(label + " (out of fold)", "kltdct", lambda clip: {**codec, "tables": names[folds[clip.id]]})
 
 
+def learned_modes(modes: Sequence[Mode], decoders: Sequence, folds: dict) -> list[Mode]:
+    """Each kltdct mode again, its containers decoded by the learned decoder that never saw the clip.
+
+    ``decoders`` are :class:`~..recognition.learned_decoder.LearnedDecoder` objects trained out of fold
+    (``amser train-decoder --exclude-fold I/K``); ``folds`` maps a clip to the one that excludes it, and its
+    tables must be the ones the clip is coded with.
+    """
+    from ..recognition.learned_decoder import decode_learned
+
+    out = []
+    for mode in modes:
+        if mode.family != "kltdct":
+            continue
+
+        def run(clip: Clip, audio: np.ndarray, mode: Mode = mode) -> tuple[np.ndarray, int | None]:
+            assert mode.encode is not None  # every kltdct mode is a container mode
+            blob = mode.encode(clip, audio)
+            decoder = decoders[folds[clip.id]]
+            tables = codecs.inspect(blob).codec.get("tables")
+            if decoder.meta.get("tables") != tables:
+                raise AmserError(
+                    f"clip {clip.id} is coded with tables {tables!r}; its decoder was trained on "
+                    f"{decoder.meta.get('tables')!r}"
+                )
+            return decode_learned(blob, decoder).features, len(blob)
+
+        out.append(Mode(mode.name + " + learned decoder", "kltdct learned", run))
+    return out
+
+
 def held_out_tables(clips: Sequence[Clip], fold_tables: Sequence) -> dict[str, int]:
     """Clip id -> index of a table set whose training clips (``meta["clips"]``) exclude it."""
     seen = [set(t.meta.get("clips", ())) for t in fold_tables]
@@ -116,7 +152,7 @@ def held_out_tables(clips: Sequence[Clip], fold_tables: Sequence) -> dict[str, i
     for clip in clips:
         unseen = [i for i, ids in enumerate(seen) if clip.id not in ids]
         if not unseen:
-            raise AmserError(f"clip {clip.id} was in the training data of every --fold-tables file")
+            raise AmserError(f"clip {clip.id} was in the training data of every file given (--fold-tables, --decoders)")
         out[clip.id] = unseen[0]
     return out
 

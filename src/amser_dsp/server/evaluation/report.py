@@ -123,7 +123,7 @@ def lowest_within(rows: Sequence[Row], points: float) -> Row | None:
     return min(ok, key=lambda r: math.inf if r.kbps is None else r.kbps) if ok else None
 
 
-OURS = ("svd float16", "svd int8", "kltdct")
+OURS = ("svd float16", "svd int8", "kltdct", "kltdct learned")
 
 
 def opus_comparison(rows: Sequence[Row], rates: Sequence[float] = tuple(range(2, 17))) -> str:
@@ -162,7 +162,7 @@ def plot(rows: Sequence[Row], path: Path, title: str) -> None:
     except ImportError:
         raise AmserError("--plot needs matplotlib: pip install 'amser-dsp[plot]'") from None
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    styles = {"kltdct": "o-", "svd int8": "s--", "svd float16": "^--", "opus": "D-", "raw": "x"}
+    styles = {"kltdct": "o-", "kltdct learned": "v-", "svd int8": "s--", "svd float16": "^--", "opus": "D-", "raw": "x"}
     for family, style in styles.items():
         pts = sorted((r.kbps, r.delta, r.ci) for r in rows if r.mode.family == family and r.kbps)
         if not pts:

@@ -28,11 +28,14 @@ from ...io import load_audio
 from ..recognition.models import model_arguments
 from ..recognition.transcripts import TranscriptCache
 from ..recognition.whisper import Transcriber
-from .modes import Clip, Mode, default_modes, held_out_tables, read_asr_manifest
+from .modes import Clip, Mode, default_modes, held_out_tables, learned_modes, read_asr_manifest
 from .recordings import long_recordings, recording_clips
 from .report import lowest_within, markdown, opus_comparison, plot, summarise, total_seconds
 
-__all__ = ["main", "run_evaluation"]
+__all__ = ["KEPT_MARKER", "main", "run_evaluation", "write_markdown"]
+
+#: ``--markdown`` rewrites the file above this line and keeps what follows it.
+KEPT_MARKER = "<!-- written by hand: eval-asr --markdown keeps what follows -->"
 
 
 def run_evaluation(
@@ -55,6 +58,23 @@ def run_evaluation(
             )
 
 
+def write_markdown(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, keeping what an existing file holds from :data:`KEPT_MARKER` on."""
+    kept = path.read_text().partition(KEPT_MARKER) if path.exists() else ("", "", "")
+    path.write_text(text + ("\n\n" + kept[1] + kept[2] if kept[1] else ""))
+
+
+def _decoders(paths: Sequence[str], clips: Sequence[Clip], model: str) -> tuple[list, dict[str, int]]:
+    """The learned decoders in ``paths`` (out of fold: each lists its training clips) and which one each clip gets."""
+    from ..recognition.learned_decoder import learned_decoder_for
+
+    decoders = [learned_decoder_for(model, p) for p in paths]
+    for path, d in zip(paths, decoders, strict=True):
+        if d is None or d.meta.get("model") != model:
+            raise AmserError(f"{path} was trained for Whisper {d and d.meta.get('model')!r}, not {model!r}")
+    return decoders, held_out_tables(clips, decoders)
+
+
 def main(args: argparse.Namespace) -> int:  # called by the ``amser eval-asr`` command
     clips = read_asr_manifest(Path(args.manifest), args.limit)
     if not clips:
@@ -69,6 +89,8 @@ def main(args: argparse.Namespace) -> int:  # called by the ``amser eval-asr`` c
         fold_tables = [codecs.kltdct.tables_from_bytes(Path(p).read_bytes()) for p in args.fold_tables]
         folds = held_out_tables(clips, fold_tables)
     modes = default_modes(fold_tables, folds)
+    if args.decoders:
+        modes += learned_modes(modes, *_decoders(args.decoders, clips, transcriber.name))
     if args.modes:
         wanted = re.compile(args.modes)
         modes = [m for m in modes if m.family in ("reference", "uncompressed") or wanted.search(m.name)]
@@ -87,7 +109,7 @@ def main(args: argparse.Namespace) -> int:  # called by the ``amser eval-asr`` c
     print(table, *summary, "", comparison, sep="\n")
     if args.markdown:
         text = table + "\n" + "\n".join(f"- {line}" for line in summary) + "\n\n" + comparison
-        Path(args.markdown).write_text(text)
+        write_markdown(Path(args.markdown), text)
     if args.plot:
         plot(rows, Path(args.plot), f"{len(clips)} clips, {model}")
     if args.json:

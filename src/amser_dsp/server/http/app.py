@@ -269,6 +269,11 @@ def create_app(settings: ServiceSettings | None = None, transcriber: Transcriber
             else "benchmark mode: files are received, checked and decoded, not transcribed (texts are empty)",
             "limits": service.settings.public(),
             "emotion": emotion_info(),
+            "decoder": {
+                "status": service.decoder_status,
+                "min_step": service.decoder.min_step if service.decoder else None,
+                "sha256": service.decoder.sha256[:16] if service.decoder else None,
+            },
             "stream": service.streams.settings.public(),
         }
 

@@ -28,7 +28,12 @@ from ..analysis import Analyzer  # noqa: E402
 from ..recognition.batcher import RecogniserBatcher  # noqa: E402
 from ..recognition.live import Recogniser, StreamingSettings  # noqa: E402
 from ..recognition.longform import Decoding  # noqa: E402
-from ..recognition.whisper import Transcriber, WhisperRecogniser, decode_for_whisper  # noqa: E402
+from ..recognition.whisper import (  # noqa: E402
+    Transcriber,
+    WhisperRecogniser,
+    decode_for_whisper,
+    load_learned_decoder,
+)
 from .auth import Keys  # noqa: E402
 from .errors import ServiceError  # noqa: E402
 from .memory import IdleTrimmer  # noqa: E402
@@ -98,6 +103,8 @@ class Service:
         self.decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="amser-decode")
         self.batcher = RecogniserBatcher(self.asr, self.pool, settings.workers)
         emotion, self.emotion_status = self._load_emotion(settings.emotion_model)
+        # kltdct containers of /v1/transcribe and /v1/analyze go through it (live streams: the plain decoder).
+        self.decoder, self.decoder_status = load_learned_decoder(self.asr.name, settings.decoder)
         self.analyzer = Analyzer(self.asr, emotion)
         self.keys = Keys(settings.api_keys)
         self.admitted = 0
@@ -191,7 +198,7 @@ class Service:
     def _decode(self, blob: bytes) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
-            decoded = decode_for_whisper(blob, limits=self.limits)
+            decoded = decode_for_whisper(blob, limits=self.limits, decoder=self.decoder)
         except LimitExceededError as exc:
             raise over_limit(exc) from None
         except AmserError as exc:  # damaged, malformed, another preset, an unknown codec

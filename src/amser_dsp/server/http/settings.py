@@ -78,6 +78,9 @@ class ServiceSettings:
     #: Emotion checkpoint for ``/v1/analyze``: None for the packaged one (if the
     #: ``emotion`` extra is installed), ``"none"`` to run without emotion.
     emotion_model: str | None = None
+    #: How kltdct containers are decoded for the recogniser: None or ``"auto"`` for the learned decoder shipped
+    #: for the model (if torch is installed), ``"off"`` for the plain inverse transform, or a decoder file.
+    decoder: str | None = None
     #: False: a benchmark mode that receives, checks and decodes every file but does not transcribe it
     #: (``amser serve --no-recognise``; ``/v1/info`` says so; texts are empty).
     recognise: bool = True
@@ -129,7 +132,8 @@ class ServiceSettings:
         types = {
             f.name: f.type
             for f in fields(cls)
-            if f.name not in ("api_keys", "model", "language", "emotion_model", "recognise", "metrics_public")
+            if f.name
+            not in ("api_keys", "model", "language", "emotion_model", "decoder", "recognise", "metrics_public")
         }
         values: dict[str, Any] = {}
         for name, kind in types.items():
@@ -144,7 +148,7 @@ class ServiceSettings:
             if flag not in ("0", "1", "true", "false"):
                 raise ConfigError(f"AMSER_METRICS_PUBLIC={flag!r}: expected 1, 0, true or false")
             values["metrics_public"] = flag in ("1", "true")
-        for name in ("model", "language", "emotion_model"):
+        for name in ("model", "language", "emotion_model", "decoder"):
             if os.environ.get(f"AMSER_{name.upper()}"):
                 values[name] = os.environ[f"AMSER_{name.upper()}"]
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -154,7 +158,7 @@ class ServiceSettings:
         """The settings a client may see: no keys, and no path on the server's disk (the models are named by
         ``/v1/info``'s ``model`` and ``emotion`` entries)."""
         out = asdict(self)
-        for private in ("api_keys", "model", "emotion_model"):
+        for private in ("api_keys", "model", "emotion_model", "decoder"):
             out.pop(private)
         out["auth"] = "api-key" if self.api_keys else "none"
         return out

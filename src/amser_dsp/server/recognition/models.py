@@ -24,6 +24,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ __all__ = [
     "model_variables",
     "named_model",
     "resolve_model",
+    "shipped_decoder",
     "start_tokens",
 ]
 
@@ -477,3 +479,16 @@ def _install(work: Path, final: Path, spec: PackagedModel) -> None:
     except OSError:
         if not _stamp_matches(final, spec):  # not another process's finished copy
             raise
+
+
+def shipped_decoder(model: str) -> bytes | None:
+    """The learned kltdct decoder file shipped for recogniser ``model`` (``data/decoders/<model>.npz``), if any.
+
+    Torch-free, so that a service whose model has none never imports torch.  The name is only compared with
+    the folder's listing, never made into a path.
+    """
+    folder = files(__package__) / "data" / "decoders"
+    if not folder.is_dir():
+        return None
+    found = [p for p in folder.iterdir() if p.name == f"{model}.npz"]
+    return found[0].read_bytes() if found else None

@@ -33,7 +33,7 @@ from .longform import (
     encoded_rows,
     silence_value,
 )
-from .models import DEFAULT_LANGUAGE, resolve_model, start_tokens
+from .models import DEFAULT_LANGUAGE, resolve_model, shipped_decoder, start_tokens
 
 require_extra("ctranslate2", "tokenizers")
 
@@ -51,6 +51,7 @@ __all__ = [
     "decode_for_whisper",
     "default_model_path",
     "encoder_states",
+    "load_learned_decoder",
     "window_features",
 ]
 
@@ -84,8 +85,44 @@ def check_whisper_config(config: FeatureConfig | None) -> FeatureConfig:
     return config
 
 
-def decode_for_whisper(blob: bytes, *, limits: fmt.Limits | None = None) -> Decoded:
+#: ``--decoder`` choices besides a file: the shipped learned decoder when torch is installed, or never.
+DECODER_CHOICES = ("auto", "off")
+
+
+def load_learned_decoder(model: str, choice: str | None = None) -> tuple[Any, str]:
+    """The learned kltdct decoder for recogniser ``model`` (:mod:`.learned_decoder`), and a status line.
+
+    ``choice``: ``None`` or ``"auto"``: the one shipped for the model, if torch is installed (else the plain
+    decoder); ``"off"``: the plain decoder; anything else: a decoder file, which must load.
+
+    Raises
+    ------
+    ModelError
+        If a file was named and cannot be loaded (torch missing, not a decoder file, another recogniser's).
+    """
+    if choice == "off":
+        return None, "off (--decoder off): the plain inverse transform"
+    if choice in (None, "auto") and shipped_decoder(model) is None:  # no torch imported for nothing
+        return None, f"none ships for {model}: the plain inverse transform"
+    try:
+        from .learned_decoder import learned_decoder_for
+    except ImportError as exc:
+        if choice not in (None, "auto"):
+            raise ModelError(f"--decoder {choice} needs torch (pip install 'amser-dsp[emotion]'): {exc}") from None
+        return None, f"unavailable ({exc}): the plain inverse transform"
+    decoder = learned_decoder_for(model, None if choice in (None, "auto") else choice)
+    if decoder is None:
+        return None, f"none ships for {model}: the plain inverse transform"
+    if decoder.meta.get("model") != model:
+        raise ModelError(f"--decoder {choice} was trained for Whisper {decoder.meta.get('model')!r}, not {model!r}")
+    return decoder, f"learned (kltdct steps {decoder.min_step} and coarser)"
+
+
+def decode_for_whisper(blob: bytes, *, limits: fmt.Limits | None = None, decoder: Any = None) -> Decoded:
     """Decode a container whose features Whisper can read (the ``whisper`` preset's).
+
+    With ``decoder`` (:func:`load_learned_decoder`), kltdct features are corrected by it; without, they are
+    the plain inverse transform's, as :func:`~amser_dsp.codec.decode` gives them.
 
     Raises
     ------
@@ -96,7 +133,11 @@ def decode_for_whisper(blob: bytes, *, limits: fmt.Limits | None = None) -> Deco
     """
     decoded = decode_container(blob, limits=limits)
     check_whisper_config(decoded.config)
-    return decoded
+    if decoder is None:
+        return decoded
+    from .learned_decoder import refine_decoded
+
+    return refine_decoded(blob, decoded, decoder, limits)
 
 
 def window_features(features: np.ndarray, config: FeatureConfig) -> list[np.ndarray]:
