@@ -11,13 +11,13 @@ import amser_dsp
 from amser_dsp import codec as codecs
 from amser_dsp.errors import ModelError
 from amser_dsp.server.recognition.models import shipped_decoder
+from amser_dsp.server.recognition.whisper import decode_for_whisper
 
 torch = pytest.importorskip("torch")
 
 from amser_dsp.server.recognition.learned_decoder import (  # noqa: E402
     DecoderNet,
     LearnedDecoder,
-    decode_learned,
     decoder_from_bytes,
     frame_steps,
     learned_decoder_for,
@@ -99,7 +99,7 @@ def test_no_decoder_gives_the_plain_decoders_features_exactly(feats: np.ndarray)
     assert off is None and "off" in status
     plain = codecs.decode(blob)
     assert np.array_equal(decode_for_whisper(blob, decoder=off).features, plain)
-    assert np.array_equal(decode_learned(blob, None).features, plain)
+    assert np.array_equal(decode_for_whisper(blob, decoder=None).features, plain)
     learned = decode_for_whisper(blob, decoder=_perturbed()).features
     assert learned.shape == plain.shape and not np.array_equal(learned, plain)
     raw = codecs.encode(feats, config="whisper", codec="raw")  # not kltdct: untouched
@@ -133,7 +133,7 @@ def test_the_service_decodes_through_the_learned_decoder(feats: np.ndarray, tmp_
     (tmp_path / "d.npz").write_bytes(decoder.to_bytes())
     blob = codecs.encode(feats, config="whisper", kbps=1.5)
     service = Service(ServiceSettings(emotion_model="none", decoder=str(tmp_path / "d.npz")))
-    expected = decode_learned(blob, decoder_from_bytes(decoder.to_bytes())).features
+    expected = decode_for_whisper(blob, decoder=decoder_from_bytes(decoder.to_bytes())).features
     assert np.array_equal(service._decode(blob)["features"], expected)
     plain = Service(ServiceSettings(emotion_model="none", decoder="off"), transcriber=service.asr)
     assert np.array_equal(plain._decode(blob)["features"], codecs.decode(blob))
@@ -203,7 +203,7 @@ def test_the_evaluation_decodes_each_clip_with_a_decoder_that_never_saw_it(sampl
     for clip, decoder in zip(clips, (first, second), strict=True):
         feats, size = learned.run(clip, sample_audio)
         blob = plain.encode(clip, sample_audio)
-        assert size == len(blob) and np.array_equal(feats, decode_learned(blob, decoder).features)
+        assert size == len(blob) and np.array_equal(feats, decode_for_whisper(blob, decoder=decoder).features)
     first.meta["tables"] = "other-tables"
     with pytest.raises(AmserError, match="its decoder was trained on 'other-tables'"):
         learned.run(clips[0], sample_audio)

@@ -17,7 +17,7 @@ from ...api import features
 from ...config import get_preset
 from ...errors import AmserError
 from ...io import load_audio
-from ..recognition.whisper import WINDOW_FRAMES
+from ..recognition.whisper import WINDOW_FRAMES, decode_for_whisper
 
 __all__ = [
     "KLTDCT_KBPS",
@@ -122,8 +122,6 @@ def learned_modes(modes: Sequence[Mode], decoders: Sequence, folds: dict) -> lis
     (``amser train-decoder --exclude-fold I/K``); ``folds`` maps a clip to the one that excludes it, and its
     tables must be the ones the clip is coded with.
     """
-    from ..recognition.learned_decoder import decode_learned
-
     out = []
     for mode in modes:
         if mode.family != "kltdct":
@@ -139,7 +137,7 @@ def learned_modes(modes: Sequence[Mode], decoders: Sequence, folds: dict) -> lis
                     f"clip {clip.id} is coded with tables {tables!r}; its decoder was trained on "
                     f"{decoder.meta.get('tables')!r}"
                 )
-            return decode_learned(blob, decoder).features, len(blob)
+            return decode_for_whisper(blob, decoder=decoder).features, len(blob)
 
         out.append(Mode(mode.name + " + learned decoder", "kltdct learned", run))
     return out

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ... import container as fmt
-from ...codec import Decoded, decode_container
+from ...codec import Decoded
 from ...codec.containers import header_codec
 from ...codec.kltdct import KltDctCodec
 from ...errors import ModelError
@@ -37,7 +37,6 @@ from .models import shipped_decoder
 __all__ = [
     "DecoderNet",
     "LearnedDecoder",
-    "decode_learned",
     "decoder_from_bytes",
     "frame_steps",
     "learned_decoder_for",
@@ -201,12 +200,6 @@ def frame_steps(blob: bytes, n_frames: int, limits: fmt.Limits | None = None) ->
     parts = [np.full(c.n_frames, codec.chunk_step(c.payload), np.int16) for c in chunks]
     steps = np.concatenate(parts) if parts else np.zeros(0, np.int16)
     return steps if steps.size == n_frames else None
-
-
-def decode_learned(blob: bytes, decoder: LearnedDecoder | None, limits: fmt.Limits | None = None) -> Decoded:
-    """Decode a container, then correct kltdct features with ``decoder`` (none: the plain decoder's output)."""
-    decoded = decode_container(blob, limits=limits)
-    return decoded if decoder is None else refine_decoded(blob, decoded, decoder, limits)
 
 
 def refine_decoded(blob: bytes, decoded: Decoded, decoder: LearnedDecoder, limits: fmt.Limits | None) -> Decoded:
