@@ -187,6 +187,16 @@ def test_train_decoder_refuses_bad_options(
     assert not (tmp_path / "d.npz").exists()
 
 
+def test_train_decoder_never_writes_over_an_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from amser_dsp.cli import main
+
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("id\tpath\tspeaker\n")
+    assert main(["train-decoder", "--asr-manifest", str(manifest), "-o", str(manifest), "--cache", ""]) == 1
+    assert "is the --asr-manifest input" in capsys.readouterr().err
+    assert manifest.read_text() == "id\tpath\tspeaker\n"
+
+
 def test_the_evaluation_decodes_each_clip_with_a_decoder_that_never_saw_it(sample_audio: np.ndarray) -> None:
     from amser_dsp.errors import AmserError
     from amser_dsp.server.evaluation.modes import Clip, held_out_tables, kltdct_mode, learned_modes
@@ -231,3 +241,10 @@ def test_a_model_without_a_decoder_never_imports_torch() -> None:
         "assert d is None and 'none ships' in status and 'torch' not in sys.modules, status"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_container_named_as_decoder_is_one_plain_error(tmp_path: Path, feats: np.ndarray) -> None:
+    blob = tmp_path / "x.amser"
+    blob.write_bytes(codecs.encode(feats, config="whisper"))
+    with pytest.raises(ModelError, match=r"expected the \.npz that amser train-decoder writes"):
+        learned_decoder_for("tiny.en", blob)

@@ -484,9 +484,11 @@ def main_protocol(args: Any, cfg: TrainConfig) -> int:
     """``amser eval-emotion --protocol emobox``: EmoBox's folds, one fold model each, scored per setting."""
     from .emobox import differences, protocol_report, run_protocol
 
-    refused = [f"--{k}" for k in ("ablations", "plot", "emobox_json") if getattr(args, k, None) is not None]
+    refused = [
+        f"--{k}".replace("_", "-") for k in ("ablations", "plot", "emobox_json") if getattr(args, k, None) is not None
+    ]
     if refused:
-        raise AmserError(f"{', '.join(refused)} go with the held-out evaluation, not --protocol emobox")
+        raise AmserError(f"{', '.join(refused)}: these options go with the held-out evaluation, not --protocol emobox")
     if args.epochs is not None and args.epochs < 1:
         raise AmserError(f"--epochs {args.epochs}: expected a positive number of epochs per fold")
     unknown = sorted(set(args.settings or ()) - set(SETTINGS))

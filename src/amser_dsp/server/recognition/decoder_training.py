@@ -194,7 +194,13 @@ def train_decoder(
 
 def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
     torch.set_num_threads(args.threads)
+    output = Path(args.output)
+    for name in ("asr_manifest", "emotion_manifest", "tables", "init"):
+        given = getattr(args, name)
+        if given and output.exists() and output.samefile(given):
+            raise AmserError(f"-o {output} is the --{name.replace('_', '-')} input: write the decoder elsewhere")
     model = resolve_model(args.model).label
+    start = decoder_from_bytes(Path(args.init).read_bytes()) if args.init else None
     tables_name = codecs.kltdct.DEFAULT_TABLES
     exclude: list[str] = []
     if args.tables:
@@ -233,7 +239,6 @@ def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
     # The transcribed clips are the speech the recogniser is judged on: --asr-repeat draws them more often.
     pieces = speech_pieces(parts[: len(clips)]) * args.asr_repeat + speech_pieces(parts[len(clips) :])
     print(f"{len(pieces)} pieces of {PIECE_FRAMES} frames ({len(clips)} ASR clips)", file=sys.stderr)
-    start = decoder_from_bytes(Path(args.init).read_bytes()) if args.init else None
     net, info = train_decoder(
         model,
         tables_name,
@@ -259,7 +264,7 @@ def main(args: argparse.Namespace) -> int:  # called by ``amser train-decoder``
     }
     out = LearnedDecoder(net, args.min_step, meta).to_bytes()
     decoder_from_bytes(out)  # what is written reads back
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_bytes(out)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(out)
     print(f"wrote {args.output} ({len(out) / 1e6:.2f} MB) after {info['minutes']:.1f} min", file=sys.stderr)
     return 0

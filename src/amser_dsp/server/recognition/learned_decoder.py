@@ -153,6 +153,8 @@ def decoder_from_bytes(data: bytes) -> LearnedDecoder:
     ModelError
         If the file is not a learned decoder or its weights do not fit its declared shape.
     """
+    if not data.startswith(b"PK"):  # np.load would try it as a pickle and say so
+        raise ModelError("not a learned decoder file: expected the .npz that amser train-decoder writes")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode())
